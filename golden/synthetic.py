@@ -252,6 +252,7 @@ def _write_directory(
     tensors = {name: np.ascontiguousarray(t, dtype=np.float32) for name, t in tensors.items()}
     # transformers refuses safetensors files without a recognised "format" entry.
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "model.safetensors").chmod(0o644)  # safetensors creates it owner-only
     if tokenizer is not None:
         tokenizer.save(str(directory / "tokenizer.json"), pretty=True)
         _write_json(directory / "tokenizer_config.json", tokenizer_config)
