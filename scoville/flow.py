@@ -49,6 +49,7 @@ LINT_WAIVERS = (
     "UNUSEDPARAM",
     "PINCONNECTEMPTY",
     "GENUNNAMED",
+    "PROCASSINIT",  # registers carry their reset value as an initialiser (Amaranth `init=`)
 )
 
 PARAMS_ENV = "SCOVILLE_PARAMS"
@@ -232,6 +233,7 @@ def run_cocotb(
     xml = runner.test(
         test_module=test_module,
         hdl_toplevel=design.name,
+        hdl_toplevel_lang="verilog",
         testcase=testcase,
         build_dir=result.build_dir,
         test_dir=test_dir,
@@ -249,7 +251,9 @@ def run_cocotb(
     if failed:
         log = (test_dir / "sim.log").read_text(errors="replace").splitlines()
         tail = "\n".join(log[-80:])
-        raise AssertionError(f"{test_module}: {failed} of {total} cocotb tests failed; log {test_dir / 'sim.log'} ends:\n{tail}")
+        raise AssertionError(
+            f"{test_module}: {failed} of {total} cocotb tests failed; log {test_dir / 'sim.log'} ends:\n"
+            + tail)
     return test_dir
 
 

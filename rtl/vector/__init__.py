@@ -1,0 +1,1 @@
+"""The vector unit: the transformer's non-matrix math on C lanes."""

@@ -1,0 +1,110 @@
+"""Requantizer: int32 accumulators to int8/int16/int32 with multiplier, shift, bias, saturation."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Requantizer", "requant_input_layout"]
+
+#: Widths of the per-lane operands (the contract of :func:`golden.ops.requantize`).
+ACC_BITS = 32
+MULT_BITS = 16
+EXP_BITS = 8
+BIAS_BITS = 32
+PRODUCT_BITS = ACC_BITS + MULT_BITS
+MAX_LEFT_SHIFT = 15
+
+
+def requant_input_layout(lanes: int) -> data.StructLayout:
+    """One row of ``lanes`` requantization jobs: accumulator, multiplier, exponent, bias."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(ACC_BITS), lanes),
+        "mult": data.ArrayLayout(signed(MULT_BITS), lanes),
+        "exp": data.ArrayLayout(signed(EXP_BITS), lanes),
+        "bias": data.ArrayLayout(signed(BIAS_BITS), lanes),
+    })
+
+
+class Requantizer(wiring.Component):
+    """``saturate(round_shift(acc * mult, -exp) + bias, out_bits)`` on ``lanes`` lanes.
+
+    Bit-exact with :func:`golden.ops.requantize`: the rounding is half up
+    (``(p + 2**(s-1)) >> s``, computed as ``((p >> (s-1)) + 1) >> 1``), right shifts of 48 or
+    more give 0, positive exponents (at most 15) shift left, and the sum with the bias saturates
+    to ``out_bits``.
+
+    Parameters
+    ----------
+    lanes : int
+        Values per row (the vector unit's width), at least 1.
+    out_bits : int
+        Output width: 8, 16 or 32.
+
+    Ports
+    -----
+    i : In(stream.Signature(requant_input_layout(lanes)))
+    o : Out(stream.Signature(data.ArrayLayout(signed(out_bits), lanes)))
+
+    Latency: 3 cycles. Throughput: one row per cycle. The pipeline holds when ``o`` is stalled.
+    """
+
+    def __init__(self, lanes: int = 4, out_bits: int = 8):
+        if not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
+        if out_bits not in (8, 16, 32):
+            raise ValueError(f"out_bits must be 8, 16 or 32, got {out_bits!r}")
+        self.lanes = lanes
+        self.out_bits = out_bits
+        super().__init__({
+            "i": In(stream.Signature(requant_input_layout(lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(out_bits), lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self.lanes
+        out_max = (1 << (self.out_bits - 1)) - 1
+        out_min = -(1 << (self.out_bits - 1))
+
+        # A stage moves when the stage after it is empty or moving; the output stage when the
+        # consumer takes it. One `advance` for the whole pipeline keeps the control trivially
+        # correct; bubbles inside are not collapsed.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+
+        valid1, valid2 = Signal(), Signal()
+        product = [Signal(signed(PRODUCT_BITS), name=f"product{n}") for n in range(lanes)]
+        exp1 = [Signal(signed(EXP_BITS), name=f"exp1_{n}") for n in range(lanes)]
+        bias1 = [Signal(signed(BIAS_BITS), name=f"bias1_{n}") for n in range(lanes)]
+        scaled = [Signal(signed(PRODUCT_BITS + MAX_LEFT_SHIFT), name=f"scaled{n}") for n in range(lanes)]
+        bias2 = [Signal(signed(BIAS_BITS), name=f"bias2_{n}") for n in range(lanes)]
+
+        with m.If(advance):
+            m.d.sync += [valid1.eq(self.i.valid), valid2.eq(valid1), self.o.valid.eq(valid2)]
+            for n in range(lanes):
+                p = self.i.payload
+                m.d.sync += [
+                    product[n].eq(p.acc[n] * p.mult[n]),
+                    exp1[n].eq(p.exp[n]),
+                    bias1[n].eq(p.bias[n]),
+                ]
+                # right shift minus one, for the half-up rounding below (used when exp < 0)
+                right_m1 = Signal(range(64), name=f"right_m1_{n}")
+                m.d.comb += right_m1.eq(Mux(exp1[n] < -63, 62, (-1 - exp1[n]).as_unsigned()[:6]))
+                half = Signal(signed(PRODUCT_BITS), name=f"half{n}")
+                m.d.comb += half.eq(product[n] >> right_m1)
+                rounded = (half + 1) >> 1
+                left = exp1[n].as_unsigned()[:4]
+                with m.If(exp1[n] > 0):
+                    m.d.sync += scaled[n].eq(product[n] << left)
+                with m.Elif(exp1[n] == 0):
+                    m.d.sync += scaled[n].eq(product[n])
+                with m.Else():
+                    m.d.sync += scaled[n].eq(rounded)
+                m.d.sync += bias2[n].eq(bias1[n])
+
+                total = Signal(signed(PRODUCT_BITS + MAX_LEFT_SHIFT + 1), name=f"total{n}")
+                m.d.comb += total.eq(scaled[n] + bias2[n])
+                m.d.sync += self.o.payload[n].eq(
+                    Mux(total > out_max, out_max, Mux(total < out_min, out_min, total)))
+        return m
