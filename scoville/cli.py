@@ -1,0 +1,161 @@
+"""``scoville``: run a model on a backend and write its outputs.
+
+Contract (other tools script it)::
+
+    scoville run MODEL (--ids 1,2,3 | --text "...") [--backend float|golden|rtl]
+                 [--generate N] [--out FILE.npz]
+
+``--out`` writes ``hidden`` float32 [seq, hidden] (Llama: after the final norm; BERT:
+last_hidden_state), ``logits`` float32 [seq, vocab] (causal LMs), ``pooled`` float32 [hidden]
+(BERT, mean over tokens) and ``tokens`` int64 [N] with ``--generate N``. Integer backends write
+dequantized values. Bad input exits 1 with one line naming the problem; ``--backend rtl`` exits
+2 until the chip can run models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+EXIT_BAD_INPUT = 1
+EXIT_UNAVAILABLE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 1."""
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened, in float64."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denominator) if denominator else float("nan")
+
+
+def _parse_ids(text: str) -> np.ndarray:
+    try:
+        ids = [int(part) for part in text.replace(" ", "").split(",") if part != ""]
+    except ValueError:
+        raise UsageError(f"--ids must be comma-separated integers, got {text!r}") from None
+    if not ids:
+        raise UsageError("--ids is empty")
+    return np.array(ids, dtype=np.int64)
+
+
+def _resolve_backend(name: str) -> str:
+    if name == "best":
+        return "golden"  # the RTL backend takes over once the chip runs models (issue 7)
+    return name
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from golden.model import generate, run_model
+    from scoville.models import load_model
+
+    backend = _resolve_backend(args.backend)
+    if backend == "rtl":
+        print("scoville: the rtl backend is not available yet: the chip cannot run models "
+              "(use --backend golden, its bit-exact reference)", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.generate is not None and args.generate < 1:
+        raise UsageError(f"--generate takes a positive count, got {args.generate}")
+
+    ckpt = load_model(args.model)
+    ids = _parse_ids(args.ids) if args.ids is not None else ckpt.encode(args.text)
+    ids = ckpt.check_ids(ids)
+
+    start = time.perf_counter()
+    if args.generate is not None and ckpt.config.arch != "llama":
+        raise UsageError(f"--generate needs a causal LM; {ckpt.name or args.model} is a {ckpt.config.arch} encoder")
+    if args.generate is not None and len(ids) + args.generate > ckpt.config.max_positions:
+        raise UsageError(f"prompt of {len(ids)} tokens plus {args.generate} generated exceeds the model's "
+                         f"{ckpt.config.max_positions} positions")
+
+    tokens = None
+    if args.generate is not None:
+        tokens, out = generate(ckpt, ids, args.generate, backend=backend)
+    else:
+        out = run_model(ckpt, ids, backend=backend)
+    wall = time.perf_counter() - start
+
+    cfg = ckpt.config
+    print(f"model:    {ckpt.name or args.model} ({cfg.arch}, {cfg.num_layers} layers, hidden {cfg.hidden_size})")
+    print(f"sequence: {len(ids)} tokens")
+    print(f"backend:  {backend}")
+    print(f"wall:     {wall:.3f} s")
+    if backend == "golden":
+        reference = run_model(ckpt, ids, backend="float")
+        print(f"cosine vs float (hidden states): {cosine(out.hidden, reference.hidden):.5f}")
+        if out.pooled is not None:
+            print(f"cosine vs float (pooled embedding): {cosine(out.pooled, reference.pooled):.5f}")
+    if tokens is not None:
+        text = ""
+        if ckpt.tokenizer is not None:
+            text = " " + repr(ckpt.tokenizer.decode(tokens.tolist()))
+        print(f"generated: {tokens.tolist()}{text}")
+
+    if args.out:
+        arrays = {"hidden": out.hidden.astype(np.float32)}
+        if out.logits is not None:
+            arrays["logits"] = out.logits.astype(np.float32)
+        if out.pooled is not None:
+            arrays["pooled"] = out.pooled.astype(np.float32)
+        if tokens is not None:
+            arrays["tokens"] = tokens.astype(np.int64)
+        try:
+            np.savez(args.out, **arrays)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"wrote:    {args.out} ({', '.join(arrays)})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from scoville.models import MODELS
+
+    for name, description in MODELS.items():
+        print(f"{name:12s} {description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scoville", description="Scoville LLM-inference processor tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a model on a backend")
+    run.add_argument("model", help="checkpoint directory (config.json + model.safetensors) or a named model "
+                                   "(`scoville models` lists them)")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ids", help="comma-separated token ids, e.g. 1,2,3")
+    source.add_argument("--text", help="text, encoded with the checkpoint's tokenizer.json")
+    run.add_argument("--backend", default="float", choices=["float", "golden", "rtl", "best"],
+                     help="float: numpy float32 (Hugging Face semantics); golden: the hardware's exact "
+                          "integer arithmetic; rtl: the generated Verilog; best: the most faithful "
+                          "available (default: float)")
+    run.add_argument("--generate", type=int, metavar="N", help="greedily generate N tokens (causal LMs)")
+    run.add_argument("--out", metavar="FILE.npz", help="write hidden/logits/pooled/tokens to an npz file")
+    run.set_defaults(func=cmd_run)
+
+    models = sub.add_parser("models", help="list the named models")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from golden.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, UsageError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"scoville: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
