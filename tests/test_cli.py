@@ -1,0 +1,101 @@
+"""The `scoville run` contract: outputs, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from golden.synthetic import write_llama
+from scoville.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_llama_npz_contract(capsys, tmp_path):
+    out = tmp_path / "t.npz"
+    code, stdout, _ = run(capsys, "run", "tiny-llama", "--ids", "1,2,3,4", "--backend", "golden",
+                          "--generate", "3", "--out", str(out))
+    assert code == 0
+    for field in ("model:", "sequence: 4 tokens", "backend:  golden", "wall:", "cosine vs float"):
+        assert field in stdout
+    z = np.load(out)
+    assert set(z.files) == {"hidden", "logits", "tokens"}
+    assert z["hidden"].dtype == np.float32 and z["hidden"].shape == (4, 64)
+    assert z["logits"].dtype == np.float32 and z["logits"].shape == (4, 512)
+    assert z["tokens"].dtype == np.int64 and z["tokens"].shape == (3,)
+
+
+def test_bert_npz_contract(capsys, tmp_path):
+    out = tmp_path / "e.npz"
+    code, _, _ = run(capsys, "run", "minilm", "--text", "A man is eating food.", "--out", str(out))
+    assert code == 0
+    z = np.load(out)
+    assert set(z.files) == {"hidden", "pooled"}
+    assert z["pooled"].shape == (384,) and z["hidden"].shape[1] == 384
+    np.testing.assert_allclose(z["pooled"], z["hidden"].mean(axis=0), rtol=1e-6)
+
+
+def test_rtl_backend_is_not_available_yet(capsys):
+    code, _, err = run(capsys, "run", "tiny-llama", "--ids", "1", "--backend", "rtl")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def _broken_checkpoint(tmp_path, mutate):
+    path = write_llama(tmp_path / "m", vocab_size=50, hidden_size=16, intermediate_size=24, num_layers=1,
+                       num_heads=2, max_positions=8, tokenizer=False)
+    mutate(path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_config", "bad_json", "unsupported_arch", "missing_weights",
+                                  "ids_out_of_vocab", "too_long", "bad_ids", "generate_bert",
+                                  "text_without_tokenizer", "unknown_model"])
+def test_bad_input_exits_1_with_one_line(capsys, tmp_path, case):
+    def config_edit(edit):
+        def mutate(path):
+            cfg = json.loads((path / "config.json").read_text())
+            edit(cfg)
+            (path / "config.json").write_text(json.dumps(cfg))
+        return mutate
+
+    args = ["--ids", "1,2"]
+    model = None
+    if case == "missing_config":
+        model = _broken_checkpoint(tmp_path, lambda p: (p / "config.json").unlink())
+    elif case == "bad_json":
+        model = _broken_checkpoint(tmp_path, lambda p: (p / "config.json").write_text("{not json"))
+    elif case == "unsupported_arch":
+        model = _broken_checkpoint(tmp_path, config_edit(lambda c: c.update(architectures=["GPT2LMHeadModel"],
+                                                                            model_type="gpt2")))
+    elif case == "missing_weights":
+        model = _broken_checkpoint(tmp_path, lambda p: (p / "model.safetensors").unlink())
+    elif case == "ids_out_of_vocab":
+        model, args = _broken_checkpoint(tmp_path, lambda p: None), ["--ids", "1,50"]
+    elif case == "too_long":
+        model, args = _broken_checkpoint(tmp_path, lambda p: None), ["--ids", ",".join(["1"] * 9)]
+    elif case == "bad_ids":
+        model, args = "tiny-llama", ["--ids", "1,x"]
+    elif case == "generate_bert":
+        model, args = "minilm", ["--ids", "101,102", "--generate", "2"]
+    elif case == "text_without_tokenizer":
+        model, args = _broken_checkpoint(tmp_path, lambda p: None), ["--text", "hello"]
+    elif case == "unknown_model":
+        model = "no-such-model"
+    code, _, err = run(capsys, "run", str(model), *args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scoville: error:"), err
+    assert "Traceback" not in err
+
+
+def test_console_script_runs():
+    result = subprocess.run([sys.executable, "-m", "scoville.cli", "run", "tiny-llama", "--ids", "5,6"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "backend:  float" in result.stdout
