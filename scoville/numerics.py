@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def _pwl(name: str, func, lo: float, hi: float, index_bits: int, frac_bits: int,
     return PwlTable(name, index_bits, frac_bits, knots)
 
 
-@lru_cache(maxsize=None)
+@cache
 def exp2_table() -> PwlTable:
     """``2**-f`` for ``f`` in [0, 1), Q0.15; argument is the fraction in Q0.(index+frac)."""
     return _pwl("exp2", lambda f: 2.0 ** (-f), 0.0, 1.0, 5, 9, 1 << PROB_FRAC)
@@ -95,7 +95,7 @@ GELU_RANGE = 4.0
 SILU_RANGE = 8.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def gelu_table() -> PwlTable:
     """Normal CDF on [0, GELU_RANGE), Q0.15; argument is |x| in the wide format (FRAC bits)."""
     index_bits = 5
@@ -104,7 +104,7 @@ def gelu_table() -> PwlTable:
                 index_bits, frac_bits, 1 << PROB_FRAC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def silu_table() -> PwlTable:
     """Logistic sigmoid on [0, SILU_RANGE), Q0.15; argument is |x| in the wide format."""
     index_bits = 6
@@ -113,7 +113,7 @@ def silu_table() -> PwlTable:
                 index_bits, frac_bits, 1 << PROB_FRAC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def sine_table() -> PwlTable:
     """sin over one full turn, Q1.14; argument is a phase in turns, Q0.PHASE_BITS."""
     index_bits = 8
