@@ -190,7 +190,8 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     env = verilator_env()
     _apply_env(env)
     build_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(build_dir) + ".lock"):
+    # One Verilator compile at a time on the machine: each already uses every core (make -j).
+    with FileLock(str(build_dir) + ".lock"), FileLock(str(BUILD_ROOT / "verilator-compile.lock")):
         if not binary.exists():
             runner = get_runner("verilator")
             runner.build(
