@@ -58,3 +58,14 @@ lint: $(STAMP) ## ruff over the Python sources
 
 clean: ## Remove generated build output (keeps .venv)
 	rm -rf build
+
+# torch (its CPU wheel) and transformers only serve the comparison with Hugging Face, so they are
+# installed on demand rather than by `make install`.
+HF_STAMP := $(VENV)/.hf
+$(HF_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet torch==2.13.0 transformers==5.23.0
+	@touch $@
+
+.PHONY: test-hf
+test-hf: $(HF_STAMP) $(MINILM_STAMP) ## Compare the float backend with Hugging Face transformers (installs torch)
+	$(PY) -m pytest -m hf -s tests
