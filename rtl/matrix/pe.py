@@ -1,0 +1,67 @@
+"""Processing element of the weight-stationary systolic array."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """One int8 x int8 multiply-accumulate cell with two weight registers (double buffer).
+
+    Activations travel left to right with the bank tag that says which of the two weights they
+    meet; partial sums travel top to bottom.
+
+    Parameters
+    ----------
+    psum_width : int
+        Width of the partial sums (enough for a column of products without overflow).
+
+    Ports
+    -----
+    activation_in, bank_in : In
+        Activation and its weight-bank tag from the left neighbour (or the input skew).
+    activation_out, bank_out : Out
+        The same, registered, to the right neighbour (1 cycle).
+    psum_in : In(signed(psum_width))
+        Partial sum from the cell above (0 for the top row).
+    psum_out : Out(signed(psum_width))
+        ``psum_in + activation * weight[bank]``; the product is registered first, so the sum of
+        an activation that arrives in cycle t leaves in cycle t + 3 (t + 1 ``activation_out``,
+        t + 2 product register, t + 3 ``psum_out``).
+    weight, weight_write : In
+        ``weight_write[b]`` loads ``weight`` into bank ``b`` at the next clock edge.
+    """
+
+    def __init__(self, psum_width: int):
+        if not isinstance(psum_width, int) or psum_width < 16:
+            raise ValueError(f"psum_width must be an integer >= 16, got {psum_width!r}")
+        self.psum_width = psum_width
+        super().__init__({
+            "activation_in": In(signed(8)),
+            "bank_in": In(1),
+            "activation_out": Out(signed(8)),
+            "bank_out": Out(1),
+            "psum_in": In(signed(psum_width)),
+            "psum_out": Out(signed(psum_width)),
+            "weight": In(signed(8)),
+            "weight_write": In(2),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        weights = [Signal(signed(8), name=f"weight{bank}") for bank in range(2)]
+        product = Signal(signed(16))
+        for bank, weight in enumerate(weights):
+            with m.If(self.weight_write[bank]):
+                m.d.sync += weight.eq(self.weight)
+        m.d.sync += [
+            self.activation_out.eq(self.activation_in),
+            self.bank_out.eq(self.bank_in),
+            # A register after the multiplier lets it map onto a DSP with its output register and
+            # keeps the multiplier and the adder's carry chain in separate cycles.
+            product.eq(self.activation_out * Mux(self.bank_out, weights[1], weights[0])),
+            self.psum_out.eq(self.psum_in + product),
+        ]
+        return m

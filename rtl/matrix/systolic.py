@@ -1,0 +1,272 @@
+"""R x C int8 weight-stationary systolic array with double-buffered weights and stream ports."""
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.matrix.pe import ProcessingElement
+
+__all__ = [
+    "SystolicArray", "weight_row_layout", "activation_row_layout", "result_row_layout",
+    "counters_layout", "psum_width", "MAX_DIM",
+]
+
+#: Largest R or C accepted (the issue's scaling studies go to 32x32).
+MAX_DIM = 64
+RESULT_BITS = 32
+COUNTER_BITS = 32
+
+
+def weight_row_layout(columns: int) -> data.StructLayout:
+    """One row of a weight tile: ``columns`` int8 weights (row k of the R x C tile)."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(8), columns)})
+
+
+def activation_row_layout(rows: int) -> data.StructLayout:
+    """One activation row: ``rows`` int8 values (a K-slice of one row of A) and two flags.
+
+    ``accumulate`` is carried to the result row unchanged (add into the accumulator instead of
+    overwriting it); ``last`` marks the last row that uses the current weight tile.
+    """
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(8), rows),
+        "accumulate": 1,
+        "last": 1,
+    })
+
+
+def result_row_layout(columns: int) -> data.StructLayout:
+    """One result row: ``columns`` int32 dot products and the flags of its activation row."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(RESULT_BITS), columns),
+        "accumulate": 1,
+        "last": 1,
+    })
+
+
+#: Performance counters (cycles since reset, saturating is not needed at 32 bits for tests).
+counters_layout = data.StructLayout({
+    "busy": COUNTER_BITS,            # an activation row entered the array
+    "stall_weights": COUNTER_BITS,   # an activation row waited for its weight tile
+    "stall_output": COUNTER_BITS,    # an activation row waited for room on the result side
+    "idle": COUNTER_BITS,            # no activation row offered
+})
+
+
+def psum_width(rows: int) -> int:
+    """Bits that hold any sum of ``rows`` int8 x int8 products (largest: rows * 128 * 128)."""
+    return (rows * 128 * 128).bit_length() + 1
+
+
+def _check_dim(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIM:
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_DIM}, got {value!r}")
+
+
+class SystolicArray(wiring.Component):
+    """``rows`` x ``columns`` int8 weight-stationary systolic array, int32 results.
+
+    A weight tile ``W`` (``rows`` x ``columns``, K x N) stays in the array while activation rows
+    ``a`` (length ``rows``) stream through; each produces the result row ``a @ W`` (length
+    ``columns``, exact int32). Every processing element holds two weights: the next tile loads
+    into the idle bank while the current one computes, and a bank tag that travels with each
+    activation selects the bank, so consecutive tiles follow each other without a bubble.
+
+    Parameters
+    ----------
+    rows : int
+        R, the K extent of a weight tile (activation row length), 1 to :data:`MAX_DIM`.
+    columns : int
+        C, the N extent of a weight tile (result row length), 1 to :data:`MAX_DIM`.
+
+    Ports
+    -----
+    weights : In(stream.Signature(weight_row_layout(columns)))
+        Weight tiles, ``rows`` beats each, tile row 0 first. A tile may load while the previous
+        one computes; the port stalls while both banks are taken.
+    activations : In(stream.Signature(activation_row_layout(rows)))
+        Activation rows for the oldest loaded tile; the row with ``last`` set releases the tile.
+    results : Out(stream.Signature(result_row_layout(columns)))
+        One result row per activation row, in order, with its ``accumulate`` and ``last`` flags.
+    counters : Out(counters_layout)
+        Cycle counters since reset: busy, stalled on weights, stalled on output room, idle.
+
+    Latency: an activation row accepted in cycle t writes its result row into the output FIFO in
+    cycle t + rows + columns + 1, and it is offered on ``results`` from cycle t + rows + columns
+    + 2 (:attr:`latency`). Throughput: one row per cycle. Back-pressure on ``results`` does not
+    stop the array: rows are admitted only while the output FIFO has room reserved for every row
+    in flight (credit counting), so no enable signal fans out to the processing elements.
+    A weight bank is rewritten at the earliest ``columns`` cycles after its tile's last row entered
+    (the time that row needs to pass the bank's last column).
+    """
+
+    def __init__(self, rows: int = 8, columns: int = 8):
+        _check_dim("rows", rows)
+        _check_dim("columns", columns)
+        self.rows = rows
+        self.columns = columns
+        self.psum_width = psum_width(rows)
+        #: Cycles from acceptance of an activation row to its result row being written to the FIFO.
+        self.pipeline_depth = rows + columns + 1
+        #: Cycles from acceptance of an activation row to its result row being offered.
+        self.latency = self.pipeline_depth + 1
+        # Rows in flight in steady state are pipeline_depth + FIFO latency + credit return; the
+        # margin makes the array run at one row per cycle with an always-ready sink.
+        self.fifo_depth = self.pipeline_depth + 4
+        super().__init__({
+            "weights": In(stream.Signature(weight_row_layout(columns))),
+            "activations": In(stream.Signature(activation_row_layout(rows))),
+            "results": Out(stream.Signature(result_row_layout(columns))),
+            "counters": Out(counters_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.columns
+
+        # ---- control: which bank holds which tile --------------------------------------------
+        loaded = Signal(2)                     # bank holds a complete tile not yet released
+        compute_bank = Signal()                # bank the next activation row uses
+        load_bank = Signal()                   # bank the next weight beat writes
+        load_row = Signal(range(max(R, 2)))
+        drain = [Signal(range(C + 1), name=f"drain{bank}") for bank in range(2)]
+        reserved = Signal(range(self.fifo_depth + 1))   # FIFO entries promised to rows in flight
+
+        load_drain = Signal(range(C + 1))
+        m.d.comb += load_drain.eq(Cat(*drain).word_select(load_bank, len(drain[0])))
+        m.d.comb += self.weights.ready.eq(~loaded.bit_select(load_bank, 1) & (load_drain == 0))
+        has_room = Signal()
+        m.d.comb += has_room.eq(reserved < self.fifo_depth)
+        m.d.comb += self.activations.ready.eq(loaded.bit_select(compute_bank, 1) & has_room)
+
+        weight_accept = Signal()
+        row_accept = Signal()
+        m.d.comb += [
+            weight_accept.eq(self.weights.valid & self.weights.ready),
+            row_accept.eq(self.activations.valid & self.activations.ready),
+        ]
+
+        # Weight beats are registered once before they fan out to a row of the array.
+        write_valid = Signal()
+        write_row = Signal(range(max(R, 2)))
+        write_bank = Signal()
+        write_data = Signal(weight_row_layout(C))
+        m.d.sync += [
+            write_valid.eq(weight_accept),
+            write_row.eq(load_row),
+            write_bank.eq(load_bank),
+            write_data.eq(self.weights.payload),
+        ]
+
+        with m.If(weight_accept):
+            with m.If(load_row == R - 1):
+                m.d.sync += [load_row.eq(0), load_bank.eq(~load_bank)]
+            with m.Else():
+                m.d.sync += load_row.eq(load_row + 1)
+
+        release = Signal()
+        m.d.comb += release.eq(row_accept & self.activations.payload.last)
+        with m.If(release):
+            m.d.sync += compute_bank.eq(~compute_bank)
+        for bank in range(2):
+            set_loaded = weight_accept & (load_row == R - 1) & (load_bank == bank)
+            clear_loaded = release & (compute_bank == bank)
+            with m.If(set_loaded):
+                m.d.sync += loaded[bank].eq(1)
+            with m.Elif(clear_loaded):
+                m.d.sync += loaded[bank].eq(0)
+            with m.If(clear_loaded):
+                m.d.sync += drain[bank].eq(C)
+            with m.Elif(drain[bank] != 0):
+                m.d.sync += drain[bank].eq(drain[bank] - 1)
+
+        # ---- the array -----------------------------------------------------------------------
+        pes = [[ProcessingElement(self.psum_width) for _ in range(C)] for _ in range(R)]
+        for k in range(R):
+            for j in range(C):
+                m.submodules[f"pe_{k}_{j}"] = pe = pes[k][j]
+                m.d.comb += [
+                    pe.weight.eq(write_data.data[j]),
+                    pe.weight_write.eq(Cat(write_valid & (write_row == k) & (write_bank == 0),
+                                           write_valid & (write_row == k) & (write_bank == 1))),
+                ]
+                if j > 0:
+                    m.d.comb += [pe.activation_in.eq(pes[k][j - 1].activation_out),
+                                 pe.bank_in.eq(pes[k][j - 1].bank_out)]
+                if k > 0:
+                    m.d.comb += pe.psum_in.eq(pes[k - 1][j].psum_out)
+                else:
+                    m.d.comb += pe.psum_in.eq(0)
+
+        # Input skew: element k of a row meets row k of the array k cycles late, so it arrives at
+        # each cell together with the partial sum of the same row from the cell above.
+        for k in range(R):
+            activation = self.activations.payload.data[k]
+            bank = compute_bank
+            for stage in range(k):
+                delayed_activation = Signal(signed(8), name=f"skew_a{k}_{stage}")
+                delayed_bank = Signal(name=f"skew_b{k}_{stage}")
+                m.d.sync += [delayed_activation.eq(activation), delayed_bank.eq(bank)]
+                activation, bank = delayed_activation, delayed_bank
+            m.d.comb += [pes[k][0].activation_in.eq(activation), pes[k][0].bank_in.eq(bank)]
+
+        # Output de-skew: column j leaves the bottom row j cycles after column 0; delay it by
+        # C - 1 - j so a whole result row is ready in one cycle.
+        result_columns = []
+        for j in range(C):
+            value = pes[R - 1][j].psum_out
+            for stage in range(C - 1 - j):
+                delayed = Signal(signed(self.psum_width), name=f"deskew{j}_{stage}")
+                m.d.sync += delayed.eq(value)
+                value = delayed
+            result_columns.append(value)
+
+        # Row bookkeeping travels beside the data: valid and flags, pipeline_depth stages.
+        flags = Signal(3)
+        m.d.comb += flags.eq(Cat(row_accept, self.activations.payload.accumulate,
+                                 self.activations.payload.last))
+        for stage in range(self.pipeline_depth):
+            delayed = Signal(3, name=f"row_flags{stage}")
+            m.d.sync += delayed.eq(flags)
+            flags = delayed
+
+        # ---- output FIFO with credits --------------------------------------------------------
+        entry = data.StructLayout({
+            "data": data.ArrayLayout(signed(self.psum_width), C),
+            "accumulate": 1,
+            "last": 1,
+        })
+        m.submodules.output_fifo = output_fifo = fifo.SyncFIFOBuffered(
+            width=entry.size, depth=self.fifo_depth)
+        fifo_in = data.View(entry, output_fifo.w_data)
+        fifo_out = data.View(entry, output_fifo.r_data)
+        m.d.comb += [
+            output_fifo.w_en.eq(flags[0]),
+            fifo_in.accumulate.eq(flags[1]),
+            fifo_in.last.eq(flags[2]),
+        ]
+        for j in range(C):
+            m.d.comb += fifo_in.data[j].eq(result_columns[j])
+        m.d.comb += [
+            self.results.valid.eq(output_fifo.r_rdy),
+            output_fifo.r_en.eq(self.results.ready),
+            self.results.payload.accumulate.eq(fifo_out.accumulate),
+            self.results.payload.last.eq(fifo_out.last),
+        ]
+        for j in range(C):
+            m.d.comb += self.results.payload.data[j].eq(fifo_out.data[j])   # sign-extends
+
+        result_taken = Signal()
+        m.d.comb += result_taken.eq(self.results.valid & self.results.ready)
+        m.d.sync += reserved.eq(reserved + row_accept - result_taken)
+
+        # ---- performance counters ------------------------------------------------------------
+        with m.If(row_accept):
+            m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
+        with m.Elif(~self.activations.valid):
+            m.d.sync += self.counters.idle.eq(self.counters.idle + 1)
+        with m.Elif(~loaded.bit_select(compute_bank, 1)):
+            m.d.sync += self.counters.stall_weights.eq(self.counters.stall_weights + 1)
+        with m.Else():
+            m.d.sync += self.counters.stall_output.eq(self.counters.stall_output + 1)
+        return m
