@@ -79,13 +79,19 @@ def _apply_env(env: Mapping[str, str]) -> None:
         os.environ[key] = env[key]
 
 
+#: The files outside rtl/ that hardware may import (shared facts); editing anything else in
+#: scoville/ (the CLI, the flow itself) must not invalidate every cached build.
+SHARED_SOURCES = ("scoville/numerics.py", "scoville/config.py", "scoville/isa.py", "scoville/bits.py")
+
+
 def _rtl_source_digest() -> str:
     """Hash of every Python source that can change the generated hardware."""
     digest = hashlib.sha256()
-    for folder in (REPO_ROOT / "rtl", REPO_ROOT / "scoville"):
-        for path in sorted(folder.rglob("*.py")):
-            digest.update(str(path.relative_to(REPO_ROOT)).encode())
-            digest.update(path.read_bytes())
+    paths = sorted((REPO_ROOT / "rtl").rglob("*.py"))
+    paths += [REPO_ROOT / name for name in SHARED_SOURCES if (REPO_ROOT / name).exists()]
+    for path in paths:
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -10,46 +10,11 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from amaranth.hdl import Shape
-from amaranth.lib import data
 from cocotb.triggers import RisingEdge
 
+from scoville.bits import pack, unpack
 
-def _shape(field_shape) -> Any:
-    return field_shape if isinstance(field_shape, data.Layout) else Shape.cast(field_shape)
-
-
-def pack(layout, value) -> int:
-    """Pack nested dicts/lists/ints into the integer bits of an Amaranth shape or layout."""
-    shape = _shape(layout)
-    if isinstance(shape, data.ArrayLayout):
-        out = 0
-        elem_width = Shape.cast(shape.elem_shape).width
-        for n, item in enumerate(value):
-            out |= pack(shape.elem_shape, item) << (n * elem_width)
-        return out
-    if isinstance(shape, data.StructLayout):
-        out = 0
-        for name, field in shape:
-            out |= pack(field.shape, value[name]) << field.offset
-        return out
-    return int(value) & ((1 << shape.width) - 1)
-
-
-def unpack(layout, bits: int):
-    """Inverse of :func:`pack`: nested dicts/lists of Python ints (signed where the shape is)."""
-    shape = _shape(layout)
-    if isinstance(shape, data.ArrayLayout):
-        elem_width = Shape.cast(shape.elem_shape).width
-        return [unpack(shape.elem_shape, (bits >> (n * elem_width)) & ((1 << elem_width) - 1))
-                for n in range(shape.length)]
-    if isinstance(shape, data.StructLayout):
-        return {name: unpack(field.shape, (bits >> field.offset) & ((1 << Shape.cast(field.shape).width) - 1))
-                for name, field in shape}
-    bits &= (1 << shape.width) - 1
-    if shape.signed and bits >> (shape.width - 1):
-        bits -= 1 << shape.width
-    return bits
+__all__ = ["pack", "unpack", "pauses", "StreamSource", "StreamSink"]
 
 
 def pauses(probability: float, rng: random.Random) -> Iterator[bool]:

@@ -1,0 +1,69 @@
+"""One configuration object per chip: the RTL, the compiler, the golden model, the performance
+model and the reports all read it, so nothing is sized twice."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """Sizes of a Scoville chip.
+
+    Parameters
+    ----------
+    rows, columns : int
+        Systolic array R x C (R is the K extent of a weight tile, C the N extent).
+    lanes : int
+        Vector unit lanes (normally ``columns``).
+    spad_bytes : int
+        Scratchpad capacity (int8 activations and weights).
+    acc_words : int
+        Accumulator SRAM capacity in int32 words (accumulators, wide tensors, scales).
+    bus_bytes : int
+        Data width of the DRAM port (AXI4 data bus) in bytes.
+    dram_bytes : int
+        Size of the external memory window a job may use.
+    mesh_width, mesh_height : int
+        Network-on-chip mesh; a single-core chip is 1 x 1 (core) plus its memory tile.
+    """
+
+    rows: int = 8
+    columns: int = 8
+    lanes: int = 8
+    spad_bytes: int = 256 * 1024
+    acc_words: int = 64 * 1024
+    bus_bytes: int = 8
+    dram_bytes: int = 64 * 1024 * 1024
+    mesh_width: int = 1
+    mesh_height: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "columns", "lanes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 64:
+                raise ValueError(f"{name} must be an integer from 1 to 64, got {value!r}")
+        for name in ("spad_bytes", "acc_words", "dram_bytes", "mesh_width", "mesh_height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.bus_bytes not in (4, 8, 16, 32, 64):
+            raise ValueError(f"bus_bytes must be 4, 8, 16, 32 or 64, got {self.bus_bytes!r}")
+        if self.dram_bytes > 1 << 32:
+            raise ValueError(f"dram_bytes must fit 32-bit addresses, got {self.dram_bytes}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.rows}x{self.columns}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Configurations used by tests, the FPGA and scaling studies.
+CONFIGS = {
+    "2x2": ChipConfig(rows=2, columns=2, lanes=2, spad_bytes=64 * 1024, acc_words=16 * 1024),
+    "8x8": ChipConfig(),
+    "16x16": ChipConfig(rows=16, columns=16, lanes=16, spad_bytes=512 * 1024, acc_words=128 * 1024, bus_bytes=16),
+    "32x32": ChipConfig(rows=32, columns=32, lanes=32, spad_bytes=1024 * 1024, acc_words=256 * 1024, bus_bytes=32),
+}
