@@ -1,0 +1,1 @@
+"""Network-on-chip: flit format, router, mesh, self-test traffic hardware."""
