@@ -1,0 +1,1 @@
+"""The Scoville compiler: checkpoint + chip configuration -> program + DRAM image."""

@@ -1,0 +1,433 @@
+"""Lowering a checkpoint to a Scoville program and DRAM image.
+
+:class:`Compiler` quantizes the weights exactly as the ``golden`` backend does (it calls the same
+``GoldenOps.prepare_*`` functions), lays them out in a DRAM image together with the constants,
+a KV cache, the input and output buffers and a program area, and emits, per job, a program for
+``T`` tokens at positions ``p0 .. p0+T-1`` (prefill: ``p0 = 0``; decode: one token after the
+cache). Linear layers are tiled over output columns so a weight tile fits the scratchpad.
+
+What does not fit is refused with :class:`FitError` naming the buffer, its size and what is left.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden.checkpoint import Checkpoint
+from golden.model import Llama, build_model
+from golden.quant_ops import QEmbedding, QLinear, QNorm
+from scoville import numerics as nx
+from scoville.config import ChipConfig
+from scoville.isa import INSTRUCTION_BYTES, Flag, Opcode, encode, pack_scale
+
+__all__ = ["Compiler", "FitError", "Job"]
+
+ALIGN = 64
+
+
+class FitError(ValueError):
+    """The model or sequence does not fit the configured chip (one line, names what)."""
+
+
+class _Region:
+    """A bump allocator over one memory, with marks to free a layer's temporaries."""
+
+    def __init__(self, name: str, size: int, unit: str):
+        self.name, self.size, self.unit, self.top, self.peak = name, size, unit, 0, 0
+
+    def alloc(self, amount: int, what: str, align: int = 1) -> int:
+        base = -(-self.top // align) * align
+        if base + amount > self.size:
+            raise FitError(f"{what} needs {amount} {self.unit} of {self.name} but only {self.size - base} of "
+                           f"{self.size} are free")
+        self.top = base + amount
+        self.peak = max(self.peak, self.top)
+        return base
+
+    def mark(self) -> int:
+        return self.top
+
+    def release(self, mark: int) -> None:
+        self.top = mark
+
+
+def _packed_scales(m, e) -> np.ndarray:
+    return np.array([pack_scale(int(a), int(b)) for a, b in zip(np.ravel(m), np.ravel(e), strict=True)],
+                    dtype=np.uint32)
+
+
+@dataclass
+class _Linear:
+    weight: int  # DRAM: int8 [K, N]
+    scales: int  # DRAM: packed [N]
+    bias: int  # DRAM: int32 [N]
+    k: int
+    n: int
+
+
+@dataclass
+class _Norm:
+    params: int  # DRAM: packed gamma scales [H] then beta [H]
+    eps_q: int
+    inv_h: int  # packed scale 1/H
+    h: int
+
+
+@dataclass
+class Job:
+    """One program ready to run: the DRAM image, where the program starts, where outputs land."""
+
+    dram: np.ndarray
+    program_addr: int
+    instructions: int
+    tokens: int
+    start: int
+    hidden_addr: int
+    logits_addr: int | None
+    hidden_size: int
+    vocab_size: int
+
+
+@dataclass
+class Compiler:
+    """Compiles one checkpoint for one chip configuration."""
+
+    ckpt: Checkpoint
+    config: ChipConfig = field(default_factory=ChipConfig)
+    program_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        cfg = self.ckpt.config
+        self.arch = cfg.arch
+        self.model = build_model(self.ckpt, "golden")  # the golden backend's prepared weights
+        self._image = bytearray()
+        self._layout()
+
+    # ------------------------------------------------------------------ DRAM image
+
+    def _put(self, data: np.ndarray | bytes, what: str) -> int:
+        raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        base = -(-len(self._image) // ALIGN) * ALIGN
+        self._image.extend(b"\0" * (base - len(self._image)))
+        self._image.extend(raw)
+        if len(self._image) > self.config.dram_bytes:
+            raise FitError(f"{what} does not fit the {self.config.dram_bytes}-byte DRAM window")
+        return base
+
+    def _reserve(self, size: int, what: str) -> int:
+        return self._put(np.zeros(size, dtype=np.uint8), what)
+
+    def _linear(self, q: QLinear, what: str) -> _Linear:
+        k, n = q.weight_t.shape
+        for name, value in (("input features", k), ("output features", n)):
+            if value >= 1 << 16:
+                raise FitError(f"{what}: {value} {name} exceed the 16-bit size fields")
+        return _Linear(self._put(np.ascontiguousarray(q.weight_t), what),
+                       self._put(_packed_scales(q.col_m, q.col_e), what),
+                       self._put(q.bias.astype(np.int32), what), k, n)
+
+    def _norm(self, q: QNorm, what: str) -> _Norm:
+        params = np.concatenate([_packed_scales(q.gamma_m, q.gamma_e).view(np.int32), q.beta.astype(np.int32)])
+        return _Norm(self._put(params, what), q.eps_q, pack_scale(q.inv_h_m, q.inv_h_e), len(q.beta))
+
+    def _embedding(self, q: QEmbedding, what: str) -> tuple[int, int, int]:
+        return (self._put(q.table, what), self._put(_packed_scales(q.row_m, q.row_e), what), q.table.shape[0])
+
+    def _layout(self) -> None:
+        cfg, p = self.ckpt.config, self.model.params
+        self.program_addr = self._reserve(self.program_bytes, "program area")
+        self.max_tokens = cfg.max_positions
+        self.ids_addr = self._reserve(4 * self.max_tokens * 3, "input ids")
+        self.hidden_addr = self._reserve(4 * self.max_tokens * cfg.hidden_size, "output hidden states")
+        self.layers = []
+        if isinstance(self.model, Llama):
+            self.embed = self._embedding(p["embed"], "embedding table")
+            self.freqs = self._put(p["rope"].astype(np.uint32), "RoPE frequencies")
+            for i, lp in enumerate(p["layers"]):
+                self.layers.append({name: (self._norm(v, f"layer {i} {name}") if isinstance(v, QNorm)
+                                           else self._linear(v, f"layer {i} {name}")) for name, v in lp.items()})
+            self.final_norm = self._norm(p["final_norm"], "final norm")
+            self.lm_head = self._linear(p["lm_head"], "LM head")
+            self.logits_addr = self._reserve(4 * self.max_tokens * cfg.vocab_size, "output logits")
+            kv_heads = cfg.num_kv_heads
+        else:
+            self.word = self._embedding(p["word"], "word embeddings")
+            self.position = self._embedding(p["position"], "position embeddings")
+            self.token_type = self._embedding(p["token_type"], "token-type embeddings")
+            self.emb_norm = self._norm(p["emb_norm"], "embedding LayerNorm")
+            for i, lp in enumerate(p["layers"]):
+                self.layers.append({name: (self._norm(v, f"layer {i} {name}") if isinstance(v, QNorm)
+                                           else self._linear(v, f"layer {i} {name}")) for name, v in lp.items()})
+            self.logits_addr = None
+            kv_heads = cfg.num_heads
+        d = cfg.head_dim
+        per_head = self.max_tokens * (d + 4)  # int8 rows + one scale word per token
+        self.kv_addr = self._reserve(cfg.num_layers * kv_heads * 2 * per_head, "KV cache")
+        self.kv_heads = kv_heads
+
+    def kv_slot(self, layer: int, head: int, which: int) -> tuple[int, int]:
+        """DRAM addresses of (int8 rows [max_tokens, D], scales [max_tokens]) of one cache slot."""
+        cfg = self.ckpt.config
+        per_head = self.max_tokens * (cfg.head_dim + 4)
+        base = self.kv_addr + ((layer * self.kv_heads + head) * 2 + which) * per_head
+        return base, base + self.max_tokens * cfg.head_dim
+
+    # ------------------------------------------------------------------ programs
+
+    def job(self, ids: np.ndarray, start: int = 0, dram: np.ndarray | None = None) -> Job:
+        """A program for ``ids`` at positions ``start ..``, in ``dram`` (a fresh image by default).
+
+        Pass the DRAM of the previous job to decode with its KV cache.
+        """
+        cfg = self.ckpt.config
+        ids = np.asarray(ids, dtype=np.int64)
+        t = len(ids)
+        if t < 1 or start + t > self.max_tokens:
+            raise FitError(f"positions {start}..{start + t - 1} exceed the model's {self.max_tokens} positions")
+        if dram is None:
+            dram = np.zeros(self.config.dram_bytes, dtype=np.uint8)
+            dram[:len(self._image)] = np.frombuffer(bytes(self._image), dtype=np.uint8)
+        inputs = np.concatenate([ids, np.zeros(t, dtype=np.int64), np.arange(t)]).astype(np.int32)
+        dram[self.ids_addr:self.ids_addr + inputs.nbytes] = inputs.view(np.uint8)
+        emitter = _Emitter(self, t, start)
+        program = emitter.emit()
+        if len(program) > self.program_bytes:
+            raise FitError(f"the program needs {len(program)} bytes; the program area holds {self.program_bytes}")
+        dram[self.program_addr:self.program_addr + len(program)] = np.frombuffer(program, dtype=np.uint8)
+        return Job(dram, self.program_addr, len(program) // INSTRUCTION_BYTES, t, start, self.hidden_addr,
+                   self.logits_addr, cfg.hidden_size, cfg.vocab_size)
+
+    def read_outputs(self, job: Job, dram: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The wide (int32) hidden states and logits a finished job left in DRAM."""
+        t, h = job.tokens, job.hidden_size
+        hidden = dram[job.hidden_addr:job.hidden_addr + 4 * t * h].view(np.int32).reshape(t, h).copy()
+        logits = None
+        if job.logits_addr is not None:
+            v = job.vocab_size
+            logits = dram[job.logits_addr:job.logits_addr + 4 * t * v].view(np.int32).reshape(t, v).copy()
+        return hidden, logits
+
+
+class _Emitter:
+    """Emits the instructions of one job; SPAD and ACC are allocated per layer."""
+
+    def __init__(self, compiler: Compiler, tokens: int, start: int):
+        self.c = compiler
+        self.cfg = compiler.ckpt.config
+        self.t, self.p0 = tokens, start
+        self.spad = _Region("scratchpad", compiler.config.spad_bytes, "bytes")
+        self.acc = _Region("accumulator SRAM", compiler.config.acc_words, "words")
+        self.words: list[bytes] = []
+
+    def op(self, opcode: Opcode, **fields) -> None:
+        self.words.append(encode(opcode, **fields))
+
+    def emit(self) -> bytes:
+        if self.c.arch == "llama":
+            self._llama()
+        else:
+            self._bert()
+        self.op(Opcode.END)
+        return b"".join(self.words)
+
+    # ------------------------------------------------------------------ building blocks
+
+    def load_acc(self, dram: int, words: int, what: str) -> int:
+        addr = self.acc.alloc(words, what)
+        self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=dram, addr1=addr, rows=1, cols=words,
+                stride0=0, stride1=0)
+        return addr
+
+    def gather(self, table: tuple[int, int, int], ids_offset: int, what: str) -> int:
+        """Embedding rows for the ids at ``ids_offset`` (in words) of the input buffer -> wide [T, H]."""
+        t, h = self.t, self.cfg.hidden_size
+        table_addr, scales_addr, rows = table
+        ids = self.load_acc(self.c.ids_addr + 4 * ids_offset, t, f"{what} ids")
+        rows_sp = self.spad.alloc(t * h, f"{what} rows")
+        scales = self.acc.alloc(t, f"{what} scales")
+        self.op(Opcode.GATHER, addr0=table_addr, addr1=rows_sp, addr2=ids, rows=t, cols=h, stride0=h,
+                stride1=h, imm=rows)
+        self.op(Opcode.GATHER, flags=Flag.DST_ACC, addr0=scales_addr, addr1=scales, addr2=ids, rows=t, cols=1,
+                stride0=1, stride1=1, imm=rows)
+        out = self.acc.alloc(t * h, what)
+        self.op(Opcode.V_DEQUANT, addr0=rows_sp, stride0=h, addr1=out, stride1=h, addr2=scales, rows=t, cols=h)
+        return out
+
+    def norm(self, x: int, norm: _Norm, kind: Opcode, what: str, dst: int | None = None) -> int:
+        t, h = self.t, norm.h
+        params = self.load_acc(norm.params, 2 * h, f"{what} parameters")
+        out = dst if dst is not None else self.acc.alloc(t * h, what)
+        self.op(kind, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h, addr2=params,
+                addr3=norm.inv_h, rows=t, cols=h, imm=norm.eps_q)
+        return out
+
+    def quantize(self, x: int, rows: int, cols: int, stride: int, what: str) -> tuple[int, int]:
+        q = self.spad.alloc(rows * cols, f"{what} (int8)")
+        scales = self.acc.alloc(rows, f"{what} scales")
+        self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=cols, addr2=scales, rows=rows, cols=cols)
+        return q, scales
+
+    def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None) -> int:
+        """``requant(xq @ W) + bias`` into a wide [T, N] buffer, tiled over N to fit the scratchpad."""
+        t, k, n = self.t, lin.k, lin.n
+        out = dst if dst is not None else self.acc.alloc(t * n, what)
+        mark_s, mark_a = self.spad.mark(), self.acc.mark()
+        columns = self.c.config.columns
+        budget = self.c.config.spad_bytes - self.spad.top
+        chunk = min(n, (budget // max(k, 1)) // columns * columns)
+        if chunk < 1:
+            raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
+                           f"scratchpad")
+        for n0 in range(0, n, chunk):
+            nc = min(chunk, n - n0)
+            w = self.spad.alloc(k * nc, f"{what} weights")
+            self.op(Opcode.LOAD, addr0=lin.weight + n0, addr1=w, rows=k, cols=nc, stride0=n, stride1=nc)
+            cs = self.acc.alloc(2 * nc, f"{what} scales")
+            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=1, cols=nc)
+            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.bias + 4 * n0, addr1=cs + nc, rows=1, cols=nc)
+            tmp = self.acc.alloc(t * nc, f"{what} accumulators")
+            self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=nc, rows=t, cols=nc,
+                    imm=k)
+            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=nc, addr1=out + n0, stride1=n,
+                    addr2=xs, addr3=cs, rows=t, cols=nc)
+            self.spad.release(mark_s)
+            self.acc.release(mark_a)
+        return out
+
+    def attention(self, layer: int, q: int, k: int, v: int, causal: bool) -> int:
+        """Attention of the T new queries over the cache (after storing the new keys/values)."""
+        cfg, t, p0 = self.cfg, self.t, self.p0
+        d, heads, kv_heads = cfg.head_dim, cfg.num_heads, self.c.kv_heads
+        s = p0 + t
+        out = self.acc.alloc(t * heads * d, f"layer {layer} attention output")
+        mark_s, mark_a = self.spad.mark(), self.acc.mark()
+        for g in range(kv_heads):
+            for which, src in ((0, k), (1, v)):
+                rows_addr, scales_addr = self.c.kv_slot(layer, g, which)
+                qz, sc = self.quantize(src + g * d, t, d, kv_heads * d, f"layer {layer} new keys/values")
+                self.op(Opcode.STORE, addr0=qz, stride0=d, addr1=rows_addr + p0 * d, stride1=d, rows=t, cols=d)
+                self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * p0, rows=1, cols=t)
+                self.spad.release(mark_s)
+                self.acc.release(mark_a)
+        c_m, c_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX * math.sqrt(d) * (1 << nx.FRAC)))
+        p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
+        group = heads // kv_heads
+        for g in range(kv_heads):
+            k_rows, k_scales = self.c.kv_slot(layer, g, 0)
+            v_rows, v_scales = self.c.kv_slot(layer, g, 1)
+            kb = self.spad.alloc(s * d, f"layer {layer} keys")
+            vb = self.spad.alloc(s * d, f"layer {layer} values")
+            self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
+            self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
+            ks = self.load_acc(k_scales, s, f"layer {layer} key scales")
+            vs = self.load_acc(v_scales, s, f"layer {layer} value scales")
+            kc = self.acc.alloc(s, f"layer {layer} key column scales")
+            self.op(Opcode.V_SCALE_MUL, addr0=ks, addr1=kc, addr3=pack_scale(int(c_m), int(c_e)), rows=s)
+            for h in range(g * group, (g + 1) * group):
+                mark_s2, mark_a2 = self.spad.mark(), self.acc.mark()
+                qq, qs = self.quantize(q + h * d, t, d, heads * d, f"layer {layer} queries")
+                scores = self.acc.alloc(t * s, f"layer {layer} scores")
+                self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
+                        addr2=scores, addr3=s, rows=t, cols=s, imm=d)
+                self.op(Opcode.V_REQUANT, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=qs, addr3=kc,
+                        rows=t, cols=s)
+                totals = self.acc.alloc(t, f"layer {layer} softmax sums")
+                self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=s,
+                        addr1=scores, stride1=s, addr2=totals, rows=t, cols=s, imm=p0)
+                self.op(Opcode.V_FOLD_V, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=vs, rows=t, cols=s)
+                pq, ps = self.quantize(scores, t, s, s, f"layer {layer} probabilities")
+                os_ = self.acc.alloc(t, f"layer {layer} output scales")
+                self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=pack_scale(int(p_m), int(p_e)),
+                        rows=t, cols=s, imm=vs)
+                pv = self.acc.alloc(t * d, f"layer {layer} P@V accumulators")
+                self.op(Opcode.MATMUL, addr0=pq, stride0=s, addr1=vb, stride1=d, addr2=pv, addr3=d, rows=t, cols=d,
+                        imm=s)
+                self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
+                        stride1=heads * d, addr2=os_, rows=t, cols=d)
+                self.spad.release(mark_s2)
+                self.acc.release(mark_a2)
+            self.spad.release(mark_s)
+            self.acc.release(mark_a)
+        return out
+
+    def binary(self, opcode: Opcode, a: int, b: int, cols: int, dst: int | None = None, what: str = "") -> int:
+        out = dst if dst is not None else self.acc.alloc(self.t * cols, what)
+        self.op(opcode, addr0=a, stride0=cols, addr1=out, stride1=cols, addr2=b, imm=cols, rows=self.t, cols=cols)
+        return out
+
+    def unary(self, opcode: Opcode, a: int, cols: int) -> int:
+        self.op(opcode, addr0=a, stride0=cols, addr1=a, stride1=cols, rows=self.t, cols=cols)
+        return a
+
+    # ------------------------------------------------------------------ architectures
+
+    def _llama(self) -> None:
+        cfg, c, t = self.cfg, self.c, self.t
+        h, d = cfg.hidden_size, cfg.head_dim
+        x = self.gather(c.embed, 0, "embeddings")
+        freqs = self.load_acc(c.freqs, d // 2, "RoPE frequencies")
+        for i, lp in enumerate(c.layers):
+            mark_s, mark_a = self.spad.mark(), self.acc.mark()
+            hn = self.norm(x, lp["attn_norm"], Opcode.V_RMSNORM, f"layer {i} attention norm")
+            xq, xs = self.quantize(hn, t, h, h, f"layer {i} attention input")
+            q = self.linear(xq, xs, lp["q"], f"layer {i} q_proj")
+            k = self.linear(xq, xs, lp["k"], f"layer {i} k_proj")
+            v = self.linear(xq, xs, lp["v"], f"layer {i} v_proj")
+            for buf, lin in ((q, lp["q"]), (k, lp["k"])):
+                self.op(Opcode.V_ROPE, addr0=buf, stride0=lin.n, addr1=buf, stride1=lin.n, addr2=freqs, addr3=d,
+                        rows=t, cols=lin.n, imm=self.p0)
+            a = self.attention(i, q, k, v, causal=True)
+            aq, as_ = self.quantize(a, t, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
+            o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
+            self.binary(Opcode.V_ADD, x, o, h, dst=x)
+            hn = self.norm(x, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
+            mq, ms = self.quantize(hn, t, h, h, f"layer {i} MLP input")
+            gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
+            up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj")
+            self.binary(Opcode.V_MUL, gate, up, lp["up"].n, dst=gate)
+            gq, gs = self.quantize(gate, t, lp["up"].n, lp["up"].n, f"layer {i} down_proj input")
+            down = self.linear(gq, gs, lp["down"], f"layer {i} down_proj")
+            self.binary(Opcode.V_ADD, x, down, h, dst=x)
+            self.spad.release(mark_s)
+            self.acc.release(mark_a)
+        hn = self.norm(x, c.final_norm, Opcode.V_RMSNORM, "final norm")
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=hn, stride0=h, addr1=c.hidden_addr, stride1=h, rows=t, cols=h)
+        hq, hs = self.quantize(hn, t, h, h, "LM head input")
+        logits = self.acc.alloc(t * c.lm_head.n, "logits")
+        self.linear(hq, hs, c.lm_head, "LM head", dst=logits)
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=logits, stride0=c.lm_head.n, addr1=c.logits_addr,
+                stride1=c.lm_head.n, rows=t, cols=c.lm_head.n)
+
+    def _bert(self) -> None:
+        cfg, c, t = self.cfg, self.c, self.t
+        h = cfg.hidden_size
+        x = self.gather(c.word, 0, "word embeddings")
+        types = self.gather(c.token_type, t, "token-type embeddings")
+        self.binary(Opcode.V_ADD, x, types, h, dst=x)
+        pos = self.gather(c.position, 2 * t, "position embeddings")
+        self.binary(Opcode.V_ADD, x, pos, h, dst=x)
+        x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm")
+        for i, lp in enumerate(c.layers):
+            # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
+            mark_s, mark_a = self.spad.mark(), self.acc.mark()
+            xq, xs = self.quantize(x, t, h, h, f"layer {i} input")
+            q = self.linear(xq, xs, lp["q"], f"layer {i} query")
+            k = self.linear(xq, xs, lp["k"], f"layer {i} key")
+            v = self.linear(xq, xs, lp["v"], f"layer {i} value")
+            a = self.attention(i, q, k, v, causal=False)
+            aq, as_ = self.quantize(a, t, h, h, f"layer {i} attention output")
+            o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense")
+            self.binary(Opcode.V_ADD, x, o, h, dst=o)
+            self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=x)
+            yq, ys = self.quantize(x, t, h, h, f"layer {i} intermediate input")
+            inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
+            iq, is_ = self.quantize(inter, t, lp["in"].n, lp["in"].n, f"layer {i} output input")
+            out = self.linear(iq, is_, lp["out"], f"layer {i} output dense")
+            self.binary(Opcode.V_ADD, x, out, h, dst=out)
+            self.norm(out, lp["ln2"], Opcode.V_LAYERNORM, f"layer {i} output LayerNorm", dst=x)
+            self.spad.release(mark_s)
+            self.acc.release(mark_a)
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=x, stride0=h, addr1=c.hidden_addr, stride1=h, rows=t, cols=h)

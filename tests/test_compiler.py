@@ -1,0 +1,129 @@
+"""The compiler and the instruction set, checked by the functional simulator against golden.
+
+The functional simulator executes each opcode by the golden function it names; a compiled
+program must therefore reproduce the ``golden`` backend bit for bit. This pins down the
+compiler (tiling, memory plan, KV cache layout, attention decomposition) before the RTL core.
+"""
+
+import numpy as np
+import pytest
+
+from compiler.funcsim import ExecutionError, Machine, run_program
+from compiler.lower import Compiler, FitError
+from golden import ops
+from golden.model import build_model
+from scoville import accuracy
+from scoville.config import ChipConfig
+from scoville.isa import INSTRUCTION_BYTES, Flag, Opcode, decode, encode, pack_scale, unpack_scale
+from scoville.models import load_model
+
+
+def run_job(compiler, ids, start=0, dram=None):
+    job = compiler.job(ids, start, dram)
+    machine = run_program(Machine(compiler.config, job.dram), job.program_addr)
+    hidden, logits = compiler.read_outputs(job, machine.dram)
+    return machine, hidden, logits
+
+
+def assert_same(got_wide, want_float, what):
+    got = ops.from_wide(got_wide)
+    bad = np.argwhere(got != want_float)
+    assert not len(bad), f"{what}: first mismatch at {tuple(bad[0])}: {got[tuple(bad[0])]} vs {want_float[tuple(bad[0])]}"
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return accuracy.synthetic_checkpoints(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.mark.parametrize("config", ["8x8", "2x2"])
+def test_tiny_llama_prefill_and_decode_bit_exact(config):
+    from scoville.config import CONFIGS
+
+    ckpt = load_model("tiny-llama")
+    compiler = Compiler(ckpt, CONFIGS[config])
+    model = build_model(ckpt, "golden")
+    cache = model.new_cache()
+    ids = ckpt.encode("Once upon a time there was")
+    machine, hidden, logits = run_job(compiler, ids)
+    want = model.forward(ids, cache)
+    assert_same(hidden, want.hidden, "prefill hidden")
+    assert_same(logits, want.logits, "prefill logits")
+    dram = machine.dram
+    for step in range(3):  # greedy decode with the KV cache in DRAM
+        token = np.array([int(np.argmax(want.logits[-1]))])
+        start = len(ids) + step
+        machine, hidden, logits = run_job(compiler, token, start, dram)
+        dram = machine.dram
+        want = model.forward(token, cache)
+        assert_same(logits, want.logits, f"decode step {step}")
+
+
+@pytest.mark.parametrize("name", ["llama-odd-40x5h-1kv", "llama-gqa-tied-96x6h-2kv", "bert-odd-60x5h"])
+@pytest.mark.parametrize("length", [1, 3, 16, 32])
+def test_odd_shapes_bit_exact(synthetic, name, length):
+    ckpt = synthetic[name]
+    ids = accuracy.sample_ids(ckpt.config.vocab_size, length, length)
+    _, hidden, logits = run_job(Compiler(ckpt, ChipConfig(rows=4, columns=8, lanes=8)), ids)
+    model = build_model(ckpt, "golden")
+    want = model.forward(ids, model.new_cache()) if ckpt.config.arch == "llama" else model.forward(ids)
+    assert_same(hidden, want.hidden, "hidden")
+    if logits is not None:
+        assert_same(logits, want.logits, "logits")
+
+
+def test_minilm_bit_exact():
+    ckpt = load_model("minilm")
+    ids = ckpt.encode("A man is eating food.")
+    _, hidden, _ = run_job(Compiler(ckpt), ids)
+    assert_same(hidden, build_model(ckpt, "golden").forward(ids).hidden, "minilm hidden")
+
+
+def test_weight_tiles_split_over_columns_when_the_scratchpad_is_small():
+    ckpt = load_model("tiny-llama")
+    small = Compiler(ckpt, ChipConfig(spad_bytes=6 * 1024))
+    ids = ckpt.encode("tiling")
+    machine, _, logits = run_job(small, ids)
+    model = build_model(ckpt, "golden")
+    assert_same(logits, model.forward(ids, model.new_cache()).logits, "tiled logits")
+    assert machine.counts["MATMUL"] > run_job(Compiler(ckpt), ids)[0].counts["MATMUL"]
+
+
+def test_what_does_not_fit_is_named():
+    ckpt = load_model("tiny-llama")
+    with pytest.raises(FitError, match="scratchpad|accumulator"):
+        Compiler(ckpt, ChipConfig(acc_words=512)).job(np.arange(20))
+    with pytest.raises(FitError, match="positions"):
+        Compiler(ckpt).job(np.zeros(200, dtype=np.int64))
+    with pytest.raises(FitError, match="DRAM"):
+        Compiler(ckpt, ChipConfig(dram_bytes=1 << 20))
+
+
+def test_instruction_words_round_trip_and_reject_bad_fields():
+    word = encode(Opcode.MATMUL, flags=Flag.ACCUMULATE | Flag.B_TRANSPOSED, wait=0x81, signal=2,
+                  addr0=1, addr1=(1 << 32) - 1, addr2=3, addr3=4, rows=5, cols=65535, stride0=7, stride1=8, imm=9)
+    assert len(word) == INSTRUCTION_BYTES
+    fields = decode(word)
+    assert fields["opcode"] is Opcode.MATMUL and fields["addr1"] == (1 << 32) - 1 and fields["cols"] == 65535
+    assert fields["wait"] == 0x81 and fields["flags"] == Flag.ACCUMULATE | Flag.B_TRANSPOSED
+    with pytest.raises(ValueError, match="rows"):
+        encode(Opcode.LOAD, rows=1 << 16)
+    with pytest.raises(ValueError, match="no instruction field"):
+        encode(Opcode.LOAD, rowz=1)
+    with pytest.raises(ValueError, match="illegal instruction"):
+        decode(bytes([0xEE]) + bytes(INSTRUCTION_BYTES - 1))
+    assert unpack_scale(pack_scale(-12345, -64)) == (-12345, -64)
+
+
+def test_illegal_instruction_and_out_of_range_access_stop_the_program():
+    config = ChipConfig(spad_bytes=1024, acc_words=1024, dram_bytes=1 << 16)
+    dram = np.zeros(config.dram_bytes, dtype=np.uint8)
+    dram[:INSTRUCTION_BYTES] = 0xEE
+    with pytest.raises(ExecutionError, match="illegal instruction"):
+        run_program(Machine(config, dram.copy()), 0)
+    dram[:INSTRUCTION_BYTES] = np.frombuffer(encode(Opcode.LOAD, addr0=0, addr1=1000, rows=1, cols=100), np.uint8)
+    with pytest.raises(ExecutionError, match="SPAD access"):
+        run_program(Machine(config, dram.copy()), 0)
+    dram[:INSTRUCTION_BYTES] = np.frombuffer(encode(Opcode.NOP), np.uint8)
+    dram[INSTRUCTION_BYTES:2 * INSTRUCTION_BYTES] = np.frombuffer(encode(Opcode.END), np.uint8)
+    assert run_program(Machine(config, dram.copy()), 0).executed == 2
