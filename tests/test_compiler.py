@@ -28,7 +28,9 @@ def run_job(compiler, ids, start=0, dram=None):
 def assert_same(got_wide, want_float, what):
     got = ops.from_wide(got_wide)
     bad = np.argwhere(got != want_float)
-    assert not len(bad), f"{what}: first mismatch at {tuple(bad[0])}: {got[tuple(bad[0])]} vs {want_float[tuple(bad[0])]}"
+    if len(bad):
+        where = tuple(bad[0])
+        raise AssertionError(f"{what}: first mismatch at {where}: {got[where]} vs golden {want_float[where]}")
 
 
 @pytest.fixture(scope="module")
