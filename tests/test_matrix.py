@@ -5,7 +5,7 @@ import pytest
 from rtl.matrix.systolic import SystolicArray
 from scoville.flow import Design, run_cocotb
 
-CONFIGS = [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]
+CONFIGS = [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4), (1, 3)]
 
 
 def array_design(rows: int, columns: int) -> Design:

@@ -31,7 +31,8 @@ class ProcessingElement(wiring.Component):
         an activation that arrives in cycle t leaves in cycle t + 3 (t + 1 ``activation_out``,
         t + 2 product register, t + 3 ``psum_out``).
     weight, weight_write : In
-        ``weight_write[b]`` loads ``weight`` into bank ``b`` at the next clock edge.
+        ``weight_write[b]`` loads ``weight`` into bank ``b`` at the next clock edge. The bank is
+        read in the cycle ``bank_in`` arrives (one cycle before the multiply).
     """
 
     def __init__(self, psum_width: int):
@@ -52,6 +53,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         weights = [Signal(signed(8), name=f"weight{bank}") for bank in range(2)]
+        selected_weight = Signal(signed(8))
         product = Signal(signed(16))
         for bank, weight in enumerate(weights):
             with m.If(self.weight_write[bank]):
@@ -59,9 +61,12 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [
             self.activation_out.eq(self.activation_in),
             self.bank_out.eq(self.bank_in),
-            # A register after the multiplier lets it map onto a DSP with its output register and
-            # keeps the multiplier and the adder's carry chain in separate cycles.
-            product.eq(self.activation_out * Mux(self.bank_out, weights[1], weights[0])),
+            # The bank is chosen in the cycle before the multiply, so both multiplier inputs come
+            # straight from registers (the bank mux sat on the ECP5 critical path).
+            selected_weight.eq(Mux(self.bank_in, weights[1], weights[0])),
+            # A register after the multiplier keeps the DSP and the adder's carry chain in
+            # separate cycles.
+            product.eq(self.activation_out * selected_weight),
             self.psum_out.eq(self.psum_in + product),
         ]
         return m

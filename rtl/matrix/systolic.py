@@ -169,7 +169,9 @@ class SystolicArray(wiring.Component):
         with m.If(release):
             m.d.sync += compute_bank.eq(~compute_bank)
         for bank in range(2):
-            set_loaded = weight_accept & (load_row == R - 1) & (load_bank == bank)
+            # A tile counts as loaded once its last row is written (one cycle after the beat), so
+            # even a one-row array reads the new weights and not the old ones.
+            set_loaded = write_valid & (write_row == R - 1) & (write_bank == bank)
             clear_loaded = release & (compute_bank == bank)
             with m.If(set_loaded):
                 m.d.sync += loaded[bank].eq(1)
