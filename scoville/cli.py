@@ -2,14 +2,15 @@
 
 Contract (other tools script it)::
 
-    scoville run MODEL (--ids 1,2,3 | --text "...") [--backend float|golden|rtl]
+    scoville run MODEL (--ids 1,2,3 | --text "...") [--backend float|golden|isa|rtl]
                  [--generate N] [--out FILE.npz]
 
 ``--out`` writes ``hidden`` float32 [seq, hidden] (Llama: after the final norm; BERT:
 last_hidden_state), ``logits`` float32 [seq, vocab] (causal LMs), ``pooled`` float32 [hidden]
 (BERT, mean over tokens) and ``tokens`` int64 [N] with ``--generate N``. Integer backends write
-dequantized values. Bad input exits 1 with one line naming the problem; ``--backend rtl`` exits
-2 until the chip can run models.
+dequantized values. ``isa`` runs the compiled program on the instruction-set simulator
+(``compiler/funcsim.py``) and checks it against ``golden``. Bad input exits 1 with one line
+naming the problem; ``--backend rtl`` exits 2 until the chip can run models.
 """
 
 from __future__ import annotations
@@ -46,9 +47,18 @@ def _parse_ids(text: str) -> np.ndarray:
     return np.array(ids, dtype=np.int64)
 
 
+def _first_mismatch(out, gold) -> str:
+    for name in ("hidden", "logits"):
+        a, b = getattr(out, name), getattr(gold, name)
+        if a is not None and not np.array_equal(a, b):
+            where = tuple(np.argwhere(a != b)[0])
+            return f"MISMATCH in {name} at {where}: {a[where]} vs {b[where]}"
+    return "MISMATCH in generated tokens"
+
+
 def _resolve_backend(name: str) -> str:
     if name == "best":
-        return "golden"  # the RTL backend takes over once the chip runs models (issue 7)
+        return "isa"  # the RTL backend takes over once the chip runs models (issue 7)
     return name
 
 
@@ -76,7 +86,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f"{ckpt.config.max_positions} positions")
 
     tokens = None
-    if args.generate is not None:
+    isa = None
+    if backend == "isa":
+        from compiler.lower import FitError
+        from compiler.runner import run_isa
+
+        try:
+            isa = run_isa(ckpt, ids, args.generate)
+        except FitError as exc:
+            raise UsageError(f"does not fit the chip: {exc}") from None
+        out, tokens = isa.outputs, isa.tokens
+    elif args.generate is not None:
         tokens, out = generate(ckpt, ids, args.generate, backend=backend)
     else:
         out = run_model(ckpt, ids, backend=backend)
@@ -87,7 +107,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"sequence: {len(ids)} tokens")
     print(f"backend:  {backend}")
     print(f"wall:     {wall:.3f} s")
-    if backend == "golden":
+    if isa is not None:
+        print(f"program:  {isa.instructions} instructions executed (" +
+              ", ".join(f"{k} {v}" for k, v in sorted(isa.counts.items(), key=lambda kv: -kv[1])[:5]) + ", ...)")
+        if tokens is not None:
+            gold_tokens, gold = generate(ckpt, ids, len(tokens), backend="golden")
+        else:
+            gold_tokens, gold = None, run_model(ckpt, ids, backend="golden")
+        exact = np.array_equal(out.hidden, gold.hidden) and (
+            out.logits is None or np.array_equal(out.logits, gold.logits)) and (
+            tokens is None or np.array_equal(tokens, gold_tokens))
+        print(f"match vs golden: {'bit-exact' if exact else _first_mismatch(out, gold)}")
+    if backend in ("golden", "isa"):
         reference = run_model(ckpt, ids, backend="float")
         print(f"cosine vs float (hidden states): {cosine(out.hidden, reference.hidden):.5f}")
         if out.pooled is not None:
@@ -132,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--ids", help="comma-separated token ids, e.g. 1,2,3")
     source.add_argument("--text", help="text, encoded with the checkpoint's tokenizer.json")
-    run.add_argument("--backend", default="float", choices=["float", "golden", "rtl", "best"],
+    run.add_argument("--backend", default="float", choices=["float", "golden", "isa", "rtl", "best"],
                      help="float: numpy float32 (Hugging Face semantics); golden: the hardware's exact "
-                          "integer arithmetic; rtl: the generated Verilog; best: the most faithful "
-                          "available (default: float)")
+                          "integer arithmetic; isa: the compiled program on the instruction-set simulator; "
+                          "rtl: the generated Verilog; best: the most faithful available (default: float)")
     run.add_argument("--generate", type=int, metavar="N", help="greedily generate N tokens (causal LMs)")
     run.add_argument("--out", metavar="FILE.npz", help="write hidden/logits/pooled/tokens to an npz file")
     run.set_defaults(func=cmd_run)

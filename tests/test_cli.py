@@ -99,3 +99,15 @@ def test_console_script_runs():
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "backend:  float" in result.stdout
+
+
+def test_isa_backend_is_bit_exact_with_golden(capsys, tmp_path):
+    out = tmp_path / "i.npz"
+    code, stdout, _ = run(capsys, "run", "tiny-llama", "--ids", "3,1,4,1,5", "--backend", "isa", "--generate", "2",
+                          "--out", str(out))
+    assert code == 0 and "match vs golden: bit-exact" in stdout
+    code, _, _ = run(capsys, "run", "tiny-llama", "--ids", "3,1,4,1,5", "--backend", "golden", "--generate", "2",
+                     "--out", str(tmp_path / "g.npz"))
+    a, b = np.load(out), np.load(tmp_path / "g.npz")
+    for key in ("hidden", "logits", "tokens"):
+        np.testing.assert_array_equal(a[key], b[key])
