@@ -1,0 +1,320 @@
+"""The DMA engine: executes descriptors between DRAM, scratchpad and accumulator memory ports."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.dma.descriptor import ADDR_BITS, COUNT_BITS, Descriptor, DmaError, Space, Status
+from rtl.dma.port import BEATS_BITS, MemoryPortSignature, Resp
+
+__all__ = ["DmaEngine"]
+
+EXTENT_BITS = ADDR_BITS + COUNT_BITS + 2  # the widest sum the window check forms
+
+
+def _row_layout(bytes_per_beat: int) -> data.StructLayout:
+    """What the realigner needs to know about one row."""
+    return data.StructLayout({
+        "beats_in": BEATS_BITS,   # words read
+        "beats_out": BEATS_BITS,  # words written
+        "prime": 1,               # the first word read makes no output word on its own
+        "shift": range(bytes_per_beat),  # (dst offset - src offset) mod bytes per word
+        "first_strb": bytes_per_beat,
+        "last_strb": bytes_per_beat,
+    })
+
+
+class DmaEngine(wiring.Component):
+    """Moves 1D/2D/3D strided blocks between three memory ports, one descriptor at a time.
+
+    A descriptor (:class:`rtl.dma.descriptor.Descriptor`) is first checked: every byte it would
+    touch must lie in the job window ``[window_base, window_limit)`` for DRAM, or inside the SRAM
+    for the scratchpad and accumulator. A descriptor that fails makes no access at all and
+    reports ``SRC_WINDOW``/``DST_WINDOW`` with the start address of the offending side. The check
+    takes about 20 cycles per descriptor (a serial multiply of counts by strides).
+
+    Then each row (the contiguous innermost dimension) becomes one read request on the source
+    port and one write request on the destination port; a realigner shifts the words read into
+    the destination's byte alignment and sets write strobes on the partial first and last words,
+    so addresses and lengths need no alignment. Rows are issued up to ``rows_in_flight`` ahead of
+    the data. Full rate: one word per cycle once a row is under way (a misaligned row costs one
+    extra cycle).
+
+    A bus error (SLVERR/DECERR on a read beat or a write response) stops the descriptor
+    cleanly: no new rows are issued, the rows already requested are drained with zero write
+    strobes (so the bus protocol completes and nothing more is written), and the status reports
+    the first error and its address. The engine accepts the next descriptor once the status has
+    been taken: taking the status is what clears the error.
+
+    Parameters
+    ----------
+    data_width : int
+        Bits per word on every port (64, 128, ...).
+    spad_bytes, acc_bytes : int
+        Size of the scratchpad and accumulator address spaces, in bytes.
+    rows_in_flight : int
+        Rows issued ahead of the realigner.
+
+    Ports
+    -----
+    descriptor : In(stream.Signature(Descriptor))
+    status : Out(stream.Signature(Status)), one per descriptor.
+    window_base, window_limit : In(ADDR_BITS), the DRAM window of the job (limit exclusive).
+    busy : Out(1)
+    dram, spad, acc : Out(MemoryPortSignature(ADDR_BITS, data_width))
+    """
+
+    def __init__(self, data_width: int = 64, spad_bytes: int = 1 << 16, acc_bytes: int = 1 << 16,
+                 rows_in_flight: int = 16):
+        if not isinstance(data_width, int) or data_width < 8 or data_width & (data_width - 1):
+            raise ValueError(f"data_width must be a power of two >= 8, got {data_width!r}")
+        for name, value in (("spad_bytes", spad_bytes), ("acc_bytes", acc_bytes)):
+            if not isinstance(value, int) or not 0 <= value <= 1 << ADDR_BITS:
+                raise ValueError(f"{name} must be an integer in 0..2**{ADDR_BITS}, got {value!r}")
+        if not isinstance(rows_in_flight, int) or rows_in_flight < 2:
+            raise ValueError(f"rows_in_flight must be an integer >= 2, got {rows_in_flight!r}")
+        self.data_width, self.spad_bytes, self.acc_bytes = data_width, spad_bytes, acc_bytes
+        self.rows_in_flight = rows_in_flight
+        port = MemoryPortSignature(ADDR_BITS, data_width)
+        super().__init__({
+            "descriptor": In(stream.Signature(Descriptor)),
+            "status": Out(stream.Signature(Status)),
+            "window_base": In(ADDR_BITS),
+            "window_limit": In(ADDR_BITS),
+            "busy": Out(1),
+            "dram": Out(port),
+            "spad": Out(port),
+            "acc": Out(port),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        nbytes = self.data_width // 8
+        shift = nbytes.bit_length() - 1
+        ports = {Space.DRAM: self.dram, Space.SPAD: self.spad, Space.ACC: self.acc}
+
+        desc = Signal(Descriptor)
+        row_bytes = Signal(COUNT_BITS + 3)
+        m.d.comb += row_bytes.eq(desc.count[0] << desc.elem_log2)
+
+        error = Signal(DmaError)
+        fault_addr = Signal(ADDR_BITS)
+        aborting = Signal()
+        m.d.comb += aborting.eq(error != DmaError.OK)
+        record_error = Signal()
+        record_code = Signal(DmaError)
+        record_addr = Signal(ADDR_BITS)
+        with m.If(record_error & ~aborting):
+            m.d.sync += [error.eq(record_code), fault_addr.eq(record_addr)]
+
+        # ---- window check: extent = (count1-1)*stride0 + (count2-1)*stride1 + row_bytes - 1
+        bit_index = Signal(range(COUNT_BITS))
+        products = [Signal(EXTENT_BITS, name=f"product{n}") for n in range(4)]  # src0 src1 dst0 dst1
+        src_last = Signal(EXTENT_BITS)
+        dst_last = Signal(EXTENT_BITS)
+        multipliers = [desc.count[1] - 1, desc.count[2] - 1, desc.count[1] - 1, desc.count[2] - 1]
+        strides = [desc.src_stride[0], desc.src_stride[1], desc.dst_stride[0], desc.dst_stride[1]]
+
+        def inside(space, first, last):
+            return Mux(space == Space.DRAM, (first >= self.window_base) & (last < self.window_limit),
+                       Mux(space == Space.SPAD, last < self.spad_bytes, last < self.acc_bytes))
+
+        # ---- row generator
+        read_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=2)
+        write_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=2)
+        row_layout = _row_layout(nbytes)
+        rows = fifo.SyncFIFOBuffered(width=row_layout.size, depth=self.rows_in_flight)
+        m.submodules.read_requests = read_requests
+        m.submodules.write_requests = write_requests
+        m.submodules.rows = rows
+
+        row_src, row_dst, plane_src, plane_dst = (Signal(ADDR_BITS, name=n)
+                                                  for n in ("row_src", "row_dst", "plane_src", "plane_dst"))
+        rows_left = Signal(COUNT_BITS)
+        planes_left = Signal(COUNT_BITS)
+        generating = Signal()
+        outstanding = Signal(16)  # write requests awaiting their response
+
+        src_offset = row_src[:shift]
+        dst_offset = row_dst[:shift]
+        beats_in = Signal(BEATS_BITS)
+        beats_out = Signal(BEATS_BITS)
+        end_offset = Signal(shift)  # offset of the last byte of the row in its destination word
+        m.d.comb += [
+            beats_in.eq((src_offset + row_bytes + (nbytes - 1)) >> shift),
+            beats_out.eq((dst_offset + row_bytes + (nbytes - 1)) >> shift),
+            end_offset.eq(dst_offset + row_bytes - 1),
+        ]
+        row_record = Signal(row_layout)
+        m.d.comb += [
+            row_record.beats_in.eq(beats_in),
+            row_record.beats_out.eq(beats_out),
+            row_record.prime.eq(src_offset > dst_offset),
+            row_record.shift.eq(dst_offset - src_offset),
+        ]
+        all_bytes = Const((1 << nbytes) - 1, nbytes)
+        m.d.comb += [row_record.first_strb.eq(all_bytes << dst_offset),
+                     row_record.last_strb.eq(all_bytes >> ~end_offset)]
+        issue_row = Signal()
+        m.d.comb += [
+            issue_row.eq(generating & ~aborting & read_requests.w_rdy & write_requests.w_rdy & rows.w_rdy),
+            read_requests.w_en.eq(issue_row),
+            read_requests.w_data.eq(Cat(row_src, beats_in)),
+            write_requests.w_en.eq(issue_row),
+            write_requests.w_data.eq(Cat(row_dst, beats_out)),
+            rows.w_en.eq(issue_row),
+            rows.w_data.eq(row_record),
+        ]
+        with m.If(issue_row):
+            with m.If(rows_left > 1):
+                m.d.sync += [rows_left.eq(rows_left - 1), row_src.eq(row_src + desc.src_stride[0]),
+                             row_dst.eq(row_dst + desc.dst_stride[0])]
+            with m.Elif(planes_left > 1):
+                next_src = plane_src + desc.src_stride[1]
+                next_dst = plane_dst + desc.dst_stride[1]
+                m.d.sync += [planes_left.eq(planes_left - 1), rows_left.eq(desc.count[1]),
+                             plane_src.eq(next_src), plane_dst.eq(next_dst),
+                             row_src.eq(next_src), row_dst.eq(next_dst)]
+            with m.Else():
+                m.d.sync += generating.eq(0)
+
+        # ---- port selection (the descriptor is fixed while it runs)
+        read_response = Signal(self.dram.read_response.payload.shape())
+        read_response_valid = Signal()
+        read_response_ready = Signal()
+        write_response = Signal(self.dram.write_response.payload.shape())
+        write_response_valid = Signal()
+        write_data = Signal(self.dram.write_data.payload.shape())
+        write_data_valid = Signal()
+        write_data_ready = Signal()
+        read_requests_ready = Signal()
+        write_requests_ready = Signal()
+        for space, port in ports.items():
+            is_src = desc.src_space == space
+            is_dst = desc.dst_space == space
+            m.d.comb += [
+                port.read_request.valid.eq(is_src & read_requests.r_rdy),
+                port.read_request.payload.eq(read_requests.r_data),
+                port.read_response.ready.eq(is_src & read_response_ready),
+                port.write_request.valid.eq(is_dst & write_requests.r_rdy),
+                port.write_request.payload.eq(write_requests.r_data),
+                port.write_data.valid.eq(is_dst & write_data_valid),
+                port.write_data.payload.eq(write_data),
+                port.write_response.ready.eq(is_dst),
+            ]
+            with m.If(is_src):
+                m.d.comb += [read_requests_ready.eq(port.read_request.ready),
+                             read_response_valid.eq(port.read_response.valid),
+                             read_response.eq(port.read_response.payload)]
+            with m.If(is_dst):
+                m.d.comb += [write_requests_ready.eq(port.write_request.ready),
+                             write_data_ready.eq(port.write_data.ready),
+                             write_response_valid.eq(port.write_response.valid),
+                             write_response.eq(port.write_response.payload)]
+        m.d.comb += [read_requests.r_en.eq(read_requests_ready),
+                     write_requests.r_en.eq(write_requests_ready)]
+
+        # ---- realigner: read words of a row -> write words of the same row, shifted
+        row = data.View(row_layout, rows.r_data)
+        count_in = Signal(BEATS_BITS)
+        count_out = Signal(BEATS_BITS)
+        previous = Signal(self.data_width)
+        need_input = count_in != row.beats_in
+        priming = row.prime & (count_in == 0)
+        out_free = ~write_data_valid | write_data_ready
+        current = Mux(need_input, read_response.data, 0)
+        window = Cat(previous, current)
+        aligned = (window >> Cat(Const(0, 3), nbytes - row.shift))[:self.data_width]
+        bad_beat = read_response.resp.as_value()[1]
+
+        take = Signal()
+        emit = Signal()
+        with m.If(rows.r_rdy):
+            with m.If(need_input):
+                m.d.comb += [take.eq(read_response_valid & (priming | out_free)),
+                             emit.eq(read_response_valid & ~priming & out_free)]
+            with m.Else():
+                m.d.comb += emit.eq(out_free)
+        m.d.comb += read_response_ready.eq(take)
+        with m.If(take):
+            m.d.sync += [previous.eq(read_response.data), count_in.eq(count_in + 1)]
+            with m.If(bad_beat):
+                m.d.comb += [record_error.eq(1), record_addr.eq(read_response.fault_addr),
+                             record_code.eq(Mux(read_response.resp == Resp.SLVERR,
+                                                DmaError.READ_SLVERR, DmaError.READ_DECERR))]
+        strobe = Signal(nbytes)
+        m.d.comb += strobe.eq(Mux(aborting | (take & bad_beat), 0,
+                                  Mux(count_out == 0, row.first_strb, ~0)
+                                  & Mux(count_out == row.beats_out - 1, row.last_strb, ~0)))
+        with m.If(emit):
+            m.d.sync += [write_data_valid.eq(1), write_data.data.eq(aligned), write_data.strb.eq(strobe)]
+            with m.If(count_out == row.beats_out - 1):
+                m.d.sync += [count_in.eq(0), count_out.eq(0)]
+                m.d.comb += rows.r_en.eq(1)
+            with m.Else():
+                m.d.sync += count_out.eq(count_out + 1)
+        with m.Elif(write_data_ready):
+            m.d.sync += write_data_valid.eq(0)
+
+        with m.If(write_response_valid & write_response.resp.as_value()[1]):
+            m.d.comb += [record_error.eq(1), record_addr.eq(write_response.fault_addr),
+                         record_code.eq(Mux(write_response.resp == Resp.SLVERR,
+                                            DmaError.WRITE_SLVERR, DmaError.WRITE_DECERR))]
+        m.d.sync += outstanding.eq(outstanding + issue_row - write_response_valid)
+
+        # ---- control
+        m.d.comb += self.status.payload.error.eq(error)
+        m.d.comb += self.status.payload.fault_addr.eq(fault_addr)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.descriptor.ready.eq(1)
+                with m.If(self.descriptor.valid):
+                    m.d.sync += [desc.eq(self.descriptor.payload), error.eq(DmaError.OK),
+                                 bit_index.eq(COUNT_BITS - 1)]
+                    m.d.sync += [p.eq(0) for p in products]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                # most significant multiplier bit first: product = 2 * product + bit * stride
+                for product, multiplier, stride in zip(products, multipliers, strides, strict=True):
+                    bit = multiplier.as_unsigned().bit_select(bit_index, 1)
+                    m.d.sync += product.eq((product << 1) + Mux(bit, stride, 0))
+                m.d.sync += bit_index.eq(bit_index - 1)
+                with m.If(bit_index == 0):
+                    m.next = "SUM"
+            with m.State("SUM"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [src_last.eq(products[0] + products[1] + desc.src + row_bytes - 1),
+                             dst_last.eq(products[2] + products[3] + desc.dst + row_bytes - 1)]
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.comb += self.busy.eq(1)
+                empty = (desc.count[0] == 0) | (desc.count[1] == 0) | (desc.count[2] == 0)
+                m.d.sync += [row_src.eq(desc.src), plane_src.eq(desc.src), row_dst.eq(desc.dst),
+                             plane_dst.eq(desc.dst), rows_left.eq(desc.count[1]),
+                             planes_left.eq(desc.count[2])]
+                with m.If((desc.src_space.as_value() == 3) | (desc.dst_space.as_value() == 3)):
+                    m.d.sync += error.eq(DmaError.BAD_SPACE)
+                    m.next = "REPORT"
+                with m.Elif(empty):
+                    m.next = "REPORT"
+                with m.Elif(~inside(desc.src_space, desc.src, src_last)):
+                    m.d.sync += [error.eq(DmaError.SRC_WINDOW), fault_addr.eq(desc.src)]
+                    m.next = "REPORT"
+                with m.Elif(~inside(desc.dst_space, desc.dst, dst_last)):
+                    m.d.sync += [error.eq(DmaError.DST_WINDOW), fault_addr.eq(desc.dst)]
+                    m.next = "REPORT"
+                with m.Else():
+                    m.d.sync += generating.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(aborting):
+                    m.d.sync += generating.eq(0)
+                with m.If(~generating & (outstanding == 0)):
+                    m.next = "REPORT"
+            with m.State("REPORT"):
+                m.d.comb += [self.busy.eq(1), self.status.valid.eq(1)]
+                with m.If(self.status.ready):
+                    m.next = "IDLE"
+        return m

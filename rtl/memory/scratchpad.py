@@ -1,0 +1,126 @@
+"""Scratchpad SRAM: int8 rows, banked, shared by the DMA, the matrix engine and the vector unit."""
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In
+
+from rtl.dma.descriptor import ADDR_BITS
+from rtl.dma.port import MemoryPortSignature
+from rtl.memory.bridge import MemoryPortBridge, SramReadSignature, write_request_layout
+
+__all__ = ["Scratchpad"]
+
+
+def _check_geometry(depth: int, banks: int) -> None:
+    if not isinstance(banks, int) or banks < 1 or banks & (banks - 1):
+        raise ValueError(f"banks must be a power of two, got {banks!r}")
+    if not isinstance(depth, int) or depth < banks or depth & (depth - 1):
+        raise ValueError(f"depth must be a power of two >= banks, got {depth!r}")
+
+
+def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: list, writers: list,
+                  name: str) -> None:
+    """``banks`` SRAMs of ``depth / banks`` words; the bank is the high part of the word address,
+    so the two halves of a double buffer live in different banks.
+
+    ``readers`` are ``SramReadSignature`` interfaces (flipped: we serve them), ``writers`` are
+    write-request streams; both in priority order, first wins when two ask for the same bank in
+    the same cycle (the loser sees ``ready`` low and waits). Each bank has one read and one
+    write port; a read in the cycle of a write to the same word returns the new data.
+    """
+    rows = depth // banks
+    row_bits = (rows - 1).bit_length()
+    bank_bits = (banks - 1).bit_length()
+
+    def bank_of(addr):
+        return addr[row_bits:row_bits + bank_bits] if bank_bits else Const(0, 1)
+
+    read_bank = [Signal(range(banks), name=f"{name}_read_bank{n}") for n in range(len(readers))]
+    read_grant = [Signal(name=f"{name}_read_grant{n}") for n in range(len(readers))]
+    bank_ports = []
+    for b in range(banks):
+        mem = memory.Memory(shape=width, depth=rows, init=[])
+        m.submodules[f"{name}_bank{b}"] = mem
+        write = mem.write_port(granularity=8)
+        read = mem.read_port(transparent_for=(write,))
+        bank_ports.append(read)
+        taken = Const(0, 1)
+        for reader in readers:
+            wants = reader.request.valid & (bank_of(reader.request.payload) == b)
+            grant = wants & ~taken
+            with m.If(grant):
+                m.d.comb += [reader.request.ready.eq(1), read.addr.eq(reader.request.payload[:row_bits]),
+                             read.en.eq(1)]
+            taken = taken | wants
+        taken = Const(0, 1)
+        for writer in writers:
+            wants = writer.valid & (bank_of(writer.payload.addr) == b)
+            grant = wants & ~taken
+            with m.If(grant):
+                m.d.comb += [writer.ready.eq(1), write.addr.eq(writer.payload.addr[:row_bits]),
+                             write.data.eq(writer.payload.data), write.en.eq(writer.payload.strb)]
+            taken = taken | wants
+    for n, reader in enumerate(readers):
+        m.d.sync += [read_grant[n].eq(reader.request.valid & reader.request.ready),
+                     read_bank[n].eq(bank_of(reader.request.payload))]
+        m.d.comb += reader.data_valid.eq(read_grant[n])
+        with m.Switch(read_bank[n]):
+            for b in range(banks):
+                with m.Case(b):
+                    m.d.comb += reader.data.eq(bank_ports[b].data)
+
+
+class Scratchpad(wiring.Component):
+    """The int8 scratchpad: ``depth`` rows of ``row_bytes`` bytes in ``banks`` banks.
+
+    Bank ``b`` holds rows ``b * depth / banks`` to ``(b + 1) * depth / banks - 1``: put the two
+    halves of a double buffer in different banks and the DMA filling one never waits for the
+    matrix engine or vector unit reading the other. Within a bank, the matrix engine has priority,
+    then the vector unit, then the DMA (which is elastic).
+
+    Parameters
+    ----------
+    depth : int
+        Rows (power of two).
+    row_bytes : int
+        Bytes per row; also the DMA word (``8 * row_bytes`` bits, power of two).
+    banks : int
+        Power of two, at most ``depth``.
+
+    Ports
+    -----
+    dma : In(MemoryPortSignature(ADDR_BITS, 8 * row_bytes)), byte addresses ``0 .. depth * row_bytes``.
+    matrix_read, vector_read : In(SramReadSignature(row bits, ArrayLayout(signed(8), row_bytes)))
+    vector_write : In(stream.Signature({addr, data, strb}))
+
+    Latency: read data one cycle after the request is taken.
+    """
+
+    def __init__(self, depth: int = 1024, row_bytes: int = 8, banks: int = 2):
+        _check_geometry(depth, banks)
+        if not isinstance(row_bytes, int) or row_bytes < 1 or row_bytes & (row_bytes - 1):
+            raise ValueError(f"row_bytes must be a power of two, got {row_bytes!r}")
+        self.depth, self.row_bytes, self.banks = depth, row_bytes, banks
+        self.addr_bits = (depth - 1).bit_length() or 1
+        width = 8 * row_bytes
+        super().__init__({
+            "dma": In(MemoryPortSignature(ADDR_BITS, width)),
+            "matrix_read": In(SramReadSignature(self.addr_bits, width)),
+            "vector_read": In(SramReadSignature(self.addr_bits, width)),
+            "vector_write": In(stream.Signature(write_request_layout(self.addr_bits, width))),
+        })
+
+    @property
+    def size_bytes(self) -> int:
+        return self.depth * self.row_bytes
+
+    def elaborate(self, platform):
+        m = Module()
+        width = 8 * self.row_bytes
+        m.submodules.bridge = bridge = MemoryPortBridge(ADDR_BITS, width, self.addr_bits)
+        wiring.connect(m, wiring.flipped(self.dma), bridge.port)
+        banked_memory(m, depth=self.depth, banks=self.banks, width=width,
+                      readers=[wiring.flipped(self.matrix_read), wiring.flipped(self.vector_read), bridge.read],
+                      writers=[wiring.flipped(self.vector_write), bridge.write], name="spad")
+        return m
+

@@ -1,0 +1,363 @@
+"""cocotb tests of the DMA subsystem (engine, AXI4 master, scratchpad, accumulator) against
+the numpy model of a transfer, with cocotbext-axi's AxiRam as DRAM."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import cocotb
+import numpy as np
+from amaranth.lib import data
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from rtl.dma.descriptor import Descriptor, DmaError, Space, Status
+from scoville.flow import design_params
+from testbench import dma_model
+from testbench.axi_memory import axi_ram
+from testbench.streams import StreamSink, StreamSource, pauses
+
+DRAM_BYTES = 1 << 18
+DESCRIPTOR = data.Layout.cast(Descriptor)
+STATUS = data.Layout.cast(Status)
+
+
+class TB:
+    """Clock, reset, AxiRam, descriptor source and status sink around one DmaSubsystem."""
+
+    def __init__(self, dut, *, latency: int = 0, pause: float = 0.0, bad_reads=(), bad_writes=()):
+        self.dut = dut
+        self.params = design_params()
+        self.seed = int(os.environ.get("SCOVILLE_SEED", random.randrange(1 << 30)))
+        dut._log.info(f"seed {self.seed} (replay with SCOVILLE_SEED={self.seed})")
+        self.rng = random.Random(self.seed)
+        self.np_rng = np.random.default_rng(self.seed)
+        self.word_bytes = self.params["data_width"] // 8
+        self.lanes = self.params["lanes"]
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        # DmaWithDram (the hardware DRAM model, loaded by backdoor) or DmaSubsystem with AxiRam
+        self.dram_model = "dram_bytes" in self.params
+        if self.dram_model:
+            self.dram_bytes = self.params["dram_bytes"]
+            self.root = dut.dma
+            self.ram = None
+            dut.latency.value = latency
+            dut.beat_interval.value = 1
+        else:
+            self.dram_bytes = DRAM_BYTES
+            self.root = dut
+            self.ram = axi_ram(dut, "m_axi", dut.clk, dut.rst, DRAM_BYTES, latency=latency, pause=pause,
+                               rng=self.rng, bad_reads=bad_reads, bad_writes=bad_writes)
+            for port in ("spad_matrix_read__request", "spad_vector_read__request", "spad_vector_write",
+                         "acc_matrix_write", "acc_vector_read__request"):
+                getattr(dut, f"{port}__valid").value = 0
+        self.source = StreamSource(dut, "descriptor", dut.clk, DESCRIPTOR)
+        self.sink = StreamSink(dut, "status", dut.clk, STATUS, pauses(0.3, self.rng) if pause else None)
+        self.spad_banks = self._banks("scratchpad", "spad")
+        self.acc_banks = self._banks("accumulator", "acc")
+        self.spad_bytes = self.params["spad_depth"] * self.word_bytes
+        self.acc_bytes = self.params["acc_depth"] * self.lanes * 4
+        self.sizes = {Space.SPAD.value: self.spad_bytes, Space.ACC.value: self.acc_bytes}
+        self.window = (0, self.dram_bytes)
+        self.set_window(*self.window)
+
+    def _banks(self, instance, prefix):
+        parent = getattr(self.root, instance)
+        return [getattr(parent, f"{prefix}_bank{b}") for b in range(self.params["banks"])]
+
+    def set_window(self, base: int, limit: int) -> None:
+        self.window = (base, limit)
+        self.dut.window_base.value = base
+        self.dut.window_limit.value = limit
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        cocotb.start_soon(self.source.run())
+        cocotb.start_soon(self.sink.run())
+        await ClockCycles(self.dut.clk, 2)
+
+    # ---- backdoor access to the SRAMs (rows are little-endian words, bank after bank)
+    def _sram_read(self, banks) -> np.ndarray:
+        words = []
+        for bank in banks:
+            words += [int(bank[n].value) for n in range(len(bank))]
+        width = len(banks[0][0]) // 8
+        return np.frombuffer(b"".join(w.to_bytes(width, "little") for w in words), dtype=np.uint8).copy()
+
+    def _sram_write(self, banks, content: np.ndarray) -> None:
+        width = len(banks[0][0]) // 8
+        rows = len(banks[0])
+        for b, bank in enumerate(banks):
+            for n in range(rows):
+                start = (b * rows + n) * width
+                bank[n].value = int.from_bytes(content[start:start + width].tobytes(), "little")
+
+    def _dram_read(self) -> np.ndarray:
+        if self.ram is not None:
+            return np.frombuffer(self.ram.read(0, self.dram_bytes), dtype=np.uint8).copy()
+        return self._sram_read([self.dut.dram.storage])
+
+    def _dram_write(self, content: np.ndarray) -> None:
+        if self.ram is not None:
+            self.ram.write(0, content.tobytes())
+        else:
+            self._sram_write([self.dut.dram.storage], content)
+
+    def memories(self) -> dict[int, np.ndarray]:
+        return {Space.DRAM.value: self._dram_read(),
+                Space.SPAD.value: self._sram_read(self.spad_banks),
+                Space.ACC.value: self._sram_read(self.acc_banks)}
+
+    async def fill_random(self) -> dict[int, np.ndarray]:
+        content = {Space.DRAM.value: self.np_rng.integers(0, 256, self.dram_bytes, dtype=np.uint8),
+                   Space.SPAD.value: self.np_rng.integers(0, 256, self.spad_bytes, dtype=np.uint8),
+                   Space.ACC.value: self.np_rng.integers(0, 256, self.acc_bytes, dtype=np.uint8)}
+        self._dram_write(content[Space.DRAM.value])
+        self._sram_write(self.spad_banks, content[Space.SPAD.value])
+        self._sram_write(self.acc_banks, content[Space.ACC.value])
+        await RisingEdge(self.dut.clk)  # cocotb applies the writes at the end of the time step
+        return content
+
+    async def run(self, desc: dict, timeout: int = 200_000) -> dict:
+        """Send one descriptor, wait for its status."""
+        start = len(self.sink.received)
+        self.source.send([desc])
+        for _ in range(timeout):
+            await RisingEdge(self.dut.clk)
+            if len(self.sink.received) > start:
+                return self.sink.received[start]
+        raise AssertionError(f"no status after {timeout} cycles for {desc} (seed {self.seed})")
+
+
+def compare(got: dict[int, np.ndarray], want: dict[int, np.ndarray], what: str, seed: int) -> None:
+    for space in want:
+        bad = np.flatnonzero(got[space] != want[space])
+        if len(bad):
+            n = bad[0]
+            raise AssertionError(
+                f"{what}: {Space(space).name} byte {n:#x}: got {got[space][n]:#04x}, model {want[space][n]:#04x}; "
+                f"{len(bad)} bytes differ (first {[hex(x) for x in bad[:8]]}), seed {seed}")
+
+
+async def fuzz(tb: TB, count: int, window_errors: bool = True) -> None:
+    """Random descriptors between all spaces; memory compared with the model after each."""
+    regions = {Space.DRAM.value: dma_model.Region(0x1000, tb.dram_bytes - 0x1000),
+               Space.SPAD.value: dma_model.Region(0, tb.spad_bytes),
+               Space.ACC.value: dma_model.Region(0, tb.acc_bytes)}
+    model = await tb.fill_random()
+    outcomes: dict[str, int] = {}
+    moved = 0
+    for n in range(count):
+        desc = dma_model.random_descriptor(tb.rng, regions)
+        if window_errors and tb.rng.random() < 0.15:
+            # a job window that the descriptor may leave by a byte
+            first, last = dma_model.extent(desc, "src" if desc["src_space"] == 0 else "dst")
+            tb.set_window(first + tb.rng.choice([0, 1]), last + tb.rng.choice([0, 1]))
+        else:
+            tb.set_window(0x1000, tb.dram_bytes - 0x1000)
+        want_code = dma_model.expected_error(desc, tb.window, tb.sizes)
+        status = await tb.run(desc)
+        assert status["error"] == want_code.value, (
+            f"descriptor {n} {desc}: status {DmaError(status['error']).name}, want {want_code.name} "
+            f"(window {tb.window}), seed {tb.seed}")
+        outcomes[want_code.name] = outcomes.get(want_code.name, 0) + 1
+        if want_code == DmaError.OK:
+            dma_model.apply(desc, model)
+            moved += desc["count"][0] * desc["count"][1] * desc["count"][2] << desc["elem_log2"]
+        got = tb.memories()
+        compare(got, model, f"descriptor {n} {desc}", tb.seed)
+    tb.dut._log.info(f"{count} descriptors: {outcomes}, {moved} bytes moved")
+
+
+@cocotb.test()
+async def fuzz_descriptors(dut):
+    """Random descriptors (shapes, strides, alignments, spaces, window violations), with random
+    pauses on every AXI channel and memory latency; SCOVILLE_DESCRIPTORS sets how many."""
+    latency = int(os.environ.get("SCOVILLE_LATENCY", "20"))
+    tb = TB(dut, latency=latency, pause=0.2)
+    await tb.reset()
+    await fuzz(tb, int(os.environ.get("SCOVILLE_DESCRIPTORS", "100")))
+
+
+@cocotb.test()
+async def long_transfers_cross_pages(dut):
+    """Rows longer than 256 beats and across 4 KiB boundaries (AxiRam asserts on a crossing
+    burst), unaligned on both sides, both directions, latency 100 with pauses."""
+    tb = TB(dut, latency=100, pause=0.3)
+    await tb.reset()
+    model = await tb.fill_random()
+    length = min(tb.spad_bytes - 16, 5000)
+    for desc in (
+        dma_model.descriptor(0x0FF3, 5, Space.DRAM, Space.SPAD, [length]),
+        dma_model.descriptor(3, 0x12FFD, Space.SPAD, Space.DRAM, [length]),
+        dma_model.descriptor(0x28001, 0x1003, Space.DRAM, Space.DRAM, [1, 40, 3], 2, (700, 30000),
+                             (1003, 42000)),
+    ):
+        status = await tb.run(desc)
+        assert status["error"] == 0, f"{desc}: {DmaError(status['error']).name}"
+        dma_model.apply(desc, model)
+        compare(tb.memories(), model, f"{desc}", tb.seed)
+
+
+@cocotb.test()
+async def bus_errors_stop_cleanly(dut):
+    """SLVERR on reads and on writes: the status names the error and the address, nothing is
+    written outside the destination, and the next descriptor runs normally."""
+    bad = (0x8000, 0x8040)
+    tb = TB(dut, latency=30, pause=0.2, bad_reads=[bad], bad_writes=[(0x9000, 0x9008)])
+    await tb.reset()
+    model = await tb.fill_random()
+    cases = [
+        # read error in the middle of a long row
+        (dma_model.descriptor(0x7F01, 0, Space.DRAM, Space.SPAD, [700]), DmaError.READ_SLVERR),
+        # read error in a 2D block
+        (dma_model.descriptor(0x7E10, 100, Space.DRAM, Space.SPAD, [24, 8], 0, (80, 0), (30, 0)),
+         DmaError.READ_SLVERR),
+        # write error
+        (dma_model.descriptor(0, 0x8F80, Space.SPAD, Space.DRAM, [400]), DmaError.WRITE_SLVERR),
+    ]
+    for desc, code in cases:
+        before = tb.memories()
+        status = await tb.run(desc)
+        assert status["error"] == code.value, f"{desc}: got {DmaError(status['error']).name}, want {code.name}"
+        fault = status["fault_addr"]
+        if code == DmaError.READ_SLVERR:
+            starts = dma_model.row_starts(desc["src"], desc["count"][1], desc["count"][2], *desc["src_stride"])
+            row = desc["count"][0] << desc["elem_log2"]
+            words = [w for s in starts for w in range(s & -tb.word_bytes, s + row, tb.word_bytes)]
+            want_fault = next(w for w in words if bad[0] <= w < bad[1])
+            assert fault == want_fault, f"fault address {fault:#x}, want {want_fault:#x}"
+        else:
+            assert 0x9000 - 4096 < fault <= 0x9000, f"write fault address {fault:#x}"
+        # every byte is either untouched or what the transfer would have written there
+        full = {k: v.copy() for k, v in before.items()}
+        dma_model.apply(desc, full)
+        after = tb.memories()
+        for space in after:
+            stray = (after[space] != before[space]) & (after[space] != full[space])
+            where = np.flatnonzero(stray)[:4]
+            assert not stray.any(), (f"{desc}: stray write at {Space(space).name} {where}: before "
+                                     f"{before[space][where]} after {after[space][where]} full {full[space][where]}")
+        model = after
+    # the engine runs normally afterwards
+    desc = dma_model.descriptor(0x100, 0x200, Space.DRAM, Space.SPAD, [300])
+    status = await tb.run(desc)
+    assert status["error"] == 0
+    dma_model.apply(desc, model)
+    compare(tb.memories(), model, "after errors", tb.seed)
+
+
+@cocotb.test()
+async def out_of_window_makes_no_access(dut):
+    """Descriptors that leave the window by one byte at either end, or the SRAM, touch nothing:
+    not one AXI handshake."""
+    tb = TB(dut)
+    await tb.reset()
+    await tb.fill_random()
+    handshakes = 0
+
+    async def count():
+        nonlocal handshakes
+        while True:
+            await RisingEdge(dut.clk)
+            handshakes += int(dut.m_axi__arvalid.value) + int(dut.m_axi__awvalid.value)
+
+    cocotb.start_soon(count())
+    tb.set_window(0x4000, 0x5000)
+    cases = [
+        (dma_model.descriptor(0x3FFF, 0, Space.DRAM, Space.SPAD, [16]), DmaError.SRC_WINDOW, 0x3FFF),
+        (dma_model.descriptor(0x4FF1, 0, Space.DRAM, Space.SPAD, [16]), DmaError.SRC_WINDOW, 0x4FF1),
+        (dma_model.descriptor(0x4000, 0, Space.DRAM, Space.SPAD, [16, 3, 2], 0, (1500, 1500)),
+         DmaError.SRC_WINDOW, 0x4000),
+        (dma_model.descriptor(0, 0x4FFC, Space.SPAD, Space.DRAM, [1, 2], 2, (0, 0), (4, 0)),
+         DmaError.DST_WINDOW, 0x4FFC),
+        (dma_model.descriptor(0x4000, tb.spad_bytes - 7, Space.DRAM, Space.SPAD, [8]), DmaError.DST_WINDOW,
+         tb.spad_bytes - 7),
+        (dma_model.descriptor(0x4000, 0, Space.DRAM, Space.DRAM, [65535, 65535, 65535], 3, (1 << 31, 1 << 31)),
+         DmaError.SRC_WINDOW, 0x4000),
+    ]
+    for desc, code, fault in cases:
+        status = await tb.run(desc)
+        assert status["error"] == code.value, f"{desc}: {DmaError(status['error']).name}, want {code.name}"
+        assert status["fault_addr"] == fault
+    bad_space = dma_model.descriptor(0x4000, 0, Space.DRAM, Space.SPAD, [8])
+    bad_space["dst_space"] = 3
+    assert (await tb.run(bad_space))["error"] == DmaError.BAD_SPACE.value
+    empty = dma_model.descriptor(0x3000, 0, Space.DRAM, Space.SPAD, [0, 5])
+    assert (await tb.run(empty))["error"] == DmaError.OK.value
+    assert handshakes == 0, f"{handshakes} AXI address handshakes for rejected descriptors"
+    # inside the window, exactly at its edges
+    desc = dma_model.descriptor(0x4000, 0x4FF0, Space.DRAM, Space.DRAM, [16])
+    assert (await tb.run(desc))["error"] == 0
+    assert handshakes > 0
+
+
+
+@cocotb.test()
+async def dram_model_decode_error(dut):
+    """(DramModel only) beyond the end of the model's memory: DECERR on reads and on writes,
+    with the address of the first word outside."""
+    if "dram_bytes" not in design_params():
+        return
+    tb = TB(dut, latency=7)
+    await tb.reset()
+    size = tb.dram_bytes
+    tb.set_window(0, size + 0x1000)
+    status = await tb.run(dma_model.descriptor(size - 20, 0, Space.DRAM, Space.SPAD, [64]))
+    assert status["error"] == DmaError.READ_DECERR.value and status["fault_addr"] == size, status
+    status = await tb.run(dma_model.descriptor(0, size - 0x104, Space.SPAD, Space.DRAM, [0x200]))
+    assert status["error"] == DmaError.WRITE_DECERR.value, status
+    status = await tb.run(dma_model.descriptor(0, 0x100, Space.SPAD, Space.DRAM, [0x200]))
+    assert status["error"] == DmaError.OK.value, status
+
+
+@cocotb.test()
+async def bench(dut):
+    """(DramModel) 64 KiB and strided 2D transfers: data beats / cycles from the descriptor's
+    handshake to its status, written as JSON to SCOVILLE_BENCH_OUT."""
+    import json
+    import time
+
+    out = os.environ.get("SCOVILLE_BENCH_OUT")
+    if not out:
+        return
+    latencies = [int(x) for x in os.environ.get("SCOVILLE_LATENCIES", "0,64").split(",")]
+    tb = TB(dut)
+    await tb.reset()
+    bits = tb.word_bytes * 8
+    total = 64 * 1024
+    rows = total // 64
+    figures = {}
+    wall, cycles_run = time.perf_counter(), 0
+    for latency in latencies:
+        dut.latency.value = latency
+        cases = {
+            "read": dma_model.descriptor(0x0, 0, Space.DRAM, Space.SPAD, [total]),
+            "write": dma_model.descriptor(0, 0x0, Space.SPAD, Space.DRAM, [total]),
+            # rows of 64 bytes, 128 bytes apart in DRAM, packed in the SRAM
+            "read.2d64": dma_model.descriptor(0x0, 0, Space.DRAM, Space.SPAD, [64, rows // 2], 0, (128, 0), (64, 0)),
+            "write.2d64": dma_model.descriptor(0, 0x0, Space.SPAD, Space.DRAM, [64, rows // 2], 0, (64, 0), (128, 0)),
+        }
+        for name, desc in cases.items():
+            moved = desc["count"][0] * desc["count"][1]
+            start = len(tb.sink.received)
+            tb.source.send([desc])
+            cycles, started = 0, False
+            while len(tb.sink.received) == start:
+                await RisingEdge(dut.clk)
+                if not started and int(dut.descriptor__valid.value) and int(dut.descriptor__ready.value):
+                    started = True
+                elif started:
+                    cycles += 1
+            assert tb.sink.received[start]["error"] == 0
+            cycles_run += cycles
+            direction, _, shape = name.partition(".")
+            key = f"dma.bus_efficiency.{direction}.{bits}b.lat{latency}" + (f".{shape}" if shape else "")
+            figures[key] = round(moved / tb.word_bytes / cycles, 4)
+            figures[key.replace("bus_efficiency", "cycles")] = cycles
+    figures[f"sim.cycles_per_s.dma{bits}b"] = round(cycles_run / (time.perf_counter() - wall))
+    with open(out, "w") as f:
+        json.dump(figures, f)

@@ -1,0 +1,38 @@
+"""The DMA subsystem on Verilator: engine, AXI4 master, SRAMs, against a numpy model of transfers."""
+
+import pytest
+
+from rtl.dma.subsystem import DmaSubsystem
+from scoville.flow import Design, run_cocotb
+
+CONFIGS = {
+    64: {"data_width": 64, "spad_depth": 1024, "acc_depth": 128, "lanes": 8, "banks": 2,
+         "max_outstanding": 8, "rows_in_flight": 16},
+    128: {"data_width": 128, "spad_depth": 512, "acc_depth": 64, "lanes": 16, "banks": 4,
+          "max_outstanding": 4, "rows_in_flight": 8},
+}
+
+
+def dma_design(width: int) -> Design:
+    return Design(f"dma_{width}b", DmaSubsystem, CONFIGS[width])
+
+
+@pytest.mark.parametrize("width", [64, 128])
+def test_dma_directed(width):
+    run_cocotb(dma_design(width), "testbench.test_dma",
+               testcase=["long_transfers_cross_pages", "bus_errors_stop_cleanly", "out_of_window_makes_no_access"],
+               test_name="directed")
+
+
+@pytest.mark.parametrize("width", [64, 128])
+def test_dma_fuzz(width):
+    run_cocotb(dma_design(width), "testbench.test_dma", testcase="fuzz_descriptors", test_name="fuzz",
+               extra_env={"SCOVILLE_DESCRIPTORS": "150"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width,latency", [(64, 0), (64, 120), (128, 60)])
+def test_dma_fuzz_thousands(width, latency):
+    run_cocotb(dma_design(width), "testbench.test_dma", testcase="fuzz_descriptors",
+               test_name=f"fuzz_long_lat{latency}",
+               extra_env={"SCOVILLE_DESCRIPTORS": "2000", "SCOVILLE_LATENCY": str(latency)})
