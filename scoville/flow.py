@@ -237,19 +237,29 @@ def run_cocotb(
     if extra_env:
         env.update(extra_env)
     runner = get_runner("verilator")
-    xml = runner.test(
-        test_module=test_module,
-        hdl_toplevel=design.name,
-        hdl_toplevel_lang="verilog",
-        testcase=testcase,
-        build_dir=result.build_dir,
-        test_dir=test_dir,
-        waves=result.waves,
-        seed=seed,
-        extra_env=env,
-        results_xml=str(test_dir / "results.xml"),
-        log_file=test_dir / "sim.log",
-    )
+    # Under pytest the cocotb runner calls sys.exit(1) when a test fails, which would hide the
+    # failing assertion; catch it and report from the results file and the log instead.
+    xml = test_dir / "results.xml"
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=design.name,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=result.build_dir,
+            test_dir=test_dir,
+            waves=result.waves,
+            seed=seed,
+            extra_env=env,
+            results_xml=str(xml),
+            log_file=test_dir / "sim.log",
+            )
+    except SystemExit:
+        if not xml.exists():
+            sim_log = test_dir / "sim.log"
+            log = sim_log.read_text(errors="replace").splitlines() if sim_log.exists() else []
+            raise AssertionError(f"{test_module}: the simulator failed without results; log ends:\n"
+                                 + "\n".join(log[-80:])) from None
     if result.waves:
         print(f"waves: {test_dir / 'dump.fst'}")
     total, failed = get_results(xml)
