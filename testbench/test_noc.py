@@ -1,5 +1,6 @@
 """cocotb tests of a mesh (or the request + response NoC) driven from Python at every local port."""
 
+import json
 import os
 import random
 
@@ -126,3 +127,22 @@ async def saturated_back_to_back(dut):
                 dest = tb.tiles[tb.rng.randrange(len(tb.tiles))]
                 tb.send(src, dest, tb.rng.choice([1, 2, 16]), network)
     await tb.drain(20000)
+
+
+@cocotb.test()
+async def bench_zero_load(dut):
+    """Zero-load latency from the first tile to every tile, one single-flit packet at a time
+    (figures to ``SCOVILLE_BENCH_OUT``): cycles from the inject handshake to the eject handshake."""
+    tb = TB(dut)
+    await tb.reset()
+    src = tb.tiles[0]
+    board = tb.scoreboards[tb.networks[0]]
+    points = []
+    for dest in tb.tiles:
+        tb.send(src, dest, 1)
+        await tb.drain(100)
+        points.append({"hops": abs(dest[0] - src[0]) + abs(dest[1] - src[1]), "latency": board.latencies[-1]})
+    out_path = os.environ.get("SCOVILLE_BENCH_OUT")
+    if out_path:
+        with open(out_path, "w") as f:
+            json.dump(points, f)

@@ -1,6 +1,6 @@
 """A five-port wormhole mesh router with XY routing, input FIFOs and round-robin output arbiters."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Assert, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,7 +102,7 @@ class Router(wiring.Component):
         heads = {}  # port -> View of the flit at the FIFO output
         valids = {}
         route = {}  # port -> one-hot Signal(5): the output its current flit wants
-        pops = {}
+        pops, helds, queues = {}, {}, {}
         for port in ports:
             queue = fifo.SyncFIFO(width=self.flit.size, depth=self.depth)
             m.submodules[f"fifo_{port.port_name}"] = queue
@@ -121,10 +121,11 @@ class Router(wiring.Component):
             m.d.comb += queue.r_en.eq(pop)
             with m.If(pop & flit.head):
                 m.d.sync += held.eq(computed)
-            route[port], pops[port] = current, pop
+            route[port], pops[port], helds[port], queues[port] = current, pop, held, queue
 
         # Output side: one arbiter and one crossbar column per output.
         pop_terms = {port: [] for port in ports}
+        feeds = {}  # output -> [(input, "this output takes a flit from that input now")]
         for out_port in ports:
             out = self.port_out(out_port)
             sources = [p for p in ports if out_port in legal_turns(p)]
@@ -144,8 +145,12 @@ class Router(wiring.Component):
                 for index, p in enumerate(sources):
                     with m.Case(index):
                         m.d.comb += [out.payload.eq(heads[p]), out.valid.eq(requests[index])]
+            feeds[out_port] = []
             for index, p in enumerate(sources):
-                pop_terms[p].append((chosen == index) & requests[index] & out.ready)
+                term = Signal(name=f"take_{p.port_name}_to_{out_port.port_name}")
+                m.d.comb += term.eq((chosen == index) & requests[index] & out.ready)
+                pop_terms[p].append(term)
+                feeds[out_port].append((p, term))
 
             transfer = out.valid & out.ready
             with m.If(~locked):
@@ -159,7 +164,39 @@ class Router(wiring.Component):
 
         for port in ports:
             m.d.comb += pops[port].eq(Cat(pop_terms[port]).any())
+
+        if platform == "formal":
+            self._formal(m, ports, heads, pops, helds, queues, pop_terms, feeds)
         return m
+
+    def _formal(self, m, ports, heads, pops, helds, queues, pop_terms, feeds):
+        """Safety properties, proved by k-induction in ``tests/test_noc_formal.py``.
+
+        * no output is given to two inputs in a cycle, and no input's flit goes to two outputs;
+        * an output transfers exactly when one input hands it its flit, and that flit unchanged;
+        * conservation: flits in - flits out = flits buffered (counters mod 256), so no flit is
+          ever dropped or duplicated.
+        """
+        for out_port, terms in feeds.items():
+            out = self.port_out(out_port)
+            takes = Cat(term for _, term in terms)
+            m.d.comb += Assert(_at_most_one(takes), f"output {out_port.port_name} granted to two inputs")
+            m.d.comb += Assert((out.valid & out.ready) == takes.any(),
+                               f"output {out_port.port_name} transfer without exactly one source")
+            for p, term in terms:
+                with m.If(term):
+                    m.d.comb += Assert(out.payload.as_value() == heads[p].as_value(),
+                                       f"flit from {p.port_name} altered on {out_port.port_name}")
+        for port in ports:
+            m.d.comb += Assert(_at_most_one(Cat(pop_terms[port])), f"input {port.port_name} sent to two outputs")
+            m.d.comb += Assert(_at_most_one(helds[port]), f"input {port.port_name} holds two routes")
+
+        flits_in, flits_out = Signal(8), Signal(8)
+        count_in = sum((self.port_in(p).valid & self.port_in(p).ready).as_unsigned() for p in ports)
+        count_out = sum((self.port_out(p).valid & self.port_out(p).ready).as_unsigned() for p in ports)
+        m.d.sync += [flits_in.eq(flits_in + count_in), flits_out.eq(flits_out + count_out)]
+        buffered = sum(queues[p].level for p in ports)
+        m.d.comb += Assert((flits_in - flits_out)[:8] == buffered[:8], "flits in - out != flits buffered")
 
     def _xy_route(self, m, header, onehot, legal):
         """Dimension order: X until the column matches, then Y, then the local port."""
@@ -194,3 +231,8 @@ class Router(wiring.Component):
                         grants[index] = requests[index] & ~Cat(earlier).any() if earlier else requests[index]
                     bits = [Cat(grants[i] for i in range(n) if (i >> b) & 1).any() for b in range(len(pick))]
                     m.d.comb += pick.eq(Cat(bits))
+
+
+def _at_most_one(bits):
+    """True when at most one bit of ``bits`` is set."""
+    return (bits & (bits - 1)[:len(bits)]) == 0
