@@ -235,6 +235,28 @@ def silu(x) -> np.ndarray:
 # ---------------------------------------------------------------------------- row operations
 
 
+def row_max(x) -> np.ndarray:
+    """Maximum of each row (last axis) of a wide array, int64."""
+    return np.max(_i64(x), axis=-1)
+
+
+def row_sum(x) -> np.ndarray:
+    """Exact sum of each row (last axis), int64 (the vector unit keeps 48 bits: rows up to 2**16)."""
+    return np.sum(_i64(x), axis=-1)
+
+
+def row_max_abs(x) -> np.ndarray:
+    """``max|x|`` of each row (last axis), int64 (``2**31`` for a row holding INT32_MIN)."""
+    return np.max(np.abs(_i64(x)), axis=-1)
+
+
+def row_sum_squares(x) -> tuple[np.ndarray, np.ndarray]:
+    """Block-normalised sum of squares of each row, as the norms compute it: ``s`` = shift that
+    brings ``max|x|`` to 15 bits (0 if it fits), returns ``(sum((x >> s)**2), s)``."""
+    xs, s = _row_normalise(x)
+    return np.sum(xs * xs, axis=-1), s
+
+
 def softmax_exp(scores, allowed=None) -> tuple[np.ndarray, np.ndarray]:
     """Unnormalised softmax of wide scores along the last axis.
 
