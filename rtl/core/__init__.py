@@ -1,0 +1,1 @@
+"""A Scoville core: controller, DMA, SRAMs, matrix engine, vector unit."""
