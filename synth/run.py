@@ -93,8 +93,8 @@ TARGETS = [
     Target("matrix", "2x2", "ecp5", _systolic, {"rows": 2, "columns": 2}, 125),
     Target("matrix", "8x8", "ecp5", _systolic, {"rows": 8, "columns": 8}, 125),
     Target("matrix", "2x2", "ice40", _systolic, {"rows": 2, "columns": 2}, 30),
-    # A router inside the mesh (all five ports live), 64-bit flits, 4-flit input FIFOs.
-    Target("router", "64b", "ecp5", _router, {"x": 1, "y": 1, "flit_width": 64, "depth": 4}, 125),
+    # A router inside the mesh (all five ports live), 64-bit flits, 8-flit input FIFOs.
+    Target("router", "64b", "ecp5", _router, {"x": 1, "y": 1, "flit_width": 64, "depth": 8}, 125),
 ]
 
 

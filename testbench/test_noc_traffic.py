@@ -173,7 +173,8 @@ async def bench(dut):
     sweep = [float(v) for v in os.environ.get("SCOVILLE_NOC_LOADS", "0.1,0.3,0.5,1.0").split(",")]
     window = int(os.environ.get("SCOVILLE_NOC_WINDOW", "10000"))
     results = []
-    for pattern in ("uniform", "transpose", "hotspot"):
+    patterns = os.environ.get("SCOVILLE_NOC_PATTERNS") or "uniform,transpose,hotspot"
+    for pattern in patterns.split(","):
         for load in sweep:
             point = await measure(tb, pattern, load, warmup=2000, window=window)
             dut._log.info(f"{point}")

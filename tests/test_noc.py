@@ -4,6 +4,7 @@ import pytest
 
 from rtl.noc.mesh import Mesh, NoC
 from rtl.noc.router import Router
+from rtl.noc.system import MemoryNoC
 from rtl.noc.traffic import TrafficMesh
 from scoville.flow import Design, run_cocotb
 
@@ -40,7 +41,7 @@ def test_mesh_rejects_bad_parameters(bad):
         Mesh(**params)
 
 
-def traffic_mesh_design(width: int = 4, height: int = 4, flit_width: int = 64, depth: int = 4) -> Design:
+def traffic_mesh_design(width: int = 4, height: int = 4, flit_width: int = 64, depth: int = 8) -> Design:
     params = {"width": width, "height": height, "flit_width": flit_width, "depth": depth}
     return Design(f"traffic_mesh_{width}x{height}_f{flit_width}_d{depth}", TrafficMesh, params)
 
@@ -57,3 +58,9 @@ def test_mesh_long_soak_hardware_traffic():
     """The same with 500,000 packets."""
     run_cocotb(traffic_mesh_design(), "testbench.test_noc_traffic", testcase="soak", test_name="long_soak",
                extra_env={"SCOVILLE_SOAK_PACKETS": "500000"})
+
+
+def test_cores_reach_axi_memory_through_the_noc():
+    """Three cores of a 3 x 2 NoC write and read AxiRam through the memory tile, byte for byte."""
+    params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0]}
+    run_cocotb(Design("memory_noc_3x2", MemoryNoC, params), "testbench.test_noc_memory")

@@ -62,7 +62,7 @@ class Mesh(wiring.Component):
     ``eject``, with no contention).
     """
 
-    def __init__(self, width: int, height: int, flit_width: int = 64, depth: int = 4,
+    def __init__(self, width: int, height: int, flit_width: int = 64, depth: int = 8,
                  tiles: Iterable[tuple[int, int]] | None = None):
         self.tiles = _check_mesh(width, height, tiles)
         self.width, self.height = width, height
@@ -122,7 +122,7 @@ class NoC(wiring.Component):
 
     NETWORKS = ("request", "response")
 
-    def __init__(self, width: int, height: int, flit_width: int = 64, depth: int = 4,
+    def __init__(self, width: int, height: int, flit_width: int = 64, depth: int = 8,
                  tiles: Iterable[tuple[int, int]] | None = None):
         self.tiles = _check_mesh(width, height, tiles)
         self.width, self.height = width, height

@@ -44,8 +44,9 @@ def legal_turns(port_in: Port) -> tuple[Port, ...]:
 class Router(wiring.Component):
     """Wormhole router at mesh position (``x``, ``y``) with dimension-order (XY) routing.
 
-    Each input has a FIFO of ``depth`` flits. The head flit at a FIFO's output picks its output
-    port (X first, then Y, then local); an output that is free is granted by a round-robin
+    Each input has a FIFO of ``depth`` flits. A head flit's output port (X first, then Y, then
+    local) is computed as it enters and stored with it (body flits inherit it); at the FIFO's
+    output, an output that is free is granted by a round-robin
     arbiter among the head flits that want it and then stays with that input until the packet's
     tail has left (wormhole switching: packets never interleave on a link). The grant is taken as
     soon as the head flit is offered, so an output's ``valid`` and payload hold until accepted.
@@ -72,7 +73,7 @@ class Router(wiring.Component):
     the next router's FIFO at the next). Throughput: one flit per cycle per output.
     """
 
-    def __init__(self, x: int, y: int, flit_width: int = 64, depth: int = 4):
+    def __init__(self, x: int, y: int, flit_width: int = 64, depth: int = 8):
         for name, value in (("x", x), ("y", y)):
             if not isinstance(value, int) or not 0 <= value < MAX_MESH:
                 raise ValueError(f"{name} must be an integer in [0, {MAX_MESH}), got {value!r}")
@@ -98,30 +99,38 @@ class Router(wiring.Component):
         m = Module()
         ports = list(Port)
 
-        # Input side: FIFO, route of the flit at its output (one-hot over the outputs).
+        # Input side: the route is computed as a flit is written (from the head's header; body
+        # flits take their head's) and stored beside it, so the arbiters start from a FIFO output
+        # and a 3-to-5 decoder rather than from address comparisons: a shorter critical path.
         heads = {}  # port -> View of the flit at the FIFO output
         valids = {}
         route = {}  # port -> one-hot Signal(5): the output its current flit wants
-        pops, helds, queues = {}, {}, {}
+        pops, queues = {}, {}
+        index_bits = 3
         for port in ports:
-            queue = fifo.SyncFIFO(width=self.flit.size, depth=self.depth)
+            queue = fifo.SyncFIFO(width=self.flit.size + index_bits, depth=self.depth)
             m.submodules[f"fifo_{port.port_name}"] = queue
             inp = self.port_in(port)
-            m.d.comb += [queue.w_data.eq(inp.payload), queue.w_en.eq(inp.valid), inp.ready.eq(queue.w_rdy)]
-            flit = data.View(self.flit, queue.r_data)
+            computed = Signal(index_bits, name=f"route_computed_{port.port_name}")
+            self._xy_route(m, Header(inp.payload.data[:HEADER_BITS]), computed)
+            packet_route = Signal(index_bits, name=f"route_of_packet_{port.port_name}")
+            with m.If(inp.valid & inp.ready & inp.payload.head):
+                m.d.sync += packet_route.eq(computed)
+            m.d.comb += [
+                queue.w_data.eq(Cat(inp.payload.as_value(), Mux(inp.payload.head, computed, packet_route))),
+                queue.w_en.eq(inp.valid),
+                inp.ready.eq(queue.w_rdy),
+            ]
+            flit = data.View(self.flit, queue.r_data[:self.flit.size])
+            stored = queue.r_data[self.flit.size:]
             heads[port], valids[port] = flit, queue.r_rdy
-
-            header = Header(flit.data[:HEADER_BITS])
-            computed = Signal(len(ports), name=f"route_computed_{port.port_name}")
-            self._xy_route(m, header, computed, legal_turns(port))
-            held = Signal(len(ports), name=f"route_held_{port.port_name}")
+            # Outputs outside XY's legal turns are never requested: a header that would need one
+            # (a protocol error upstream) is routed nowhere and stalls its input, visibly.
             current = Signal(len(ports), name=f"route_{port.port_name}")
-            m.d.comb += current.eq(Mux(flit.head, computed, held))
+            m.d.comb += current.eq(Cat((stored == p.value) if p in legal_turns(port) else Const(0) for p in Port))
             pop = Signal(name=f"pop_{port.port_name}")
             m.d.comb += queue.r_en.eq(pop)
-            with m.If(pop & flit.head):
-                m.d.sync += held.eq(computed)
-            route[port], pops[port], helds[port], queues[port] = current, pop, held, queue
+            route[port], pops[port], queues[port] = current, pop, queue
 
         # Output side: one arbiter and one crossbar column per output.
         pop_terms = {port: [] for port in ports}
@@ -166,10 +175,10 @@ class Router(wiring.Component):
             m.d.comb += pops[port].eq(Cat(pop_terms[port]).any())
 
         if platform == "formal":
-            self._formal(m, ports, heads, pops, helds, queues, pop_terms, feeds)
+            self._formal(m, ports, heads, queues, pop_terms, feeds)
         return m
 
-    def _formal(self, m, ports, heads, pops, helds, queues, pop_terms, feeds):
+    def _formal(self, m, ports, heads, queues, pop_terms, feeds):
         """Safety properties, proved by k-induction in ``tests/test_noc_formal.py``.
 
         * no output is given to two inputs in a cycle, and no input's flit goes to two outputs;
@@ -189,7 +198,6 @@ class Router(wiring.Component):
                                        f"flit from {p.port_name} altered on {out_port.port_name}")
         for port in ports:
             m.d.comb += Assert(_at_most_one(Cat(pop_terms[port])), f"input {port.port_name} sent to two outputs")
-            m.d.comb += Assert(_at_most_one(helds[port]), f"input {port.port_name} holds two routes")
 
         flits_in, flits_out = Signal(8), Signal(8)
         count_in = sum((self.port_in(p).valid & self.port_in(p).ready).as_unsigned() for p in ports)
@@ -198,9 +206,8 @@ class Router(wiring.Component):
         buffered = sum(queues[p].level for p in ports)
         m.d.comb += Assert((flits_in - flits_out)[:8] == buffered[:8], "flits in - out != flits buffered")
 
-    def _xy_route(self, m, header, onehot, legal):
+    def _xy_route(self, m, header, want):
         """Dimension order: X until the column matches, then Y, then the local port."""
-        want = Signal(range(len(Port)), name=onehot.name.replace("computed", "port"))
         dest_x, dest_y = header.dest_x, header.dest_y
         # Comparisons that are constant at the mesh edge are left out (Verilator's lint flags them,
         # and a priority chain with constant arms becomes overlapping case arms).
@@ -211,9 +218,6 @@ class Router(wiring.Component):
                 Mux(west, Port.WEST.value,
                     Mux(dest_y > self.y, Port.SOUTH.value,
                         Mux(north, Port.NORTH.value, Port.LOCAL.value)))))
-        # Outputs outside the legal set are never requested: a header that would need one (a
-        # protocol error upstream) is routed nowhere and stalls its input, visibly.
-        m.d.comb += onehot.eq(Cat((want == p.value) if p in legal else Const(0) for p in Port))
 
     @staticmethod
     def _round_robin(m, requests, last, pick):

@@ -319,7 +319,7 @@ class TrafficMesh(wiring.Component):
     counts cycles since ``clear``.
     """
 
-    def __init__(self, width: int = 4, height: int = 4, flit_width: int = 64, depth: int = 4):
+    def __init__(self, width: int = 4, height: int = 4, flit_width: int = 64, depth: int = 8):
         self.width, self.height, self.flit_width, self.depth = width, height, flit_width, depth
         members = {}
         for name, member in _Config().members.items():

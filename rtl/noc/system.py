@@ -1,0 +1,65 @@
+"""Cores' memory ports reaching one AXI4 memory through the NoC."""
+
+from collections.abc import Iterable
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.dma.axi import Axi4Signature
+from rtl.dma.port import MemoryPortSignature
+from rtl.noc.interface import NetworkInterface
+from rtl.noc.memory_packets import memory_flit_width
+from rtl.noc.memory_tile import AxiMemoryTile
+from rtl.noc.mesh import NoC, tile_name
+
+__all__ = ["MemoryNoC"]
+
+
+class MemoryNoC(wiring.Component):
+    """A ``width`` x ``height`` :class:`NoC` with a network interface at each of ``cores`` and an
+    :class:`AxiMemoryTile` at ``memory``.
+
+    Ports
+    -----
+    port_x{x}_y{y} : In(MemoryPortSignature(addr_width, data_width))
+        The memory port of the core at (x, y) (its DMA engine is the initiator).
+    m_axi : Out(Axi4Signature(addr_width, data_width))
+        The memory tile's AXI4 master.
+    """
+
+    def __init__(self, width: int, height: int, cores: Iterable[tuple[int, int]], memory: tuple[int, int],
+                 addr_width: int = 32, data_width: int = 64, depth: int = 4):
+        self.cores = [tuple(c) for c in cores]
+        self.memory = tuple(memory)
+        if self.memory in self.cores:
+            raise ValueError(f"memory tile {self.memory!r} cannot also be a core")
+        self.width, self.height, self.depth = width, height, depth
+        self.addr_width, self.data_width = addr_width, data_width
+        self.flit_width = memory_flit_width(addr_width, data_width)
+        members = {f"port_{tile_name(x, y)}": In(MemoryPortSignature(addr_width, data_width)) for x, y in self.cores}
+        members["m_axi"] = Out(Axi4Signature(addr_width, data_width))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        noc = m.submodules.noc = NoC(self.width, self.height, self.flit_width, self.depth, [*self.cores, self.memory])
+        for x, y in self.cores:
+            name = tile_name(x, y)
+            interface = NetworkInterface(x, y, *self.memory, self.addr_width, self.data_width, self.flit_width)
+            m.submodules[f"interface_{name}"] = interface
+            wiring.connect(m, wiring.flipped(getattr(self, f"port_{name}")), interface.port)
+            wiring.connect(m, interface.request, getattr(noc, f"request_inject_{name}"))
+            wiring.connect(m, getattr(noc, f"response_eject_{name}"), interface.response)
+            # a core sends no responses and receives no requests in this system
+            m.d.comb += [getattr(noc, f"response_inject_{name}").valid.eq(0),
+                         getattr(noc, f"request_eject_{name}").ready.eq(0)]
+        name = tile_name(*self.memory)
+        tile = m.submodules.memory_tile = AxiMemoryTile(*self.memory, self.addr_width, self.data_width,
+                                                        self.flit_width)
+        wiring.connect(m, getattr(noc, f"request_eject_{name}"), tile.request)
+        wiring.connect(m, tile.response, getattr(noc, f"response_inject_{name}"))
+        m.d.comb += [getattr(noc, f"request_inject_{name}").valid.eq(0),
+                     getattr(noc, f"response_eject_{name}").ready.eq(0)]
+        wiring.connect(m, tile.m_axi, wiring.flipped(self.m_axi))
+        return m
