@@ -19,6 +19,7 @@ from scoville.flow import BUILD_ROOT
 #: Modules with a ``figures()`` function, run in this order.
 BENCH_MODULES = [
     "scripts.bench_matrix",
+    "scripts.bench_dma",
     "scripts.bench_vector",
 ]
 

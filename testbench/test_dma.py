@@ -335,14 +335,15 @@ async def bench(dut):
     for latency in latencies:
         dut.latency.value = latency
         cases = {
-            "read": dma_model.descriptor(0x0, 0, Space.DRAM, Space.SPAD, [total]),
-            "write": dma_model.descriptor(0, 0x0, Space.SPAD, Space.DRAM, [total]),
+            # 8-byte elements: a count is 16 bits
+            "read": dma_model.descriptor(0x0, 0, Space.DRAM, Space.SPAD, [total // 8], 3),
+            "write": dma_model.descriptor(0, 0x0, Space.SPAD, Space.DRAM, [total // 8], 3),
             # rows of 64 bytes, 128 bytes apart in DRAM, packed in the SRAM
-            "read.2d64": dma_model.descriptor(0x0, 0, Space.DRAM, Space.SPAD, [64, rows // 2], 0, (128, 0), (64, 0)),
-            "write.2d64": dma_model.descriptor(0, 0x0, Space.SPAD, Space.DRAM, [64, rows // 2], 0, (64, 0), (128, 0)),
+            "read.2d64": dma_model.descriptor(0x0, 0, Space.DRAM, Space.SPAD, [64, rows], 0, (128, 0), (64, 0)),
+            "write.2d64": dma_model.descriptor(0, 0x0, Space.SPAD, Space.DRAM, [64, rows], 0, (64, 0), (128, 0)),
         }
         for name, desc in cases.items():
-            moved = desc["count"][0] * desc["count"][1]
+            moved = (desc["count"][0] << desc["elem_log2"]) * desc["count"][1]
             start = len(tb.sink.received)
             tb.source.send([desc])
             cycles, started = 0, False

@@ -46,15 +46,13 @@ class _BurstSplitter(Elaboratable):
             words_to_page.eq((PAGE - addr[:12]) >> self.shift),
             burst.eq(Mux((left < MAX_BURST) & (left < words_to_page), left,
                          Mux(words_to_page < MAX_BURST, words_to_page, MAX_BURST))),
-            self.req_ready.eq(~busy),
             self.issue.eq(busy & self.room & (~self.ax_valid | self.ax_ready)),
+            # the next request is taken in the cycle the last burst of this one is issued
+            self.req_ready.eq(~busy | (self.issue & self.issue_last)),
             self.issue_addr.eq(addr),
             self.issue_beats.eq(burst),
             self.issue_last.eq(left == burst),
         ]
-        with m.If(self.req_valid & ~busy):
-            m.d.sync += [busy.eq(1), addr.eq(self.req_addr & ~(self.bytes_per_beat - 1)),
-                         left.eq(self.req_beats)]
         with m.If(self.issue):
             m.d.sync += [
                 self.ax_valid.eq(1), self.ax_addr.eq(addr), self.ax_len.eq(burst - 1),
@@ -62,6 +60,9 @@ class _BurstSplitter(Elaboratable):
             ]
         with m.Elif(self.ax_ready):
             m.d.sync += self.ax_valid.eq(0)
+        with m.If(self.req_valid & self.req_ready):
+            m.d.sync += [busy.eq(1), addr.eq(self.req_addr & ~(self.bytes_per_beat - 1)),
+                         left.eq(self.req_beats)]
         return m
 
 

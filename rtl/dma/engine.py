@@ -112,7 +112,10 @@ class DmaEngine(wiring.Component):
         products = [Signal(EXTENT_BITS, name=f"product{n}") for n in range(4)]  # src0 src1 dst0 dst1
         src_last = Signal(EXTENT_BITS)
         dst_last = Signal(EXTENT_BITS)
-        multipliers = [desc.count[1] - 1, desc.count[2] - 1, desc.count[1] - 1, desc.count[2] - 1]
+        # (count - 1) for rows and planes, shifted out most significant bit first
+        row_multiplier = Signal(COUNT_BITS)
+        plane_multiplier = Signal(COUNT_BITS)
+        multipliers = [row_multiplier, plane_multiplier, row_multiplier, plane_multiplier]
         strides = [desc.src_stride[0], desc.src_stride[1], desc.dst_stride[0], desc.dst_stride[1]]
 
         def inside(space, first, last):
@@ -121,7 +124,9 @@ class DmaEngine(wiring.Component):
 
         # ---- row generator
         read_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=2)
-        write_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=2)
+        # as deep as the row queue: a destination that takes one request at a time (an SRAM)
+        # must not hold back the reads of the rows behind it
+        write_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=self.rows_in_flight)
         row_layout = _row_layout(nbytes)
         rows = fifo.SyncFIFOBuffered(width=row_layout.size, depth=self.rows_in_flight)
         m.submodules.read_requests = read_requests
@@ -272,13 +277,17 @@ class DmaEngine(wiring.Component):
                     m.d.sync += [desc.eq(self.descriptor.payload), error.eq(DmaError.OK),
                                  bit_index.eq(COUNT_BITS - 1)]
                     m.d.sync += [p.eq(0) for p in products]
-                    m.next = "CHECK"
+                    m.next = "PREPARE"
+            with m.State("PREPARE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [row_multiplier.eq(desc.count[1] - 1), plane_multiplier.eq(desc.count[2] - 1)]
+                m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
                 # most significant multiplier bit first: product = 2 * product + bit * stride
                 for product, multiplier, stride in zip(products, multipliers, strides, strict=True):
-                    bit = multiplier.as_unsigned().bit_select(bit_index, 1)
-                    m.d.sync += product.eq((product << 1) + Mux(bit, stride, 0))
+                    m.d.sync += product.eq((product << 1) + Mux(multiplier[-1], stride, 0))
+                m.d.sync += [row_multiplier.eq(row_multiplier << 1), plane_multiplier.eq(plane_multiplier << 1)]
                 m.d.sync += bit_index.eq(bit_index - 1)
                 with m.If(bit_index == 0):
                     m.next = "SUM"

@@ -11,7 +11,7 @@ from rtl.dma.engine import DmaEngine
 from rtl.memory.accumulator import Accumulator
 from rtl.memory.scratchpad import Scratchpad
 
-__all__ = ["DmaSubsystem"]
+__all__ = ["DmaAxi", "DmaSubsystem"]
 
 
 class DmaSubsystem(wiring.Component):
@@ -79,4 +79,43 @@ class DmaSubsystem(wiring.Component):
         wiring.connect(m, wiring.flipped(self.spad_vector_write), spad.vector_write)
         wiring.connect(m, wiring.flipped(self.acc_matrix_write), acc.matrix_write)
         wiring.connect(m, wiring.flipped(self.acc_vector_read), acc.vector_read)
+        return m
+
+
+class DmaAxi(wiring.Component):
+    """The DMA engine with its AXI4 master and its two SRAM memory ports left open: the unit
+    that ``make synth`` measures as ``synth.dma.<bits>b``.
+
+    Ports: as :class:`DmaEngine`, with ``dram`` replaced by ``m_axi``.
+    """
+
+    def __init__(self, data_width: int = 64, spad_bytes: int = 1 << 16, acc_bytes: int = 1 << 16,
+                 max_outstanding: int = 8, rows_in_flight: int = 16):
+        self.engine = DmaEngine(data_width=data_width, spad_bytes=spad_bytes, acc_bytes=acc_bytes,
+                                rows_in_flight=rows_in_flight)
+        self.axi_master = AxiMaster(ADDR_BITS, data_width, max_outstanding)
+        engine = self.engine.signature.members
+        super().__init__({
+            "descriptor": In(stream.Signature(Descriptor)),
+            "status": Out(stream.Signature(Status)),
+            "window_base": In(ADDR_BITS),
+            "window_limit": In(ADDR_BITS),
+            "busy": Out(1),
+            "m_axi": Out(Axi4Signature(ADDR_BITS, data_width)),
+            "spad": engine["spad"],
+            "acc": engine["acc"],
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        m.submodules.axi_master = axi_master = self.axi_master
+        wiring.connect(m, wiring.flipped(self.descriptor), engine.descriptor)
+        wiring.connect(m, wiring.flipped(self.status), engine.status)
+        m.d.comb += [engine.window_base.eq(self.window_base), engine.window_limit.eq(self.window_limit),
+                     self.busy.eq(engine.busy)]
+        wiring.connect(m, engine.dram, axi_master.port)
+        wiring.connect(m, wiring.flipped(self.m_axi), axi_master.m_axi)
+        wiring.connect(m, wiring.flipped(self.spad), engine.spad)
+        wiring.connect(m, wiring.flipped(self.acc), engine.acc)
         return m

@@ -77,8 +77,8 @@ class Accumulator(wiring.Component):
         # the DMA's words are slices of rows
         dma_read = SramReadSignature(self.addr_bits, width).create(path=("dma_read",))
         dma_write = stream.Signature(write_request_layout(self.addr_bits, width)).create(path=("dma_write",))
-        read_slice = Signal(range(self.slices))
-        write_slice = Signal(range(self.slices))
+        read_slice = Signal(range(max(2, self.slices)))
+        write_slice = Signal(range(max(2, self.slices)))
         m.d.comb += [
             dma_read.request.valid.eq(bridge.read.request.valid),
             dma_read.request.payload.eq(bridge.read.request.payload >> slice_bits),

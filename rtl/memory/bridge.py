@@ -61,8 +61,11 @@ class MemoryPortBridge(wiring.Component):
         read_addr = Signal(self.word_bits)
         read_left = Signal(BEATS_BITS)
         in_flight = Signal()
+        read_issue = Signal()
+        m.d.comb += read_issue.eq(self.read.request.valid & self.read.request.ready)
         m.d.comb += [
-            port.read_request.ready.eq(~read_busy),
+            # a new request is taken in the cycle the last word of the current one is issued
+            port.read_request.ready.eq(~read_busy | (read_issue & (read_left == 1))),
             self.read.request.valid.eq(read_busy & (responses.level + in_flight < self.RESPONSE_DEPTH)),
             self.read.request.payload.eq(read_addr),
             responses.w_en.eq(self.read.data_valid),
@@ -73,20 +76,22 @@ class MemoryPortBridge(wiring.Component):
             responses.r_en.eq(port.read_response.ready),
         ]
         m.d.sync += in_flight.eq(self.read.request.valid & self.read.request.ready)
-        with m.If(port.read_request.valid & ~read_busy):
-            m.d.sync += [read_busy.eq(1), read_addr.eq(port.read_request.payload.addr >> shift),
-                         read_left.eq(port.read_request.payload.beats)]
-        with m.If(self.read.request.valid & self.read.request.ready):
+        with m.If(read_issue):
             m.d.sync += [read_addr.eq(read_addr + 1), read_left.eq(read_left - 1),
                          read_busy.eq(read_left != 1)]
+        with m.If(port.read_request.valid & port.read_request.ready):
+            m.d.sync += [read_busy.eq(1), read_addr.eq(port.read_request.payload.addr >> shift),
+                         read_left.eq(port.read_request.payload.beats)]
 
         # writes
         write_busy = Signal()
         write_addr = Signal(self.word_bits)
         write_left = Signal(BEATS_BITS)
         responses_due = Signal(4)
+        last_word = Signal()
+        m.d.comb += last_word.eq(self.write.valid & self.write.ready & (write_left == 1))
         m.d.comb += [
-            port.write_request.ready.eq(~write_busy & (responses_due != 15)),
+            port.write_request.ready.eq((~write_busy | last_word) & (responses_due < 14)),
             self.write.valid.eq(write_busy & port.write_data.valid),
             self.write.payload.addr.eq(write_addr),
             self.write.payload.data.eq(port.write_data.payload.data),
@@ -95,14 +100,12 @@ class MemoryPortBridge(wiring.Component):
             port.write_response.valid.eq(responses_due != 0),
             port.write_response.payload.resp.eq(Resp.OKAY),
         ]
-        with m.If(port.write_request.valid & port.write_request.ready):
-            m.d.sync += [write_busy.eq(1), write_addr.eq(port.write_request.payload.addr >> shift),
-                         write_left.eq(port.write_request.payload.beats)]
-        last_word = Signal()
-        m.d.comb += last_word.eq(self.write.valid & self.write.ready & (write_left == 1))
         with m.If(self.write.valid & self.write.ready):
             m.d.sync += [write_addr.eq(write_addr + 1), write_left.eq(write_left - 1),
                          write_busy.eq(write_left != 1)]
+        with m.If(port.write_request.valid & port.write_request.ready):
+            m.d.sync += [write_busy.eq(1), write_addr.eq(port.write_request.payload.addr >> shift),
+                         write_left.eq(port.write_request.payload.beats)]
         m.d.sync += responses_due.eq(responses_due + last_word
                                      - (port.write_response.valid & port.write_response.ready))
         return m

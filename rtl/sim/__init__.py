@@ -1,0 +1,1 @@
+"""Simulation-only hardware: models that stand in for the outside world in chip-level runs."""
