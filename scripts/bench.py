@@ -21,6 +21,7 @@ BENCH_MODULES = [
     "scripts.bench_matrix",
     "scripts.bench_dma",
     "scripts.bench_vector",
+    "scripts.bench_noc",
 ]
 
 
