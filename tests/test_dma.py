@@ -68,3 +68,8 @@ def test_bus_efficiency_bar():
         figures = json.loads(out.read_text())
     for direction in ("read", "write"):
         assert figures[f"dma.bus_efficiency.{direction}.64b.lat64"] >= 0.95, figures
+
+
+def test_srams_shared_and_accumulating():
+    """Scratchpad double buffering with DMA, matrix and vector at once; accumulator RMW."""
+    run_cocotb(dma_design(64), "testbench.test_sram", test_name="sram")
