@@ -5,7 +5,7 @@ import pytest
 from rtl.noc.mesh import Mesh, NoC
 from rtl.noc.router import Router
 from rtl.noc.system import MemoryNoC
-from rtl.noc.traffic import TrafficMesh
+from rtl.noc.traffic import TrafficLoopback, TrafficMesh
 from scoville.flow import Design, run_cocotb
 
 
@@ -64,3 +64,8 @@ def test_cores_reach_axi_memory_through_the_noc():
     """Three cores of a 3 x 2 NoC write and read AxiRam through the memory tile, byte for byte."""
     params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0]}
     run_cocotb(Design("memory_noc_3x2", MemoryNoC, params), "testbench.test_noc_memory")
+
+
+def test_traffic_checker_catches_faults():
+    """A dropped, duplicated or corrupted flit anywhere in a packet is always flagged."""
+    run_cocotb(Design("traffic_loopback_f64", TrafficLoopback, {"flit_width": 64}), "testbench.test_noc_faults")

@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 from rtl.noc.flit import HEADER_BITS, Header, PacketKind, flit_layout
 from rtl.noc.mesh import Mesh, tile_name
 
-__all__ = ["COUNTERS", "TrafficChecker", "TrafficGenerator", "TrafficMesh", "TrafficPattern"]
+__all__ = ["COUNTERS", "Fault", "TrafficChecker", "TrafficGenerator", "TrafficLoopback", "TrafficMesh",
+           "TrafficPattern"]
 
 SEQ_BITS = 16
 TIME_BITS = 20
@@ -355,4 +356,64 @@ class TrafficMesh(wiring.Component):
                 for counter in COUNTERS:
                     block = generator if hasattr(generator, counter) else checker
                     m.d.comb += getattr(self, f"{counter}_{name}").eq(getattr(block, counter))
+        return m
+
+
+class Fault(enum.Enum, shape=2):
+    NONE = 0
+    DROP = 1  #: one flit vanishes
+    DUPLICATE = 2  #: one flit is delivered twice
+    CORRUPT = 3  #: bit 0 of one flit flips (a destination bit in a head, a data bit in a body)
+
+
+class TrafficLoopback(wiring.Component):
+    """A generator and a checker at tile (0, 0) of a 1 x 1 network, joined by a link that injects
+    one ``fault`` into the flit numbered ``fault_at``: shows that the checker catches each kind.
+
+    Ports: the configuration of :class:`TrafficMesh`, plus ``fault``, ``fault_at`` (In) and the
+    counters of the one tile (``errors``, ``first_error``, ``received_packets``, ...).
+    """
+
+    def __init__(self, flit_width: int = 64):
+        self.flit_width = flit_width
+        members = {name: In(member.shape) for name, member in _Config().members.items() if name != "now"}
+        members |= {"fault": In(Fault), "fault_at": In(32)}
+        for counter, bits in COUNTERS.items():
+            members[counter] = Out(CheckError if counter == "first_error" else bits)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        generator = m.submodules.generator = TrafficGenerator(0, 0, 1, 1, self.flit_width)
+        checker = m.submodules.checker = TrafficChecker(0, 0, 1, 1, self.flit_width)
+        now = Signal(32)
+        m.d.sync += now.eq(Mux(self.clear, 0, now + 1))
+        for block in (generator, checker):
+            for field in _Config().members:
+                m.d.comb += getattr(block.config, field).eq(now if field == "now" else getattr(self, field))
+        for counter in COUNTERS:
+            block = generator if hasattr(generator, counter) else checker
+            m.d.comb += getattr(self, counter).eq(getattr(block, counter))
+
+        src, dst = generator.out, checker.inp
+        count = Signal(32)
+        hit = (count == self.fault_at) & src.valid
+        repeat = Signal()  # the duplicated flit's second delivery
+        m.d.comb += [dst.valid.eq(src.valid), dst.payload.eq(src.payload), src.ready.eq(dst.ready)]
+        with m.Switch(self.fault):
+            with m.Case(Fault.DROP):
+                with m.If(hit):
+                    m.d.comb += [dst.valid.eq(0), src.ready.eq(1)]
+            with m.Case(Fault.DUPLICATE):
+                with m.If(hit & ~repeat):
+                    m.d.comb += src.ready.eq(0)
+                    with m.If(dst.ready):
+                        m.d.sync += repeat.eq(1)
+            with m.Case(Fault.CORRUPT):
+                with m.If(hit):
+                    m.d.comb += dst.payload.data.eq(src.payload.data ^ 1)
+        with m.If(src.valid & src.ready):
+            m.d.sync += count.eq(count + 1)
+        with m.If(self.clear):
+            m.d.sync += [count.eq(0), repeat.eq(0)]
         return m
