@@ -8,7 +8,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
 
 from scoville.numerics import PwlTable
 
-__all__ = ["Lockstep", "bit_length", "round_shift", "saturate", "clamp", "maximum", "pwl_lookup", "any_of"]
+__all__ = ["Lockstep", "bit_length", "round_shift", "saturate", "clamp", "maximum", "pwl_lookup", "any_of",
+           "shift_add_multiply", "const_multiply"]
 
 
 class Lockstep:
@@ -103,3 +104,31 @@ def pwl_lookup(table: PwlTable, index) -> tuple[Value, Value]:
     base = Array(Const(k, signed(18)) for k in knots[:-1])
     slope = Array(Const(knots[i + 1] - knots[i], signed(18)) for i in range(len(knots) - 1))
     return base[index], slope[index]
+
+
+def shift_add_multiply(a, b, width: int | None = None) -> Value:
+    """``a * b`` as a sum of shifted copies of ``a``, one per bit of ``b`` (a small operand):
+    carry-chain adders instead of a DSP block, for narrow products. ``b`` may be signed (its top
+    bit then weighs ``-2**(n-1)``). With ``width``, the sum is taken modulo ``2**width``."""
+    a, b = Value.cast(a), Value.cast(b)
+    n = len(b)
+    terms = []
+    for i in range(n):
+        term = Mux(b[i], a << i, 0)
+        if width is not None:
+            term = term[:width]
+        terms.append(-term if (b.shape().signed and i == n - 1) else term)
+    while len(terms) > 1:
+        pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0] if width is None else terms[0][:width]
+
+
+def const_multiply(a, constant: int) -> Value:
+    """``a * constant`` (a non-negative constant) as a sum of shifted copies of ``a``."""
+    a = Value.cast(a)
+    terms = [a << i for i in range(constant.bit_length()) if (constant >> i) & 1]
+    while len(terms) > 1:
+        pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]

@@ -23,11 +23,23 @@ passes takes ``n * p`` cycles in steady state.
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from scoville import numerics as nx
 
-from .arith import Lockstep, any_of, bit_length, clamp, maximum, pwl_lookup, round_shift, saturate
+from .arith import (
+    Lockstep,
+    any_of,
+    bit_length,
+    clamp,
+    const_multiply,
+    maximum,
+    pwl_lookup,
+    round_shift,
+    saturate,
+    shift_add_multiply,
+)
 from .isa import (
     ELEMENTWISE,
     NEEDS_SIDE,
@@ -243,7 +255,14 @@ class VectorUnit(wiring.Component):
                            "oe": Const(0, signed(8)), "mean_product": slot["rsum"] * ins.inv_len_m,
                            "mean_shift": mean_shift})
         slot.pop("rsum")
-        mean = clamp(round_shift(slot.pop("mean_product"), slot.pop("mean_shift")), -(1 << 33), 1 << 33)
+        # round_shift(sum * m, -e) in two stages: shift by s - 1, then ((.) + 1) >> 1
+        mean_shift = slot.pop("mean_shift")
+        slot = pipe.stage({**slot, "mean_round": mean_shift != 0,
+                           "mean_partial": Mux(mean_shift == 0, slot["mean_product"],
+                                               slot["mean_product"] >> (mean_shift - 1).as_unsigned()[:6])})
+        slot.pop("mean_product")
+        partial = slot.pop("mean_partial")
+        mean = clamp(Mux(slot.pop("mean_round"), (partial + 1) >> 1, partial), -(1 << 33), 1 << 33)
         mean = Mux(is_op(slot, Op.LAYERNORM), mean, 0)
         slot = pipe.stage({**slot, "mean": mean.as_signed()[:35].as_signed()})
         # LayerNorm's max|x - mean| from the row's max and min: saturate(x - mean) is monotone
@@ -275,36 +294,30 @@ class VectorUnit(wiring.Component):
         x, on = slot["x"], slot["on"]
         softmax = is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)
         quantize = is_op(slot, Op.QUANTIZE)
-        t_exp, centred, q_product = [], [], []
+        t_exp, centred = [], []
         for j in range(lanes):
             d = Mux(on[j], Mux(softmax, x[j] - row1["rmax"], x[j]), 0)
-            t_exp.append((-d).as_unsigned()[:33] * nx.LOG2E_Q)
+            t_exp.append(const_multiply((-d).as_unsigned()[:33], nx.LOG2E_Q))
             centred.append(saturate(x[j] - row1["mean"]))
-            q_product.append(x[j] * row1["recip"])
         slot = pipe.stage({
-            **slot, "t_exp": t_exp, "centred": centred, "q_product": q_product,
-            "norm_shift": row1["norm_shift"], "quant_shift": row1["quant_shift"],
+            **slot, "t_exp": t_exp, "centred": centred,
+            "norm_shift": row1["norm_shift"], "quant_shift": row1["quant_shift"], "recip": row1["recip"],
             "om": Mux(quantize, Mux(row1["quant_zero"], 0, row1["a15"]), slot["om"]),
             "oe": Mux(quantize, Mux(row1["quant_zero"], nx.ZERO_ROW_EXP, row1["quant_shift"]), slot["oe"]),
         })
         exp2 = nx.exp2_table()
-        z, k0, slope_frac, square, quantized = [], [], [], [], []
+        z, k0, slope_frac, square = [], [], [], []
         for j in range(lanes):
             t = slot["t_exp"][j]
             frac = t[nx.FRAC:nx.FRAC + nx.LOG2E_FRAC]
             knot, slope = pwl_lookup(exp2, frac[exp2.frac_bits:])
             z.append(t[nx.FRAC + nx.LOG2E_FRAC:])
             k0.append(knot)
-            slope_frac.append(slope * frac[:exp2.frac_bits])
+            slope_frac.append(shift_add_multiply(slope, frac[:exp2.frac_bits]))
             scaled = (slot["centred"][j] >> slot["norm_shift"])[:17].as_signed()
             square.append((scaled * scaled).as_unsigned()[:34])
-            shift = (nx.RECIP_FRAC + slot["quant_shift"]).as_unsigned()[:6]
-            quantized.append(clamp(round_shift(slot["q_product"][j], shift), -nx.QMAX, nx.QMAX))
         slot.pop("t_exp")
-        slot.pop("q_product")
-        slot.pop("quant_shift")
-        slot = pipe.stage({**slot, "z": z, "k0": k0, "slope_frac": slope_frac, "square": square,
-                           "quantized": quantized})
+        slot = pipe.stage({**slot, "z": z, "k0": k0, "slope_frac": slope_frac, "square": square})
         v_exp = [slot["k0"][j] + (slot["slope_frac"][j] >> exp2.frac_bits) for j in range(lanes)]
         slot.pop("k0")
         slot.pop("slope_frac")
@@ -316,10 +329,9 @@ class VectorUnit(wiring.Component):
             e = Mux((zj > nx.EXP_MAX_SHIFT) | ~slot["on"][j], 0, round_shift(slot["v_exp"][j], zj[:5]))
             exp_value.append(e)
             lane_value.append(Mux(is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP, Op.EXP), e,
-                                  Mux(norm_like, slot["centred"][j],
-                                      Mux(is_op(slot, Op.QUANTIZE), slot["quantized"][j], slot["x"][j]))))
+                                  Mux(norm_like, slot["centred"][j], slot["x"][j])))
             leaves.append(Mux(slot["on"][j], Mux(is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP), e, slot["square"][j]), 0))
-        for key in ("z", "v_exp", "centred", "square", "quantized"):
+        for key in ("z", "v_exp", "centred", "square"):
             slot.pop(key)
         slot = pipe.stage({**slot, "x": lane_value, "leaf": leaves})
         leaves = slot.pop("leaf")
@@ -344,13 +356,16 @@ class VectorUnit(wiring.Component):
         slot = pipe.stage({**slot, "rsqrt_k": k.as_signed()[:6].as_signed(), "u": u[:30], "v_zero": slot["v"] == 0})
         slot.pop("v")
         seed = Array(Const(s, unsigned(16)) for s in _rsqrt_seed())
-        slot = pipe.stage({**slot, "y": Cat(seed[slot["u"][26:30]], Const(0, 4)).as_signed()})
-        # the softmax reciprocal's divider runs alongside the Newton steps
+        slot = pipe.stage({**slot, "y": Cat(seed[slot["u"][26:30]], Const(0, 2)).as_signed()})
+        # the softmax reciprocal's divider runs alongside the Newton steps; each step is
+        # t = u*(y*y) >> 29, y = y*(3*2**29 - t) >> 30, a multiply per stage (y*y first keeps the
+        # widest product at 30 x 33 bits)
         rsqrt_stages = []
         for _ in range(3):  # golden.ops.RSQRT_ITERATIONS
-            rsqrt_stages.append(lambda s: {"uy": s["u"] * s["y"]})
-            rsqrt_stages.append(lambda s: {"newton": (3 << 29) - ((s.pop("uy") * s["y"]) >> 29).as_signed()})
-            rsqrt_stages.append(lambda s: {"y": ((s["y"] * s.pop("newton")) >> 30)[:20].as_signed()})
+            rsqrt_stages.append(lambda s: {"yy": s["y"] * s["y"]})
+            rsqrt_stages.append(lambda s: {"uyy": s["u"] * s.pop("yy")})
+            rsqrt_stages.append(lambda s: {"newton": (3 << 29) - (s.pop("uyy") >> 29)})
+            rsqrt_stages.append(lambda s: {"y": ((s["y"] * s.pop("newton")) >> 30)[:18].as_signed()})
         divide_stages = self._divide_stages("n15", "recip_m", RECIP_DIVIDEND, RECIP_QUOTIENT_BITS)
         for n in range(max(len(rsqrt_stages), len(divide_stages))):
             update = {}
@@ -378,6 +393,7 @@ class VectorUnit(wiring.Component):
         half = self.head_dim // 2
         freqs = Array(Const(int(f), unsigned(32)) for f in nx.rope_frequencies(self.head_dim, self.rope_theta))
         gelu_t, silu_t = nx.gelu_table(), nx.silu_table()
+        assert gelu_t.frac_bits == silu_t.frac_bits
         act_k0, act_slope, act_frac, act_big, act_neg, freq, rotate_sub = [], [], [], [], [], [], []
         for j in range(lanes):
             a = abs(x[j])
@@ -387,7 +403,7 @@ class VectorUnit(wiring.Component):
             gk, gs = pwl_lookup(gelu_t, u[gelu_t.frac_bits:gelu_t.frac_bits + gelu_t.index_bits])
             sk, ss = pwl_lookup(silu_t, u[silu_t.frac_bits:silu_t.frac_bits + silu_t.index_bits])
             act_k0.append(Mux(gelu, gk, sk))
-            act_slope.append(Mux(gelu, gs, ss))
+            act_slope.append(Mux(gelu, gs, ss)[:12].as_signed())
             act_frac.append(u[:gelu_t.frac_bits])
             act_big.append(big)
             act_neg.append(x[j] < 0)
@@ -395,29 +411,47 @@ class VectorUnit(wiring.Component):
             pair = Mux(element >= half, element - half, element)
             freq.append(freqs[pair])
             rotate_sub.append(element < half)
-        assert gelu_t.frac_bits == silu_t.frac_bits
         slot = pipe.stage({**slot, "act_k0": act_k0, "act_slope": act_slope, "act_frac": act_frac,
                            "act_big": act_big, "act_neg": act_neg, "freq": freq, "rotate_sub": rotate_sub})
         ins = instruction(slot["tag"])
-        act_prod = [s * f for s, f in zip(slot.pop("act_slope"), slot.pop("act_frac"), strict=True)]
-        slot = pipe.stage({**slot, "phase": [(ins.position * f)[:32] for f in slot.pop("freq")],
-                           "act_prod": act_prod})
+        act_prod = [shift_add_multiply(s, f) for s, f in zip(slot.pop("act_slope"), slot.pop("act_frac"), strict=True)]
+        # (position * freq) mod 2**32: one 16 x 17 DSP product, the top 15 bits of freq on adders
+        phase = [(ins.position * f[:17] + (shift_add_multiply(ins.position, f[17:], width=15) << 17))[:32]
+                 for f in slot.pop("freq")]
+        slot = pipe.stage({**slot, "phase": phase, "act_prod": act_prod})
+
+        # sine table: one ROM (block RAM) per lane, read twice (sin, and cos = a quarter turn on)
         sine = nx.sine_table()
         one = 1 << nx.PROB_FRAC
-        phi, sin_parts, cos_parts = [], [], []
+        phi, sin_rom, cos_rom, sin_frac, cos_frac = [], [], [], [], []
+        rom_init = [(k & 0xFFFF) | (((sine.knots[i + 1] - k) & 0x3FF) << 16)
+                    for i, k in enumerate(sine.knots[:-1])]
         for j in range(lanes):
             g = slot["act_k0"][j] + (slot["act_prod"][j] >> gelu_t.frac_bits)
             g = Mux(slot["act_big"][j], one, g)
             phi.append(Mux(slot["act_neg"][j], one - g, g))
-            for phase, parts in ((slot["phase"][j], sin_parts), (slot["phase"][j] + (1 << 30), cos_parts)):
-                phase = phase[:32]
-                knot, slope = pwl_lookup(sine, phase[sine.frac_bits:])
-                parts.append((knot, slope, phase[:sine.frac_bits]))
+            rom = Memory(shape=unsigned(26), depth=sine.segments, init=rom_init)
+            m.submodules[f"sine_rom{j}"] = rom
+            for phase, data, frac in ((slot["phase"][j], sin_rom, sin_frac),
+                                      ((slot["phase"][j] + (1 << 30))[:32], cos_rom, cos_frac)):
+                port = rom.read_port(domain="sync")
+                m.d.comb += [port.addr.eq(phase[sine.frac_bits:]), port.en.eq(advance)]
+                data.append(port.data)
+                frac.append(phase[:sine.frac_bits])
         for key in ("act_k0", "act_prod", "act_big", "act_neg", "phase"):
             slot.pop(key)
-        slot = pipe.stage({**slot, "phi": phi,
-                           "sin_k0": [p[0] for p in sin_parts], "sin_sf": [p[1] * p[2] for p in sin_parts],
-                           "cos_k0": [p[0] for p in cos_parts], "cos_sf": [p[1] * p[2] for p in cos_parts]})
+        slot = pipe.stage({**slot, "phi": phi, "sin_frac": sin_frac, "cos_frac": cos_frac})
+
+        def interpolation(rom_data, frac):
+            # slope (10 bits) x frac (24 bits): one DSP for the top 17 bits of frac, adders for the rest
+            slope = rom_data[16:26].as_signed()
+            return ((slope * frac[7:]) << 7) + shift_add_multiply(slope, frac[:7])
+
+        slot = pipe.stage({**slot,
+                           "sin_k0": [d[:16].as_signed() for d in sin_rom],
+                           "cos_k0": [d[:16].as_signed() for d in cos_rom],
+                           "sin_sf": [interpolation(d, f) for d, f in zip(sin_rom, slot.pop("sin_frac"), strict=True)],
+                           "cos_sf": [interpolation(d, f) for d, f in zip(cos_rom, slot.pop("cos_frac"), strict=True)]})
         sin = [slot["sin_k0"][j] + (slot["sin_sf"][j] >> sine.frac_bits) for j in range(lanes)]
         cos = [slot["cos_k0"][j] + (slot["cos_sf"][j] >> sine.frac_bits) for j in range(lanes)]
         for key in ("sin_k0", "sin_sf", "cos_k0", "cos_sf"):
@@ -449,6 +483,8 @@ class VectorUnit(wiring.Component):
                     m.d.comb += [mj.eq(slot["phi"][j]), ej.eq(-nx.PROB_FRAC)]
                 with m.Case(Op.ROPE):
                     m.d.comb += [mj.eq(slot["cos"][j]), ej.eq(-nx.TRIG_FRAC)]
+                with m.Case(Op.QUANTIZE):
+                    m.d.comb += [mj.eq(slot["recip"]), ej.eq(-nx.RECIP_FRAC - slot["quant_shift"])]
                 with m.Case(Op.SOFTMAX):
                     m.d.comb += [mj.eq(row2["rm"]), ej.eq(row2["re"] + nx.PROB_FRAC)]
                 with m.Case(Op.RMSNORM, Op.LAYERNORM):
@@ -460,28 +496,37 @@ class VectorUnit(wiring.Component):
             bias.append(bj)
             partner.append(Mux(is_op(slot, Op.ROPE), side.b, 0))
             partner_sin.append(Mux(slot["rotate_sub"][j], -slot["sin"][j], slot["sin"][j]))
-        out_width = Mux(is_op(slot, Op.REQUANT), ins.out_width.as_value(), OutWidth.INT32.value)
-        for key in ("phi", "sin", "cos", "rotate_sub"):
+        # saturation: int8/16/32, or quantize_rows' symmetric [-127, 127]
+        out_width = Mux(is_op(slot, Op.REQUANT), ins.out_width.as_value(),
+                        Mux(is_op(slot, Op.QUANTIZE), 3, OutWidth.INT32.value))
+        for key in ("phi", "sin", "cos", "rotate_sub", "recip", "quant_shift"):
             slot.pop(key)
         slot = pipe.stage({**slot, "mult": mult, "expo": expo, "bias": bias, "partner": partner,
                            "partner_sin": partner_sin, "out_width": out_width})
         slot = pipe.stage({**slot, "p1": [a * b for a, b in zip(slot.pop("x"), slot.pop("mult"), strict=True)],
                            "p2": [a * b for a, b in zip(slot.pop("partner"), slot.pop("partner_sin"), strict=True)]})
-        shifted = []
+        slot = pipe.stage({**slot, "product": [a + b for a, b in zip(slot.pop("p1"), slot.pop("p2"), strict=True)]})
+        # rounding shift in two stages: the shift by s - 1 (or the left shift), then the half-up
+        # rounding ((p >> (s-1)) + 1) >> 1
+        partial = []
         for j in range(lanes):
-            product = slot["p1"][j] + slot["p2"][j]
+            product = slot["product"][j]
             e = slot["expo"][j]
             right = clamp(-e, 0, 62).as_unsigned()[:6]
-            shifted.append(Mux(e > 0, product << e.as_unsigned()[:4], round_shift(product, right)))
-        slot.pop("p1")
-        slot.pop("p2")
-        slot.pop("expo")
+            partial.append(Mux(e > 0, product << e.as_unsigned()[:4],
+                               Mux(right == 0, product, product >> (right - 1).as_unsigned()[:6])))
+        slot.pop("product")
+        slot = pipe.stage({**slot, "partial": partial, "round": [slot["expo"][j] < 0 for j in range(lanes)]})
+        shifted = [Mux(slot["round"][j], (slot["partial"][j] + 1) >> 1, slot["partial"][j]) for j in range(lanes)]
+        for key in ("partial", "round", "expo"):
+            slot.pop(key)
         slot = pipe.stage({**slot, "shifted": shifted})
         data = []
         for j in range(lanes):
             total = slot["shifted"][j] + slot["bias"][j]
             sat = Mux(slot["out_width"] == OutWidth.INT8.value, saturate(total, 8),
-                      Mux(slot["out_width"] == OutWidth.INT16.value, saturate(total, 16), saturate(total)))
+                      Mux(slot["out_width"] == OutWidth.INT16.value, saturate(total, 16),
+                          Mux(slot["out_width"] == 3, clamp(total, -nx.QMAX, nx.QMAX), saturate(total))))
             data.append(Mux(slot["on"][j] & is_op(slot, *ELEMENTWISE), sat, 0))
         out = pipe.stage({"emit": slot["emit"], "ilast": slot["ilast"], "data": data,
                           "value": slot["value"], "om": slot["om"], "oe": slot["oe"]})
