@@ -90,11 +90,15 @@ def random_side(rng: random.Random, row: int, c1: int, c2: int, region: Region) 
 
 
 def random_descriptor(rng: random.Random, regions: dict[int, Region], max_row: int = 300) -> dict:
-    """A random in-bounds descriptor between two different spaces' regions."""
+    """A random in-bounds descriptor; within one space, source and destination take different
+    halves of the region (the engine does not order a row's writes after later rows' reads)."""
     while True:
         src_space, dst_space = rng.choice(list(regions)), rng.choice(list(regions))
+        src_region, dst_region = regions[src_space], regions[dst_space]
         if src_space == dst_space:
-            continue
+            middle = (src_region.lo + src_region.hi) // 2
+            low, high = Region(src_region.lo, middle), Region(middle, src_region.hi)
+            src_region, dst_region = (low, high) if rng.random() < 0.5 else (high, low)
         elem_log2 = rng.randrange(4)
         c0 = rng.randrange(1, max(2, (max_row >> elem_log2) + 1))
         if rng.random() < 0.2:
@@ -102,8 +106,8 @@ def random_descriptor(rng: random.Random, regions: dict[int, Region], max_row: i
         c1 = rng.choice([1, 1, rng.randrange(1, 8)])
         c2 = rng.choice([1, 1, rng.randrange(1, 4)])
         row = c0 << elem_log2
-        src = random_side(rng, row, c1, c2, regions[src_space])
-        dst = random_side(rng, row, c1, c2, regions[dst_space])
+        src = random_side(rng, row, c1, c2, src_region)
+        dst = random_side(rng, row, c1, c2, dst_region)
         if src is None or dst is None:
             continue
         return {"src": src[0], "dst": dst[0], "src_space": src_space, "dst_space": dst_space,

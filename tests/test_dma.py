@@ -20,7 +20,8 @@ def dma_design(width: int) -> Design:
 @pytest.mark.parametrize("width", [64, 128])
 def test_dma_directed(width):
     run_cocotb(dma_design(width), "testbench.test_dma",
-               testcase=["long_transfers_cross_pages", "bus_errors_stop_cleanly", "out_of_window_makes_no_access"],
+               testcase=["long_transfers_cross_pages", "bus_errors_stop_cleanly", "out_of_window_makes_no_access",
+                         "bursts_in_flight"],
                test_name="directed")
 
 
