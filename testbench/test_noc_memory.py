@@ -10,6 +10,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtl.dma.port import Resp, read_response_layout, request_layout, write_data_layout, write_response_layout
+from rtl.noc.system import SCRATCHPAD_BASE
 from scoville.flow import design_params
 from testbench.axi_memory import axi_ram
 from testbench.streams import StreamSink, StreamSource, pauses
@@ -147,3 +148,42 @@ async def bus_errors_reach_the_core(dut):
     await tb.wait_for(port.read_response, 3, "the read beats")
     for n, beat in enumerate(port.read_response.received[:3]):
         assert beat["resp"] == Resp.SLVERR.value and beat["fault_addr"] == addr + n * tb.word, (n, beat)
+
+
+@cocotb.test()
+async def cores_write_into_another_cores_scratchpad(dut):
+    """Core A writes another core's scratchpad (its DRAM writes interleaved, so requests to two
+    tiles alternate); a third core and the owner itself read it back through the NoC."""
+    params = design_params()
+    owner = tuple(params["scratchpads"][0])
+    size = params["spad_depth"] * params.get("data_width", 64) // 8
+    tb = TB(dut, pause=0.2, latency=4)
+    await tb.reset()
+    writer, reader = [c for c in tb.cores if c != owner][:2]
+    words = size // tb.word
+    model = bytearray(size)
+    port = tb.ports[writer]
+    transfers = 0
+    for _ in range(int(os.environ.get("SCOVILLE_NOC_TRANSFERS", "24"))):
+        beats = tb.rng.randint(1, 32)
+        first = tb.rng.randrange(words - beats + 1)
+        beats_out = [{"data": tb.rng.getrandbits(tb.dw), "strb": (1 << tb.word) - 1} for _ in range(beats)]
+        for n, beat in enumerate(beats_out):
+            model[(first + n) * tb.word:(first + n + 1) * tb.word] = beat["data"].to_bytes(tb.word, "little")
+        port.write_request.send([{"addr": SCRATCHPAD_BASE + first * tb.word, "beats": beats}])
+        port.write_data.send(beats_out)
+        # and a DRAM write in between, in flight at the same time
+        port.write_request.send([{"addr": tb.rng.randrange(REGION // tb.word) * tb.word, "beats": 1}])
+        port.write_data.send([{"data": 0, "strb": 0xFF}])
+        transfers += 2
+    await tb.wait_for(port.write_response, transfers, "write responses")
+    assert all(r["resp"] == Resp.OKAY.value for r in port.write_response.received)
+    for who in (reader, owner):
+        sink = tb.ports[who].read_response
+        start = len(sink.received)
+        tb.ports[who].read_request.send([{"addr": SCRATCHPAD_BASE, "beats": words}])
+        await tb.wait_for(sink, start + words, f"scratchpad read by {who}")
+        got = b"".join(beat["data"].to_bytes(tb.word, "little") for beat in sink.received[start:start + words])
+        bad = next((i for i in range(size) if got[i] != model[i]), None)
+        assert bad is None, (f"{who} reads scratchpad byte {bad:#x} of {owner} as {got[bad]:#x}, "
+                             f"written {model[bad]:#x}; seed {tb.seed}")

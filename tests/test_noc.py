@@ -61,8 +61,10 @@ def test_mesh_long_soak_hardware_traffic():
 
 
 def test_cores_reach_axi_memory_through_the_noc():
-    """Three cores of a 3 x 2 NoC write and read AxiRam through the memory tile, byte for byte."""
-    params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0]}
+    """Three cores of a 3 x 2 NoC write and read AxiRam through the memory tile, byte for byte, and
+    write into and read from the scratchpad of one of them."""
+    params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0],
+              "scratchpads": [[1, 1]], "spad_depth": 256}
     run_cocotb(Design("memory_noc_3x2", MemoryNoC, params), "testbench.test_noc_memory")
 
 
