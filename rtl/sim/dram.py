@@ -39,7 +39,7 @@ class DramModel(wiring.Component):
     """
 
     def __init__(self, size_bytes: int = 1 << 20, data_width: int = 64, addr_width: int = 32,
-                 id_width: int = 1, queue_depth: int = 16):
+                 id_width: int = 1, queue_depth: int = 32):
         if not isinstance(size_bytes, int) or size_bytes < data_width // 8 or size_bytes & (size_bytes - 1):
             raise ValueError(f"size_bytes must be a power of two of at least one word, got {size_bytes!r}")
         self.size_bytes, self.data_width, self.addr_width = size_bytes, data_width, addr_width
