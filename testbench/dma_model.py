@@ -54,6 +54,23 @@ def apply(desc: dict, memories: dict[int, np.ndarray]) -> None:
         dst[d:d + row] = data
 
 
+def stray_bytes(desc: dict, before: dict[int, np.ndarray], after: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """After a transfer stopped by an error: where a byte holds neither its old value nor a value
+    one of the descriptor's rows writes there (rows may overlap on the destination, so a byte
+    may legitimately keep an earlier row's value when a later row was cut off)."""
+    c0, c1, c2 = desc["count"]
+    row = c0 << desc["elem_log2"]
+    src = before[desc["src_space"]]
+    stray = {space: after[space] != before[space] for space in after}
+    dst_space = desc["dst_space"]
+    got = after[dst_space]
+    srcs = row_starts(desc["src"], c1, c2, *desc["src_stride"])
+    dsts = row_starts(desc["dst"], c1, c2, *desc["dst_stride"])
+    for s, d in zip(srcs, dsts, strict=True):
+        stray[dst_space][d:d + row] &= got[d:d + row] != src[s:s + row]
+    return stray
+
+
 def descriptor(src: int, dst: int, src_space: Space, dst_space: Space, count, elem_log2: int = 0,
                src_stride=(0, 0), dst_stride=(0, 0)) -> dict:
     count = list(count) + [1] * (3 - len(count))
