@@ -196,18 +196,19 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     env = verilator_env()
     _apply_env(env)
     build_dir.mkdir(parents=True, exist_ok=True)
-    # One Verilator compile at a time on the machine: each already uses every core (make -j).
-    with FileLock(str(build_dir) + ".lock"), FileLock(str(BUILD_ROOT / "verilator-compile.lock")):
+    with FileLock(str(build_dir) + ".lock"):
         if not binary.exists():
-            runner = get_runner("verilator")
-            runner.build(
-                sources=[source],
-                hdl_toplevel=design.name,
-                build_dir=build_dir,
-                build_args=args,
-                waves=waves,
-                log_file=build_dir / "build.log",
-            )
+            # One compile at a time on the machine (each uses every core); a cached build skips it.
+            with FileLock(str(BUILD_ROOT / "verilator-compile.lock")):
+                runner = get_runner("verilator")
+                runner.build(
+                    sources=[source],
+                    hdl_toplevel=design.name,
+                    build_dir=build_dir,
+                    build_args=args,
+                    waves=waves,
+                    log_file=build_dir / "build.log",
+                )
     return Build(design, source, build_dir, waves)
 
 
