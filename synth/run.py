@@ -83,6 +83,11 @@ def _systolic(**params):
     return SystolicArray(**params)
 
 
+def _vector(**params):
+    from rtl.vector.unit import VectorUnit
+    return VectorUnit(**params)
+
+
 def _dma(**params):
     from rtl.dma.subsystem import DmaAxi
     return DmaAxi(**params)
@@ -98,10 +103,12 @@ TARGETS = [
     Target("matrix", "2x2", "ecp5", _systolic, {"rows": 2, "columns": 2}, 125),
     Target("matrix", "8x8", "ecp5", _systolic, {"rows": 8, "columns": 8}, 125),
     Target("matrix", "2x2", "ice40", _systolic, {"rows": 2, "columns": 2}, 30),
-    # DMA engine + AXI4 master, 64-bit bus, 8 bursts in flight, 16 rows queued.
-    Target("dma", "64b", "ecp5", _dma, {"data_width": 64}, 100),
     # A router inside the mesh (all five ports live), 64-bit flits, 8-flit input FIFOs.
     Target("router", "64b", "ecp5", _router, {"x": 1, "y": 1, "flit_width": 64, "depth": 8}, 125),
+    # DMA engine + AXI4 master, 64-bit bus, 8 bursts in flight, 16 rows queued.
+    Target("dma", "64b", "ecp5", _dma, {"data_width": 64}, 100),
+    # The vector unit at the FPGA configuration's width (8 lanes), RoPE for 64-wide heads.
+    Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100),
 ]
 
 
