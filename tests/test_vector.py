@@ -40,3 +40,20 @@ def test_vector_throughput_bars(lanes):
         for length in (1024, 64):
             rate = measured[f"{op.name}.{length}"]["elems_per_cycle"]
             assert rate >= bar(op, lanes), f"{name} rows of {length}: {rate:.3f} elements/cycle < {bar(op, lanes):.3f}"
+
+
+def test_golden_row_reductions():
+    """The reductions the unit exposes, against plain numpy (their golden contract)."""
+    import numpy as np
+
+    from golden import ops
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-(1 << 31), 1 << 31, size=(5, 37)) >> rng.integers(0, 31, size=(5, 37))
+    x[0] = -(1 << 31)
+    assert (ops.row_max(x) == x.max(-1)).all() and (ops.row_sum(x) == x.sum(-1)).all()
+    assert (ops.row_max_abs(x) == np.abs(x).max(-1)).all() and ops.row_max_abs(x)[0] == 1 << 31
+    v, s = ops.row_sum_squares(x)
+    for r in range(len(x)):
+        shift = max(int(np.abs(x[r]).max()).bit_length() - 15, 0)
+        assert s[r] == shift and v[r] == sum((int(e) >> shift) ** 2 for e in x[r])
