@@ -36,10 +36,10 @@ $(MINILM_STAMP): $(STAMP)
 minilm: $(MINILM_STAMP) ## Install the real all-MiniLM-L6-v2 checkpoint (named model `minilm`)
 
 test: $(STAMP) $(MINILM_STAMP) ## Run the test suite (whole-model checks included; slow exhaustive ones in test-full)
-	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+	$(PY) -m pytest -n $(JOBS) -m "not slow" --durations=25 tests
 
 test-full: $(STAMP) $(MINILM_STAMP) ## Run every test, slow ones included
-	$(PY) -m pytest -n $(JOBS) tests
+	$(PY) -m pytest -n $(JOBS) --durations=25 tests
 
 sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and print the summary
 	$(VENV)/bin/scoville run $(MODEL) --text "$(TEXT)" $(if $(BACKEND),--backend $(BACKEND),--backend best) $(if $(GENERATE),--generate $(GENERATE))
