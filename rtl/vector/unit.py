@@ -22,7 +22,9 @@ passes takes ``n * p`` cycles in steady state.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data as data_lib
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -168,7 +170,17 @@ class VectorUnit(wiring.Component):
         last_pass = pass_ == passes_cur - 1
         last_row = row == cur.rows - 1
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(advance & active), accept.eq(self.i.valid & self.i.ready)]
+        # The pipeline never stops (no enable on its registers): a beat is admitted only when the
+        # output FIFO has room for it (credits) and, if its operation needs one, with its side
+        # beat, which waits in the side FIFO until the beat reaches the side stage.
+        credit = Signal()
+        side_room = Signal()
+        needs_side_now = last_pass & any_of(cur.op.as_value(), NEEDS_SIDE)
+        m.d.comb += [
+            self.i.ready.eq(active & credit & (~needs_side_now | (self.s.valid & side_room))),
+            accept.eq(self.i.valid & self.i.ready),
+            self.s.ready.eq(self.i.valid & active & credit & needs_side_now & side_room),
+        ]
         m.d.comb += issue_done.eq(accept & last_beat & last_pass & last_row)
         with m.If(accept):
             with m.If(last_beat):
@@ -461,13 +473,22 @@ class VectorUnit(wiring.Component):
             slot.pop(key)
         slot = pipe.stage({**slot, "sin": sin, "cos": cos})
 
-        # one side beat per beat of the last pass of a NEEDS_SIDE operation, taken here
+        # the side beat taken with this beat at admission leaves the side FIFO here
         side_needed = Signal()
         m.d.comb += side_needed.eq(slot["valid"] & slot["final"] & is_op(slot, *NEEDS_SIDE))
+        side_depth = 1 << (pipe.depth + 2).bit_length()
+        m.submodules.side_fifo = side_fifo = SyncFIFOBuffered(width=side_layout(lanes).size, depth=side_depth)
+        m.d.comb += [
+            side_fifo.w_data.eq(self.s.payload.as_value()),
+            side_fifo.w_en.eq(self.s.valid & self.s.ready),
+            side_room.eq(side_fifo.w_rdy),
+            side_fifo.r_en.eq(side_needed),
+        ]
+        side_beat = data_lib.View(side_layout(lanes), side_fifo.r_data)
         ins = instruction(slot["tag"])
         mult, expo, bias, partner, partner_sin = [], [], [], [], []
         for j in range(lanes):
-            side = self.s.payload[j]
+            side = side_beat[j]
             mj = Signal(signed(33), name=f"mult{j}")
             ej = Signal(signed(10), name=f"expo{j}")
             bj = Signal(signed(32), name=f"bias{j}")
@@ -528,30 +549,32 @@ class VectorUnit(wiring.Component):
                       Mux(slot["out_width"] == OutWidth.INT16.value, saturate(total, 16),
                           Mux(slot["out_width"] == 3, clamp(total, -nx.QMAX, nx.QMAX), saturate(total))))
             data.append(Mux(slot["on"][j] & is_op(slot, *ELEMENTWISE), sat, 0))
-        out = pipe.stage({"emit": slot["emit"], "ilast": slot["ilast"], "data": data,
+        out = pipe.stage({"valid": slot["valid"], "emit": slot["emit"], "ilast": slot["ilast"], "data": data,
                           "value": slot["value"], "om": slot["om"], "oe": slot["oe"]})
-        # The output register empties when its beat is taken even while a missing side beat
-        # holds the rest of the pipeline; so it has its own valid bit.
-        out_valid = Signal()
-        taken = Signal()
-        m.d.comb += taken.eq(self.o.valid & self.o.ready)
-        with m.If(advance):
-            m.d.sync += out_valid.eq(slot["valid"])
-        with m.Elif(taken):
-            m.d.sync += out_valid.eq(0)
 
-        # ---------------------------------------------------------------- output and flow control
-        m.d.comb += [
-            self.o.valid.eq(out_valid & out["emit"]),
-            self.o.payload.value.eq(out["value"]),
-            self.o.payload.m.eq(out["om"]),
-            self.o.payload.e.eq(out["oe"]),
-            advance.eq((~self.o.valid | self.o.ready) & (~side_needed | self.s.valid)),
-            self.s.ready.eq(advance & side_needed),
-            freeing.eq(out_valid & out["ilast"] & (advance | taken)),
-        ]
+        # ---------------------------------------------------------------- output FIFO and credits
+        out_depth = 1 << (pipe.depth + 2).bit_length()
+        beat = Signal(output_layout(lanes))
+        m.d.comb += [beat.value.eq(out["value"]), beat.m.eq(out["om"]), beat.e.eq(out["oe"])]
         for j in range(lanes):
-            m.d.comb += self.o.payload.data[j].eq(out["data"][j])
+            m.d.comb += beat.data[j].eq(out["data"][j])
+        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=output_layout(lanes).size, depth=out_depth)
+        m.d.comb += [
+            out_fifo.w_data.eq(beat.as_value()),
+            out_fifo.w_en.eq(out["valid"] & out["emit"]),
+            self.o.valid.eq(out_fifo.r_rdy),
+            self.o.payload.eq(out_fifo.r_data),
+            out_fifo.r_en.eq(self.o.ready),
+            advance.eq(1),
+            freeing.eq(out["valid"] & out["ilast"]),
+        ]
+        # beats admitted that will be output, and not yet taken from the FIFO: never more than
+        # the FIFO holds, so it cannot overflow however long `o` stalls
+        pending = Signal(range(out_depth + 1))
+        emitting = Signal()
+        m.d.comb += [emitting.eq(accept & last_pass & (any_of(op_now, ELEMENTWISE) | last_beat)),
+                     credit.eq(pending < out_depth)]
+        m.d.sync += pending.eq(pending + emitting - (self.o.valid & self.o.ready))
         self.latency = pipe.depth
         return m
 
