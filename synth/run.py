@@ -107,6 +107,7 @@ TARGETS = [
     Target("router", "64b", "ecp5", _router, {"x": 1, "y": 1, "flit_width": 64, "depth": 8}, 125),
     # DMA engine + AXI4 master, 64-bit bus, 8 bursts in flight, 16 rows queued.
     Target("dma", "64b", "ecp5", _dma, {"data_width": 64}, 100),
+    Target("dma", "128b", "ecp5", _dma, {"data_width": 128}, 100),
     # The vector unit at the FPGA configuration's width (8 lanes), RoPE for 64-wide heads.
     Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100),
 ]

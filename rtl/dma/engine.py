@@ -226,7 +226,11 @@ class DmaEngine(wiring.Component):
         previous = Signal(self.data_width)
         need_input = count_in != row.beats_in
         priming = row.prime & (count_in == 0)
-        out_free = ~write_data_valid | write_data_ready
+        # A skid register behind the output register: the realigner sees a registered "room"
+        # rather than the destination's ready (which comes through the AXI master from WREADY).
+        skid = Signal(self.dram.write_data.payload.shape())
+        skid_valid = Signal()
+        out_free = ~skid_valid
         current = Mux(need_input, read_response.data, 0)
         window = Cat(previous, current)
         aligned = (window >> Cat(Const(0, 3), nbytes - row.shift))[:self.data_width]
@@ -251,15 +255,21 @@ class DmaEngine(wiring.Component):
         m.d.comb += strobe.eq(Mux(aborting | (take & bad_beat), 0,
                                   Mux(count_out == 0, row.first_strb, ~0)
                                   & Mux(count_out == row.beats_out - 1, row.last_strb, ~0)))
-        with m.If(emit):
+        sent = write_data_valid & write_data_ready
+        with m.If(emit & write_data_valid & ~write_data_ready):
+            m.d.sync += [skid_valid.eq(1), skid.data.eq(aligned), skid.strb.eq(strobe)]
+        with m.Elif(emit):
             m.d.sync += [write_data_valid.eq(1), write_data.data.eq(aligned), write_data.strb.eq(strobe)]
+        with m.Elif(sent & skid_valid):
+            m.d.sync += [write_data.eq(skid), skid_valid.eq(0)]
+        with m.Elif(sent):
+            m.d.sync += write_data_valid.eq(0)
+        with m.If(emit):
             with m.If(count_out == row.beats_out - 1):
                 m.d.sync += [count_in.eq(0), count_out.eq(0)]
                 m.d.comb += rows.r_en.eq(1)
             with m.Else():
                 m.d.sync += count_out.eq(count_out + 1)
-        with m.Elif(write_data_ready):
-            m.d.sync += write_data_valid.eq(0)
 
         with m.If(write_response_valid & write_response.resp.as_value()[1]):
             m.d.comb += [record_error.eq(1), record_addr.eq(write_response.fault_addr),
