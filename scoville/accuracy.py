@@ -43,9 +43,11 @@ ODD_BERT = dict(vocab_size=211, hidden_size=60, intermediate_size=130, num_layer
 
 
 def cosine(a, b) -> float:
+    """Cosine similarity of two arrays, flattened, in float64 (NaN if either is all zero)."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denominator) if denominator else float("nan")
 
 
 @dataclass

@@ -29,14 +29,6 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 1."""
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two arrays, flattened, in float64."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    denominator = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denominator) if denominator else float("nan")
-
-
 def _parse_ids(text: str) -> np.ndarray:
     try:
         ids = [int(part) for part in text.replace(" ", "").split(",") if part != ""]
@@ -64,6 +56,7 @@ def _resolve_backend(name: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from golden.model import generate, run_model
+    from scoville.accuracy import cosine
     from scoville.models import load_model
 
     backend = _resolve_backend(args.backend)

@@ -153,12 +153,20 @@ class TB:
         for name in QUEUES:
             cocotb.start_soon(self.unit(name))
 
+    def new_job(self) -> None:
+        """Forget what earlier jobs released (the semaphores restart at zero with each start)."""
+        self.released = {name: [] for name in QUEUES}
+        self.semaphores = [0] * 8
+
+    async def start(self, program_addr: int) -> None:
+        self.dut.program_addr.value = program_addr
+        self.dut.start.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.start.value = 0
+
     async def run(self, program_addr: int, limit: int = 20000) -> tuple[str, int]:
         dut = self.dut
-        dut.program_addr.value = program_addr
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
+        await self.start(program_addr)
         for _ in range(limit):
             await RisingEdge(dut.clk)
             if int(dut.finished.value):
@@ -191,8 +199,7 @@ async def random_programs_run_in_order_with_semaphores(dut):
         words = random_program(tb.rng, 60)
         base = 0x1000 * (n + 1)
         tb.load_program(words, base)
-        tb.released = {name: [] for name in QUEUES}
-        tb.semaphores = [0] * 8
+        tb.new_job()
         assert await tb.run(base) == ("finished", 0)
         await ClockCycles(dut.clk, 2)
         tb.check_dispatch(words)
@@ -239,10 +246,7 @@ async def unit_error_stops_the_core_and_the_next_job_runs_after_reset(dut):
     await tb.reset()
     tb.start_models()
     tb.load_program([encode(Opcode.LOAD)] * 30 + [encode(Opcode.END)], 0x6000)
-    dut.program_addr.value = 0x6000
-    dut.start.value = 1
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
+    await tb.start(0x6000)
     await ClockCycles(dut.clk, 30)
     dut.unit_error.value = 1
     dut.unit_error_code.value = ErrorCode.OUT_OF_WINDOW.value
@@ -255,11 +259,8 @@ async def unit_error_stops_the_core_and_the_next_job_runs_after_reset(dut):
     await tb.reset()
     words = random_program(tb.rng, 40)
     tb.load_program(words, 0x7000)
-    tb.released = {name: [] for name in QUEUES}
-    tb.semaphores = [0] * 8
     await ClockCycles(dut.clk, 40)  # let the unit models finish what they held
-    tb.released = {name: [] for name in QUEUES}
-    tb.semaphores = [0] * 8
+    tb.new_job()
     assert await tb.run(0x7000) == ("finished", 0)
     await ClockCycles(dut.clk, 2)
     tb.check_dispatch(words)
