@@ -71,3 +71,17 @@ def test_cores_reach_axi_memory_through_the_noc():
 def test_traffic_checker_catches_faults():
     """A dropped, duplicated or corrupted flit anywhere in a packet is always flagged."""
     run_cocotb(Design("traffic_loopback_f64", TrafficLoopback, {"flit_width": 64}), "testbench.test_noc_faults")
+
+
+def dma_noc_design() -> Design:
+    from rtl.sim.dma_noc import DmaNoC
+
+    params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0],
+              "spad_depth": 256, "acc_depth": 32, "lanes": 8}
+    return Design("dma_noc_3x2", DmaNoC, params)
+
+
+def test_dma_engines_reach_axi_memory_through_the_noc():
+    """Real DMA engines on three cores of a 3 x 2 NoC, random descriptors from all of them at once
+    into AxiRam through the memory tile, every byte checked against the numpy model."""
+    run_cocotb(dma_noc_design(), "testbench.test_noc_dma")
