@@ -156,8 +156,8 @@ class Machine:
             b = self.spad_read(ins["addr1"], k, n, ins["stride1"])
         result = ops.matmul(np.ascontiguousarray(a), np.ascontiguousarray(b)).astype(np.int64)
         c_stride = ins["addr3"]
-        if ins["flags"] & Flag.ACCUMULATE:
-            result = ops.saturate(result + self.acc_read(ins["addr2"], m, n, c_stride))
+        if ins["flags"] & Flag.ACCUMULATE:  # wraps at int32, like the accumulator SRAM
+            result = (result + self.acc_read(ins["addr2"], m, n, c_stride)).astype(np.int32).astype(np.int64)
         self.acc_write(ins["addr2"], c_stride, result)
 
     # vector: src addr0 (stride0), dst addr1 (stride1), aux addr2, addr3; rows x cols

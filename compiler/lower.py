@@ -21,7 +21,7 @@ from golden.model import Llama, build_model
 from golden.quant_ops import QEmbedding, QLinear, QNorm
 from scoville import numerics as nx
 from scoville.config import ChipConfig
-from scoville.isa import INSTRUCTION_BYTES, Flag, Opcode, encode, pack_scale
+from scoville.isa import INSTRUCTION_BYTES, Flag, Opcode, encode, in_program_order, pack_scale
 
 __all__ = ["Compiler", "FitError", "Job"]
 
@@ -220,10 +220,11 @@ class _Emitter:
         self.t, self.p0 = tokens, start
         self.spad = _Region("scratchpad", compiler.config.spad_bytes, "bytes")
         self.acc = _Region("accumulator SRAM", compiler.config.acc_words, "words")
-        self.words: list[bytes] = []
+        self.program: list[tuple[Opcode, dict]] = []
 
     def op(self, opcode: Opcode, **fields) -> None:
-        self.words.append(encode(opcode, **fields))
+        encode(opcode, **fields)  # fields that do not fit fail here, where the caller is known
+        self.program.append((opcode, fields))
 
     def emit(self) -> bytes:
         if self.c.arch == "llama":
@@ -231,7 +232,9 @@ class _Emitter:
         else:
             self._bert()
         self.op(Opcode.END)
-        return b"".join(self.words)
+        # the queues run concurrently; until the compiler tracks dependencies (performance issue),
+        # semaphores chain every instruction to its predecessor
+        return b"".join(encode(opcode, **fields) for opcode, fields in in_program_order(self.program))
 
     # ------------------------------------------------------------------ building blocks
 

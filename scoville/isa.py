@@ -24,7 +24,7 @@ from amaranth.lib import data, enum
 from scoville.bits import pack, unpack
 
 __all__ = ["Opcode", "Flag", "Instruction", "INSTRUCTION_BYTES", "encode", "decode",
-           "pack_scale", "unpack_scale", "QUEUE_OF"]
+           "pack_scale", "unpack_scale", "QUEUE_OF", "in_program_order"]
 
 INSTRUCTION_BITS = 256
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
@@ -97,6 +97,26 @@ QUEUE_OF = {
 for _op in Opcode:
     if _op.name.startswith("V_"):
         QUEUE_OF[_op] = "vector"
+
+#: The semaphore each queue waits on when its instructions are chained in program order.
+ORDER_SEMAPHORE = {"load": 0, "matrix": 1, "vector": 2, "store": 3}
+
+
+def in_program_order(program: list[tuple[Opcode, dict]]) -> list[tuple[Opcode, dict]]:
+    """Semaphores that make the queues execute ``program`` (``(opcode, fields)`` pairs) in program
+    order: where an instruction's successor goes to another queue, the instruction signals that
+    queue's semaphore and the successor waits for it. Instructions in one queue already run in
+    order, one after the other. ``wait``/``signal`` masks given in ``program`` are kept (or-ed).
+    """
+    chained = [(op, dict(fields)) for op, fields in program]
+    queued = [(n, QUEUE_OF[op]) for n, (op, _) in enumerate(chained) if QUEUE_OF[op] != "control"]
+    for (before, queue_before), (after, queue_after) in zip(queued, queued[1:], strict=False):
+        if queue_before != queue_after:
+            bit = 1 << ORDER_SEMAPHORE[queue_after]
+            chained[before][1]["signal"] = chained[before][1].get("signal", 0) | bit
+            chained[after][1]["wait"] = chained[after][1].get("wait", 0) | bit
+    return chained
+
 
 FIELDS = ("flags", "wait", "signal", "addr0", "addr1", "addr2", "addr3", "rows", "cols", "stride0", "stride1", "imm")
 _LIMITS = {name: 1 << Shape.cast(field.shape).width for name, field in Instruction if name != "opcode"}

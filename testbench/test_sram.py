@@ -124,11 +124,11 @@ async def accumulate_rows(dut):
         if tb.rng.random() < 0.1:
             values[:] = tb.rng.choice([-(1 << 31), (1 << 31) - 1])
         accumulate = tb.rng.random() < 0.8
-        beats.append({"addr": row, "data": values.tolist(), "accumulate": int(accumulate)})
-        if accumulate:
-            expect[row] = (expect[row].astype(np.int64) + values).astype(np.int64).astype(np.int32)
-        else:
-            expect[row] = values.astype(np.int32)
+        mask = (1 << lanes) - 1 if tb.rng.random() < 0.5 else tb.rng.randrange(1 << lanes)
+        beats.append({"addr": row, "data": values.tolist(), "accumulate": int(accumulate), "mask": mask})
+        written = np.array([(mask >> lane) & 1 for lane in range(lanes)], dtype=bool)
+        new = (expect[row].astype(np.int64) + values).astype(np.int32) if accumulate else values.astype(np.int32)
+        expect[row] = np.where(written, new, expect[row])
     writer.send(beats)
     row_bytes = lanes * 4
     desc = dma_model.descriptor(bank_rows * row_bytes, 0x3000, Space.ACC, Space.DRAM, [bank_rows * row_bytes])

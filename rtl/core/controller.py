@@ -68,7 +68,7 @@ class Controller(wiring.Component):
     burst : int
         Instructions fetched per read request (at least 1).
     watchdog : int
-        Cycles without progress (no fetch beat, dispatch or completion) before ``TIMEOUT``.
+        Cycles without progress (no fetch beat, dispatch, completion or unit data movement) before ``TIMEOUT``.
 
     Ports
     -----
@@ -84,6 +84,8 @@ class Controller(wiring.Component):
         One-cycle strobes: the unit finished its oldest released instruction.
     unit_error, unit_error_code, unit_error_addr
         A unit stopped on an error (the DMA's out-of-window or bus error, say).
+    unit_progress
+        A unit moved data this cycle: a long instruction is not a stall.
     """
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, queue_depth: int = 4,
@@ -112,6 +114,7 @@ class Controller(wiring.Component):
             "unit_error": In(1),
             "unit_error_code": In(ErrorCode),
             "unit_error_addr": In(addr_width),
+            "unit_progress": In(1),
         }
         for name in QUEUES:
             members[name] = Out(stream.Signature(Instruction))
@@ -129,6 +132,7 @@ class Controller(wiring.Component):
         decode_addr = Signal(self.addr_width)  # address of the instruction being assembled
         outstanding = Signal(range(self.burst * ipw + 1))  # beats requested, not yet received
         progress = Signal()  # something moved this cycle (resets the watchdog)
+        m.d.comb += progress.eq(self.unit_progress)
         idle_cycles = Signal(range(self.watchdog + 1))
 
         m.d.comb += [self.busy.eq(running), self.pc.eq(decode_addr)]
@@ -281,7 +285,8 @@ class Controller(wiring.Component):
 
         # ------------------------------------------------------------ completion, watchdog, errors, start
         drained = Signal()
-        m.d.comb += drained.eq(Cat(~fifos[name].r_rdy & ~inflight[name].r_rdy for name in QUEUES).all()
+        # levels, not r_rdy: a word just written is not readable yet from a buffered FIFO
+        m.d.comb += drained.eq(Cat((fifos[name].level == 0) & (inflight[name].level == 0) for name in QUEUES).all()
                                & ~word_valid & (outstanding == 0))
         m.d.sync += self.finished.eq(0)
         with m.If(running & ~fetching & drained):

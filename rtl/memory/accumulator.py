@@ -1,6 +1,6 @@
 """Accumulator SRAM: int32 rows with read-modify-write accumulation for the matrix engine."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In
 
@@ -13,15 +13,17 @@ __all__ = ["Accumulator", "matrix_write_layout"]
 
 
 def matrix_write_layout(addr_bits: int, lanes: int) -> data.StructLayout:
-    """A row from the matrix engine: store it, or add it to what the row holds."""
-    return data.StructLayout({"addr": addr_bits, "data": data.ArrayLayout(signed(32), lanes), "accumulate": 1})
+    """A row from the matrix engine: store it, or add it (wrapping int32) to what the row holds,
+    in the lanes whose ``mask`` bit is set (the others keep their value)."""
+    return data.StructLayout({"addr": addr_bits, "data": data.ArrayLayout(signed(32), lanes), "accumulate": 1,
+                              "mask": lanes})
 
 
 class Accumulator(wiring.Component):
     """The int32 accumulator: ``depth`` rows of ``lanes`` int32 in ``banks`` banks.
 
     ``matrix_write`` stores a row, or with ``accumulate`` adds it lane by lane (wrapping int32)
-    to the row already there: a two-stage read-modify-write pipeline at one row per cycle, also
+    to the row already there, in the lanes its ``mask`` selects: a two-stage read-modify-write pipeline at one row per cycle, also
     back to back on the same row (the read port sees the write of the cycle before). Banks as in
     the scratchpad: the high part of the row address; priority matrix, vector, DMA.
 
@@ -116,7 +118,7 @@ class Accumulator(wiring.Component):
             rmw_write.valid.eq(stage1_valid),  # highest write priority: always taken
             rmw_write.payload.addr.eq(stage1.addr),
             rmw_write.payload.data.eq(summed),
-            rmw_write.payload.strb.eq(~0),
+            rmw_write.payload.strb.eq(Cat(lane.replicate(4) for lane in stage1.mask)),
         ]
 
         banked_memory(m, depth=self.depth, banks=self.banks, width=width,

@@ -44,6 +44,8 @@ class DramModel(wiring.Component):
             raise ValueError(f"size_bytes must be a power of two of at least one word, got {size_bytes!r}")
         self.size_bytes, self.data_width, self.addr_width = size_bytes, data_width, addr_width
         self.id_width, self.queue_depth = id_width, queue_depth
+        #: The contents (also reachable from the Amaranth simulator).
+        self.storage = memory.Memory(shape=data_width, depth=size_bytes // (data_width // 8), init=[])
         super().__init__({
             "s_axi": In(Axi4Signature(addr_width, data_width, id_width)),
             "latency": In(16),
@@ -57,7 +59,7 @@ class DramModel(wiring.Component):
         shift = nbytes.bit_length() - 1
         words = self.size_bytes // nbytes
 
-        m.submodules.storage = storage = memory.Memory(shape=self.data_width, depth=words, init=[])
+        m.submodules.storage = storage = self.storage
         write_port = storage.write_port(granularity=8)
         read_port = storage.read_port()
 

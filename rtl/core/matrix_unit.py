@@ -1,0 +1,265 @@
+"""The matrix unit of a core: executes ``MATMUL`` instructions with the systolic array.
+
+``C (+)= A @ B`` with A ``[M, K]`` and B ``[K, N]`` (or ``[N, K]`` with ``B_TRANSPOSED``) int8 in
+the scratchpad at any element address and row stride, C ``[M, N]`` int32 in the accumulator at
+any word address and row stride (``addr3``). The product is cut into weight tiles of R x C (K and
+N padded with zeros); for each N-tile and each K-tile the unit loads the tile's R weight rows
+(read as C columns and transposed in a tile buffer when B is transposed), then streams the M
+activation rows ``A[:, K-tile]``. Result rows overwrite C on the first K-tile and add into it on
+the others (and on every tile with ``ACCUMULATE``), through the accumulator's read-modify-write
+path, with element masks for tiles that stop before a row's end or straddle two accumulator rows.
+
+Accumulation wraps at int32, as in the ISA (``docs/isa.md``): sums of int8 products over
+``K < 2**17`` never wrap.
+"""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.core.chunks import ChunkReader, ChunkSplitter
+from rtl.matrix.systolic import SystolicArray, counters_layout
+from rtl.memory.accumulator import matrix_write_layout
+from rtl.memory.bridge import SramReadSignature
+from scoville.isa import Flag, Instruction
+
+__all__ = ["MatrixUnit"]
+
+
+class _Kind(enum.Enum, shape=2):
+    WEIGHT_ROW = 0   # row i of a weight tile
+    WEIGHT_COLUMN = 1  # column j of a weight tile (B transposed)
+    ACTIVATION = 2
+
+
+_tag_layout = data.StructLayout({"kind": _Kind, "index": 7, "accumulate": 1, "last": 1})
+
+
+class MatrixUnit(wiring.Component):
+    """``MATMUL`` sequencer, systolic array and result writer.
+
+    Parameters
+    ----------
+    rows, columns : int
+        The systolic array R x C; ``columns`` is also the accumulator's lanes per row.
+    spad_row_bytes : int
+        Bytes per scratchpad row (at least ``max(rows, columns)``, a power of two).
+    spad_row_bits, acc_row_bits : int
+        Row-address widths of the scratchpad and accumulator.
+
+    Ports
+    -----
+    instruction : In(stream.Signature(Instruction)), one ``MATMUL`` at a time.
+    done : Out(1), one-cycle strobe once every result of the instruction is in the accumulator.
+    spad : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes))
+    acc : Out(stream.Signature(matrix_write_layout(acc_row_bits, columns)))
+    busy : Out(1)
+    counters : Out(the systolic array's counters)
+    """
+
+    def __init__(self, *, rows: int = 8, columns: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15,
+                 acc_row_bits: int = 13):
+        if spad_row_bytes < max(rows, columns) or spad_row_bytes & (spad_row_bytes - 1):
+            raise ValueError(f"spad_row_bytes must be a power of two >= max(rows, columns), got {spad_row_bytes!r}")
+        if columns & (columns - 1):
+            raise ValueError(f"columns must be a power of two (accumulator lanes), got {columns!r}")
+        if max(rows, columns) > 64:
+            raise ValueError("rows and columns must be at most 64")
+        self.rows, self.columns = rows, columns
+        self.spad_row_bytes, self.spad_row_bits, self.acc_row_bits = spad_row_bytes, spad_row_bits, acc_row_bits
+        self.array = SystolicArray(rows, columns)
+        super().__init__({
+            "instruction": In(stream.Signature(Instruction)),
+            "done": Out(1),
+            "busy": Out(1),
+            "spad": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
+            "acc": Out(stream.Signature(matrix_write_layout(acc_row_bits, columns))),
+            "counters": Out(counters_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.columns
+        chunk = max(R, C)
+        m.submodules.array = array = self.array
+        m.submodules.reader = reader = ChunkReader(row_bits=self.spad_row_bits, row_elems=self.spad_row_bytes,
+                                                   elem_bits=8, chunk=chunk, depth=4, tag_bits=_tag_layout.size)
+        wiring.connect(m, reader.sram, wiring.flipped(self.spad))
+        m.d.comb += self.counters.eq(array.counters)
+        spad_mask = (1 << reader.addr_bits) - 1
+        acc_addr_bits = self.acc_row_bits + (C.bit_length() - 1)
+
+        ins = Signal(Instruction)
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+        m_rows, n_cols, k_len = ins.rows, ins.cols, ins.imm[:24]
+        transposed = ins.flags[Flag.B_TRANSPOSED.bit_length() - 1]
+        accumulate_all = ins.flags[Flag.ACCUMULATE.bit_length() - 1]
+        empty = Signal()
+        m.d.comb += empty.eq((ins.rows == 0) | (ins.cols == 0))
+
+        # ------------------------------------------------------------ issue: reads in array order
+        n0 = Signal(16)
+        k0 = Signal(24)
+        index = Signal(16)        # weight row i / weight column j / activation row m
+        pointer = Signal(32)      # element address of the next read
+        b_k_base = Signal(32)     # B[k0, 0] (plain) ; B^T[n0, 0] (transposed)
+        wn = Signal(range(C + 1))  # columns in this N-tile
+        wk = Signal(range(R + 1))  # rows of K in this K-tile
+        m.d.comb += [
+            wn.eq(Mux(n_cols - n0 < C, n_cols - n0, C)),
+            wk.eq(Mux(k_len - k0 < R, (k_len - k0)[:8], R)),
+        ]
+        last_k = Signal()
+        last_n = Signal()
+        m.d.comb += [last_k.eq(k0 + R >= k_len), last_n.eq(n0 + C >= n_cols)]
+        request = reader.request.payload
+        tag = data.View(_tag_layout, request.tag)
+
+        with m.FSM(name="issue"):
+            with m.State("IDLE"):
+                m.d.comb += self.instruction.ready.eq(~busy)
+                with m.If(self.instruction.valid & ~busy):
+                    m.d.sync += [ins.eq(self.instruction.payload), busy.eq(1), n0.eq(0), k0.eq(0), index.eq(0),
+                                 b_k_base.eq(self.instruction.payload.addr1)]
+                    m.next = "START_TILE"
+            with m.State("START_TILE"):
+                with m.If(empty):
+                    m.next = "WAIT_RESULTS"
+                with m.Else():
+                    m.d.sync += [index.eq(0),
+                                 pointer.eq(b_k_base + Mux(transposed, k0, n0))]
+                    m.next = "WEIGHTS"
+            with m.State("WEIGHTS"):
+                # plain: row i = B[k0 + i, n0 : n0 + wn]; transposed: column j = B^T[n0 + j, k0 : k0 + wk]
+                count = Mux(transposed, Mux(index < wn, wk, 0), Mux(index < wk, wn, 0))
+                m.d.comb += [
+                    reader.request.valid.eq(1),
+                    request.addr.eq(pointer & spad_mask),
+                    request.count.eq(count),
+                    tag.index.eq(index),
+                ]
+                with m.If(transposed):
+                    m.d.comb += tag.kind.eq(_Kind.WEIGHT_COLUMN)
+                with m.Else():
+                    m.d.comb += tag.kind.eq(_Kind.WEIGHT_ROW)
+                with m.If(reader.request.ready):
+                    m.d.sync += [index.eq(index + 1), pointer.eq(pointer + ins.stride1)]
+                    with m.If(index == Mux(transposed, C - 1, R - 1)):
+                        m.d.sync += [index.eq(0), pointer.eq(ins.addr0 + k0)]
+                        m.next = "ACTIVATIONS"
+            with m.State("ACTIVATIONS"):
+                last_row = index == m_rows - 1
+                m.d.comb += [
+                    reader.request.valid.eq(1),
+                    request.addr.eq(pointer & spad_mask),
+                    request.count.eq(wk),
+                    tag.kind.eq(_Kind.ACTIVATION),
+                    tag.accumulate.eq(accumulate_all | (k0 != 0)),
+                    tag.last.eq(last_row),
+                ]
+                with m.If(reader.request.ready):
+                    m.d.sync += [index.eq(index + 1), pointer.eq(pointer + ins.stride0)]
+                    with m.If(last_row):
+                        with m.If(~last_k):
+                            m.d.sync += [k0.eq(k0 + R), b_k_base.eq(Mux(transposed, b_k_base,
+                                                                          b_k_base + ins.stride1 * R))]
+                            m.next = "START_TILE"
+                        with m.Elif(~last_n):
+                            m.d.sync += [k0.eq(0), n0.eq(n0 + C),
+                                         b_k_base.eq(Mux(transposed, b_k_base + ins.stride1 * C, ins.addr1))]
+                            m.next = "START_TILE"
+                        with m.Else():
+                            m.next = "WAIT_RESULTS"
+            with m.State("WAIT_RESULTS"):
+                with m.If(self.done):
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
+
+        # ------------------------------------------------------------ responses into the array
+        response = reader.response.payload
+        rtag = data.View(_tag_layout, response.tag)
+        tile = Array(Signal(8 * R, name=f"tile_column{j}") for j in range(C))  # transposed tiles
+        emitting = Signal()
+        emit_row = Signal(range(R))
+        m.d.comb += [
+            array.activations.payload.data.eq(response.data[:8 * R]),
+            array.activations.payload.accumulate.eq(rtag.accumulate),
+            array.activations.payload.last.eq(rtag.last),
+        ]
+        with m.If(emitting):
+            # row i of the tile is byte i of every column
+            m.d.comb += [array.weights.valid.eq(1),
+                         array.weights.payload.data.eq(Cat(tile[j].word_select(emit_row, 8) for j in range(C)))]
+            with m.If(array.weights.ready):
+                m.d.sync += emit_row.eq(emit_row + 1)
+                with m.If(emit_row == R - 1):
+                    m.d.sync += [emit_row.eq(0), emitting.eq(0)]
+        with m.Elif(reader.response.valid):
+            with m.Switch(rtag.kind):
+                with m.Case(_Kind.WEIGHT_ROW):
+                    m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(response.data[:8 * C]),
+                                 reader.response.ready.eq(array.weights.ready)]
+                with m.Case(_Kind.WEIGHT_COLUMN):
+                    m.d.comb += reader.response.ready.eq(1)
+                    m.d.sync += tile[rtag.index[:max(1, (C - 1).bit_length())]].eq(response.data[:8 * R])
+                    with m.If(rtag.index == C - 1):
+                        m.d.sync += emitting.eq(1)
+                with m.Case(_Kind.ACTIVATION):
+                    m.d.comb += [array.activations.valid.eq(1), reader.response.ready.eq(array.activations.ready)]
+
+        # ------------------------------------------------------------ results into the accumulator
+        m.submodules.splitter = splitter = ChunkSplitter(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
+                                                         chunk=C, flags=1)
+        out_n0 = Signal(16)
+        out_k0 = Signal(24)
+        out_m = Signal(16)
+        out_pointer = Signal(32)
+        out_wn = Signal(range(C + 1))
+        m.d.comb += out_wn.eq(Mux(n_cols - out_n0 < C, n_cols - out_n0, C))
+        final = Signal()
+        m.d.comb += final.eq((out_m == m_rows - 1) & (out_k0 + R >= k_len) & (out_n0 + C >= n_cols))
+        m.d.comb += [
+            splitter.request.valid.eq(array.results.valid),
+            splitter.request.payload.addr.eq(out_pointer[:acc_addr_bits]),
+            splitter.request.payload.count.eq(out_wn),
+            splitter.request.payload.data.eq(array.results.payload.data),
+            splitter.request.payload.flags.eq(array.results.payload.accumulate),
+            array.results.ready.eq(splitter.request.ready),
+        ]
+        with m.If(self.instruction.valid & self.instruction.ready):
+            m.d.sync += [out_n0.eq(0), out_k0.eq(0), out_m.eq(0), out_pointer.eq(self.instruction.payload.addr2)]
+        with m.Elif(array.results.valid & array.results.ready):
+            m.d.sync += [out_m.eq(out_m + 1), out_pointer.eq(out_pointer + ins.addr3)]
+            with m.If(out_m == m_rows - 1):
+                m.d.sync += out_m.eq(0)
+                with m.If(out_k0 + R < k_len):
+                    m.d.sync += [out_k0.eq(out_k0 + R), out_pointer.eq(ins.addr2 + out_n0)]
+                with m.Else():
+                    m.d.sync += [out_k0.eq(0), out_n0.eq(out_n0 + C), out_pointer.eq(ins.addr2 + out_n0 + C)]
+        row = splitter.rows.payload
+        m.d.comb += [
+            self.acc.valid.eq(splitter.rows.valid),
+            self.acc.payload.addr.eq(row.row),
+            self.acc.payload.data.eq(row.data),
+            self.acc.payload.mask.eq(row.mask),
+            self.acc.payload.accumulate.eq(row.flags[0]),
+            splitter.rows.ready.eq(self.acc.ready),
+        ]
+
+        # done: the last result row has left the splitter, and the accumulator's read-modify-write
+        # pipeline (two cycles) has written it
+        results_done = Signal()
+        settle = Signal(2)
+        with m.If(self.instruction.valid & self.instruction.ready):
+            m.d.sync += results_done.eq(0)
+        with m.Elif(array.results.valid & array.results.ready & final):
+            m.d.sync += results_done.eq(1)
+        waiting = Signal()
+        m.d.comb += waiting.eq(busy & (results_done | empty) & splitter.idle)
+        with m.If(waiting & ~self.done):
+            m.d.sync += settle.eq(settle + 1)
+        with m.Else():
+            m.d.sync += settle.eq(0)
+        m.d.comb += self.done.eq(waiting & (settle == 3))
+        return m

@@ -1,0 +1,180 @@
+"""The transfer unit of a core: executes the load queue (``LOAD``, ``GATHER``) and the store queue
+(``STORE``) as DMA descriptors.
+
+One instruction runs at a time (the DMA engine is shared and moves one descriptor at a time);
+when both queues offer one, they take turns. ``LOAD``/``STORE`` are one 2D descriptor each.
+``GATHER`` reads each row's id from the accumulator, checks it against the table size (``imm``)
+and moves that table row: one descriptor per row. An instruction is done once the DMA has
+reported every descriptor's status; a DMA error (window or bus) or an id outside the table stops
+the unit and reports an error code and address, which stops the core.
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.core.chunks import ChunkReader
+from rtl.core.controller import ErrorCode
+from rtl.dma.descriptor import ADDR_BITS, Descriptor, DmaError, Space, Status
+from rtl.memory.bridge import SramReadSignature
+from scoville.isa import Flag, Instruction, Opcode
+
+__all__ = ["TransferUnit"]
+
+
+class TransferUnit(wiring.Component):
+    """Load and store queues to DMA descriptors.
+
+    Parameters
+    ----------
+    lanes : int
+        int32 words per accumulator row.
+    acc_row_bits : int
+        Row-address width of the accumulator.
+
+    Ports
+    -----
+    load, store : In(stream.Signature(Instruction))
+    load_done, store_done : Out(1), one-cycle strobes.
+    descriptor : Out(stream.Signature(Descriptor)); status : In(stream.Signature(Status))
+    acc : Out(SramReadSignature(acc_row_bits, 32 * lanes)), for ``GATHER`` ids.
+    error, error_code, error_addr : Out; ``error`` is a one-cycle strobe.
+    busy : Out(1)
+    """
+
+    def __init__(self, *, lanes: int = 8, acc_row_bits: int = 13):
+        self.lanes, self.acc_row_bits = lanes, acc_row_bits
+        super().__init__({
+            "load": In(stream.Signature(Instruction)),
+            "store": In(stream.Signature(Instruction)),
+            "load_done": Out(1),
+            "store_done": Out(1),
+            "descriptor": Out(stream.Signature(Descriptor)),
+            "status": In(stream.Signature(Status)),
+            "acc": Out(SramReadSignature(acc_row_bits, 32 * lanes)),
+            "error": Out(1),
+            "error_code": Out(ErrorCode),
+            "error_addr": Out(ADDR_BITS),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ids = ids = ChunkReader(row_bits=self.acc_row_bits, row_elems=self.lanes, elem_bits=32,
+                                             chunk=1, depth=4)
+        wiring.connect(m, ids.sram, wiring.flipped(self.acc))
+
+        ins = Signal(Instruction)
+        from_store = Signal()   # the instruction came from the store queue
+        to_acc = ins.flags[Flag.DST_ACC.bit_length() - 1]
+        turn = Signal()         # 1: the store queue goes first when both offer
+        row = Signal(16)        # GATHER: the row being moved
+        id_value = Signal(data.signed(32))
+        desc = self.descriptor.payload
+
+        def finish(m):
+            m.d.comb += [self.load_done.eq(~from_store), self.store_done.eq(from_store)]
+
+        with m.FSM(name="transfer") as fsm:
+            with m.State("IDLE"):
+                take_store = self.store.valid & (turn | ~self.load.valid)
+                with m.If(take_store):
+                    m.d.comb += self.store.ready.eq(1)
+                    m.d.sync += [ins.eq(self.store.payload), from_store.eq(1), turn.eq(0)]
+                    m.next = "DESCRIPTOR"
+                with m.Elif(self.load.valid):
+                    m.d.comb += self.load.ready.eq(1)
+                    m.d.sync += [ins.eq(self.load.payload), from_store.eq(0), turn.eq(1), row.eq(0)]
+                    with m.If(self.load.payload.opcode == Opcode.GATHER):
+                        m.next = "GATHER_ID"
+                    with m.Else():
+                        m.next = "DESCRIPTOR"
+            with m.State("DESCRIPTOR"):
+                # LOAD: DRAM -> SRAM; STORE: SRAM -> DRAM. Accumulator addresses and strides are words.
+                width_log2 = Mux(to_acc, 2, 0)
+                sram_space = Mux(to_acc, Space.ACC, Space.SPAD)
+                with m.If((ins.rows == 0) | (ins.cols == 0)):
+                    finish(m)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [
+                        self.descriptor.valid.eq(1),
+                        desc.elem_log2.eq(width_log2),
+                        desc.count[0].eq(ins.cols),
+                        desc.count[1].eq(ins.rows),
+                        desc.count[2].eq(1),
+                        desc.src_stride[0].eq(ins.stride0 << width_log2),
+                        desc.dst_stride[0].eq(ins.stride1 << width_log2),
+                        desc.src_stride[1].eq(ins.rows * ins.stride0 << width_log2),  # one plane
+                        desc.dst_stride[1].eq(ins.rows * ins.stride1 << width_log2),
+                    ]
+                    with m.If(from_store):
+                        m.d.comb += [desc.src.eq(ins.addr0 << width_log2), desc.dst.eq(ins.addr1),
+                                     desc.src_space.as_value().eq(sram_space), desc.dst_space.eq(Space.DRAM)]
+                    with m.Else():
+                        m.d.comb += [desc.src.eq(ins.addr0), desc.dst.eq(ins.addr1 << width_log2),
+                                     desc.src_space.eq(Space.DRAM), desc.dst_space.as_value().eq(sram_space)]
+                    with m.If(self.descriptor.ready):
+                        m.next = "STATUS"
+            with m.State("GATHER_ID"):
+                with m.If(row == ins.rows):
+                    finish(m)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [ids.request.valid.eq(1), ids.request.payload.addr.eq(ins.addr2 + row),
+                                 ids.request.payload.tag.eq(row[0]),
+                                 ids.request.payload.count.eq(1)]
+                    with m.If(ids.request.ready):
+                        m.next = "GATHER_CHECK"
+            with m.State("GATHER_CHECK"):
+                m.d.comb += ids.response.ready.eq(1)
+                with m.If(ids.response.valid):
+                    value = ids.response.payload.data.as_signed()
+                    m.d.sync += id_value.eq(value)
+                    with m.If((value < 0) | (value.as_unsigned() >= ins.imm)):
+                        m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.OUT_OF_WINDOW),
+                                     self.error_addr.eq(ins.addr0)]
+                        m.next = "STOPPED"
+                    with m.Else():
+                        m.next = "GATHER_DESCRIPTOR"
+            with m.State("GATHER_DESCRIPTOR"):
+                width_log2 = Mux(to_acc, 2, 0)
+                m.d.comb += [
+                    self.descriptor.valid.eq(1),
+                    desc.elem_log2.eq(width_log2),
+                    desc.count[0].eq(ins.cols),
+                    desc.count[1].eq(1),
+                    desc.count[2].eq(1),
+                    desc.src.eq(ins.addr0 + ((id_value.as_unsigned() * ins.stride0) << width_log2)),
+                    desc.dst.eq((ins.addr1 + row * ins.stride1) << width_log2),
+                    desc.src_space.eq(Space.DRAM),
+                ]
+                with m.If(to_acc):
+                    m.d.comb += desc.dst_space.eq(Space.ACC)
+                with m.Else():
+                    m.d.comb += desc.dst_space.eq(Space.SPAD)
+                with m.If(self.descriptor.ready):
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += self.status.ready.eq(1)
+                with m.If(self.status.valid):
+                    error = self.status.payload.error
+                    with m.If(error != DmaError.OK):
+                        bus = ((error == DmaError.READ_SLVERR) | (error == DmaError.READ_DECERR)
+                               | (error == DmaError.WRITE_SLVERR) | (error == DmaError.WRITE_DECERR))
+                        m.d.comb += [self.error.eq(1), self.error_addr.eq(self.status.payload.fault_addr)]
+                        with m.If(bus):
+                            m.d.comb += self.error_code.eq(ErrorCode.DMA_BUS_ERROR)
+                        with m.Else():
+                            m.d.comb += self.error_code.eq(ErrorCode.OUT_OF_WINDOW)
+                        m.next = "STOPPED"
+                    with m.Elif((ins.opcode == Opcode.GATHER) & ~from_store):
+                        m.d.sync += row.eq(row + 1)
+                        m.next = "GATHER_ID"
+                    with m.Else():
+                        finish(m)
+                        m.next = "IDLE"
+            with m.State("STOPPED"):
+                pass  # until the core's next start resets the unit
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m

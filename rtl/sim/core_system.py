@@ -1,0 +1,63 @@
+"""A core with its AXI4 master and the fast DRAM model: the unit of whole-program simulation."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.core.controller import ErrorCode
+from rtl.core.core import COUNTER_BITS, Core
+from rtl.dma.axi_master import AxiMaster
+from rtl.dma.descriptor import ADDR_BITS
+from rtl.matrix.systolic import counters_layout
+from rtl.sim.dram import DramModel
+from scoville.config import ChipConfig
+
+__all__ = ["CoreWithDram", "core_with_dram"]
+
+
+class CoreWithDram(wiring.Component):
+    """:class:`rtl.core.core.Core` reaching a :class:`DramModel` of ``dram_bytes`` through an
+    :class:`AxiMaster`. Ports: the core's host-side ports, and the DRAM model's ``latency`` and
+    ``beat_interval``; the DRAM contents are loaded and read through the model's backdoor."""
+
+    def __init__(self, config: ChipConfig | None = None, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20,
+                 max_outstanding: int = 8):
+        config = config or ChipConfig()
+        self.core = Core(config, watchdog=watchdog)
+        self.axi_master = AxiMaster(ADDR_BITS, 8 * config.bus_bytes, max_outstanding)
+        self.dram = DramModel(size_bytes=dram_bytes, data_width=8 * config.bus_bytes)
+        super().__init__({
+            "start": In(1),
+            "program_addr": In(ADDR_BITS),
+            "window_base": In(ADDR_BITS),
+            "window_limit": In(ADDR_BITS),
+            "latency": In(16),
+            "beat_interval": In(8),
+            "busy": Out(1),
+            "finished": Out(1),
+            "error": Out(ErrorCode),
+            "error_addr": Out(ADDR_BITS),
+            "pc": Out(ADDR_BITS),
+            "cycles": Out(COUNTER_BITS),
+            "matrix_counters": Out(counters_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.axi_master = axi_master = self.axi_master
+        m.submodules.dram = dram = self.dram
+        wiring.connect(m, core.memory, axi_master.port)
+        wiring.connect(m, axi_master.m_axi, dram.s_axi)
+        for name in ("start", "program_addr", "window_base", "window_limit"):
+            m.d.comb += getattr(core, name).eq(getattr(self, name))
+        for name in ("busy", "finished", "error", "error_addr", "pc", "cycles", "matrix_counters"):
+            m.d.comb += getattr(self, name).eq(getattr(core, name))
+        m.d.comb += [dram.latency.eq(self.latency), dram.beat_interval.eq(self.beat_interval)]
+        return m
+
+
+def core_with_dram(*, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20, **config) -> CoreWithDram:
+    """:class:`CoreWithDram` from flat parameters (the :class:`ChipConfig` fields), as the flow's
+    :class:`scoville.flow.Design` passes them."""
+    return CoreWithDram(ChipConfig(**config), dram_bytes=dram_bytes, watchdog=watchdog)

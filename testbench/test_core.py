@@ -1,0 +1,314 @@
+"""cocotb tests of a whole core (controller, transfer unit, DMA, SRAMs, matrix unit) running
+programs from the DRAM model, compared byte for byte with the functional simulator
+(:mod:`compiler.funcsim`, the ISA's reference semantics), and its fault handling."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from compiler.funcsim import Machine, run_program
+from rtl.core.controller import ErrorCode
+from scoville.config import ChipConfig
+from scoville.flow import design_params
+from scoville.isa import Flag, Opcode, encode, in_program_order
+
+PROGRAM_ADDR = 0x0
+
+
+class TB:
+    """Clock, reset, DRAM backdoor and job control of :class:`rtl.sim.core_system.CoreWithDram`."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.params = design_params()
+        self.config = ChipConfig(**{k: v for k, v in self.params.items() if k not in ("dram_bytes", "watchdog")})
+        self.dram_bytes = self.params["dram_bytes"]
+        self.seed = int(os.environ.get("SCOVILLE_SEED", random.randrange(1 << 30)))
+        dut._log.info(f"seed {self.seed} (replay with SCOVILLE_SEED={self.seed})")
+        self.rng = random.Random(self.seed)
+        self.np_rng = np.random.default_rng(self.seed)
+        self.storage = dut.dram.storage
+        self.word_bytes = self.config.bus_bytes
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+
+    async def reset(self, latency: int = 8) -> None:
+        self.dut.rst.value = 1
+        self.dut.start.value = 0
+        self.dut.latency.value = latency
+        self.dut.beat_interval.value = 1
+        self.set_window(0, self.dram_bytes)
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 2)
+
+    def set_window(self, base: int, limit: int) -> None:
+        self.dut.window_base.value = base
+        self.dut.window_limit.value = limit
+
+    def write_dram(self, image: np.ndarray) -> None:
+        raw = image.tobytes()
+        w = self.word_bytes
+        for n in range(len(raw) // w):
+            self.storage[n].value = int.from_bytes(raw[n * w:(n + 1) * w], "little")
+
+    def read_dram(self) -> np.ndarray:
+        w = self.word_bytes
+        words = [int(self.storage[n].value) for n in range(self.dram_bytes // w)]
+        return np.frombuffer(b"".join(x.to_bytes(w, "little") for x in words), dtype=np.uint8).copy()
+
+    async def run(self, program_addr: int = PROGRAM_ADDR, timeout: int = 2_000_000) -> tuple[int, int, int]:
+        """Start a job and wait for it to finish or stop: (error code, error address, cycles)."""
+        dut = self.dut
+        while int(dut.busy.value):
+            await RisingEdge(dut.clk)
+        dut.program_addr.value = program_addr
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        first = int(dut.cycles.value)
+        for _ in range(timeout):
+            await RisingEdge(dut.clk)
+            if int(dut.finished.value) or (int(dut.error.value) and not int(dut.busy.value)):
+                break
+        else:
+            raise AssertionError(f"the core neither finished nor stopped within {timeout} cycles "
+                                 f"(pc 0x{int(dut.pc.value):x})")
+        await ClockCycles(dut.clk, int(os.environ.get("SCOVILLE_SETTLE", "2")))
+        return int(dut.error.value), int(dut.error_addr.value), int(dut.cycles.value) - first
+
+
+def assemble(program: list[tuple[Opcode, dict]]) -> np.ndarray:
+    """Encode with program-order semaphores and an END."""
+    words = [encode(op, **fields) for op, fields in in_program_order(program + [(Opcode.END, {})])]
+    return np.frombuffer(b"".join(words), dtype=np.uint8)
+
+
+class Layout:
+    """Bump allocation of DRAM regions after the program area."""
+
+    def __init__(self, start: int, size: int):
+        self.top, self.size = start, size
+
+    def take(self, nbytes: int, align: int = 1) -> int:
+        base = -(-self.top // align) * align
+        self.top = base + nbytes
+        assert self.top <= self.size, "test image too large"
+        return base
+
+
+def random_gemm(tb: TB, image: np.ndarray, layout: Layout, spad: Layout, acc: Layout,
+                max_dim: int = 40) -> list[tuple[Opcode, dict]]:
+    """LOAD A and B at random alignments and strides, MATMUL (plain or B transposed, overwrite or
+    accumulate onto a loaded C), STORE C."""
+    rng = tb.rng
+    m, k, n = rng.randint(1, max_dim), rng.randint(1, max_dim), rng.randint(1, max_dim)
+    transposed = rng.random() < 0.4
+    accumulate = rng.random() < 0.3
+    b_rows, b_cols = (n, k) if transposed else (k, n)
+    a_dram = layout.take(m * k)
+    b_dram = layout.take(b_rows * b_cols)
+    c_dram = layout.take(4 * m * n, 4)
+    image[a_dram:a_dram + m * k] = tb.np_rng.integers(0, 256, m * k, dtype=np.uint8)
+    image[b_dram:b_dram + b_rows * b_cols] = tb.np_rng.integers(0, 256, b_rows * b_cols, dtype=np.uint8)
+    image[c_dram:c_dram + 4 * m * n] = tb.np_rng.integers(0, 256, 4 * m * n, dtype=np.uint8)
+    a_stride = k + rng.randint(0, 9)
+    b_stride = b_cols + rng.randint(0, 9)
+    c_stride = n + rng.randint(0, 5)
+    a_spad = spad.take(m * a_stride) + 0
+    b_spad = spad.take(b_rows * b_stride)
+    c_acc = acc.take(m * c_stride)
+    program = [
+        (Opcode.LOAD, dict(addr0=a_dram, addr1=a_spad, rows=m, cols=k, stride0=k, stride1=a_stride)),
+        (Opcode.LOAD, dict(addr0=b_dram, addr1=b_spad, rows=b_rows, cols=b_cols, stride0=b_cols, stride1=b_stride)),
+    ]
+    if accumulate:
+        program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=c_dram, addr1=c_acc, rows=m, cols=n,
+                                          stride0=n, stride1=c_stride)))
+    flags = (Flag.B_TRANSPOSED if transposed else 0) | (Flag.ACCUMULATE if accumulate else 0)
+    program.append((Opcode.MATMUL, dict(flags=flags, addr0=a_spad, stride0=a_stride, addr1=b_spad, stride1=b_stride,
+                                        addr2=c_acc, addr3=c_stride, rows=m, cols=n, imm=k)))
+    program.append((Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=c_acc, stride0=c_stride, addr1=c_dram, stride1=n,
+                                       rows=m, cols=n)))
+    tb.dut._log.info(f"GEMM {m}x{k}x{n} transposed={transposed} accumulate={accumulate} "
+                     f"A@{a_spad} B@{b_spad} C@{c_acc}")
+    return program
+
+
+def expected(tb: TB, image: np.ndarray) -> np.ndarray:
+    machine = Machine(tb.config, image.copy())
+    run_program(machine, PROGRAM_ADDR)
+    return machine.dram
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> None:
+    if not np.array_equal(got, want):
+        bad = np.flatnonzero(got != want)
+        runs = np.split(bad, np.flatnonzero(np.diff(bad) != 1) + 1)
+        where = ", ".join(f"0x{r[0]:x}..0x{r[-1]:x}" for r in runs[:8])
+        raise AssertionError(f"{len(bad)} DRAM bytes differ ({where}); first at 0x{bad[0]:x}: got {got[bad[0]]}, "
+                             f"want {want[bad[0]]}")
+
+
+def fresh_image(tb: TB) -> tuple[np.ndarray, Layout, Layout, Layout]:
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    layout = Layout(4096, tb.dram_bytes)
+    spad = Layout(tb.rng.randrange(64), tb.config.spad_bytes)
+    acc = Layout(tb.rng.randrange(64), tb.config.acc_words)
+    return image, layout, spad, acc
+
+
+async def run_and_compare(tb: TB, program: list, image: np.ndarray) -> int:
+    code = assemble(program)
+    image[PROGRAM_ADDR:PROGRAM_ADDR + code.size] = code
+    want = expected(tb, image)
+    if os.environ.get("SCOVILLE_DUMP"):
+        np.save(os.environ["SCOVILLE_DUMP"], image)
+    tb.write_dram(image)
+    await RisingEdge(tb.dut.clk)
+    error, addr, cycles = await tb.run()
+    assert error == 0, f"the core stopped with {ErrorCode(error).name} at 0x{addr:x}"
+    compare(tb.read_dram(), want)
+    return cycles
+
+
+@cocotb.test()
+async def gemm_programs(dut):
+    """Random GEMM programs (odd shapes, misaligned scratchpad and accumulator addresses, strides,
+    B transposed, accumulation) equal the functional simulator byte for byte."""
+    tb = TB(dut)
+    await tb.reset(latency=tb.rng.choice([0, 8, 40]))
+    for job in range(int(os.environ.get("SCOVILLE_JOBS", "6"))):
+        image, layout, spad, acc = fresh_image(tb)
+        program = []
+        for _ in range(tb.rng.randint(1, 3)):
+            program += random_gemm(tb, image, layout, spad, acc)
+        cycles = await run_and_compare(tb, program, image)
+        dut._log.info(f"job {job}: {len(program)} instructions, {cycles} cycles")
+
+
+@cocotb.test()
+async def gather_rows(dut):
+    """GATHER of int8 and int32 table rows by ids loaded into the accumulator."""
+    tb = TB(dut)
+    await tb.reset()
+    image, layout, spad, acc = fresh_image(tb)
+    rows, cols, table_rows = 13, 37, 50
+    table = layout.take(table_rows * cols)
+    wide = layout.take(4 * table_rows * 3, 4)
+    ids_dram = layout.take(4 * rows, 4)
+    out = layout.take(rows * cols)
+    out_wide = layout.take(4 * rows * 3, 4)
+    image[table:table + table_rows * cols] = tb.np_rng.integers(0, 256, table_rows * cols, dtype=np.uint8)
+    image[wide:wide + 12 * table_rows] = tb.np_rng.integers(0, 256, 12 * table_rows, dtype=np.uint8)
+    ids = tb.np_rng.integers(0, table_rows, rows).astype(np.int32)
+    image[ids_dram:ids_dram + 4 * rows] = ids.view(np.uint8)
+    ids_acc, rows_spad, rows_acc = acc.take(rows), spad.take(rows * cols), acc.take(rows * 3)
+    program = [
+        (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=ids_dram, addr1=ids_acc, rows=1, cols=rows)),
+        (Opcode.GATHER, dict(addr0=table, addr1=rows_spad, addr2=ids_acc, rows=rows, cols=cols, stride0=cols,
+                             stride1=cols, imm=table_rows)),
+        (Opcode.GATHER, dict(flags=Flag.DST_ACC, addr0=wide, addr1=rows_acc, addr2=ids_acc, rows=rows, cols=3,
+                             stride0=3, stride1=3, imm=table_rows)),
+        (Opcode.STORE, dict(addr0=rows_spad, addr1=out, rows=rows, cols=cols, stride0=cols, stride1=cols)),
+        (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=rows_acc, addr1=out_wide, rows=rows, cols=3, stride0=3,
+                            stride1=3)),
+    ]
+    await run_and_compare(tb, program, image)
+
+
+async def expect_fault(tb: TB, program: list, code: ErrorCode, addr: int | None, image=None) -> None:
+    if image is None:
+        image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    words = assemble(program)
+    image[PROGRAM_ADDR:PROGRAM_ADDR + words.size] = words
+    tb.write_dram(image)
+    await RisingEdge(tb.dut.clk)
+    error, error_addr, _ = await tb.run()
+    assert error == code.value, f"expected {code.name}, the core reported {ErrorCode(error).name}"
+    if addr is not None:
+        assert error_addr == addr, f"{code.name}: expected address 0x{addr:x}, got 0x{error_addr:x}"
+    tb.dut._log.info(f"{code.name} at 0x{error_addr:x} as expected")
+
+
+async def next_job_runs(tb: TB) -> None:
+    image, layout, spad, acc = fresh_image(tb)
+    await run_and_compare(tb, random_gemm(tb, image, layout, spad, acc, max_dim=12), image)
+
+
+@cocotb.test()
+async def faults_stop_the_core(dut):
+    """Illegal instruction, out-of-window descriptor, AXI error response, GATHER id outside its
+    table, a semaphore never signalled (watchdog): each stops the core with its code and address,
+    and the next job after it runs correctly."""
+    tb = TB(dut)
+    await tb.reset()
+    load = dict(addr0=0x2000, addr1=0, rows=2, cols=16, stride0=16, stride1=16)
+
+    # an undefined opcode, third instruction (32 bytes each)
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    words = assemble([(Opcode.LOAD, load), (Opcode.LOAD, load), (Opcode.LOAD, load)])
+    words = words.copy()
+    words[64] = 0xEE
+    image[:words.size] = words
+    tb.write_dram(image)
+    await RisingEdge(dut.clk)
+    error, error_addr, _ = await tb.run()
+    assert (error, error_addr) == (ErrorCode.ILLEGAL_INSTRUCTION.value, 64), (ErrorCode(error), error_addr)
+    await next_job_runs(tb)
+
+    # a LOAD reaching past the job window
+    tb.set_window(0, 0x8000)
+    await expect_fault(tb, [(Opcode.LOAD, dict(load, addr0=0x7FF0))], ErrorCode.OUT_OF_WINDOW, 0x7FF0)
+    tb.set_window(0, tb.dram_bytes)
+    await next_job_runs(tb)
+
+    # the DRAM answers DECERR past its end (the window allows it)
+    tb.set_window(0, 2 * tb.dram_bytes)
+    await expect_fault(tb, [(Opcode.LOAD, dict(load, addr0=tb.dram_bytes + 0x100))], ErrorCode.DMA_BUS_ERROR,
+                       tb.dram_bytes + 0x100)
+    await expect_fault(tb, [(Opcode.STORE, dict(addr0=0, addr1=tb.dram_bytes + 0x40, rows=1, cols=8))],
+                       ErrorCode.DMA_BUS_ERROR, tb.dram_bytes + 0x40)
+    tb.set_window(0, tb.dram_bytes)
+    await next_job_runs(tb)
+
+    # a GATHER id outside the table
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    image[0x3000:0x3004] = np.array([7], dtype=np.int32).view(np.uint8)
+    program = [(Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=0x3000, addr1=0, rows=1, cols=1)),
+               (Opcode.GATHER, dict(addr0=0x2000, addr1=0, addr2=0, rows=1, cols=8, stride0=8, stride1=8, imm=7))]
+    await expect_fault(tb, program, ErrorCode.OUT_OF_WINDOW, 0x2000, image)
+    await next_job_runs(tb)
+
+    # waiting for a semaphore nobody signals: the watchdog stops the core
+    await expect_fault(tb, [(Opcode.LOAD, dict(load, wait=1 << 6))], ErrorCode.TIMEOUT, None)
+    await next_job_runs(tb)
+
+
+@cocotb.test()
+async def load_store_round_trip(dut):
+    """LOAD and STORE through the scratchpad and the accumulator at odd addresses and strides."""
+    tb = TB(dut)
+    await tb.reset()
+    image, layout, spad, acc = fresh_image(tb)
+    program = []
+    for _ in range(4):
+        rows, cols = tb.rng.randint(1, 9), tb.rng.randint(1, 30)
+        dut._log.info(f"{rows}x{cols} at {layout.top:#x}")
+        src = layout.take(rows * cols * 4, 4)
+        dst = layout.take(rows * cols * 4, 4)
+        image[src:src + 4 * rows * cols] = tb.np_rng.integers(0, 256, 4 * rows * cols, dtype=np.uint8)
+        to_acc = tb.rng.random() < 0.5
+        stride = cols + tb.rng.randint(0, 5)
+        where = (acc if to_acc else spad).take(rows * stride)
+        flags = Flag.DST_ACC if to_acc else 0
+        program += [(Opcode.LOAD, dict(flags=flags, addr0=src, addr1=where, rows=rows, cols=cols, stride0=cols,
+                                       stride1=stride)),
+                    (Opcode.STORE, dict(flags=flags, addr0=where, addr1=dst, rows=rows, cols=cols, stride0=stride,
+                                        stride1=cols))]
+    await run_and_compare(tb, program, image)

@@ -1,0 +1,28 @@
+"""A whole core on Verilator: programs from the DRAM model against the functional simulator, and
+fault handling (testbench/test_core.py)."""
+
+import pytest
+
+from rtl.sim.core_system import core_with_dram
+from scoville.flow import Design, run_cocotb
+
+CONFIGS = {
+    "8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
+            "dram_bytes": 1 << 16, "watchdog": 4096},
+    "4x4": {"rows": 4, "columns": 4, "lanes": 4, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
+            "dram_bytes": 1 << 16, "watchdog": 4096},
+}
+
+
+def core_design(name: str) -> Design:
+    return Design(f"core_{name}", core_with_dram, CONFIGS[name])
+
+
+@pytest.mark.parametrize("name", ["8x8", "4x4"])
+def test_core_gemm_programs(name):
+    run_cocotb(core_design(name), "testbench.test_core",
+               testcase=["load_store_round_trip", "gather_rows", "gemm_programs"], test_name="programs")
+
+
+def test_core_faults():
+    run_cocotb(core_design("8x8"), "testbench.test_core", testcase="faults_stop_the_core", test_name="faults")
