@@ -1,15 +1,27 @@
 """Combinational integer helpers shared by the vector unit's stages (golden's rounding, exactly).
 
-Each returns an Amaranth value; none holds state. ``round_shift`` and ``saturate`` have the
+Each returns an Amaranth value; only :class:`Lockstep` (the pipeline registers and delay lines)
+holds state. ``round_shift`` and ``saturate`` have the
 meaning of the functions of the same name in ``golden/ops.py``.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
+from dataclasses import dataclass
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib.memory import Memory
 
 from scoville.numerics import PwlTable
 
-__all__ = ["Lockstep", "bit_length", "round_shift", "saturate", "clamp", "maximum", "pwl_lookup", "any_of",
-           "shift_add_multiply", "const_multiply"]
+__all__ = ["Lockstep", "Parked", "bit_length", "round_shift", "saturate", "clamp", "maximum", "pwl_lookup", "any_of",
+           "shift_add_multiply", "const_multiply", "shift_right_low", "fits", "saturate_narrow"]
+
+
+@dataclass(frozen=True)
+class Parked:
+    """Fields taken out of a :class:`Lockstep` pipeline at stage ``depth`` (see ``park``)."""
+
+    depth: int
+    fields: dict
 
 
 class Lockstep:
@@ -24,6 +36,75 @@ class Lockstep:
     def __init__(self, m: Module, advance: Signal):
         self.m, self.advance = m, advance
         self.depth = 0
+        self._advances = None  # counts advances: the address of every delay line
+        self.delay_lines = 0
+
+    def park(self, fields: dict) -> "Parked":
+        """Take ``fields`` out of the pipeline here; :meth:`unpark` gives them back further on.
+
+        Values that a beat only carries across a segment (the lane values across the per-row
+        scalar segments) would need a register per bit per stage; a parked slot waits in a
+        memory instead (block RAM): one write and one read per advance. ``fields`` are values of
+        the current stage (what :meth:`stage` returned), not the inputs of the next one.
+        """
+        return Parked(self.depth, dict(fields))
+
+    def unpark(self, parked: "Parked") -> dict:
+        """The fields of ``parked`` as they were when their beat was parked, aligned with the
+        stage the beat has reached now (the stages added since :meth:`park`)."""
+        delay = self.depth - parked.depth
+        if delay < 0:
+            raise ValueError(f"unpark before park (delay {delay})")
+        keys, values = [], []
+        for key, value in parked.fields.items():
+            if isinstance(value, list):
+                keys += [(key, n) for n in range(len(value))]
+                values += [Value.cast(v) for v in value]
+            else:
+                keys.append((key, None))
+                values.append(Value.cast(value))
+        if delay < 2:
+            delayed = values
+            for n in range(delay):
+                delayed = [self.reg(v, f"unpark{parked.depth}_{n}_{i}") for i, v in enumerate(delayed)]
+        else:
+            delayed = self._delay_line(values, delay)
+        out: dict = {}
+        for (key, index), value in zip(keys, delayed, strict=True):
+            if index is None:
+                out[key] = value
+            else:
+                out.setdefault(key, []).append(value)
+        return out
+
+    def _delay_line(self, values: list, delay: int) -> list:
+        if self._advances is None:
+            self._advances = Signal(16, name="pipe_advances")
+            with self.m.If(self.advance):
+                self.m.d.sync += self._advances.eq(self._advances + 1)
+        # written when the beat is parked, read `delay - 1` advances later (the read port's own
+        # register is the last stage); entries live `depth` advances, at least `delay`
+        depth = 1 << (delay - 1).bit_length()
+        width = sum(len(v) for v in values)
+        # block RAM: a LUT-RAM delay line this wide costs more logic than the registers it saves
+        memory = Memory(shape=width, depth=depth, init=[], attrs={"ram_style": "block"})
+        self.m.submodules[f"delay_line{self.delay_lines}"] = memory
+        self.delay_lines += 1
+        write, read = memory.write_port(), memory.read_port(domain="sync")
+        address_bits = (depth - 1).bit_length()
+        self.m.d.comb += [
+            write.addr.eq(self._advances[:address_bits]),
+            write.data.eq(Cat(*values)),
+            write.en.eq(self.advance),
+            read.addr.eq((self._advances - (delay - 1))[:address_bits]),
+            read.en.eq(self.advance),
+        ]
+        out, offset = [], 0
+        for v in values:
+            bits = read.data[offset:offset + len(v)]
+            out.append(bits.as_signed() if v.shape().signed else bits)
+            offset += len(v)
+        return out
 
     def reg(self, value, name: str) -> Signal:
         value = Value.cast(value)
@@ -132,3 +213,34 @@ def const_multiply(a, constant: int) -> Value:
         pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
         terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
     return terms[0]
+
+
+def shift_right_low(value, shift, width: int) -> Value:
+    """The low ``width`` bits of ``value >> shift`` (arithmetic), as ``signed(width)``.
+
+    A logarithmic shifter from the largest step down that keeps, after each step, only the bits
+    the remaining steps can still bring into the low ``width``: fewer multiplexers than a full
+    shift of ``value`` when ``width`` is much narrower.
+    """
+    value, shift = Value.cast(value), Value.cast(shift)
+    value = value.as_signed() if value.shape().signed else value
+    for k in reversed(range(len(shift))):
+        keep = min(width + (1 << k) - 1, len(value))
+        shifted = value.shift_right(1 << k) if (1 << k) < len(value) else Mux(value[-1], -1, 0)
+        value = Mux(shift[k], shifted, value)[:keep]
+        value = value.as_signed() if keep == len(value) else value
+    return value[:width].as_signed()
+
+
+def fits(x, bits: int) -> Value:
+    """``x`` (signed) lies in the signed ``bits``-bit range: its bits from ``bits - 1`` up agree."""
+    x = Value.cast(x)
+    top = x[bits - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)
+
+
+def saturate_narrow(x, bits: int) -> Value:
+    """:func:`saturate` of a signed ``x`` by a sign check instead of two wide comparisons."""
+    x = Value.cast(x)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(fits(x, bits), x[:bits], Mux(x[-1], lo, hi)).as_signed()[:bits].as_signed()

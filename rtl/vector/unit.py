@@ -19,6 +19,10 @@ A per-row result is left in a register by the last beat of a pass when that beat
 segment boundary; the beats of the next pass (which follow it in the pipeline) read it there.
 So rows follow each other without gaps, whatever their length: a row of ``n`` beats and ``p``
 passes takes ``n * p`` cycles in steady state.
+
+Per-beat values that only ride along through a segment (the lane values across R1+S1 and across
+the pass-1 reduction + S2, the row results and operands across F) wait in block-RAM delay lines
+(``Lockstep.park``/``unpark``) rather than in a register per bit per stage.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -40,7 +44,9 @@ from .arith import (
     pwl_lookup,
     round_shift,
     saturate,
+    saturate_narrow,
     shift_add_multiply,
+    shift_right_low,
 )
 from .isa import (
     ELEMENTWISE,
@@ -62,6 +68,10 @@ ACC_BITS = ROW_VALUE_BITS
 #: (127 << 30) // a15 has 23 quotient bits; (2**29 - 1) // n15 has 15.
 QUANT_DIVIDEND, QUANT_QUOTIENT_BITS = nx.QMAX << nx.RECIP_FRAC, 23
 RECIP_DIVIDEND, RECIP_QUOTIENT_BITS = (1 << 29) - 1, 15
+#: Per-beat fields that only ride along through the per-row scalar segments (parked there).
+LANE_FIELDS = ("x", "on", "base", "final", "emit", "ilast")
+#: Width of the output shifter's result: enough that a clamped value saturates as the exact one.
+WINDOW_BITS = 35
 
 
 def _rsqrt_seed() -> list[int]:
@@ -241,11 +251,14 @@ class VectorUnit(wiring.Component):
 
         # ---------------------------------------------------------------- R1: pass-0 reductions
         x, on = slot["x"], slot["on"]
+        leaves = {"rmax": [Mux(on[j], x[j], INT32_MIN) for j in range(lanes)],
+                  "rmin": [Mux(on[j], x[j], INT32_MAX) for j in range(lanes)],
+                  "rsum": [Mux(on[j], x[j], 0) for j in range(lanes)]}
+        # the lane values wait in a delay line while the row scalars of pass 0 are worked out
+        parked = pipe.park({k: slot.pop(k) for k in LANE_FIELDS})
         slot = row_reduce(
             slot,
-            leaves={"rmax": [Mux(on[j], x[j], INT32_MIN) for j in range(lanes)],
-                    "rmin": [Mux(on[j], x[j], INT32_MAX) for j in range(lanes)],
-                    "rsum": [Mux(on[j], x[j], 0) for j in range(lanes)]},
+            leaves=leaves,
             combine={"rmax": maximum, "rmin": lambda a, b: Mux(a < b, a, b), "rsum": lambda a, b: a + b},
             pass_index=0,
             acc_shapes={"rmax": signed(32), "rmin": signed(32), "rsum": signed(ACC_BITS)})
@@ -263,59 +276,59 @@ class VectorUnit(wiring.Component):
             with m.Case(Op.MAX_ABS):
                 m.d.comb += value.eq(amax)
         mean_shift = clamp(-ins.inv_len_e, 0, 62).as_unsigned()[:6]
-        slot = pipe.stage({**slot, "amax": amax, "value": value, "om": Const(0, signed(16)),
-                           "oe": Const(0, signed(8)), "mean_product": slot["rsum"] * ins.inv_len_m,
+        rsum = slot.pop("rsum")
+        slot = pipe.stage({**slot, "amax": amax, "value": value, "mean_product": rsum * ins.inv_len_m,
                            "mean_shift": mean_shift})
-        slot.pop("rsum")
+        parked_value = pipe.park({"value": slot.pop("value")})
         # round_shift(sum * m, -e) in two stages: shift by s - 1, then ((.) + 1) >> 1
         mean_shift = slot.pop("mean_shift")
+        mean_product = slot.pop("mean_product")
         slot = pipe.stage({**slot, "mean_round": mean_shift != 0,
-                           "mean_partial": Mux(mean_shift == 0, slot["mean_product"],
-                                               slot["mean_product"] >> (mean_shift - 1).as_unsigned()[:6])})
-        slot.pop("mean_product")
+                           "mean_partial": Mux(mean_shift == 0, mean_product,
+                                               mean_product >> (mean_shift - 1).as_unsigned()[:6])})
         partial = slot.pop("mean_partial")
         mean = clamp(Mux(slot.pop("mean_round"), (partial + 1) >> 1, partial), -(1 << 33), 1 << 33)
         mean = Mux(is_op(slot, Op.LAYERNORM), mean, 0)
         slot = pipe.stage({**slot, "mean": mean.as_signed()[:35].as_signed()})
         # LayerNorm's max|x - mean| from the row's max and min: saturate(x - mean) is monotone
         centred_max = saturate(slot["rmax"] - slot["mean"])
-        centred_min = saturate(slot["rmin"] - slot["mean"])
+        centred_min = saturate(slot.pop("rmin") - slot["mean"])
         amax_ln = maximum(centred_max, -centred_min).as_unsigned()[:32]
-        amax_norm = Mux(is_op(slot, Op.LAYERNORM), amax_ln, slot["amax"])
-        quant_zero = slot["amax"] == 0
-        quant_amax = Mux(quant_zero, 1, slot["amax"])
+        amax = slot.pop("amax")
+        amax_norm = Mux(is_op(slot, Op.LAYERNORM), amax_ln, amax)
+        quant_zero = amax == 0
+        quant_amax = Mux(quant_zero, 1, amax)
         slot = pipe.stage({**slot, "amax_norm": amax_norm, "quant_zero": quant_zero, "quant_amax": quant_amax})
-        norm_bits = bit_length(m, slot["amax_norm"])
+        norm_bits = bit_length(m, slot.pop("amax_norm"))
         quant_bits = bit_length(m, slot["quant_amax"])
         slot = pipe.stage({**slot, "norm_shift": Mux(norm_bits > nx.NORM_BITS, norm_bits - nx.NORM_BITS, 0)[:5],
                            "quant_shift": (quant_bits - nx.SCALE_BITS).as_signed()[:6].as_signed()})
         qsh = slot["quant_shift"]
-        a15 = Mux(qsh >= 0, slot["quant_amax"] >> qsh.as_unsigned(),
-                  slot["quant_amax"] << (-qsh).as_unsigned()[:4])[:15]
+        quant_amax = slot.pop("quant_amax")
+        a15 = Mux(qsh >= 0, quant_amax >> qsh.as_unsigned(), quant_amax << (-qsh).as_unsigned()[:4])[:15]
         slot = pipe.stage({**slot, "a15": a15})
         slot = self._divide(pipe, slot, "a15", "recip", QUANT_DIVIDEND, QUANT_QUOTIENT_BITS)
-        for key in ("amax", "amax_norm", "quant_amax", "rsum"):
-            slot.pop(key, None)
 
         # ---------------------------------------------------------------- T2: pass 1 (and later)
-        row1 = pipe.latch(token(slot, 0), {k: slot[k] for k in (
+        row1 = pipe.latch(token(slot, 0), {k: slot.pop(k) for k in (
             "rmax", "mean", "norm_shift", "quant_shift", "a15", "recip", "quant_zero")}, "row1")
-        for key in ("rmax", "rmin", "mean", "norm_shift", "quant_shift", "a15", "recip", "quant_zero"):
-            slot.pop(key)
-        slot = pipe.stage(slot)
+        slot = pipe.stage({**slot, **pipe.unpark(parked), **pipe.unpark(parked_value)})
         x, on = slot["x"], slot["on"]
         softmax = is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)
         quantize = is_op(slot, Op.QUANTIZE)
         t_exp, centred = [], []
         for j in range(lanes):
             d = Mux(on[j], Mux(softmax, x[j] - row1["rmax"], x[j]), 0)
-            t_exp.append(const_multiply((-d).as_unsigned()[:33], nx.LOG2E_Q))
+            # from -d = 2**15 on, z = t >> 24 > EXP_MAX_SHIFT and exp is 0: clamp before the multiply
+            minus_d = (-d).as_unsigned()[:33]
+            minus_d = Mux(minus_d[15:].any(), 1 << 15, minus_d[:15])
+            t_exp.append(const_multiply(minus_d, nx.LOG2E_Q))
             centred.append(saturate(x[j] - row1["mean"]))
         slot = pipe.stage({
             **slot, "t_exp": t_exp, "centred": centred,
             "norm_shift": row1["norm_shift"], "quant_shift": row1["quant_shift"], "recip": row1["recip"],
-            "om": Mux(quantize, Mux(row1["quant_zero"], 0, row1["a15"]), slot["om"]),
-            "oe": Mux(quantize, Mux(row1["quant_zero"], nx.ZERO_ROW_EXP, row1["quant_shift"]), slot["oe"]),
+            "om": Mux(quantize & ~row1["quant_zero"], row1["a15"], Const(0, signed(16))),
+            "oe": Mux(quantize, Mux(row1["quant_zero"], nx.ZERO_ROW_EXP, row1["quant_shift"]), Const(0, signed(8))),
         })
         exp2 = nx.exp2_table()
         z, k0, slope_frac, square = [], [], [], []
@@ -340,13 +353,16 @@ class VectorUnit(wiring.Component):
             zj = slot["z"][j]
             e = Mux((zj > nx.EXP_MAX_SHIFT) | ~slot["on"][j], 0, round_shift(slot["v_exp"][j], zj[:5]))
             exp_value.append(e)
+            # e <= 2**15 and the others are int32: the lane value fits in 32 bits
             lane_value.append(Mux(is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP, Op.EXP), e,
-                                  Mux(norm_like, slot["centred"][j], slot["x"][j])))
+                                  Mux(norm_like, slot["centred"][j], slot["x"][j]))[:32].as_signed())
             leaves.append(Mux(slot["on"][j], Mux(is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP), e, slot["square"][j]), 0))
         for key in ("z", "v_exp", "centred", "square"):
             slot.pop(key)
         slot = pipe.stage({**slot, "x": lane_value, "leaf": leaves})
         leaves = slot.pop("leaf")
+        # and again across the pass-1 reduction and the row scalars of pass 1
+        parked = pipe.park({k: slot.pop(k) for k in LANE_FIELDS + ("value", "om", "oe", "quant_shift", "recip")})
         slot = row_reduce(slot, leaves={"sum2": leaves}, combine={"sum2": lambda a, b: a + b},
                           pass_index=1, acc_shapes={"sum2": unsigned(ACC_BITS)})
 
@@ -355,18 +371,17 @@ class VectorUnit(wiring.Component):
         eps_shift = (slot["norm_shift"] << 1)
         slot = pipe.stage({**slot, "sum_bits": bit_length(m, slot["sum2"][:34]),
                            "eps_rounded": round_shift(ins.eps, eps_shift)})
-        recip_shift = Mux(slot["sum_bits"] > nx.SCALE_BITS, slot["sum_bits"] - nx.SCALE_BITS, 0)[:5]
+        sum_bits = slot.pop("sum_bits")
+        recip_shift = Mux(sum_bits > nx.SCALE_BITS, sum_bits - nx.SCALE_BITS, 0)[:5]
+        eps_rounded = slot.pop("eps_rounded")
         slot = pipe.stage({**slot, "n15": (slot["sum2"] >> recip_shift)[:15], "recip_shift": recip_shift,
-                           "v": slot["sum2"] + slot.pop("eps_rounded")})
-        slot.pop("sum_bits")
+                           "v": slot["sum2"] + eps_rounded})
         v_bits = bit_length(m, slot["v"])
         slot = pipe.stage({**slot, "v_bits": v_bits})
-        k = ((slot["v_bits"] - 29).as_signed() >> 1)
-        u = Mux(slot["v"] == 0, 1 << 28,
-                Mux(k >= 0, slot["v"] >> (k << 1).as_unsigned()[:6], slot["v"] << (-(k << 1)).as_unsigned()[:6]))
-        slot.pop("v_bits")
-        slot = pipe.stage({**slot, "rsqrt_k": k.as_signed()[:6].as_signed(), "u": u[:30], "v_zero": slot["v"] == 0})
-        slot.pop("v")
+        k = ((slot.pop("v_bits") - 29).as_signed() >> 1)
+        v = slot.pop("v")
+        u = Mux(v == 0, 1 << 28, Mux(k >= 0, v >> (k << 1).as_unsigned()[:6], v << (-(k << 1)).as_unsigned()[:6]))
+        slot = pipe.stage({**slot, "rsqrt_k": k.as_signed()[:6].as_signed(), "u": u[:30], "v_zero": v == 0})
         seed = Array(Const(s, unsigned(16)) for s in _rsqrt_seed())
         slot = pipe.stage({**slot, "y": Cat(seed[slot["u"][26:30]], Const(0, 2)).as_signed()})
         # the softmax reciprocal's divider runs alongside the Newton steps; each step is
@@ -391,22 +406,31 @@ class VectorUnit(wiring.Component):
                  Mux(slot["v_zero"], (1 << 15) - 1, y))
         re = Mux(is_op(slot, Op.SOFTMAX), -29 - slot["recip_shift"],
                  Mux(slot["v_zero"], 0, -29 - slot["rsqrt_k"]))
+        lane = pipe.unpark(parked)
         sum_squares = is_op(slot, Op.SUM_SQUARES)
         row_sum = is_op(slot, Op.SOFTMAX_EXP) & slot["last"]
-        value = Mux(sum_squares | row_sum, slot["sum2"], slot["value"])
-        oe = Mux(sum_squares, slot["norm_shift"], slot["oe"])
+        lane["value"] = Mux(sum_squares | row_sum, slot["sum2"], lane["value"])
+        lane["oe"] = Mux(sum_squares, slot["norm_shift"], lane["oe"])
         for key in ("y", "u", "recip_m", "recip_shift", "rsqrt_k", "v_zero", "n15", "sum2", "recip_m_r"):
             slot.pop(key, None)
-        slot = pipe.stage({**slot, "rm": rm[:16], "re": re.as_signed()[:8].as_signed(), "value": value, "oe": oe})
+        slot = pipe.stage({**slot, **lane, "rm": rm[:16], "re": re.as_signed()[:8].as_signed()})
 
         # ---------------------------------------------------------------- F: per-lane outputs
         x = slot["x"]
+        # the lane value waits for the output multiply, the beat's row results for the output
+        to_multiply = pipe.park({k: slot.pop(k) for k in ("x", "final", "quant_shift", "recip")})
+        to_output = pipe.park({k: slot.pop(k) for k in ("value", "om", "oe", "on", "emit", "ilast")})
         gelu = is_op(slot, Op.GELU)
         half = self.head_dim // 2
         freqs = Array(Const(int(f), unsigned(32)) for f in nx.rope_frequencies(self.head_dim, self.rope_theta))
         gelu_t, silu_t = nx.gelu_table(), nx.silu_table()
         assert gelu_t.frac_bits == silu_t.frac_bits
         act_k0, act_slope, act_frac, act_big, act_neg, freq, rotate_sub = [], [], [], [], [], [], []
+        # base is a multiple of the lanes: with its low bits known to be 0, each lane's frequency
+        # table keeps only the entries that lane can see
+        base = slot.pop("base")
+        known_zero = (lanes & -lanes).bit_length() - 1
+        beat_base = Cat(Const(0, known_zero), base[known_zero:])
         for j in range(lanes):
             a = abs(x[j])
             limit = Mux(gelu, int(nx.GELU_RANGE) << nx.FRAC, int(nx.SILU_RANGE) << nx.FRAC)
@@ -419,7 +443,7 @@ class VectorUnit(wiring.Component):
             act_frac.append(u[:gelu_t.frac_bits])
             act_big.append(big)
             act_neg.append(x[j] < 0)
-            element = slot["base"] + j
+            element = beat_base + j
             pair = Mux(element >= half, element - half, element)
             freq.append(freqs[pair])
             rotate_sub.append(element < half)
@@ -459,19 +483,17 @@ class VectorUnit(wiring.Component):
             slope = rom_data[16:26].as_signed()
             return ((slope * frac[7:]) << 7) + shift_add_multiply(slope, frac[:7])
 
-        slot = pipe.stage({**slot,
-                           "sin_k0": [d[:16].as_signed() for d in sin_rom],
-                           "cos_k0": [d[:16].as_signed() for d in cos_rom],
-                           "sin_sf": [interpolation(d, f) for d, f in zip(sin_rom, slot.pop("sin_frac"), strict=True)],
-                           "cos_sf": [interpolation(d, f) for d, f in zip(cos_rom, slot.pop("cos_frac"), strict=True)]})
-        sin = [slot["sin_k0"][j] + (slot["sin_sf"][j] >> sine.frac_bits) for j in range(lanes)]
-        cos = [slot["cos_k0"][j] + (slot["cos_sf"][j] >> sine.frac_bits) for j in range(lanes)]
+        sin_sf = [interpolation(d, f) for d, f in zip(sin_rom, slot.pop("sin_frac"), strict=True)]
+        cos_sf = [interpolation(d, f) for d, f in zip(cos_rom, slot.pop("cos_frac"), strict=True)]
+        slot = pipe.stage({**slot, "sin_k0": [d[:16].as_signed() for d in sin_rom],
+                           "cos_k0": [d[:16].as_signed() for d in cos_rom], "sin_sf": sin_sf, "cos_sf": cos_sf})
+        # |sin|, |cos| <= 2**14: a linear interpolation stays between its two knots
+        sin = [(slot["sin_k0"][j] + (slot["sin_sf"][j] >> sine.frac_bits))[:16].as_signed() for j in range(lanes)]
+        cos = [(slot["cos_k0"][j] + (slot["cos_sf"][j] >> sine.frac_bits))[:16].as_signed() for j in range(lanes)]
         for key in ("sin_k0", "sin_sf", "cos_k0", "cos_sf"):
             slot.pop(key)
-        row2 = pipe.latch(token(slot, 1), {k: slot[k] for k in ("rm", "re", "norm_shift")}, "row2")
-        for key in ("rm", "re", "norm_shift"):
-            slot.pop(key)
-        slot = pipe.stage({**slot, "sin": sin, "cos": cos})
+        row2 = pipe.latch(token(slot, 1), {k: slot.pop(k) for k in ("rm", "re", "norm_shift")}, "row2")
+        slot = pipe.stage({**slot, **pipe.unpark(to_multiply), "sin": sin, "cos": cos})
 
         # the side beat taken with this beat at admission leaves the side FIFO here
         side_needed = Signal()
@@ -516,39 +538,80 @@ class VectorUnit(wiring.Component):
             expo.append(ej)
             bias.append(bj)
             partner.append(Mux(is_op(slot, Op.ROPE), side.b, 0))
-            partner_sin.append(Mux(slot["rotate_sub"][j], -slot["sin"][j], slot["sin"][j]))
+            partner_sin.append(Mux(slot["rotate_sub"][j], -slot["sin"][j], slot["sin"][j])[:16].as_signed())
         # saturation: int8/16/32, or quantize_rows' symmetric [-127, 127]
         out_width = Mux(is_op(slot, Op.REQUANT), ins.out_width.as_value(),
                         Mux(is_op(slot, Op.QUANTIZE), 3, OutWidth.INT32.value))
-        for key in ("phi", "sin", "cos", "rotate_sub", "recip", "quant_shift"):
+        for key in ("phi", "sin", "cos", "rotate_sub", "recip", "quant_shift", "final"):
             slot.pop(key)
-        slot = pipe.stage({**slot, "mult": mult, "expo": expo, "bias": bias, "partner": partner,
-                           "partner_sin": partner_sin, "out_width": out_width})
-        slot = pipe.stage({**slot, "p1": [a * b for a, b in zip(slot.pop("x"), slot.pop("mult"), strict=True)],
-                           "p2": [a * b for a, b in zip(slot.pop("partner"), slot.pop("partner_sin"), strict=True)]})
-        slot = pipe.stage({**slot, "product": [a + b for a, b in zip(slot.pop("p1"), slot.pop("p2"), strict=True)]})
-        # rounding shift in two stages: the shift by s - 1 (or the left shift), then the half-up
-        # rounding ((p >> (s-1)) + 1) >> 1
-        partial = []
-        for j in range(lanes):
-            product = slot["product"][j]
-            e = slot["expo"][j]
-            right = clamp(-e, 0, 62).as_unsigned()[:6]
-            partial.append(Mux(e > 0, product << e.as_unsigned()[:4],
-                               Mux(right == 0, product, product >> (right - 1).as_unsigned()[:6])))
-        slot.pop("product")
-        slot = pipe.stage({**slot, "partial": partial, "round": [slot["expo"][j] < 0 for j in range(lanes)]})
-        shifted = [Mux(slot["round"][j], (slot["partial"][j] + 1) >> 1, slot["partial"][j]) for j in range(lanes)]
-        for key in ("partial", "round", "expo"):
-            slot.pop(key)
-        slot = pipe.stage({**slot, "shifted": shifted})
+        # the bias waits in a delay line until the sum
+        to_sum = pipe.park({"bias": bias, "out_width": out_width})
+        slot = pipe.stage({**slot, "mult": mult, "expo": expo, "partner": partner, "partner_sin": partner_sin})
+        # A positive exponent (REQUANT, the norms; at most 15, low 4 bits as before) shifts M
+        # instead of the product: M * 2**e still fits in 33 bits (|M| < 2**17 for those operations),
+        # and the output shifter only ever shifts right.
+        left = [e > 0 for e in slot["expo"]]
+        mult = [Mux(up, mj << e.as_unsigned()[:4], mj)[:33].as_signed()
+                for up, mj, e in zip(left, slot.pop("mult"), slot["expo"], strict=True)]
+        expo = [Mux(up, 0, e) for up, e in zip(left, slot.pop("expo"), strict=True)]
+        slot = pipe.stage({**slot, "mult": mult, "right": [clamp(-e, 0, 62).as_unsigned()[:6] for e in expo]})
+        to_shift = pipe.park({"right": slot.pop("right")})
+
+        # x * M + partner * sin, from 18 x 18 pieces: one DSP each, the products registered
+        # before the adders (x = xh * 2**16 + xl, M = mh * 2**17 + ml, partner = ph * 2**16 + pl)
+        pieces = {"xl_ml": [], "xh_ml": [], "xl_mh": [], "xh_mh": [], "pl_s": [], "ph_s": []}
+        for xj, mj, pj, sj in zip(slot.pop("x"), slot.pop("mult"), slot.pop("partner"), slot.pop("partner_sin"),
+                                  strict=True):
+            xl, xh = xj[:16], xj[16:32].as_signed()
+            ml, mh = mj[:17], mj[17:33].as_signed()
+            pl, ph = pj[:16], pj[16:32].as_signed()
+            for key, product in (("xl_ml", xl * ml), ("xh_ml", xh * ml), ("xl_mh", xl * mh), ("xh_mh", xh * mh),
+                                 ("pl_s", pl * sj), ("ph_s", ph * sj)):
+                pieces[key].append(product)
+        slot = pipe.stage({**slot, **pieces})
+        # x * ml, x * mh and partner * sin: one add each
+        x_ml = [a + b.shift_left(16) for a, b in zip(slot.pop("xl_ml"), slot.pop("xh_ml"), strict=True)]
+        x_mh = [a + b.shift_left(16) for a, b in zip(slot.pop("xl_mh"), slot.pop("xh_mh"), strict=True)]
+        p_s = [a + b.shift_left(16) for a, b in zip(slot.pop("pl_s"), slot.pop("ph_s"), strict=True)]
+        slot = pipe.stage({**slot, "x_ml": x_ml, "x_mh": x_mh, "p_s": p_s})
+        low = [a + b for a, b in zip(slot.pop("x_ml"), slot.pop("p_s"), strict=True)]
+        slot = pipe.stage({**slot, "low": low, "x_mh": slot.pop("x_mh")})
+        # |x * M| <= 2**63 and |partner * sin| <= 2**45: 65 bits hold the sum
+        product = [(a + b.shift_left(17))[:65].as_signed()
+                   for a, b in zip(slot.pop("low"), slot.pop("x_mh"), strict=True)]
+        slot = pipe.stage({**slot, **pipe.unpark(to_shift), "product": product})
+        # round_shift(product, right) in two stages: p >> (right - 1), then ((.) + 1) >> 1. Every
+        # output saturates to 32 bits at most after adding a 32-bit bias, so p >> (right - 1) is
+        # clamped to 35 bits: a value beyond still saturates the same way, and the shifter, the
+        # rounding, the bias adder and the saturation all stay 35-36 bits wide.
+        partial, rounds = [], []
+        for product, right in zip(slot.pop("product"), slot.pop("right"), strict=True):
+            shift = Mux(right == 0, 0, right - 1)[:6]
+            # bits of the product at and above shift + 34 must all equal its sign
+            sign = product[-1]
+            beyond = Cat(*[(product[i] ^ sign) & (shift <= i - (WINDOW_BITS - 1))
+                           for i in range(WINDOW_BITS - 1, len(product) - 1)]).any()
+            window = shift_right_low(product, shift, WINDOW_BITS)
+            limit = Mux(sign, -(1 << (WINDOW_BITS - 1)), (1 << (WINDOW_BITS - 1)) - 1)
+            partial.append(Mux(beyond, limit, window)[:WINDOW_BITS].as_signed())
+            rounds.append(right != 0)
+        slot = pipe.stage({**slot, "partial": partial, "round": rounds})
+        shifted = [Mux(r, (p + 1).shift_right(1), p)
+                   for p, r in zip(slot.pop("partial"), slot.pop("round"), strict=True)]
+        slot = pipe.stage({**slot, **pipe.unpark(to_sum), "shifted": shifted})
+        total = [a + b for a, b in zip(slot.pop("shifted"), slot.pop("bias"), strict=True)]
+        slot = pipe.stage({**slot, **pipe.unpark(to_output), "total": total})
         data = []
+        out_width = slot["out_width"]
         for j in range(lanes):
-            total = slot["shifted"][j] + slot["bias"][j]
-            sat = Mux(slot["out_width"] == OutWidth.INT8.value, saturate(total, 8),
-                      Mux(slot["out_width"] == OutWidth.INT16.value, saturate(total, 16),
-                          Mux(slot["out_width"] == 3, clamp(total, -nx.QMAX, nx.QMAX), saturate(total))))
-            data.append(Mux(slot["on"][j] & is_op(slot, *ELEMENTWISE), sat, 0))
+            total = slot["total"][j]
+            int8 = saturate_narrow(total, 8)
+            # quantize_rows: symmetric [-127, 127]
+            symmetric = Mux(int8 == -128, -127, int8)
+            sat = Mux(out_width == OutWidth.INT8.value, int8,
+                      Mux(out_width == OutWidth.INT16.value, saturate_narrow(total, 16),
+                          Mux(out_width == 3, symmetric, saturate_narrow(total, 32))))
+            data.append(Mux(slot["on"][j] & is_op(slot, *ELEMENTWISE), sat, 0)[:32].as_signed())
         out = pipe.stage({"valid": slot["valid"], "emit": slot["emit"], "ilast": slot["ilast"], "data": data,
                           "value": slot["value"], "om": slot["om"], "oe": slot["oe"]})
 
