@@ -23,6 +23,8 @@ __all__ = ["MemoryTile", "AxiMemoryTile"]
 class MemoryTile(wiring.Component):
     """The memory tile at (``x``, ``y``): serves read and write packets from any core in arrival
     order on its memory port, and sends read data and write acknowledgements back to the sender.
+    Each packet is one request on the port; an acknowledgement carries the ``last`` flag of the
+    write packet it answers (:mod:`rtl.noc.memory_packets`).
 
     A request is issued on the port as soon as its address flit arrives (reads and writes
     pipelined, up to ``outstanding`` of each waiting for their responses); a write's data flits
@@ -73,9 +75,10 @@ class MemoryTile(wiring.Component):
         m = Module()
         port, inp, out = self.port, self.request, self.response
         coords = 2 * COORD_BITS
-        # who asked (and how many beats, for reads), in request order per direction
+        # who asked (and how many beats, for reads; whether it ends the sender's port request, for
+        # writes), in request order per direction
         reads = m.submodules.pending_reads = fifo.SyncFIFO(width=coords + BEATS_BITS, depth=self.outstanding)
-        writes = m.submodules.pending_writes = fifo.SyncFIFO(width=coords, depth=self.outstanding)
+        writes = m.submodules.pending_writes = fifo.SyncFIFO(width=coords + 1, depth=self.outstanding)
 
         # ---- requests
         head = data.View(head_layout(), inp.payload.data[:head_layout().size])
@@ -83,11 +86,12 @@ class MemoryTile(wiring.Component):
         kind = Signal(PacketKind)
         source = Signal(coords)
         beats = Signal(BEATS_BITS)
+        last = Signal()
         with m.FSM(name="request_fsm"):
             with m.State("HEAD"):
                 m.d.comb += inp.ready.eq(1)
                 with m.If(inp.valid):
-                    m.d.sync += [kind.eq(head.header.kind), beats.eq(head.beats),
+                    m.d.sync += [kind.eq(head.header.kind), beats.eq(head.beats), last.eq(head.last),
                                  source.eq(Cat(head.header.src_x, head.header.src_y))]
                     # a malformed one-flit request is dropped here rather than hanging the tile
                     with m.If(~inp.payload.tail):
@@ -111,7 +115,7 @@ class MemoryTile(wiring.Component):
                         port.write_request.payload.addr.eq(addr),
                         port.write_request.payload.beats.eq(beats),
                         inp.ready.eq(port.write_request.ready & writes.w_rdy),
-                        writes.w_data.eq(source),
+                        writes.w_data.eq(Cat(source, last)),
                         writes.w_en.eq(inp.valid & port.write_request.ready & writes.w_rdy),
                     ]
                     with m.If(inp.valid & inp.ready):
@@ -157,6 +161,7 @@ class MemoryTile(wiring.Component):
                         head_out.header.eq(header_to(read_source, PacketKind.MEM_READ_DATA,
                                                      packet_length(read_beats + 1))),
                         head_out.beats.eq(read_beats),
+                        head_out.last.eq(0),
                     ]
                     emit(head_out.as_value(), True, 0)
                     m.d.sync += [left.eq(read_beats), prefer_ack.eq(1)]
@@ -165,9 +170,10 @@ class MemoryTile(wiring.Component):
                     m.d.comb += [writes.r_en.eq(1), port.write_response.ready.eq(1)]
                     ack = Signal(ack_layout(self.addr_width))
                     m.d.comb += [
-                        ack.header.eq(header_to(writes.r_data, PacketKind.MEM_WRITE_ACK, Const(1, 1))),
+                        ack.header.eq(header_to(writes.r_data[:coords], PacketKind.MEM_WRITE_ACK, Const(1, 1))),
                         ack.resp.eq(port.write_response.payload.resp),
                         ack.fault_addr.eq(port.write_response.payload.fault_addr),
+                        ack.last.eq(writes.r_data[coords]),
                     ]
                     emit(ack.as_value(), True, 1)
                     m.d.sync += prefer_ack.eq(0)

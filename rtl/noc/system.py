@@ -27,6 +27,7 @@ class MemoryNoC(wiring.Component):
     :class:`AxiMemoryTile` at ``memory``. The cores in ``scratchpads`` also serve their
     scratchpad (``spad_depth`` words, :class:`rtl.memory.scratchpad.Scratchpad`) to every core,
     at :data:`SCRATCHPAD_BASE` onwards: a core's DMA can write into another core's scratchpad.
+    ``buffer_beats`` and ``packet_beats`` are those of every :class:`NetworkInterface`.
 
     Ports
     -----
@@ -38,7 +39,8 @@ class MemoryNoC(wiring.Component):
 
     def __init__(self, width: int, height: int, cores: Iterable[tuple[int, int]], memory: tuple[int, int],
                  addr_width: int = 32, data_width: int = 64, depth: int = 4,
-                 scratchpads: Iterable[tuple[int, int]] = (), spad_depth: int = 256):
+                 scratchpads: Iterable[tuple[int, int]] = (), spad_depth: int = 256, buffer_beats: int = 64,
+                 packet_beats: int = 32):
         self.cores = [tuple(c) for c in cores]
         self.scratchpads = [tuple(c) for c in scratchpads]
         if not set(self.scratchpads) <= set(self.cores):
@@ -53,6 +55,7 @@ class MemoryNoC(wiring.Component):
         self.width, self.height, self.depth = width, height, depth
         self.addr_width, self.data_width = addr_width, data_width
         self.flit_width = memory_flit_width(addr_width, data_width)
+        self.buffer_beats, self.packet_beats = buffer_beats, packet_beats
         members = {f"port_{tile_name(x, y)}": In(MemoryPortSignature(addr_width, data_width)) for x, y in self.cores}
         members["m_axi"] = Out(Axi4Signature(addr_width, data_width))
         super().__init__(members)
@@ -63,7 +66,7 @@ class MemoryNoC(wiring.Component):
         for x, y in self.cores:
             name = tile_name(x, y)
             interface = NetworkInterface(x, y, *self.memory, self.addr_width, self.data_width, self.flit_width,
-                                         self.address_map)
+                                         self.address_map, self.buffer_beats, self.packet_beats)
             m.submodules[f"interface_{name}"] = interface
             wiring.connect(m, wiring.flipped(getattr(self, f"port_{name}")), interface.port)
             wiring.connect(m, interface.request, getattr(noc, f"request_inject_{name}"))

@@ -26,7 +26,7 @@ class DmaNoC(wiring.Component):
 
     Parameters
     ----------
-    width, height, cores, memory, depth : as :class:`MemoryNoC`.
+    width, height, cores, memory, depth, buffer_beats, packet_beats : as :class:`MemoryNoC`.
     data_width : int
         Bus word, DMA word and scratchpad row (``data_width / 8`` int8).
     spad_depth, acc_depth : int
@@ -46,8 +46,9 @@ class DmaNoC(wiring.Component):
 
     def __init__(self, width: int, height: int, cores: Iterable[tuple[int, int]], memory: tuple[int, int],
                  data_width: int = 64, depth: int = 4, spad_depth: int = 256, acc_depth: int = 32,
-                 lanes: int = 8, rows_in_flight: int = 16):
-        self.network = MemoryNoC(width, height, cores, memory, ADDR_BITS, data_width, depth)
+                 lanes: int = 8, rows_in_flight: int = 16, buffer_beats: int = 64, packet_beats: int = 32):
+        self.network = MemoryNoC(width, height, cores, memory, ADDR_BITS, data_width, depth,
+                                 buffer_beats=buffer_beats, packet_beats=packet_beats)
         self.cores = self.network.cores
         self.data_width, self.rows_in_flight = data_width, rows_in_flight
         self.spad_depth, self.acc_depth, self.lanes = spad_depth, acc_depth, lanes
