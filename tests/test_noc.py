@@ -73,12 +73,13 @@ def test_traffic_checker_catches_faults():
     run_cocotb(Design("traffic_loopback_f64", TrafficLoopback, {"flit_width": 64}), "testbench.test_noc_faults")
 
 
-def dma_noc_design() -> Design:
+def dma_noc_design(**interface) -> Design:
     from rtl.sim.dma_noc import DmaNoC
 
     params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0],
-              "spad_depth": 256, "acc_depth": 32, "lanes": 8}
-    return Design("dma_noc_3x2", DmaNoC, params)
+              "spad_depth": 256, "acc_depth": 32, "lanes": 8} | interface
+    name = "_".join(["dma_noc_3x2", *(f"{key}{value}" for key, value in interface.items())])
+    return Design(name, DmaNoC, params)
 
 
 def test_dma_engines_reach_axi_memory_through_the_noc():
@@ -106,3 +107,12 @@ def test_dma_dram_to_dram_through_the_noc(seed):
     its read data waiting for the engine, the engine for its write packet)."""
     run_cocotb(dma_noc_design(), "testbench.test_noc_dma", testcase="descriptors_from_every_core",
                test_name=f"dram_to_dram_{seed}", extra_env={"SCOVILLE_SEED": str(seed)})
+
+
+@pytest.mark.slow
+def test_dma_engines_through_the_noc_with_one_packet_buffers():
+    """The same fuzz with network-interface buffers of 4 beats and packets as large as the buffer:
+    nearly every row is split, a read waits for the whole buffer to drain, and a full write
+    buffer holds exactly one packet (the tightest case of the deadlock argument)."""
+    run_cocotb(dma_noc_design(buffer_beats=4, packet_beats=4), "testbench.test_noc_dma",
+               testcase="descriptors_from_every_core", test_name="one_packet_buffers")

@@ -88,8 +88,8 @@ class NetworkInterface(wiring.Component):
         flit_width = needed if flit_width is None else flit_width
         if flit_width < needed:
             raise ValueError(f"flit_width must be at least {needed} for this port, got {flit_width!r}")
-        if not isinstance(buffer_beats, int) or buffer_beats < 2:
-            raise ValueError(f"buffer_beats must be an integer of at least 2, got {buffer_beats!r}")
+        if not isinstance(buffer_beats, int) or buffer_beats < 1:
+            raise ValueError(f"buffer_beats must be a positive integer, got {buffer_beats!r}")
         if not isinstance(packet_beats, int) or not 1 <= packet_beats <= buffer_beats:
             raise ValueError(f"packet_beats must be an integer in [1, buffer_beats = {buffer_beats}], "
                              f"got {packet_beats!r}")
