@@ -2,6 +2,7 @@
 
 import pytest
 
+from rtl.noc.interface import NetworkInterface
 from rtl.noc.mesh import Mesh, NoC
 from rtl.noc.router import Router
 from rtl.noc.system import MemoryNoC
@@ -39,6 +40,13 @@ def test_mesh_rejects_bad_parameters(bad):
     params = {"width": 2, "height": 2} | bad
     with pytest.raises(ValueError, match="width|height|tile"):
         Mesh(**params)
+
+
+@pytest.mark.parametrize("bad", [{"buffer_beats": 0}, {"packet_beats": 0}, {"buffer_beats": 8, "packet_beats": 9},
+                                 {"flit_width": 64}])
+def test_network_interface_rejects_bad_parameters(bad):
+    with pytest.raises(ValueError, match="buffer_beats|packet_beats|flit_width"):
+        NetworkInterface(0, 0, 1, 0, **bad)
 
 
 def traffic_mesh_design(width: int = 4, height: int = 4, flit_width: int = 64, depth: int = 8) -> Design:
