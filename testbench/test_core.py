@@ -14,6 +14,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from compiler.funcsim import Machine, run_program
 from rtl.core.controller import ErrorCode
+from scoville import numerics as nx
 from scoville.config import ChipConfig
 from scoville.flow import design_params
 from scoville.isa import Flag, Opcode, encode, in_program_order
@@ -62,7 +63,7 @@ class TB:
         words = [int(self.storage[n].value) for n in range(self.dram_bytes // w)]
         return np.frombuffer(b"".join(x.to_bytes(w, "little") for x in words), dtype=np.uint8).copy()
 
-    async def run(self, program_addr: int = PROGRAM_ADDR, timeout: int = 2_000_000) -> tuple[int, int, int]:
+    async def run(self, program_addr: int = PROGRAM_ADDR, timeout: int = 300_000) -> tuple[int, int, int]:
         """Start a job and wait for it to finish or stop: (error code, error address, cycles)."""
         dut = self.dut
         while int(dut.busy.value):
@@ -285,6 +286,11 @@ async def faults_stop_the_core(dut):
     await expect_fault(tb, program, ErrorCode.OUT_OF_WINDOW, 0x2000, image)
     await next_job_runs(tb)
 
+    # a V_ROPE with an odd head size
+    await expect_fault(tb, [(Opcode.V_ROPE, dict(addr0=0x40, addr1=0, rows=1, cols=6, addr3=3))], ErrorCode.UNIT_FAULT,
+                       0x40)
+    await next_job_runs(tb)
+
     # waiting for a semaphore nobody signals: the watchdog stops the core
     await expect_fault(tb, [(Opcode.LOAD, dict(load, wait=1 << 6))], ErrorCode.TIMEOUT, None)
     await next_job_runs(tb)
@@ -312,3 +318,117 @@ async def load_store_round_trip(dut):
                     (Opcode.STORE, dict(flags=flags, addr0=where, addr1=dst, rows=rows, cols=cols, stride0=stride,
                                         stride1=cols))]
     await run_and_compare(tb, program, image)
+
+
+def _packed(m, e) -> np.ndarray:
+    return ((np.asarray(m, np.int64) & 0xFFFF) | ((np.asarray(e, np.int64) & 0xFFFF) << 16)).astype(np.uint32)
+
+
+def _scales(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
+    """Packed scales with mantissas in [2**14, 2**15) (some negative for gamma) and exponents in [lo, hi]."""
+    return _packed(rng.integers(1 << 14, 1 << 15, n), rng.integers(lo, hi + 1, n))
+
+
+def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout) -> list:
+    """One vector instruction on random valid operands: LOADs, the instruction, STOREs of every output."""
+    rng, prng = tb.np_rng, tb.rng
+    rows, cols = prng.randint(1, 6), prng.randint(1, 40)
+    if opcode == Opcode.V_ROPE:
+        head, heads = prng.choice([2, 4, 6, 8, 16]), prng.randint(1, 3)
+        cols = head * heads
+    program = []
+
+    def put(words: np.ndarray, what: str, to_spad: bool = False, stride: int | None = None, nrows: int = 1) -> int:
+        """Place ``words`` (int32/uint32 [nrows, n], or int8 for the scratchpad) in DRAM and LOAD them."""
+        raw = np.ascontiguousarray(words).view(np.uint8).ravel()
+        dram = layout.take(raw.size, 4)
+        image[dram:dram + raw.size] = raw
+        n = words.shape[-1] if words.ndim > 1 else words.size
+        stride = stride or n
+        where = (spad if to_spad else acc).take(nrows * stride)
+        program.append((Opcode.LOAD, dict(flags=0 if to_spad else Flag.DST_ACC, addr0=dram, addr1=where, rows=nrows,
+                                          cols=n, stride0=n, stride1=stride)))
+        return where
+
+    def get(where: int, n: int, nrows: int = 1, stride: int | None = None, from_spad: bool = False) -> None:
+        size = n * nrows * (1 if from_spad else 4)
+        dram = layout.take(size, 4)
+        program.append((Opcode.STORE, dict(flags=0 if from_spad else Flag.DST_ACC, addr0=where, addr1=dram,
+                                           rows=nrows, cols=n, stride0=stride or n, stride1=n)))
+
+    wide = rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32)
+    src_stride = cols + prng.randint(0, 3)
+    dst_stride = cols + prng.randint(0, 3)
+    src = put(wide, "source", stride=src_stride, nrows=rows)
+    dst = acc.take(rows * dst_stride)
+    fields = dict(addr0=src, stride0=src_stride, addr1=dst, stride1=dst_stride, rows=rows, cols=cols)
+    outputs = [(dst, cols, rows, dst_stride, False)]
+    if opcode == Opcode.V_QUANT:
+        q = spad.take(rows * dst_stride)
+        scales = acc.take(rows)
+        fields.update(addr1=q, addr2=scales)
+        outputs = [(q, cols, rows, dst_stride, True), (scales, rows, 1, rows, False)]
+    elif opcode == Opcode.V_REQUANT:
+        flags = prng.choice([Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE])
+        row_scales = put(_scales(rng, rows, -24, -16), "row scales")
+        col = np.concatenate([_scales(rng, cols, -10, -2), rng.integers(-5000, 5000, cols).astype(np.uint32)])
+        fields.update(flags=flags, addr2=row_scales, addr3=put(col, "column scales and bias"))
+    elif opcode == Opcode.V_DEQUANT:
+        q = put(rng.integers(-127, 128, (rows, cols)).astype(np.int8), "int8 rows", to_spad=True,
+                stride=src_stride, nrows=rows)
+        fields.update(addr0=q, addr2=put(_scales(rng, rows, -12, -4), "row scales"))
+    elif opcode in (Opcode.V_ADD, Opcode.V_MUL):
+        other_stride = cols + prng.randint(0, 3)
+        fields.update(addr2=put(rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32), "other",
+                                stride=other_stride, nrows=rows), imm=other_stride)
+    elif opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM):
+        params = np.concatenate([_scales(rng, cols, -14, -12), rng.integers(-3000, 3000, cols).astype(np.uint32)])
+        inv_m, inv_e = nx.scale_from_float(1.0 / cols)
+        fields.update(flags=Flag.HAS_BIAS, addr2=put(params, "gamma and beta"), imm=prng.randint(0, 1 << 20),
+                      addr3=int(_packed(inv_m, inv_e)))
+    elif opcode == Opcode.V_ROPE:
+        fields.update(addr3=head, imm=prng.randint(0, 500),
+                      addr2=put(nx.rope_frequencies(head, 10000.0).astype(np.uint32), "frequencies"))
+    elif opcode == Opcode.V_SOFTMAX_EXP:
+        sums = acc.take(rows)
+        causal = prng.random() < 0.5
+        fields.update(flags=Flag.CAUSAL if causal else 0, addr2=sums, imm=prng.randint(0, 3))
+        outputs.append((sums, rows, 1, rows, False))
+    elif opcode == Opcode.V_FOLD_V:
+        e = rng.integers(0, 1 << 15, (rows, cols)).astype(np.int32)
+        fields.update(addr0=put(e, "exponentials", stride=src_stride, nrows=rows),
+                      addr2=put(_scales(rng, cols, -20, -8), "value scales"))
+    elif opcode == Opcode.V_ATTN_SCALE:
+        totals = put(rng.integers(1, 1 << 22, rows).astype(np.int32), "sums")
+        fields.update(addr0=totals, addr2=put(_scales(rng, rows, -20, -14), "P scales"),
+                      imm=put(_scales(rng, cols, -20, -8), "value scales"), addr3=int(_scales(rng, 1, -10, -5)[0]))
+        fields.update(addr1=dst)
+        outputs = [(dst, rows, 1, rows, False)]
+    elif opcode == Opcode.V_SCALE_MUL:
+        fields.update(addr0=put(_scales(rng, rows, -20, -5), "scales"), addr3=int(_scales(rng, 1, -20, -5)[0]))
+        outputs = [(dst, rows, 1, rows, False)]
+    program.append((opcode, fields))
+    for where, n, nrows, stride, from_spad in outputs:
+        get(where, n, nrows, stride, from_spad)
+    tb.dut._log.info(f"{opcode.name} {fields}")
+    return program
+
+
+VECTOR_OPCODES = [op for op in Opcode if op.name.startswith("V_")]
+
+
+@cocotb.test()
+async def vector_instructions(dut):
+    """Every vector instruction on random valid operands, odd shapes and strides, equals the
+    functional simulator byte for byte."""
+    tb = TB(dut)
+    await tb.reset()
+    only = os.environ.get("SCOVILLE_OPCODE")
+    for round_ in range(int(os.environ.get("SCOVILLE_ROUNDS", "2"))):
+        for opcode in VECTOR_OPCODES:
+            if only and opcode.name != only:
+                continue
+            image, layout, spad, acc = fresh_image(tb)
+            program = vector_case(tb, opcode, image, layout, acc, spad)
+            cycles = await run_and_compare(tb, program, image)
+            dut._log.info(f"round {round_} {opcode.name}: {cycles} cycles")

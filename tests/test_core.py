@@ -24,5 +24,10 @@ def test_core_gemm_programs(name):
                testcase=["load_store_round_trip", "gather_rows", "gemm_programs"], test_name="programs")
 
 
+@pytest.mark.parametrize("name", ["8x8", "4x4"])
+def test_core_vector_instructions(name):
+    run_cocotb(core_design(name), "testbench.test_core", testcase="vector_instructions", test_name="vector")
+
+
 def test_core_faults():
     run_cocotb(core_design("8x8"), "testbench.test_core", testcase="faults_stop_the_core", test_name="faults")

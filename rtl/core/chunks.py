@@ -33,23 +33,23 @@ def _check(row_elems: int, elem_bits: int, chunk: int) -> None:
 def chunk_request_layout(addr_bits: int, chunk: int, tag_bits: int = 0) -> data.StructLayout:
     """A run of ``count`` (0 to ``chunk``) elements starting at element address ``addr``; ``tag``
     comes back with the run (what the caller wants it for)."""
-    return data.StructLayout({"addr": addr_bits, "count": range(chunk + 1), "tag": max(tag_bits, 1)})
+    return data.StructLayout({"addr": addr_bits, "count": range(chunk + 1)} | ({"tag": tag_bits} if tag_bits else {}))
 
 
 def chunk_response_layout(chunk: int, elem_bits: int, tag_bits: int = 0) -> data.StructLayout:
-    return data.StructLayout({"data": chunk * elem_bits, "tag": max(tag_bits, 1)})
+    return data.StructLayout({"data": chunk * elem_bits} | ({"tag": tag_bits} if tag_bits else {}))
 
 
 def chunk_write_layout(addr_bits: int, chunk: int, elem_bits: int, flags: int) -> data.StructLayout:
     """A run to write: its elements (element 0 in the low bits) and caller-defined ``flags``."""
-    return data.StructLayout({"addr": addr_bits, "count": range(chunk + 1), "data": chunk * elem_bits,
-                              "flags": max(flags, 1)})
+    return data.StructLayout({"addr": addr_bits, "count": range(chunk + 1), "data": chunk * elem_bits}
+                             | ({"flags": flags} if flags else {}))
 
 
 def row_write_layout(row_bits: int, row_elems: int, elem_bits: int, flags: int) -> data.StructLayout:
     """One row write: the row, its elements rotated into place, which elements to write."""
-    return data.StructLayout({"row": row_bits, "data": row_elems * elem_bits, "mask": row_elems,
-                              "flags": max(flags, 1)})
+    return data.StructLayout({"row": row_bits, "data": row_elems * elem_bits, "mask": row_elems}
+                             | ({"flags": flags} if flags else {}))
 
 
 class ChunkReader(wiring.Component):
@@ -88,7 +88,7 @@ class ChunkReader(wiring.Component):
             raise ValueError(f"row_bits must be a positive integer, got {row_bits!r}")
         self.row_bits, self.row_elems, self.elem_bits, self.chunk, self.depth = \
             row_bits, row_elems, elem_bits, chunk, depth
-        self.tag_bits = max(tag_bits, 1)
+        self.tag_bits = tag_bits
         self.addr_bits = row_bits + _log2(row_elems)
         super().__init__({
             "request": In(stream.Signature(chunk_request_layout(self.addr_bits, chunk, tag_bits))),
@@ -120,7 +120,7 @@ class ChunkReader(wiring.Component):
         tag_none = Signal()       # count 0: no row was read
         tag_offset = Signal(range(self.row_elems))
         tag_count = Signal(range(self.chunk + 1))
-        tag_tag = Signal(self.tag_bits)
+        tag_tag = Signal(max(self.tag_bits, 1))
         second = Signal()  # the head's first row has been read, the second is next
 
         # room for every run that will complete, so a read never has to wait for the response FIFO
@@ -152,7 +152,7 @@ class ChunkReader(wiring.Component):
             tag_none.eq(head.count == 0),
             tag_offset.eq(offset),
             tag_count.eq(head.count),
-            tag_tag.eq(head.tag),
+            tag_tag.eq(head.tag if self.tag_bits else 0),
         ]
 
         kept = Signal(width)
@@ -171,7 +171,7 @@ class ChunkReader(wiring.Component):
         m.d.comb += mask.eq((Const(1, self.chunk * eb + 1) << (tag_count * eb)) - 1)
         m.d.comb += [
             responses.w_en.eq(tag_valid & tag_complete),
-            responses.w_data.eq(Cat(shifted[:self.chunk * eb] & mask, tag_tag)),
+            responses.w_data.eq(Cat(shifted[:self.chunk * eb] & mask, tag_tag[:self.tag_bits])),
             self.response.valid.eq(responses.r_rdy),
             self.response.payload.eq(responses.r_data),
             responses.r_en.eq(self.response.ready),
@@ -226,7 +226,8 @@ class ChunkSplitter(wiring.Component):
         m.d.comb += high_needed.eq(wanted[n:].any())
 
         out = self.rows.payload
-        m.d.comb += out.flags.eq(head.flags)
+        if self.flags:
+            m.d.comb += out.flags.eq(head.flags)
         with m.If(self.request.valid):
             with m.If(head.count == 0):
                 m.d.comb += self.request.ready.eq(1)

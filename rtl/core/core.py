@@ -9,6 +9,7 @@ from rtl.core.controller import Controller, ErrorCode
 from rtl.core.matrix_unit import MatrixUnit
 from rtl.core.read_arbiter import ReadArbiter
 from rtl.core.transfer_unit import TransferUnit
+from rtl.core.vector_sequencer import VectorSequencer
 from rtl.dma.descriptor import ADDR_BITS
 from rtl.dma.engine import DmaEngine
 from rtl.dma.port import MemoryPortSignature
@@ -35,8 +36,8 @@ class Core(wiring.Component):
     drained every queue; ``error``/``error_addr`` say why the core stopped otherwise, and hold
     until the next start. Start a job only while ``busy`` is low.
 
-    The vector queue is not executed yet: a vector instruction stops the core with
-    ``UNIT_FAULT`` (the instruction's ``addr0`` as the address).
+    A malformed vector instruction (a ``V_ROPE`` head size of zero or odd) stops the core with
+    ``UNIT_FAULT``, the instruction's ``addr0`` as the address.
 
     Parameters
     ----------
@@ -77,6 +78,8 @@ class Core(wiring.Component):
         self.matrix = MatrixUnit(rows=config.rows, columns=config.columns, spad_row_bytes=config.bus_bytes,
                                  spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits)
         self.transfer = TransferUnit(lanes=config.lanes, acc_row_bits=self.accumulator.addr_bits)
+        self.vector = VectorSequencer(lanes=config.lanes, spad_row_bytes=config.bus_bytes,
+                                      spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits)
         super().__init__({
             "memory": Out(MemoryPortSignature(ADDR_BITS, width)),
             "start": In(1),
@@ -102,12 +105,13 @@ class Core(wiring.Component):
         m.submodules.controller = controller = ResetInserter(flush)(self.controller)
         m.submodules.matrix = matrix = ResetInserter(flush)(self.matrix)
         m.submodules.transfer = transfer = ResetInserter(flush)(self.transfer)
+        m.submodules.vector = ResetInserter(flush)(self.vector)
         m.submodules.engine = engine = self.engine
         m.submodules.scratchpad = spad = self.scratchpad
         m.submodules.accumulator = acc = self.accumulator
         fetch_beats = self.controller.burst * self.controller.beats_per_instruction
         m.submodules.arbiter = arbiter = ReadArbiter(ADDR_BITS, 8 * self.config.bus_bytes, fetch_buffer=fetch_beats)
-        controller, matrix, transfer = self.controller, self.matrix, self.transfer
+        controller, matrix, transfer, vector = self.controller, self.matrix, self.transfer, self.vector
 
         wiring.connect(m, arbiter.memory, wiring.flipped(self.memory))
         wiring.connect(m, engine.dram, arbiter.dma)
@@ -121,34 +125,48 @@ class Core(wiring.Component):
         wiring.connect(m, controller.store, transfer.store)
         wiring.connect(m, transfer.descriptor, engine.descriptor)
         wiring.connect(m, transfer.status, engine.status)
-        wiring.connect(m, transfer.acc, acc.vector_read)
+        wiring.connect(m, transfer.acc, acc.transfer_read)
         wiring.connect(m, controller.matrix, matrix.instruction)
         wiring.connect(m, matrix.spad, spad.matrix_read)
         wiring.connect(m, matrix.acc, acc.matrix_write)
+        wiring.connect(m, controller.vector, vector.instruction)
+        wiring.connect(m, vector.acc_read, acc.vector_read)
+        wiring.connect(m, vector.acc_side, acc.side_read)
+        wiring.connect(m, vector.acc_write, acc.vector_write)
+        wiring.connect(m, vector.spad_read, spad.vector_read)
+        wiring.connect(m, vector.spad_write, spad.vector_write)
         m.d.comb += [controller.load_done.eq(transfer.load_done), controller.store_done.eq(transfer.store_done),
-                     controller.matrix_done.eq(matrix.done), self.matrix_counters.eq(matrix.counters)]
+                     controller.matrix_done.eq(matrix.done), controller.vector_done.eq(vector.done),
+                     self.matrix_counters.eq(matrix.counters)]
 
-        # the vector queue has no unit yet: a vector instruction is a fault
+        # a malformed vector instruction (the sequencer names no address: addr0 of the instruction)
         vector_fault = Signal()
-        m.d.comb += [controller.vector.ready.eq(1), vector_fault.eq(controller.vector.valid)]
+        vector_operand = Signal(ADDR_BITS)
+        with m.If(controller.vector.valid & controller.vector.ready):
+            m.d.sync += vector_operand.eq(controller.vector.payload.addr0)
+        m.d.comb += vector_fault.eq(vector.error)
         with m.If(transfer.error):
             m.d.comb += [controller.unit_error.eq(1), controller.unit_error_code.eq(transfer.error_code),
                          controller.unit_error_addr.eq(transfer.error_addr)]
         with m.Elif(vector_fault):
             m.d.comb += [controller.unit_error.eq(1), controller.unit_error_code.eq(ErrorCode.UNIT_FAULT),
-                         controller.unit_error_addr.eq(controller.vector.payload.addr0)]
+                         controller.unit_error_addr.eq(vector_operand)]
 
         # the watchdog sees data moving anywhere as progress
         port = self.memory
         m.d.comb += controller.unit_progress.eq(
             (matrix.acc.valid & matrix.acc.ready) | (matrix.spad.request.valid & matrix.spad.request.ready)
             | (port.read_response.valid & port.read_response.ready) | (port.write_data.valid & port.write_data.ready)
-            | (port.write_response.valid & port.write_response.ready))
+            | (port.write_response.valid & port.write_response.ready)
+            | (vector.acc_write.valid & vector.acc_write.ready) | (vector.spad_write.valid & vector.spad_write.ready)
+            | (vector.acc_side.request.valid & vector.acc_side.request.ready)
+            | (vector.acc_read.request.valid & vector.acc_read.request.ready))
         m.d.comb += [
             controller.start.eq(start),
             controller.program_addr.eq(self.program_addr),
-            # a unit stopped by an error stays busy until the next start clears it; the DMA always drains
-            self.busy.eq(controller.busy | flush | start | engine.busy),
+            # a unit stopped by an error stays busy until the next start clears it; the DMA always
+            # drains, and so does a fetch burst in flight (the stopped controller discards it)
+            self.busy.eq(controller.busy | flush | start | engine.busy | arbiter.fetch_pending),
             self.finished.eq(controller.finished),
             self.error.eq(controller.error),
             self.error_addr.eq(controller.error_addr),

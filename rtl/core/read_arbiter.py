@@ -34,13 +34,14 @@ class ReadArbiter(wiring.Component):
     fetch : In(MemoryPortSignature) (only its read half is used)
     dma : In(MemoryPortSignature)
     memory : Out(MemoryPortSignature)
+    fetch_pending : Out(1), fetch beats requested and not yet taken by the fetch.
     """
 
     def __init__(self, addr_width: int = 32, data_width: int = 64, depth: int = 16, fetch_buffer: int = 16):
         port = MemoryPortSignature(addr_width, data_width)
         self.addr_width, self.data_width = addr_width, data_width
         self.depth, self.fetch_buffer = depth, fetch_buffer
-        super().__init__({"fetch": In(port), "dma": In(port), "memory": Out(port)})
+        super().__init__({"fetch": In(port), "dma": In(port), "memory": Out(port), "fetch_pending": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -80,6 +81,7 @@ class ReadArbiter(wiring.Component):
         fetch_granted = granted & pick_fetch
         fetch_taken = self.fetch.read_response.valid & self.fetch.read_response.ready
         m.d.sync += reserved.eq(reserved + (fetch_granted * self.fetch.read_request.payload.beats) - fetch_taken)
+        m.d.comb += self.fetch_pending.eq(reserved != 0)
 
         owner = owners.r_data[0]
         beats = owners.r_data[1:]

@@ -122,7 +122,6 @@ class TransferUnit(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [ids.request.valid.eq(1), ids.request.payload.addr.eq(ins.addr2 + row),
-                                 ids.request.payload.tag.eq(row[0]),
                                  ids.request.payload.count.eq(1)]
                     with m.If(ids.request.ready):
                         m.next = "GATHER_CHECK"

@@ -23,9 +23,10 @@ class Accumulator(wiring.Component):
     """The int32 accumulator: ``depth`` rows of ``lanes`` int32 in ``banks`` banks.
 
     ``matrix_write`` stores a row, or with ``accumulate`` adds it lane by lane (wrapping int32)
-    to the row already there, in the lanes its ``mask`` selects: a two-stage read-modify-write pipeline at one row per cycle, also
-    back to back on the same row (the read port sees the write of the cycle before). Banks as in
-    the scratchpad: the high part of the row address; priority matrix, vector, DMA.
+    to the row already there, in the lanes its ``mask`` selects: a two-stage read-modify-write
+    pipeline at one row per cycle, also back to back on the same row (the read port sees the write
+    of the cycle before). Banks as in the scratchpad: the high part of the row address; priority
+    matrix, vector, transfer, DMA.
 
     The DMA sees the accumulator as bytes, row after row, little-endian int32 lanes, in words
     of ``dma_width`` bits (``lanes * 32`` must be a multiple of ``dma_width``).
@@ -44,7 +45,9 @@ class Accumulator(wiring.Component):
     -----
     dma : In(MemoryPortSignature(ADDR_BITS, dma_width))
     matrix_write : In(stream.Signature(matrix_write_layout(row bits, lanes)))
-    vector_read : In(SramReadSignature(row bits, ArrayLayout(signed(32), lanes)))
+    vector_read, side_read, transfer_read : In(SramReadSignature(row bits, row layout))
+        The vector unit's operand and side-operand reads, the transfer unit's (``GATHER`` ids).
+    vector_write : In(stream.Signature({addr, data, strb})), the vector unit's results.
 
     Latency: reads one cycle; an accumulate writes its row two cycles after it is taken.
     """
@@ -63,6 +66,9 @@ class Accumulator(wiring.Component):
             "dma": In(MemoryPortSignature(ADDR_BITS, dma_width)),
             "matrix_write": In(stream.Signature(matrix_write_layout(self.addr_bits, lanes))),
             "vector_read": In(SramReadSignature(self.addr_bits, row)),
+            "side_read": In(SramReadSignature(self.addr_bits, row)),
+            "transfer_read": In(SramReadSignature(self.addr_bits, row)),
+            "vector_write": In(stream.Signature(write_request_layout(self.addr_bits, 32 * lanes))),
         })
 
     @property
@@ -122,6 +128,7 @@ class Accumulator(wiring.Component):
         ]
 
         banked_memory(m, depth=self.depth, banks=self.banks, width=width,
-                      readers=[rmw_read, wiring.flipped(self.vector_read), dma_read],
-                      writers=[rmw_write, dma_write], name="acc")
+                      readers=[rmw_read, wiring.flipped(self.vector_read), wiring.flipped(self.side_read),
+                               wiring.flipped(self.transfer_read), dma_read],
+                      writers=[rmw_write, wiring.flipped(self.vector_write), dma_write], name="acc")
         return m

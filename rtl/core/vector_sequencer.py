@@ -1,0 +1,671 @@
+"""The vector sequencer of a core: executes the vector queue (``V_*`` instructions) with the vector
+unit, reading operands from and writing results to the core's SRAMs at any element address.
+
+For an instruction over ``rows`` x ``cols`` elements it runs four processes at once:
+
+* the *feeder* streams each source row (accumulator words, or scratchpad bytes for
+  ``V_DEQUANT``) into the vector unit, ``lanes`` elements per beat, once per pass the operation
+  needs;
+* the *side feeder* reads the per-column operands of the last pass (the second addend, column
+  scales and biases, gamma and beta, value scales) and forms the side beats: requantization
+  scales ``row (x) column`` are multiplied here (:func:`golden.ops.scale_mul`'s contract);
+* the *writer* stores each result beat (int8 results of ``V_QUANT`` into the scratchpad), and the
+  per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
+* for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
+  whole job: scale products and the reciprocal (a 15-step restoring divider) per row. It also
+  runs ``V_ROPE``, one rotation pair at a time, with the frequencies read from the accumulator
+  (so one chip serves any head size and RoPE base): phase ``position * frequency``, the sine
+  table twice (sin, and cos a quarter turn on), two products and roundings per pair.
+
+A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
+
+``V_FOLD_V`` and ``V_ATTN_SCALE`` first scan the value scales for their largest exponent.
+The instruction is done once its last result is in the SRAM.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.core.chunks import ChunkReader, ChunkSplitter
+from rtl.memory.bridge import SramReadSignature, write_request_layout
+from rtl.vector.isa import Op, OutWidth, lane_input_layout, output_layout, side_layout
+from rtl.vector.unit import VectorUnit
+from scoville import numerics as nx
+from scoville.isa import Flag, Instruction, Opcode
+
+__all__ = ["VectorSequencer"]
+
+SCALE_BITS = nx.SCALE_BITS
+
+
+class _Side(enum.Enum, shape=3):
+    """What the side beats of an instruction are made of."""
+
+    NONE = 0
+    OTHER = 1        # b = the other operand's row (V_ADD, V_MUL)
+    ROW_COL = 2      # m, e = row scale x column scale; b = bias (V_REQUANT)
+    ROW = 3          # m, e = row scale; b = bias (V_REQUANT NO_COL_SCALE, V_DEQUANT)
+    GAMMA = 4        # m, e = gamma scale; b = beta / bias (norms)
+    FOLD = 5         # m = value scale mantissa, e = its exponent - the largest (V_FOLD_V)
+
+
+class _Output(enum.Enum, shape=2):
+    ACC = 0          # wide results into the accumulator
+    QUANT = 1        # int8 into the scratchpad, then the row scale into the accumulator
+    SOFTMAX = 2      # wide results, then the row sum into the accumulator
+
+
+class _Field(enum.Enum, shape=2):
+    """What a side read brings back."""
+
+    ROW_SCALE = 0
+    FIRST = 1        # the column operand: other row / column scales / gamma / value scales
+    BIAS = 2         # the bias / beta chunk
+    SCALAR = 3       # a word for the scalar path or the exponent scan
+
+
+_side_tag = data.StructLayout({"field": _Field, "last": 1})
+
+
+def _unpack_m(word):
+    return word[:16].as_signed()
+
+
+def _unpack_e(word):
+    return word[16:32].as_signed()
+
+
+def _clamp8(value):
+    """Clamp a signed exponent to the side stream's signed 8 bits."""
+    return Mux(value < -128, -128, Mux(value > 127, 127, value))
+
+
+class VectorSequencer(wiring.Component):
+    """``V_*`` instructions on a :class:`rtl.vector.unit.VectorUnit`.
+
+    Parameters
+    ----------
+    lanes : int
+        Vector lanes, also the accumulator's int32 words per row (a power of two).
+    spad_row_bytes : int
+        Bytes per scratchpad row (at least ``lanes``).
+    spad_row_bits, acc_row_bits : int
+        Row-address widths of the scratchpad and the accumulator.
+    head_dim, rope_theta : the vector unit's RoPE tables.
+
+    Ports
+    -----
+    instruction : In(stream.Signature(Instruction)); done : Out(1) strobe; busy : Out(1)
+    error : Out(1), strobe: the instruction is malformed (the core stops).
+    acc_read, acc_side : Out(SramReadSignature(acc_row_bits, 32 * lanes))
+    acc_write : Out(stream.Signature(write_request_layout(acc_row_bits, 32 * lanes)))
+    spad_read : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes))
+    spad_write : Out(stream.Signature(write_request_layout(spad_row_bits, 8 * spad_row_bytes)))
+    """
+
+    def __init__(self, *, lanes: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15, acc_row_bits: int = 13,
+                 head_dim: int = 64, rope_theta: float = 10000.0):
+        if lanes & (lanes - 1) or spad_row_bytes < lanes:
+            raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
+        self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
+        self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
+        self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta)
+        acc_row = SramReadSignature(acc_row_bits, 32 * lanes)
+        super().__init__({
+            "instruction": In(stream.Signature(Instruction)),
+            "done": Out(1),
+            "busy": Out(1),
+            "error": Out(1),
+            "acc_read": Out(acc_row),
+            "acc_side": Out(acc_row),
+            "acc_write": Out(stream.Signature(write_request_layout(acc_row_bits, 32 * lanes))),
+            "spad_read": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
+            "spad_write": Out(stream.Signature(write_request_layout(spad_row_bits, 8 * spad_row_bytes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C = self.lanes
+        m.submodules.unit = unit = self.unit
+        m.submodules.acc_source = acc_source = ChunkReader(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
+                                                           chunk=C, depth=4)
+        m.submodules.spad_source = spad_source = ChunkReader(row_bits=self.spad_row_bits,
+                                                             row_elems=self.spad_row_bytes, elem_bits=8, chunk=C,
+                                                             depth=4)
+        m.submodules.side_source = side_source = ChunkReader(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
+                                                             chunk=C, depth=4, tag_bits=_side_tag.size)
+        m.submodules.acc_out = acc_out = ChunkSplitter(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
+                                                       chunk=C)
+        m.submodules.spad_out = spad_out = ChunkSplitter(row_bits=self.spad_row_bits, row_elems=self.spad_row_bytes,
+                                                         elem_bits=8, chunk=C)
+        wiring.connect(m, acc_source.sram, wiring.flipped(self.acc_read))
+        wiring.connect(m, spad_source.sram, wiring.flipped(self.spad_read))
+        wiring.connect(m, side_source.sram, wiring.flipped(self.acc_side))
+        acc_mask_bits = self.acc_row_bits + (C.bit_length() - 1)
+        spad_mask_bits = self.spad_row_bits + (self.spad_row_bytes.bit_length() - 1)
+        for splitter, port in ((acc_out, self.acc_write), (spad_out, self.spad_write)):
+            row = splitter.rows.payload
+            elem_bytes = 4 if splitter is acc_out else 1
+            m.d.comb += [
+                port.valid.eq(splitter.rows.valid),
+                port.payload.addr.eq(row.row),
+                port.payload.data.eq(row.data),
+                port.payload.strb.eq(Cat(bit.replicate(elem_bytes) for bit in row.mask)),
+                splitter.rows.ready.eq(port.ready),
+            ]
+
+        # ------------------------------------------------------------ decode
+        ins = Signal(Instruction)
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+        opcode = ins.opcode
+        flags = ins.flags
+        has_bias = flags[Flag.HAS_BIAS.bit_length() - 1]
+        op = Signal(Op)
+        side = Signal(_Side)
+        output = Signal(_Output)
+        passes = Signal(2)
+        from_spad = Signal()
+        scalar_job = Signal()   # V_SCALE_MUL / V_ATTN_SCALE: no vector unit
+        scan_job = Signal()     # needs the largest value-scale exponent first
+        with m.Switch(opcode):
+            table = {
+                Opcode.V_QUANT: (Op.QUANTIZE, _Side.NONE, _Output.QUANT),
+                Opcode.V_REQUANT: (Op.REQUANT, _Side.ROW_COL, _Output.ACC),
+                Opcode.V_DEQUANT: (Op.REQUANT, _Side.ROW, _Output.ACC),
+                Opcode.V_ADD: (Op.ADD, _Side.OTHER, _Output.ACC),
+                Opcode.V_MUL: (Op.MUL, _Side.OTHER, _Output.ACC),
+                Opcode.V_GELU: (Op.GELU, _Side.NONE, _Output.ACC),
+                Opcode.V_SILU: (Op.SILU, _Side.NONE, _Output.ACC),
+                Opcode.V_RMSNORM: (Op.RMSNORM, _Side.GAMMA, _Output.ACC),
+                Opcode.V_LAYERNORM: (Op.LAYERNORM, _Side.GAMMA, _Output.ACC),
+                Opcode.V_SOFTMAX_EXP: (Op.SOFTMAX_EXP, _Side.NONE, _Output.SOFTMAX),
+                Opcode.V_FOLD_V: (Op.REQUANT, _Side.FOLD, _Output.ACC),
+            }
+            for code, (unit_op, side_kind, out_kind) in table.items():
+                with m.Case(code):
+                    m.d.comb += [op.eq(unit_op), side.eq(side_kind), output.eq(out_kind),
+                                 passes.eq({Op.QUANTIZE: 2, Op.SOFTMAX_EXP: 2, Op.RMSNORM: 3,
+                                            Op.LAYERNORM: 3}.get(unit_op, 1))]
+            with m.Case(Opcode.V_SCALE_MUL, Opcode.V_ATTN_SCALE, Opcode.V_ROPE):
+                m.d.comb += scalar_job.eq(1)
+        m.d.comb += [from_spad.eq(opcode == Opcode.V_DEQUANT),
+                     scan_job.eq((opcode == Opcode.V_FOLD_V) | (opcode == Opcode.V_ATTN_SCALE))]
+        with m.If((opcode == Opcode.V_REQUANT) & flags[Flag.NO_COL_SCALE.bit_length() - 1]):
+            m.d.comb += side.eq(_Side.ROW)
+        rows, cols = ins.rows, ins.cols
+        last_chunk_of = lambda c0: c0 + C >= cols  # noqa: E731
+        chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
+
+        # ------------------------------------------------------------ control
+        start_streams = Signal()   # pulse: feeder, side feeder and writer begin
+        streams_done = Signal()
+        scalar_start = Signal()
+        scalar_done = Signal()
+        scan_start = Signal()
+        scan_done = Signal()
+        e_max = Signal(signed(16))
+        with m.FSM(name="control"):
+            with m.State("IDLE"):
+                m.d.comb += self.instruction.ready.eq(1)
+                with m.If(self.instruction.valid):
+                    m.d.sync += [ins.eq(self.instruction.payload), busy.eq(1)]
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                with m.If((rows == 0) | (cols == 0)):
+                    m.next = "FINISH"
+                with m.Elif((opcode == Opcode.V_ROPE) & ((ins.addr3 == 0) | ins.addr3[0] | (ins.addr3 >= 1 << 16))):
+                    m.d.comb += self.error.eq(1)
+                    m.next = "STOPPED"
+                with m.Elif(scan_job):
+                    m.d.comb += scan_start.eq(1)
+                    m.next = "SCAN"
+                with m.Elif(scalar_job):
+                    m.d.comb += scalar_start.eq(1)
+                    m.next = "SCALAR"
+                with m.Else():
+                    m.next = "UNIT"
+            with m.State("SCAN"):
+                with m.If(scan_done):
+                    with m.If(scalar_job):
+                        m.d.comb += scalar_start.eq(1)
+                        m.next = "SCALAR"
+                    with m.Else():
+                        m.next = "UNIT"
+            with m.State("SCALAR"):
+                with m.If(scalar_done):
+                    m.next = "SETTLE"
+            with m.State("UNIT"):
+                # the vector unit's instruction, then the streams
+                job = unit.c.payload
+                m.d.comb += [
+                    unit.c.valid.eq(1),
+                    job.op.eq(op),
+                    job.length.eq(cols),
+                    job.rows.eq(rows),
+                    job.causal.eq(flags[Flag.CAUSAL.bit_length() - 1]),
+                    job.allowed.eq(Mux(flags[Flag.CAUSAL.bit_length() - 1], ins.imm + 1, 0)),
+                    job.position.eq(ins.imm),
+                    job.eps.eq(ins.imm),
+                    job.inv_len_m.eq(_unpack_m(ins.addr3)),
+                    job.inv_len_e.eq(_unpack_e(ins.addr3)),
+                ]
+                m.d.comb += job.out_width.eq(OutWidth.INT32)
+                with m.If(unit.c.ready):
+                    m.d.comb += start_streams.eq(1)
+                    m.next = "STREAMS"
+            with m.State("STREAMS"):
+                with m.If(streams_done):
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                with m.If(acc_out.idle & spad_out.idle):
+                    m.next = "FINISH"
+            with m.State("FINISH"):
+                # the last row write reached the SRAM in the cycle before
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+                m.next = "IDLE"
+            with m.State("STOPPED"):
+                pass  # until the core's next start resets the sequencer
+
+        # ------------------------------------------------------------ feeder
+        feed_row = Signal(16)
+        feed_pass = Signal(2)
+        feed_c0 = Signal(16)
+        feed_base = Signal(32)   # element address of the row being fed
+        feeding = Signal()
+        with m.If(start_streams):
+            m.d.sync += [feeding.eq(1), feed_row.eq(0), feed_pass.eq(0), feed_c0.eq(0), feed_base.eq(ins.addr0)]
+        source_ready = Mux(from_spad, spad_source.request.ready, acc_source.request.ready)
+        for reader in (acc_source, spad_source):
+            m.d.comb += [reader.request.payload.addr.eq(feed_base + feed_c0),
+                         reader.request.payload.count.eq(chunk_count(feed_c0))]
+        with m.If(feeding):
+            with m.If(from_spad):
+                m.d.comb += spad_source.request.valid.eq(1)
+            with m.Else():
+                m.d.comb += acc_source.request.valid.eq(1)
+            with m.If(source_ready):
+                m.d.sync += feed_c0.eq(feed_c0 + C)
+                with m.If(last_chunk_of(feed_c0)):
+                    m.d.sync += [feed_c0.eq(0), feed_pass.eq(feed_pass + 1)]
+                    with m.If(feed_pass == passes - 1):
+                        m.d.sync += [feed_pass.eq(0), feed_row.eq(feed_row + 1), feed_base.eq(feed_base + ins.stride0)]
+                        with m.If(feed_row == rows - 1):
+                            m.d.sync += feeding.eq(0)
+        lanes_in = data.View(lane_input_layout(C), unit.i.payload)
+        with m.If(from_spad):
+            m.d.comb += [unit.i.valid.eq(spad_source.response.valid),
+                         spad_source.response.ready.eq(unit.i.ready)]
+            for lane in range(C):
+                m.d.comb += lanes_in[lane].eq(spad_source.response.payload.data.word_select(lane, 8).as_signed())
+        with m.Else():
+            m.d.comb += [unit.i.valid.eq(acc_source.response.valid),
+                         acc_source.response.ready.eq(unit.i.ready)]
+            for lane in range(C):
+                m.d.comb += lanes_in[lane].eq(acc_source.response.payload.data.word_select(lane, 32).as_signed())
+
+        # ------------------------------------------------------------ side feeder: reads
+        side_request = side_source.request.payload
+        side_tag = data.View(_side_tag, side_request.tag)
+        side_row = Signal(16)
+        side_c0 = Signal(16)
+        side_step = Signal(2)   # 0: row scale (first chunk of a row), 1: first operand, 2: bias
+        side_active = Signal()
+        other_base = Signal(32)
+        needs_row_scale = (side == _Side.ROW_COL) | (side == _Side.ROW)
+        bias_base = Mux(side == _Side.GAMMA, ins.addr2, ins.addr3) + cols
+        needs_bias = has_bias & ((side == _Side.ROW_COL) | (side == _Side.ROW) | (side == _Side.GAMMA))
+        with m.If(start_streams & (side != _Side.NONE)):
+            m.d.sync += [side_active.eq(1), side_row.eq(0), side_c0.eq(0), other_base.eq(ins.addr2),
+                         side_step.eq(Mux(needs_row_scale, 0, 1))]
+
+        # the scalar path and the exponent scan use the same reader
+        scalar_read = Signal()
+        scalar_addr = Signal(32)
+        scalar_count = Signal(range(C + 1))
+        with m.If(side_active):
+            with m.Switch(side_step):
+                with m.Case(0):
+                    m.d.comb += [side_request.addr.eq(ins.addr2 + side_row), side_request.count.eq(1),
+                                 side_tag.field.eq(_Field.ROW_SCALE)]
+                with m.Case(1):
+                    first_addr = Mux(side == _Side.OTHER, other_base,
+                                     Mux(side == _Side.ROW_COL, ins.addr3, ins.addr2)) + side_c0
+                    m.d.comb += [side_request.addr.eq(first_addr), side_request.count.eq(chunk_count(side_c0)),
+                                 side_tag.field.eq(_Field.FIRST), side_tag.last.eq(~needs_bias)]
+                with m.Default():
+                    m.d.comb += [side_request.addr.eq(bias_base + side_c0), side_request.count.eq(chunk_count(side_c0)),
+                                 side_tag.field.eq(_Field.BIAS), side_tag.last.eq(1)]
+            # ROW without bias has no column read: the row scale alone makes every beat of the row
+            row_only = (side == _Side.ROW) & ~needs_bias
+            with m.If((side_step == 1) & row_only):
+                m.d.comb += [side_request.count.eq(0), side_tag.field.eq(_Field.FIRST), side_tag.last.eq(1)]
+            m.d.comb += side_source.request.valid.eq(1)
+            with m.If(side_source.request.ready):
+                next_chunk = Signal()
+                with m.Switch(side_step):
+                    with m.Case(0):
+                        m.d.sync += side_step.eq(1)
+                    with m.Case(1):
+                        with m.If(needs_bias):
+                            m.d.sync += side_step.eq(2)
+                        with m.Else():
+                            m.d.comb += next_chunk.eq(1)
+                    with m.Default():
+                        m.d.comb += next_chunk.eq(1)
+                with m.If(next_chunk):
+                    m.d.sync += [side_c0.eq(side_c0 + C), side_step.eq(1)]
+                    with m.If(last_chunk_of(side_c0)):
+                        m.d.sync += [side_c0.eq(0), side_row.eq(side_row + 1), other_base.eq(other_base + ins.imm),
+                                     side_step.eq(Mux(needs_row_scale, 0, 1))]
+                        with m.If(side_row == rows - 1):
+                            m.d.sync += side_active.eq(0)
+        with m.Elif(scalar_read):
+            m.d.comb += [side_source.request.valid.eq(1), side_request.addr.eq(scalar_addr),
+                         side_request.count.eq(scalar_count), side_tag.field.eq(_Field.SCALAR)]
+
+        # ------------------------------------------------------------ side feeder: beats
+        response = side_source.response.payload
+        response_tag = data.View(_side_tag, response.tag)
+        words = [response.data.word_select(lane, 32) for lane in range(C)]
+        row_m = Signal(signed(16))
+        row_e = Signal(signed(16))
+        first = Signal(32 * C)   # the first operand chunk, kept while the bias chunk comes
+        side_beat = data.View(side_layout(C), unit.s.payload)
+        scalar_word = Signal(32 * C)
+        scalar_valid = Signal()
+        m.d.comb += scalar_valid.eq(side_source.response.valid & (response_tag.field == _Field.SCALAR))
+        m.d.comb += scalar_word.eq(response.data)
+        with m.If(side_source.response.valid):
+            with m.Switch(response_tag.field):
+                with m.Case(_Field.ROW_SCALE):
+                    m.d.comb += side_source.response.ready.eq(1)
+                    m.d.sync += [row_m.eq(_unpack_m(words[0])), row_e.eq(_unpack_e(words[0]))]
+                with m.Case(_Field.FIRST, _Field.BIAS):
+                    with m.If(~response_tag.last):
+                        m.d.comb += side_source.response.ready.eq(1)
+                        m.d.sync += first.eq(response.data)
+                    with m.Else():
+                        m.d.comb += [unit.s.valid.eq(1), side_source.response.ready.eq(unit.s.ready)]
+                with m.Case(_Field.SCALAR):
+                    pass  # taken by the scalar path or the scan below
+        column = Mux(response_tag.field == _Field.BIAS, first, response.data)  # the first operand's chunk
+        bias = Mux(response_tag.field == _Field.BIAS, response.data, 0)
+        for lane in range(C):
+            word = column.word_select(lane, 32)
+            b = side_beat[lane]
+            with m.Switch(side):
+                with m.Case(_Side.OTHER):
+                    m.d.comb += b.b.eq(word.as_signed())
+                with m.Case(_Side.ROW_COL):
+                    product = Signal(signed(32), name=f"scale_product{lane}")
+                    m.d.comb += product.eq(row_m * _unpack_m(word))
+                    m.d.comb += [b.m.eq(product >> SCALE_BITS),
+                                 b.e.eq(_clamp8(row_e + _unpack_e(word) + SCALE_BITS)),
+                                 b.b.eq(bias.word_select(lane, 32).as_signed())]
+                with m.Case(_Side.ROW):
+                    m.d.comb += [b.m.eq(row_m), b.e.eq(_clamp8(row_e)),
+                                 b.b.eq(bias.word_select(lane, 32).as_signed())]
+                with m.Case(_Side.GAMMA):
+                    m.d.comb += [b.m.eq(_unpack_m(word)), b.e.eq(_clamp8(_unpack_e(word))),
+                                 b.b.eq(bias.word_select(lane, 32).as_signed())]
+                with m.Case(_Side.FOLD):
+                    m.d.comb += [b.m.eq(_unpack_m(word)), b.e.eq(_clamp8(_unpack_e(word) - e_max))]
+
+        # ------------------------------------------------------------ exponent scan
+        scan_c0 = Signal(16)
+        scan_base = Signal(32)
+        scanning = Signal()
+        scan_received = Signal(16)
+        with m.If(scan_start):
+            m.d.sync += [scanning.eq(1), scan_c0.eq(0), scan_received.eq(0), e_max.eq(-(1 << 15)),
+                         scan_base.eq(Mux(opcode == Opcode.V_FOLD_V, ins.addr2, ins.imm))]
+        scan_issue = Signal()
+        with m.If(scanning & (scan_c0 < cols)):
+            m.d.comb += [scalar_read.eq(1), scalar_addr.eq(scan_base + scan_c0), scalar_count.eq(chunk_count(scan_c0)),
+                         scan_issue.eq(side_source.request.ready)]
+        with m.If(scan_issue):
+            m.d.sync += scan_c0.eq(scan_c0 + C)
+        with m.If(scanning & scalar_valid):
+            m.d.comb += side_source.response.ready.eq(1)
+            chunk_max = Signal(signed(16))
+            valid_lanes = chunk_count(scan_received)
+            candidates = [Mux(lane < valid_lanes, _unpack_e(words[lane]), -(1 << 15)) for lane in range(C)]
+            best = candidates[0]
+            for candidate in candidates[1:]:
+                best = Mux(candidate > best, candidate, best)
+            m.d.comb += chunk_max.eq(best)
+            m.d.sync += [e_max.eq(Mux(chunk_max > e_max, chunk_max, e_max)), scan_received.eq(scan_received + C)]
+            with m.If(last_chunk_of(scan_received)):
+                m.d.sync += scanning.eq(0)
+                m.d.comb += scan_done.eq(1)
+
+        # ------------------------------------------------------------ scalar path (V_SCALE_MUL, V_ATTN_SCALE)
+        scalar_row = Signal(16)
+        total = Signal(32)
+        p_m = Signal(signed(16))
+        p_e = Signal(signed(16))
+        numerator = Signal(31)     # restoring division (2**29 - 1) // n15
+        divisor = Signal(16)
+        quotient = Signal(16)
+        step = Signal(range(32))
+        shift = Signal(signed(8))  # bit_length(total) - 15
+        r_m = Signal(signed(32))
+        r_e = Signal(signed(16))
+        out_word = Signal(32)
+        write_scalar = Signal()
+        const_m, const_e = _unpack_m(ins.addr3), _unpack_e(ins.addr3)
+        attn = opcode == Opcode.V_ATTN_SCALE
+        # RoPE: rows x heads x pairs; the sine table as two ROM-like arrays (knots, slopes)
+        head_dim = ins.addr3[:16]
+        half = head_dim[1:16]
+        pair = Signal(16)
+        head_base = Signal(16)   # element offset of the head in the row
+        src_row = Signal(32)
+        dst_row = Signal(32)
+        x1 = Signal(signed(32))
+        x2 = Signal(signed(32))
+        phase = Signal(32)
+        sin = Signal(signed(18))
+        cos = Signal(signed(18))
+        out2 = Signal(signed(32))
+        sine = nx.sine_table()
+        knots = Array(Const(k, signed(18)) for k in sine.knots[:-1])
+        slopes = Array(Const(sine.knots[i + 1] - k, signed(18)) for i, k in enumerate(sine.knots[:-1]))
+
+        def sine_at(turns):
+            index = turns[sine.frac_bits:sine.frac_bits + sine.index_bits]
+            frac = turns[:sine.frac_bits]
+            return knots[index] + ((slopes[index] * frac) >> sine.frac_bits)
+
+        def rotate(a, b, c, s):
+            """saturate(round_shift(a*c - b*s, TRIG_FRAC))"""
+            wide = a * c - b * s
+            rounded = (wide + (1 << (nx.TRIG_FRAC - 1))) >> nx.TRIG_FRAC
+            return Mux(rounded > (1 << 31) - 1, (1 << 31) - 1, Mux(rounded < -(1 << 31), -(1 << 31), rounded))
+
+        rope = opcode == Opcode.V_ROPE
+        write_addr = Signal(32)
+        with m.FSM(name="scalar"):
+            with m.State("IDLE"):
+                with m.If(scalar_start):
+                    m.d.sync += [scalar_row.eq(0), pair.eq(0), head_base.eq(0), src_row.eq(ins.addr0),
+                                 dst_row.eq(ins.addr1)]
+                    with m.If(rope):
+                        m.next = "ROPE_X1"
+                    with m.Else():
+                        m.next = "READ_FIRST"
+            with m.State("ROPE_X1"):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(src_row + head_base + pair), scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = "ROPE_X2"
+            with m.State("ROPE_X2"):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(src_row + head_base + pair + half),
+                             scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = "ROPE_F"
+            with m.State("ROPE_F"):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr2 + pair), scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = "ROPE_TAKE_X1"
+            with m.State("ROPE_TAKE_X1"):
+                with m.If(scalar_valid):
+                    m.d.comb += side_source.response.ready.eq(1)
+                    m.d.sync += x1.eq(scalar_word[:32].as_signed())
+                    m.next = "ROPE_TAKE_X2"
+            with m.State("ROPE_TAKE_X2"):
+                with m.If(scalar_valid):
+                    m.d.comb += side_source.response.ready.eq(1)
+                    m.d.sync += x2.eq(scalar_word[:32].as_signed())
+                    m.next = "ROPE_TAKE_F"
+            with m.State("ROPE_TAKE_F"):
+                with m.If(scalar_valid):
+                    m.d.comb += side_source.response.ready.eq(1)
+                    position = (ins.imm + scalar_row)[:32]
+                    m.d.sync += phase.eq((position * scalar_word[:32])[:32])
+                    m.next = "ROPE_SINE"
+            with m.State("ROPE_SINE"):
+                m.d.sync += [sin.eq(sine_at(phase)), cos.eq(sine_at((phase + (1 << 30))[:32]))]
+                m.next = "ROPE_ROTATE"
+            with m.State("ROPE_ROTATE"):
+                m.d.sync += [r_m.eq(rotate(x1, x2, cos, sin)), out2.eq(rotate(x2, -x1, cos, sin)),
+                             write_addr.eq(dst_row + head_base + pair)]
+                m.next = "ROPE_WRITE1"
+            with m.State("ROPE_WRITE1"):
+                m.d.comb += [write_scalar.eq(1), out_word.eq(r_m)]
+                with m.If(acc_out.request.ready):
+                    m.d.sync += [write_addr.eq(write_addr + half)]
+                    m.next = "ROPE_WRITE2"
+            with m.State("ROPE_WRITE2"):
+                m.d.comb += [write_scalar.eq(1), out_word.eq(out2)]
+                with m.If(acc_out.request.ready):
+                    m.d.sync += pair.eq(pair + 1)
+                    m.next = "ROPE_X1"
+                    with m.If(pair == half - 1):
+                        m.d.sync += [pair.eq(0), head_base.eq(head_base + head_dim)]
+                        with m.If(head_base + head_dim >= cols):
+                            m.d.sync += [head_base.eq(0), scalar_row.eq(scalar_row + 1),
+                                         src_row.eq(src_row + ins.stride0), dst_row.eq(dst_row + ins.stride1)]
+                            with m.If(scalar_row == rows - 1):
+                                m.d.comb += scalar_done.eq(1)
+                                m.next = "IDLE"
+            with m.State("READ_FIRST"):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr0 + scalar_row), scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = "TAKE_FIRST"
+            with m.State("TAKE_FIRST"):
+                with m.If(scalar_valid):
+                    m.d.comb += side_source.response.ready.eq(1)
+                    value = scalar_word[:32]
+                    with m.If(attn):
+                        m.d.sync += total.eq(value)
+                        m.next = "READ_P"
+                    with m.Else():
+                        # V_SCALE_MUL: the row's scale x the constant
+                        product = _unpack_m(value) * const_m
+                        m.d.sync += [r_m.eq(product >> SCALE_BITS),
+                                     r_e.eq(_unpack_e(value) + const_e + SCALE_BITS)]
+                        m.next = "WRITE"
+            with m.State("READ_P"):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr2 + scalar_row), scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = "TAKE_P"
+            with m.State("TAKE_P"):
+                with m.If(scalar_valid):
+                    m.d.comb += side_source.response.ready.eq(1)
+                    m.d.sync += [p_m.eq(_unpack_m(scalar_word[:32])), p_e.eq(_unpack_e(scalar_word[:32]))]
+                    # normalise the total to 15 bits
+                    length = Signal(6)
+                    for bit in range(32):
+                        with m.If(total[bit]):
+                            m.d.comb += length.eq(bit + 1)
+                    m.d.sync += [shift.eq(length - SCALE_BITS),
+                                 divisor.eq(Mux(length >= SCALE_BITS, total >> (length - SCALE_BITS)[:6],
+                                                total << (SCALE_BITS - length)[:6])),
+                                 numerator.eq((1 << 29) - 1), quotient.eq(0), step.eq(0)]
+                    m.next = "DIVIDE"
+            with m.State("DIVIDE"):
+                # one quotient bit per cycle, most significant first (quotient < 2**16)
+                trial = Signal(32)
+                bit_index = (15 - step)[:4]
+                m.d.comb += trial.eq(divisor << bit_index)
+                with m.If(numerator >= trial):
+                    m.d.sync += [numerator.eq(numerator - trial), quotient.eq(quotient | (1 << bit_index))]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == 15):
+                    m.next = "COMBINE"
+            with m.State("COMBINE"):
+                # (rm, re) = reciprocal x constant; then P scale (exponent + largest V exponent) x that
+                rm = (quotient.as_signed() * const_m) >> SCALE_BITS
+                re = -29 - shift + const_e + SCALE_BITS
+                m.d.sync += [r_m.eq((p_m * rm) >> SCALE_BITS), r_e.eq(p_e + e_max + re + SCALE_BITS)]
+                m.next = "WRITE"
+            with m.State("WRITE"):
+                m.d.comb += write_scalar.eq(1)
+                m.d.comb += out_word.eq(Cat(r_m[:16], r_e[:16]))
+                with m.If(acc_out.request.ready):
+                    m.d.sync += scalar_row.eq(scalar_row + 1)
+                    with m.If(scalar_row == rows - 1):
+                        m.d.comb += scalar_done.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "READ_FIRST"
+
+        # ------------------------------------------------------------ writer
+        out = data.View(output_layout(C), unit.o.payload)
+        out_row = Signal(16)
+        out_c0 = Signal(16)
+        out_base = Signal(32)
+        row_phase = Signal()  # the row's last beat: its data is written, the row result is next
+        writing = Signal()
+        with m.If(start_streams):
+            m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), out_base.eq(ins.addr1), row_phase.eq(0)]
+        last_beat = last_chunk_of(out_c0)
+        has_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX)
+        acc_request = acc_out.request.payload
+        spad_request = spad_out.request.payload
+        row_result = Signal(32)
+        with m.If(output == _Output.QUANT):
+            m.d.comb += row_result.eq(Cat(out.m, out.e.as_signed()[:8], out.e.as_signed()[7].replicate(8)))
+        with m.Else():
+            m.d.comb += row_result.eq(out.value[:32])
+        beat_taken = Signal()
+        with m.If(write_scalar):
+            scalar_destination = Mux(rope, write_addr, ins.addr1 + scalar_row)
+            m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq(scalar_destination[:acc_mask_bits]),
+                         acc_request.count.eq(1), acc_request.data.eq(out_word)]
+        with m.Elif(writing & unit.o.valid):
+            with m.If(~row_phase):
+                with m.If(output == _Output.QUANT):
+                    m.d.comb += [spad_out.request.valid.eq(1),
+                                 spad_request.addr.eq((out_base + out_c0)[:spad_mask_bits]),
+                                 spad_request.count.eq(chunk_count(out_c0)),
+                                 spad_request.data.eq(Cat(out.data[lane][:8] for lane in range(C)))]
+                with m.Else():
+                    m.d.comb += [acc_out.request.valid.eq(1),
+                                 acc_request.addr.eq((out_base + out_c0)[:acc_mask_bits]),
+                                 acc_request.count.eq(chunk_count(out_c0)),
+                                 acc_request.data.eq(out.data.as_value())]
+                data_accepted = Mux(output == _Output.QUANT, spad_out.request.ready, acc_out.request.ready)
+                with m.If(data_accepted):
+                    with m.If(last_beat & has_row_result):
+                        m.d.sync += row_phase.eq(1)
+                    with m.Else():
+                        m.d.comb += beat_taken.eq(1)
+            with m.Else():
+                m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq((ins.addr2 + out_row)[:acc_mask_bits]),
+                             acc_request.count.eq(1), acc_request.data.eq(row_result)]
+                with m.If(acc_out.request.ready):
+                    m.d.sync += row_phase.eq(0)
+                    m.d.comb += beat_taken.eq(1)
+        m.d.comb += unit.o.ready.eq(beat_taken)
+        with m.If(beat_taken):
+            m.d.sync += out_c0.eq(out_c0 + C)
+            with m.If(last_beat):
+                m.d.sync += [out_c0.eq(0), out_row.eq(out_row + 1), out_base.eq(out_base + ins.stride1)]
+                with m.If(out_row == rows - 1):
+                    m.d.sync += writing.eq(0)
+                    m.d.comb += streams_done.eq(1)
+        return m
