@@ -141,6 +141,8 @@ def generate_verilog(design: Design) -> Path:
         if not path.exists():
             component = design.factory(**design.params)
             text = verilog.convert(component, name=design.name, emit_src=False)
+            # hand-written Verilog a design instantiates (the DRAM model's large storage array)
+            text += "".join(getattr(component, "verilog_sources", ()))
             tmp = path.with_suffix(".tmp")
             tmp.write_text(text)
             lint(tmp, design.name)

@@ -34,7 +34,7 @@ class TB:
         dut._log.info(f"seed {self.seed} (replay with SCOVILLE_SEED={self.seed})")
         self.rng = random.Random(self.seed)
         self.np_rng = np.random.default_rng(self.seed)
-        self.storage = dut.dram.storage
+        self.storage = dut.dram.storage.mem  # the Verilog storage array of the DRAM model
         self.word_bytes = self.config.bus_bytes
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
@@ -405,7 +405,8 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         fields.update(addr1=dst)
         outputs = [(dst, rows, 1, rows, False)]
     elif opcode == Opcode.V_SCALE_MUL:
-        fields.update(addr0=put(_scales(rng, rows, -20, -5), "scales"), addr3=int(_scales(rng, 1, -20, -5)[0]))
+        fields.update(addr0=put(_scales(rng, rows, -20, -5), "scales"), addr3=int(_scales(rng, 1, -20, -5)[0]),
+                      cols=prng.choice([0, cols]))  # cols is unused: the compiler leaves it 0
         outputs = [(dst, rows, 1, rows, False)]
     program.append((opcode, fields))
     for where, n, nrows, stride, from_spad in outputs:

@@ -213,7 +213,8 @@ class VectorSequencer(wiring.Component):
                     m.d.sync += [ins.eq(self.instruction.payload), busy.eq(1)]
                     m.next = "DECODE"
             with m.State("DECODE"):
-                with m.If((rows == 0) | (cols == 0)):
+                # V_SCALE_MUL works on rows alone (its cols field is unused)
+                with m.If((rows == 0) | ((cols == 0) & (opcode != Opcode.V_SCALE_MUL))):
                     m.next = "FINISH"
                 with m.Elif((opcode == Opcode.V_ROPE) & ((ins.addr3 == 0) | ins.addr3[0] | (ins.addr3 >= 1 << 16))):
                     m.d.comb += self.error.eq(1)

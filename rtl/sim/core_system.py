@@ -18,14 +18,17 @@ __all__ = ["CoreWithDram", "core_with_dram"]
 class CoreWithDram(wiring.Component):
     """:class:`rtl.core.core.Core` reaching a :class:`DramModel` of ``dram_bytes`` through an
     :class:`AxiMaster`. Ports: the core's host-side ports, and the DRAM model's ``latency`` and
-    ``beat_interval``; the DRAM contents are loaded and read through the model's backdoor."""
+    ``beat_interval``; the DRAM contents are loaded and read through the model's backdoor
+    (``dram.storage.mem``: a plain Verilog array, so images of many MiB build quickly)."""
 
     def __init__(self, config: ChipConfig | None = None, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20,
                  max_outstanding: int = 8):
         config = config or ChipConfig()
         self.core = Core(config, watchdog=watchdog)
         self.axi_master = AxiMaster(ADDR_BITS, 8 * config.bus_bytes, max_outstanding)
-        self.dram = DramModel(size_bytes=dram_bytes, data_width=8 * config.bus_bytes)
+        self.dram = DramModel(size_bytes=dram_bytes, data_width=8 * config.bus_bytes, verilog_storage=True)
+        #: Verilog the design needs besides its own (the DRAM storage array).
+        self.verilog_sources = self.dram.verilog_sources
         super().__init__({
             "start": In(1),
             "program_addr": In(ADDR_BITS),

@@ -1,15 +1,39 @@
 """A fast DRAM model: an AXI4 slave in hardware, with latency and bandwidth set by input ports."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In
 
 from rtl.dma.axi import Axi4Signature
 from rtl.dma.port import Resp
 
-__all__ = ["DramModel"]
+__all__ = ["DramModel", "STORAGE_VERILOG"]
 
 TIME_BITS = 32
+
+#: The storage array as plain Verilog, for memories of many MiB: Yosys takes minutes to turn a
+#: million-word ``lib.memory.Memory`` into Verilog, Verilator compiles this in seconds. One
+#: synchronous read port (old data when written in the same cycle) and one byte-strobed write
+#: port, like the ``Memory`` ports it replaces. The array is ``mem``.
+STORAGE_VERILOG = """
+module scoville_dram_storage #(parameter WORDS = 1024, parameter WIDTH = 64, parameter ADDR = 10) (
+    input wire clk,
+    input wire read_en,
+    input wire [ADDR-1:0] read_addr,
+    output reg [WIDTH-1:0] read_data,
+    input wire [WIDTH/8-1:0] write_en,
+    input wire [ADDR-1:0] write_addr,
+    input wire [WIDTH-1:0] write_data
+);
+    reg [WIDTH-1:0] mem [0:WORDS-1];
+    integer i;
+    always @(posedge clk) begin
+        if (read_en) read_data <= mem[read_addr];
+        for (i = 0; i < WIDTH / 8; i = i + 1)
+            if (write_en[i]) mem[write_addr][8 * i +: 8] <= write_data[8 * i +: 8];
+    end
+endmodule
+"""
 
 
 class DramModel(wiring.Component):
@@ -39,13 +63,18 @@ class DramModel(wiring.Component):
     """
 
     def __init__(self, size_bytes: int = 1 << 20, data_width: int = 64, addr_width: int = 32,
-                 id_width: int = 1, queue_depth: int = 32):
+                 id_width: int = 1, queue_depth: int = 32, verilog_storage: bool = False):
         if not isinstance(size_bytes, int) or size_bytes < data_width // 8 or size_bytes & (size_bytes - 1):
             raise ValueError(f"size_bytes must be a power of two of at least one word, got {size_bytes!r}")
         self.size_bytes, self.data_width, self.addr_width = size_bytes, data_width, addr_width
         self.id_width, self.queue_depth = id_width, queue_depth
-        #: The contents (also reachable from the Amaranth simulator).
-        self.storage = memory.Memory(shape=data_width, depth=size_bytes // (data_width // 8), init=[])
+        #: The contents (also reachable from the Amaranth simulator), unless ``verilog_storage``:
+        #: then the array is ``storage.mem`` in the Verilog module :data:`STORAGE_VERILOG`, which
+        #: whoever builds the design adds (:attr:`verilog_sources`).
+        self.verilog_storage = verilog_storage
+        self.storage = None if verilog_storage else memory.Memory(
+            shape=data_width, depth=size_bytes // (data_width // 8), init=[])
+        self.verilog_sources = (STORAGE_VERILOG,) if verilog_storage else ()
         super().__init__({
             "s_axi": In(Axi4Signature(addr_width, data_width, id_width)),
             "latency": In(16),
@@ -59,9 +88,17 @@ class DramModel(wiring.Component):
         shift = nbytes.bit_length() - 1
         words = self.size_bytes // nbytes
 
-        m.submodules.storage = storage = self.storage
-        write_port = storage.write_port(granularity=8)
-        read_port = storage.read_port()
+        if self.verilog_storage:
+            read_port = _Port(self.data_width, words)
+            write_port = _Port(self.data_width, words, strobes=True)
+            m.submodules.storage = Instance(
+                "scoville_dram_storage", p_WORDS=words, p_WIDTH=self.data_width, p_ADDR=(words - 1).bit_length(),
+                i_clk=ClockSignal(), i_read_en=read_port.en, i_read_addr=read_port.addr, o_read_data=read_port.data,
+                i_write_en=write_port.en, i_write_addr=write_port.addr, i_write_data=write_port.data)
+        else:
+            m.submodules.storage = storage = self.storage
+            write_port = storage.write_port(granularity=8)
+            read_port = storage.read_port()
 
         now = Signal(TIME_BITS)
         m.d.sync += now.eq(now + 1)
@@ -157,3 +194,12 @@ class DramModel(wiring.Component):
             responses.r_en.eq(axi.bvalid & axi.bready),
         ]
         return m
+
+
+class _Port:
+    """The signals of one port of the Verilog storage (named like ``lib.memory`` port fields)."""
+
+    def __init__(self, width: int, words: int, strobes: bool = False):
+        self.addr = Signal(range(words))
+        self.data = Signal(width)
+        self.en = Signal(width // 8 if strobes else 1)

@@ -1,0 +1,90 @@
+"""The ``rtl`` backend: a model on the generated Verilog of the chip (Verilator, cocotb).
+
+Compiles the checkpoint for the chip configuration, generates and builds the Verilog of a core
+with its DRAM model (cached by the flow), and runs :mod:`testbench.chip_run` in the simulator:
+the prompt job, then one decode job per generated token on the same DRAM. Returns the same
+outputs as the other backends, plus cycle counts and matrix-engine utilization per job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compiler.lower import Compiler
+from golden import ops
+from golden.checkpoint import Checkpoint
+from golden.model import Outputs
+from scoville.config import ChipConfig
+
+__all__ = ["RtlRun", "run_rtl", "chip_design"]
+
+MIN_DRAM_BYTES = 1 << 16
+
+
+@dataclass
+class RtlRun:
+    """Outputs of the prompt job, generated tokens, and per-job cycle counts."""
+
+    outputs: Outputs
+    tokens: np.ndarray | None
+    hidden_wide: np.ndarray
+    logits_wide: np.ndarray | None
+    config: ChipConfig
+    cycles: list[int] = field(default_factory=list)          # prefill, then each decode job
+    matrix_busy: list[int] = field(default_factory=list)     # cycles an activation row entered the array
+    instructions: list[int] = field(default_factory=list)
+    sim_wall: list[float] = field(default_factory=list)      # seconds of simulation per job
+    log: Path | None = None
+
+    def matrix_utilization(self, job: int = 0) -> float:
+        return self.matrix_busy[job] / self.cycles[job] if self.cycles[job] else 0.0
+
+
+def _dram_size(ckpt: Checkpoint, config: ChipConfig) -> int:
+    image = len(Compiler(ckpt, config)._image)
+    size = MIN_DRAM_BYTES
+    while size < image:
+        size *= 2
+    return size
+
+
+def chip_design(config: ChipConfig, dram_bytes: int):
+    from rtl.sim.core_system import core_with_dram
+    from scoville.flow import Design
+
+    params = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dram_bytes", "mesh_width",
+                                                                                   "mesh_height")}
+    return Design(f"chip_{config.name}", core_with_dram, {**params, "dram_bytes": dram_bytes})
+
+
+def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, config: ChipConfig | None = None,
+            *, waves: bool | None = None, latency: int = 20) -> RtlRun:
+    """Run ``ids`` (and ``generate`` greedy tokens) on the simulated chip."""
+    from scoville.flow import run_cocotb
+
+    config = config or ChipConfig()
+    ids = ckpt.check_ids(ids)
+    dram_bytes = _dram_size(ckpt, config)
+    config = dataclasses.replace(config, dram_bytes=dram_bytes)
+    design = chip_design(config, dram_bytes)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.npz"
+        spec = {"checkpoint": str(ckpt.path), "ids": [int(i) for i in ids], "generate": generate or 0,
+                "config": dataclasses.asdict(config), "out": str(out), "latency": latency}
+        test_dir = run_cocotb(design, "testbench.chip_run", testcase="run_jobs", waves=waves, test_name="model",
+                              extra_env={"SCOVILLE_RUN": json.dumps(spec)})
+        result = dict(np.load(out))
+    hidden = result["hidden_wide"]
+    logits = result.get("logits_wide")
+    outputs = Outputs(hidden=ops.from_wide(hidden), logits=None if logits is None else ops.from_wide(logits))
+    if ckpt.config.arch == "bert":
+        outputs.pooled = outputs.hidden.mean(axis=0).astype(np.float32)
+    tokens = result["tokens"] if generate else None
+    return RtlRun(outputs, tokens, hidden, logits, config, result["cycles"].tolist(), result["matrix_busy"].tolist(),
+                  result["instructions"].tolist(), result["wall"].tolist(), test_dir / "sim.log")
