@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from scoville.config import ChipConfig
 
 __all__ = ["RtlRun", "run_rtl", "chip_design"]
 
-MIN_DRAM_BYTES = 1 << 16
+#: Smallest DRAM model: every model up to this size shares one Verilator build.
+MIN_DRAM_BYTES = 8 << 20
 
 
 @dataclass
@@ -63,10 +66,28 @@ def chip_design(config: ChipConfig, dram_bytes: int):
     return Design(f"chip_{config.name}", core_with_dram, {**params, "dram_bytes": dram_bytes})
 
 
+def _follow(log: Path, jobs: int, stop: threading.Event) -> None:
+    """A progress bar from the simulation log's one line per finished job."""
+    from tqdm import tqdm
+
+    with tqdm(total=jobs, desc="rtl", unit="job", leave=False) as bar:
+        done = 0
+        while not stop.wait(0.5):
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                continue
+            finished = text.count(" instructions, ")
+            if finished > done:
+                bar.update(finished - done)
+                done = finished
+
+
 def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, config: ChipConfig | None = None,
-            *, waves: bool | None = None, latency: int = 20) -> RtlRun:
-    """Run ``ids`` (and ``generate`` greedy tokens) on the simulated chip."""
-    from scoville.flow import run_cocotb
+            *, waves: bool | None = None, latency: int = 20, progress: bool = False) -> RtlRun:
+    """Run ``ids`` (and ``generate`` greedy tokens) on the simulated chip; ``progress`` shows a bar
+    of finished jobs on the terminal."""
+    from scoville.flow import build, run_cocotb
 
     config = config or ChipConfig()
     ids = ckpt.check_ids(ids)
@@ -77,8 +98,16 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
         out = Path(tmp) / "run.npz"
         spec = {"checkpoint": str(ckpt.path), "ids": [int(i) for i in ids], "generate": generate or 0,
                 "config": dataclasses.asdict(config), "out": str(out), "latency": latency}
-        test_dir = run_cocotb(design, "testbench.chip_run", testcase="run_jobs", waves=waves, test_name="model",
-                              extra_env={"SCOVILLE_RUN": json.dumps(spec)})
+        stop = threading.Event()
+        if progress:
+            log = build(design, waves=waves).build_dir / "runs" / f"model-{os.getpid()}" / "sim.log"
+            log.unlink(missing_ok=True)
+            threading.Thread(target=_follow, args=(log, max(1, generate or 1), stop), daemon=True).start()
+        try:
+            test_dir = run_cocotb(design, "testbench.chip_run", testcase="run_jobs", waves=waves, test_name="model",
+                                  extra_env={"SCOVILLE_RUN": json.dumps(spec)})
+        finally:
+            stop.set()
         result = dict(np.load(out))
     hidden = result["hidden_wide"]
     logits = result.get("logits_wide")

@@ -10,7 +10,8 @@ last_hidden_state), ``logits`` float32 [seq, vocab] (causal LMs), ``pooled`` flo
 (BERT, mean over tokens) and ``tokens`` int64 [N] with ``--generate N``. Integer backends write
 dequantized values. ``isa`` runs the compiled program on the instruction-set simulator
 (``compiler/funcsim.py``) and checks it against ``golden``. Bad input exits 1 with one line
-naming the problem; ``--backend rtl`` exits 2 until the chip can run models.
+naming the problem. ``--backend rtl`` runs the generated Verilog of the single-core chip
+(``best`` picks it) and prints cycles, matrix-engine utilization and tokens/s.
 """
 
 from __future__ import annotations
@@ -50,8 +51,37 @@ def _first_mismatch(out, gold) -> str:
 
 def _resolve_backend(name: str) -> str:
     if name == "best":
-        return "isa"  # the RTL backend takes over once the chip runs models (issue 7)
+        return "rtl"
     return name
+
+
+def _synthesised_fmax(config_name: str) -> float | None:
+    """The chip's Fmax from ``make synth`` (``build/synth.json``), if it was measured."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "build" / "synth.json"
+    try:
+        figures = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    value = figures.get(f"synth.chip.{config_name}.ecp5.fmax_mhz")
+    return float(value) if value else None
+
+
+def _print_rtl_figures(rtl) -> None:
+    phases = ["prefill"] + [f"decode {n}" for n in range(1, len(rtl.cycles))]
+    for phase, cycles, busy, wall in zip(phases, rtl.cycles, rtl.matrix_busy, rtl.sim_wall, strict=True):
+        print(f"{phase + ':':12s}{cycles} cycles, matrix-engine utilization {busy / max(cycles, 1):.3f}, "
+              f"simulated at {cycles / max(wall, 1e-9):,.0f} cycles/s")
+    fmax = _synthesised_fmax(rtl.config.name)
+    if fmax is None:
+        print(f"tokens/s:   not known: the {rtl.config.name} chip's Fmax has not been measured (make synth)")
+    elif len(rtl.cycles) > 1:
+        decode = sum(rtl.cycles[1:]) / (len(rtl.cycles) - 1)
+        print(f"tokens/s:   {fmax * 1e6 / decode:,.1f} decode at the synthesised {fmax:.1f} MHz")
+    else:
+        print(f"tokens/s:   {fmax * 1e6 * len(rtl.outputs.hidden) / rtl.cycles[0]:,.1f} prefill at {fmax:.1f} MHz")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -60,10 +90,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scoville.models import load_model
 
     backend = _resolve_backend(args.backend)
-    if backend == "rtl":
-        print("scoville: the rtl backend is not available yet: the chip cannot run models "
-              "(use --backend golden, its bit-exact reference)", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     if args.generate is not None and args.generate < 1:
         raise UsageError(f"--generate takes a positive count, got {args.generate}")
 
@@ -79,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f"{ckpt.config.max_positions} positions")
 
     tokens = None
-    isa = None
+    isa = rtl = None
     if backend == "isa":
         from compiler.lower import FitError
         from compiler.runner import run_isa
@@ -89,6 +115,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         except FitError as exc:
             raise UsageError(f"does not fit the chip: {exc}") from None
         out, tokens = isa.outputs, isa.tokens
+    elif backend == "rtl":
+        from compiler.lower import FitError
+        from compiler.rtl_runner import run_rtl
+
+        try:
+            rtl = run_rtl(ckpt, ids, args.generate, waves=True if args.waves else None, progress=True)
+        except FitError as exc:
+            raise UsageError(f"does not fit the chip: {exc}") from None
+        out, tokens = rtl.outputs, rtl.tokens
     elif args.generate is not None:
         tokens, out = generate(ckpt, ids, args.generate, backend=backend)
     else:
@@ -103,6 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isa is not None:
         print(f"program:  {isa.instructions} instructions executed (" +
               ", ".join(f"{k} {v}" for k, v in sorted(isa.counts.items(), key=lambda kv: -kv[1])[:5]) + ", ...)")
+    if rtl is not None:
+        _print_rtl_figures(rtl)
+    if isa is not None or rtl is not None:
         if tokens is not None:
             gold_tokens, gold = generate(ckpt, ids, len(tokens), backend="golden")
         else:
@@ -111,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             out.logits is None or np.array_equal(out.logits, gold.logits)) and (
             tokens is None or np.array_equal(tokens, gold_tokens))
         print(f"match vs golden: {'bit-exact' if exact else _first_mismatch(out, gold)}")
-    if backend in ("golden", "isa"):
+    if backend in ("golden", "isa", "rtl"):
         reference = run_model(ckpt, ids, backend="float")
         print(f"cosine vs float (hidden states): {cosine(out.hidden, reference.hidden):.5f}")
         if out.pooled is not None:
@@ -162,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "rtl: the generated Verilog; best: the most faithful available (default: float)")
     run.add_argument("--generate", type=int, metavar="N", help="greedily generate N tokens (causal LMs)")
     run.add_argument("--out", metavar="FILE.npz", help="write hidden/logits/pooled/tokens to an npz file")
+    run.add_argument("--waves", action="store_true", help="rtl: write an FST waveform of the run")
     run.set_defaults(func=cmd_run)
 
     models = sub.add_parser("models", help="list the named models")

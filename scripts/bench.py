@@ -22,6 +22,7 @@ BENCH_MODULES = [
     "scripts.bench_dma",
     "scripts.bench_vector",
     "scripts.bench_noc",
+    "scripts.bench_chip",
 ]
 
 

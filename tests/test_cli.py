@@ -41,9 +41,9 @@ def test_bert_npz_contract(capsys, tmp_path):
     np.testing.assert_allclose(z["pooled"], z["hidden"].mean(axis=0), rtol=1e-6)
 
 
-def test_rtl_backend_is_not_available_yet(capsys):
-    code, _, err = run(capsys, "run", "tiny-llama", "--ids", "1", "--backend", "rtl")
-    assert code == 2 and len(err.strip().splitlines()) == 1
+def test_rtl_backend_rejects_bad_ids_before_simulating(capsys):
+    code, _, err = run(capsys, "run", "tiny-llama", "--ids", "1,99999", "--backend", "rtl")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "99999" in err
 
 
 def _broken_checkpoint(tmp_path, mutate):

@@ -1,0 +1,42 @@
+"""Chip figures (``make bench``): whole models on the generated Verilog of the single-core 8x8
+chip with a 64-bit DRAM bus (DRAM model latency 20 cycles).
+
+* ``chip.cycles.<model>.prefill`` and ``chip.matrix_util.<model>.prefill``: a 16-token prompt;
+* ``chip.cycles.<model>.decode`` and ``...decode``: one token after a 16-token KV cache;
+* ``chip.tokens_per_s.<model>``: decode tokens per second at the chip's synthesised Fmax
+  (``synth.chip.8x8.ecp5.fmax_mhz`` in ``build/synth.json``; absent until it is measured);
+* ``sim.cycles_per_s.chip``: simulated cycles per wall-clock second of the prefill (Verilator
+  through cocotb, build excluded);
+* ``chip.wall_s.<model>``: wall time of the whole run, Verilator build included if not cached.
+
+Matrix utilization is the fraction of cycles in which an activation row entered the array.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from compiler.rtl_runner import run_rtl
+from scoville.cli import _synthesised_fmax
+from scoville.models import load_model
+
+PROMPT = 16
+
+
+def figures() -> dict[str, float]:
+    out: dict[str, float] = {}
+    ckpt = load_model("tiny-llama")
+    ids = np.arange(1, PROMPT + 1) * 7 % ckpt.config.vocab_size
+    began = time.perf_counter()
+    run = run_rtl(ckpt, ids, generate=2)
+    out["chip.wall_s.tiny-llama"] = round(time.perf_counter() - began, 1)
+    for phase, job in (("prefill", 0), ("decode", 1)):
+        out[f"chip.cycles.tiny-llama.{phase}"] = run.cycles[job]
+        out[f"chip.matrix_util.tiny-llama.{phase}"] = round(run.matrix_utilization(job), 4)
+    out["sim.cycles_per_s.chip"] = round(run.cycles[0] / run.sim_wall[0])
+    fmax = _synthesised_fmax(run.config.name)
+    if fmax is not None:
+        out["chip.tokens_per_s.tiny-llama"] = round(fmax * 1e6 / run.cycles[1], 2)
+    return out
