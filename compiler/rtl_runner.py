@@ -63,7 +63,7 @@ def chip_design(config: ChipConfig, dram_bytes: int):
 
     params = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dram_bytes", "mesh_width",
                                                                                    "mesh_height")}
-    return Design(f"chip_{config.name}", core_with_dram, {**params, "dram_bytes": dram_bytes})
+    return Design(f"chip_{config.name}", core_with_dram, {**params, "dram_bytes": dram_bytes}, public_internals=False)
 
 
 def _follow(log: Path, jobs: int, stop: threading.Event) -> None:

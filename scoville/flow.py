@@ -112,11 +112,16 @@ class Design:
     params : mapping
         JSON-serialisable parameters; they key every cache and reach the cocotb test through
         :func:`design_params`.
+    public_internals : bool
+        Let cocotb reach every internal signal (Verilator ``--public-flat-rw``, cocotb's default).
+        Off, only the top-level ports and what the Verilog marks ``/*verilator public_flat_rw*/``
+        are visible, and the model simulates faster (whole-chip runs).
     """
 
     name: str
     factory: Callable[..., Any]
     params: Mapping[str, Any]
+    public_internals: bool = True
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -192,8 +197,14 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     if waves:
         args += ["--trace-fst", "--trace-structs"]
     args += list(extra_args)
-    digest = hashlib.sha256(source.read_bytes() + repr(args).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(source.read_bytes() + repr((args, design.public_internals, "top-ports-vlt")).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{design.name}-{digest}"
+    if not design.public_internals:
+        # the top level's ports stay visible to cocotb
+        config = build_dir / "public.vlt"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'`verilator_config\npublic_flat_rw -module "{design.name}" -var "*"\n')
+        args.append(str(config))
     binary = build_dir / design.name
     env = verilator_env()
     _apply_env(env)
@@ -203,6 +214,8 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
             # One compile at a time on the machine (each uses every core); a cached build skips it.
             with FileLock(str(BUILD_ROOT / "verilator-compile.lock")):
                 runner = get_runner("verilator")
+                if not design.public_internals:
+                    _without_public_internals(runner)
                 runner.build(
                     sources=[source],
                     hdl_toplevel=design.name,
@@ -212,6 +225,16 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
                     log_file=build_dir / "build.log",
                 )
     return Build(design, source, build_dir, waves)
+
+
+def _without_public_internals(runner) -> None:
+    """Drop ``--public-flat-rw`` from the cocotb runner's Verilator command (it has no option)."""
+    build_command = runner._build_command
+
+    def command():
+        return [[arg for arg in cmd if arg != "--public-flat-rw"] for cmd in build_command()]
+
+    runner._build_command = command
 
 
 def run_cocotb(

@@ -18,13 +18,17 @@ def core_design(name: str) -> Design:
     return Design(f"core_{name}", core_with_dram, CONFIGS[name])
 
 
-@pytest.mark.parametrize("name", ["8x8", "4x4"])
+# the 4x4 core (a second Verilator build) runs in make test-full
+CORES = ["8x8", pytest.param("4x4", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name", CORES)
 def test_core_gemm_programs(name):
     run_cocotb(core_design(name), "testbench.test_core",
                testcase=["load_store_round_trip", "gather_rows", "gemm_programs"], test_name="programs")
 
 
-@pytest.mark.parametrize("name", ["8x8", "4x4"])
+@pytest.mark.parametrize("name", CORES)
 def test_core_vector_instructions(name):
     run_cocotb(core_design(name), "testbench.test_core", testcase="vector_instructions", test_name="vector")
 

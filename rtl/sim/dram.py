@@ -25,7 +25,7 @@ module scoville_dram_storage #(parameter WORDS = 1024, parameter WIDTH = 64, par
     input wire [ADDR-1:0] write_addr,
     input wire [WIDTH-1:0] write_data
 );
-    reg [WIDTH-1:0] mem [0:WORDS-1];
+    reg [WIDTH-1:0] mem [0:WORDS-1] /*verilator public_flat_rw*/;
     integer i;
     always @(posedge clk) begin
         if (read_en) read_data <= mem[read_addr];
