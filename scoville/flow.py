@@ -197,7 +197,8 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     if waves:
         args += ["--trace-fst", "--trace-structs"]
     args += list(extra_args)
-    digest = hashlib.sha256(source.read_bytes() + repr((args, design.public_internals, "top-ports-vlt")).encode()).hexdigest()[:16]
+    recipe = repr((args, design.public_internals, "top-ports-vlt")).encode()
+    digest = hashlib.sha256(source.read_bytes() + recipe).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{design.name}-{digest}"
     if not design.public_internals:
         # the top level's ports stay visible to cocotb
