@@ -18,6 +18,7 @@ from scoville import numerics as nx
 from scoville.config import ChipConfig
 from scoville.flow import design_params
 from scoville.isa import Flag, Opcode, encode, in_program_order
+from testbench.chip_run import Chip
 
 PROGRAM_ADDR = 0x0
 
@@ -34,8 +35,7 @@ class TB:
         dut._log.info(f"seed {self.seed} (replay with SCOVILLE_SEED={self.seed})")
         self.rng = random.Random(self.seed)
         self.np_rng = np.random.default_rng(self.seed)
-        self.storage = dut.dram.storage.mem  # the Verilog storage array of the DRAM model
-        self.word_bytes = self.config.bus_bytes
+        self.chip = Chip(dut, self.config.bus_bytes)  # the DRAM model's backdoor
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
     async def reset(self, latency: int = 8) -> None:
@@ -53,15 +53,10 @@ class TB:
         self.dut.window_limit.value = limit
 
     def write_dram(self, image: np.ndarray) -> None:
-        raw = image.tobytes()
-        w = self.word_bytes
-        for n in range(len(raw) // w):
-            self.storage[n].value = int.from_bytes(raw[n * w:(n + 1) * w], "little")
+        self.chip.write(image)
 
     def read_dram(self) -> np.ndarray:
-        w = self.word_bytes
-        words = [int(self.storage[n].value) for n in range(self.dram_bytes // w)]
-        return np.frombuffer(b"".join(x.to_bytes(w, "little") for x in words), dtype=np.uint8).copy()
+        return self.chip.read(0, self.dram_bytes)
 
     async def run(self, program_addr: int = PROGRAM_ADDR, timeout: int = 300_000) -> tuple[int, int, int]:
         """Start a job and wait for it to finish or stop: (error code, error address, cycles)."""
@@ -121,7 +116,7 @@ def random_gemm(tb: TB, image: np.ndarray, layout: Layout, spad: Layout, acc: La
     a_stride = k + rng.randint(0, 9)
     b_stride = b_cols + rng.randint(0, 9)
     c_stride = n + rng.randint(0, 5)
-    a_spad = spad.take(m * a_stride) + 0
+    a_spad = spad.take(m * a_stride)
     b_spad = spad.take(b_rows * b_stride)
     c_acc = acc.take(m * c_stride)
     program = [

@@ -489,6 +489,20 @@ class VectorSequencer(wiring.Component):
 
         rope = opcode == Opcode.V_ROPE
         write_addr = Signal(32)
+
+        def read_word(state, addr, then):
+            """A state that asks the side reader for the one word at ``addr``."""
+            with m.State(state):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(addr), scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = then
+
+        def take_word(store, then):
+            """In a state: take the word read, keeping it with ``store``."""
+            with m.If(scalar_valid):
+                m.d.comb += side_source.response.ready.eq(1)
+                m.d.sync += store
+                m.next = then
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
                 with m.If(scalar_start):
@@ -498,29 +512,14 @@ class VectorSequencer(wiring.Component):
                         m.next = "ROPE_X1"
                     with m.Else():
                         m.next = "READ_FIRST"
-            with m.State("ROPE_X1"):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(src_row + head_base + pair), scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = "ROPE_X2"
-            with m.State("ROPE_X2"):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(src_row + head_base + pair + half),
-                             scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = "ROPE_F"
-            with m.State("ROPE_F"):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr2 + pair), scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = "ROPE_TAKE_X1"
+            # the pair's two elements and its frequency: three reads, then their three words
+            read_word("ROPE_X1", src_row + head_base + pair, "ROPE_X2")
+            read_word("ROPE_X2", src_row + head_base + pair + half, "ROPE_F")
+            read_word("ROPE_F", ins.addr2 + pair, "ROPE_TAKE_X1")
             with m.State("ROPE_TAKE_X1"):
-                with m.If(scalar_valid):
-                    m.d.comb += side_source.response.ready.eq(1)
-                    m.d.sync += x1.eq(scalar_word[:32].as_signed())
-                    m.next = "ROPE_TAKE_X2"
+                take_word(x1.eq(scalar_word[:32].as_signed()), "ROPE_TAKE_X2")
             with m.State("ROPE_TAKE_X2"):
-                with m.If(scalar_valid):
-                    m.d.comb += side_source.response.ready.eq(1)
-                    m.d.sync += x2.eq(scalar_word[:32].as_signed())
-                    m.next = "ROPE_TAKE_F"
+                take_word(x2.eq(scalar_word[:32].as_signed()), "ROPE_TAKE_F")
             with m.State("ROPE_TAKE_F"):
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
@@ -552,10 +551,7 @@ class VectorSequencer(wiring.Component):
                             with m.If(scalar_row == rows - 1):
                                 m.d.comb += scalar_done.eq(1)
                                 m.next = "IDLE"
-            with m.State("READ_FIRST"):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr0 + scalar_row), scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = "TAKE_FIRST"
+            read_word("READ_FIRST", ins.addr0 + scalar_row, "TAKE_FIRST")
             with m.State("TAKE_FIRST"):
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
@@ -569,10 +565,7 @@ class VectorSequencer(wiring.Component):
                         m.d.sync += [r_m.eq(product >> SCALE_BITS),
                                      r_e.eq(_unpack_e(value) + const_e + SCALE_BITS)]
                         m.next = "WRITE"
-            with m.State("READ_P"):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr2 + scalar_row), scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = "TAKE_P"
+            read_word("READ_P", ins.addr2 + scalar_row, "TAKE_P")
             with m.State("TAKE_P"):
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)

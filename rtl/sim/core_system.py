@@ -2,13 +2,11 @@
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
-from rtl.core.controller import ErrorCode
-from rtl.core.core import COUNTER_BITS, Core
+from rtl.core.core import Core
 from rtl.dma.axi_master import AxiMaster
 from rtl.dma.descriptor import ADDR_BITS
-from rtl.matrix.systolic import counters_layout
 from rtl.sim.dram import DramModel
 from scoville.config import ChipConfig
 
@@ -29,21 +27,10 @@ class CoreWithDram(wiring.Component):
         self.dram = DramModel(size_bytes=dram_bytes, data_width=8 * config.bus_bytes, verilog_storage=True)
         #: Verilog the design needs besides its own (the DRAM storage array).
         self.verilog_sources = self.dram.verilog_sources
-        super().__init__({
-            "start": In(1),
-            "program_addr": In(ADDR_BITS),
-            "window_base": In(ADDR_BITS),
-            "window_limit": In(ADDR_BITS),
-            "latency": In(16),
-            "beat_interval": In(8),
-            "busy": Out(1),
-            "finished": Out(1),
-            "error": Out(ErrorCode),
-            "error_addr": Out(ADDR_BITS),
-            "pc": Out(ADDR_BITS),
-            "cycles": Out(COUNTER_BITS),
-            "matrix_counters": Out(counters_layout),
-        })
+        #: the core's ports other than its memory port, passed through
+        self.host_ports = {name: member for name, member in self.core.signature.members.items()
+                           if name != "memory"}
+        super().__init__({**self.host_ports, "latency": In(16), "beat_interval": In(8)})
 
     def elaborate(self, platform):
         m = Module()
@@ -52,10 +39,11 @@ class CoreWithDram(wiring.Component):
         m.submodules.dram = dram = self.dram
         wiring.connect(m, core.memory, axi_master.port)
         wiring.connect(m, axi_master.m_axi, dram.s_axi)
-        for name in ("start", "program_addr", "window_base", "window_limit"):
-            m.d.comb += getattr(core, name).eq(getattr(self, name))
-        for name in ("busy", "finished", "error", "error_addr", "pc", "cycles", "matrix_counters"):
-            m.d.comb += getattr(self, name).eq(getattr(core, name))
+        for name, member in self.host_ports.items():
+            if member.flow == In:
+                m.d.comb += getattr(core, name).eq(getattr(self, name))
+            else:
+                m.d.comb += getattr(self, name).eq(getattr(core, name))
         m.d.comb += [dram.latency.eq(self.latency), dram.beat_interval.eq(self.beat_interval)]
         return m
 
