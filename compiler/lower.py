@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compiler.dependencies import synchronise
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
 from golden.quant_ops import QEmbedding, QLinear, QNorm
@@ -98,8 +99,13 @@ class Compiler:
     ckpt: Checkpoint
     config: ChipConfig = field(default_factory=ChipConfig)
     program_bytes: int = 4 * 1024 * 1024
+    #: ``"dependencies"``: semaphores for exactly the cross-queue dependencies
+    #: (:mod:`compiler.dependencies`); ``"program_order"``: every instruction waits for its predecessor.
+    synchronisation: str = "dependencies"
 
     def __post_init__(self) -> None:
+        if self.synchronisation not in ("dependencies", "program_order"):
+            raise ValueError(f"synchronisation must be 'dependencies' or 'program_order', got {self.synchronisation!r}")
         cfg = self.ckpt.config
         self.arch = cfg.arch
         self.model = build_model(self.ckpt, "golden")  # the golden backend's prepared weights
@@ -232,9 +238,11 @@ class _Emitter:
         else:
             self._bert()
         self.op(Opcode.END)
-        # the queues run concurrently; until the compiler tracks dependencies (performance issue),
-        # semaphores chain every instruction to its predecessor
-        return b"".join(encode(opcode, **fields) for opcode, fields in in_program_order(self.program))
+        if self.c.synchronisation == "program_order":
+            program = in_program_order(self.program)
+        else:
+            program = synchronise(self.program, self.c.config)
+        return b"".join(encode(opcode, **fields) for opcode, fields in program)
 
     # ------------------------------------------------------------------ building blocks
 

@@ -1,0 +1,288 @@
+"""Dependency-exact semaphores: which instructions of a program must wait for which, and the
+``wait``/``signal`` masks that make the chip's concurrent queues respect exactly that.
+
+Each instruction reads and writes rectangles of the scratchpad (bytes), the accumulator (words)
+and DRAM (bytes), as :mod:`compiler.funcsim` defines (:func:`footprint`). Two instructions in
+different queues conflict when one writes what the other reads or writes (RAW, WAR, WAW); the
+later one in program order must then start after the earlier one completes.
+
+The scheme (:func:`synchronise`, argued in ``docs/isa.md``): the load and store queues share the
+core's one transfer unit, so they are chained in program order (semaphores ``LOAD_TO_STORE`` and
+``STORE_TO_LOAD``) and form one *transfer* group; between the three groups (transfer, matrix,
+vector) each ordered pair has its own semaphore. A consumer waits once per pair on the latest
+instruction of the producer group it conflicts with, unless what it already knows to be
+complete (through its own queue and earlier edges) covers it; so the edges of a pair are
+increasing on both sides and a counting semaphore matches them in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scoville.config import ChipConfig
+from scoville.isa import QUEUE_OF, Flag, Opcode
+
+__all__ = ["Access", "footprint", "synchronise", "dependency_edges", "apply_edges", "Edge", "GROUP_OF", "GROUPS",
+           "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
+
+SPAD, ACC, DRAM = "spad", "acc", "dram"
+
+#: Synchronisation groups: load and store form one (chained in program order).
+GROUPS = ("transfer", "matrix", "vector")
+GROUP_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
+
+#: One semaphore per ordered pair of groups (producer, consumer).
+PAIR_SEMAPHORE = {
+    ("transfer", "matrix"): 0, ("transfer", "vector"): 1,
+    ("matrix", "transfer"): 2, ("matrix", "vector"): 3,
+    ("vector", "transfer"): 4, ("vector", "matrix"): 5,
+}
+#: The program-order chain between the load and store queues.
+LOAD_TO_STORE = 6
+STORE_TO_LOAD = 7
+
+
+@dataclass(frozen=True)
+class Access:
+    """``rows`` runs of ``cols`` elements, ``stride`` apart, from ``addr`` in one memory space."""
+
+    space: str
+    addr: int
+    rows: int
+    cols: int
+    stride: int
+
+    def intervals(self) -> list[tuple[int, int]]:
+        """Half-open element ranges, contiguous rows merged."""
+        if self.rows <= 0 or self.cols <= 0:
+            return []
+        if self.rows == 1 or self.stride == self.cols:
+            return [(self.addr, self.addr + (self.rows - 1) * self.stride + self.cols)]
+        if self.stride < self.cols:  # overlapping rows: cover the whole span
+            return [(self.addr, self.addr + (self.rows - 1) * self.stride + self.cols)]
+        return [(self.addr + r * self.stride, self.addr + r * self.stride + self.cols) for r in range(self.rows)]
+
+
+def footprint(opcode: Opcode, ins: dict) -> tuple[list[Access], list[Access]]:
+    """What one instruction reads and what it writes (``ins``: its fields; missing ones are 0).
+
+    Mirrors :class:`compiler.funcsim.Machine`. A ``GATHER`` reads its whole table (the ids are
+    only known at run time).
+    """
+    f = {name: int(ins.get(name, 0)) for name in ("flags", "addr0", "addr1", "addr2", "addr3", "rows", "cols",
+                                                  "stride0", "stride1", "imm")}
+    flags, rows, cols = f["flags"], f["rows"], f["cols"]
+    reads: list[Access] = []
+    writes: list[Access] = []
+    if opcode is Opcode.LOAD:
+        width = 4 if flags & Flag.DST_ACC else 1
+        reads.append(Access(DRAM, f["addr0"], rows, cols * width, f["stride0"] * width))
+        writes.append(Access(ACC if flags & Flag.DST_ACC else SPAD, f["addr1"], rows, cols, f["stride1"]))
+    elif opcode is Opcode.GATHER:
+        width = 4 if flags & Flag.DST_ACC else 1
+        reads.append(Access(ACC, f["addr2"], 1, rows, rows))
+        reads.append(Access(DRAM, f["addr0"], f["imm"], cols * width, f["stride0"] * width))
+        writes.append(Access(ACC if flags & Flag.DST_ACC else SPAD, f["addr1"], rows, cols, f["stride1"]))
+    elif opcode is Opcode.STORE:
+        width = 4 if flags & Flag.DST_ACC else 1
+        reads.append(Access(ACC if flags & Flag.DST_ACC else SPAD, f["addr0"], rows, cols, f["stride0"]))
+        writes.append(Access(DRAM, f["addr1"], rows, cols * width, f["stride1"] * width))
+    elif opcode is Opcode.MATMUL:
+        m, n, k = rows, cols, f["imm"]
+        reads.append(Access(SPAD, f["addr0"], m, k, f["stride0"]))
+        if flags & Flag.B_TRANSPOSED:
+            reads.append(Access(SPAD, f["addr1"], n, k, f["stride1"]))
+        else:
+            reads.append(Access(SPAD, f["addr1"], k, n, f["stride1"]))
+        if flags & Flag.ACCUMULATE:
+            reads.append(Access(ACC, f["addr2"], m, n, f["addr3"]))
+        writes.append(Access(ACC, f["addr2"], m, n, f["addr3"]))
+    elif QUEUE_OF[opcode] == "vector":
+        _vector_footprint(opcode, f, reads, writes)
+    return reads, writes
+
+
+def _vector_footprint(opcode: Opcode, f: dict, reads: list, writes: list) -> None:
+    flags, rows, cols = f["flags"], f["rows"], f["cols"]
+    src = Access(ACC, f["addr0"], rows, cols, f["stride0"])
+    dst = Access(ACC, f["addr1"], rows, cols, f["stride1"])
+
+    def words(addr: int, count: int) -> Access:
+        return Access(ACC, addr, 1, count, count)
+
+    if opcode is Opcode.V_QUANT:
+        reads.append(src)
+        writes += [Access(SPAD, f["addr1"], rows, cols, f["stride1"]), words(f["addr2"], rows)]
+    elif opcode is Opcode.V_REQUANT:
+        reads += [src, words(f["addr2"], rows)]
+        if not flags & Flag.NO_COL_SCALE:
+            reads.append(words(f["addr3"], cols))
+        if flags & Flag.HAS_BIAS:
+            reads.append(words(f["addr3"] + cols, cols))
+        writes.append(dst)
+    elif opcode is Opcode.V_DEQUANT:
+        reads += [Access(SPAD, f["addr0"], rows, cols, f["stride0"]), words(f["addr2"], rows)]
+        writes.append(dst)
+    elif opcode in (Opcode.V_ADD, Opcode.V_MUL):
+        reads += [src, Access(ACC, f["addr2"], rows, cols, f["imm"])]
+        writes.append(dst)
+    elif opcode in (Opcode.V_GELU, Opcode.V_SILU):
+        reads.append(src)
+        writes.append(dst)
+    elif opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM):
+        reads += [src, words(f["addr2"], cols)]
+        if flags & Flag.HAS_BIAS:
+            reads.append(words(f["addr2"] + cols, cols))
+        writes.append(dst)
+    elif opcode is Opcode.V_ROPE:
+        reads += [src, words(f["addr2"], f["addr3"] // 2)]
+        writes.append(dst)
+    elif opcode is Opcode.V_SOFTMAX_EXP:
+        reads.append(src)
+        writes += [dst, words(f["addr2"], rows)]
+    elif opcode is Opcode.V_FOLD_V:
+        reads += [src, words(f["addr2"], cols)]
+        writes.append(dst)
+    elif opcode is Opcode.V_ATTN_SCALE:
+        reads += [words(f["addr0"], rows), words(f["addr2"], rows), words(f["imm"], cols)]
+        writes.append(words(f["addr1"], rows))
+    elif opcode is Opcode.V_SCALE_MUL:
+        reads.append(words(f["addr0"], rows))
+        writes.append(words(f["addr1"], rows))
+    else:
+        raise ValueError(f"no footprint for {opcode.name}")
+
+
+class _Shadow:
+    """Per element of one memory space: the last instruction of each group that read it and
+    that wrote it (-1: none). DRAM is tracked in ``granule``-byte blocks (conservative)."""
+
+    def __init__(self, size: int, granule: int = 1):
+        self.granule = granule
+        blocks = -(-size // granule)
+        self.read = {g: np.full(blocks, -1, dtype=np.int32) for g in GROUPS}
+        self.write = {g: np.full(blocks, -1, dtype=np.int32) for g in GROUPS}
+
+    def _slices(self, access: Access) -> list[slice]:
+        g = self.granule
+        return [slice(lo // g, -(-hi // g)) for lo, hi in access.intervals()]
+
+    def latest(self, table: np.ndarray, accesses: list[Access]) -> int:
+        best = -1
+        for access in accesses:
+            for s in self._slices(access):
+                if s.stop > s.start:
+                    best = max(best, int(table[s].max()))
+        return best
+
+    def mark(self, table: np.ndarray, accesses: list[Access], index: int) -> None:
+        for access in accesses:
+            for s in self._slices(access):
+                table[s] = index
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``consumer`` (a program index) must start after ``producer`` completes."""
+
+    producer: int
+    consumer: int
+    semaphore: int
+
+
+def _after(current: list[int], producer_known: tuple[int, ...], group: str, producer: int) -> list[int]:
+    """What a consumer knows complete once it has also waited for ``producer`` of ``group``."""
+    after = [max(a, b) for a, b in zip(current, producer_known, strict=True)]
+    gi = GROUPS.index(group)
+    after[gi] = max(after[gi], producer)
+    return after
+
+
+def _edges_needed(need: dict[str, int], current: list[int], known: list) -> list[tuple[int, str]]:
+    """The (producer, group) edges still needed for ``need`` (group -> latest conflicting
+    instruction), given ``current``; an edge whose producer already covers the other group's
+    need is taken alone."""
+    chosen = []
+    while True:
+        missing = [g for g, p in need.items() if p > current[GROUPS.index(g)]]
+        if not missing:
+            return chosen
+
+        def covered(g, current=current, missing=missing):
+            after = _after(current, known[need[g]], g, need[g])
+            return sum(need[h] <= after[GROUPS.index(h)] for h in missing), -need[g]
+
+        group = max(missing, key=covered)
+        chosen.append((need[group], group))
+        current = _after(current, known[need[group]], group, need[group])
+
+
+def dependency_edges(program: list[tuple[Opcode, dict]], config: ChipConfig) -> list[Edge]:
+    """The edges :func:`synchronise` turns into semaphores, in program order of their consumers."""
+    sizes = {SPAD: config.spad_bytes, ACC: config.acc_words, DRAM: config.dram_bytes}
+    shadows = {SPAD: _Shadow(sizes[SPAD]), ACC: _Shadow(sizes[ACC]), DRAM: _Shadow(sizes[DRAM], granule=64)}
+    # known[i][g]: the latest instruction of group g that is complete whenever i is released
+    known: list[tuple[int, ...]] = []
+    last_of_group = {g: -1 for g in GROUPS}
+    last_transfer_queue = None
+    edges: list[Edge] = []
+    nothing = (-1,) * len(GROUPS)
+    for index, (opcode, fields) in enumerate(program):
+        queue = QUEUE_OF[opcode]
+        if queue == "control":
+            known.append(nothing)
+            continue
+        group = GROUP_OF[queue]
+        gi = GROUPS.index(group)
+        before = last_of_group[group]
+        current = list(known[before]) if before >= 0 else list(nothing)
+        if group == "transfer" and before >= 0 and last_transfer_queue != queue:
+            # the chain: this instruction waits for the previous transfer, which ran in the other queue
+            semaphore = LOAD_TO_STORE if queue == "store" else STORE_TO_LOAD
+            edges.append(Edge(before, index, semaphore))
+            current[gi] = max(current[gi], before)
+        reads, writes = footprint(opcode, fields)
+        need = {}
+        for other in GROUPS:
+            if other == group:
+                continue
+            latest = -1
+            for space in (SPAD, ACC, DRAM):
+                mine_r = [a for a in reads if a.space == space]
+                mine_w = [a for a in writes if a.space == space]
+                shadow = shadows[space]
+                latest = max(latest, shadow.latest(shadow.write[other], mine_r + mine_w),
+                             shadow.latest(shadow.read[other], mine_w))
+            need[other] = latest
+        for producer, producer_group in _edges_needed(need, current, known):
+            edges.append(Edge(producer, index, PAIR_SEMAPHORE[(producer_group, group)]))
+            current = _after(current, known[producer], producer_group, producer)
+        known.append(tuple(current))
+        for space in (SPAD, ACC, DRAM):
+            shadows[space].mark(shadows[space].read[group], [a for a in reads if a.space == space], index)
+            shadows[space].mark(shadows[space].write[group], [a for a in writes if a.space == space], index)
+        last_of_group[group] = index
+        if group == "transfer":
+            last_transfer_queue = queue
+    return edges
+
+
+def synchronise(program: list[tuple[Opcode, dict]], config: ChipConfig) -> list[tuple[Opcode, dict]]:
+    """``program`` with ``wait``/``signal`` masks for exactly its cross-queue dependencies
+    (masks already in ``program`` are or-ed in)."""
+    return apply_edges(program, dependency_edges(program, config))
+
+
+def apply_edges(program: list[tuple[Opcode, dict]], edges: list[Edge]) -> list[tuple[Opcode, dict]]:
+    """``program`` with each edge's producer signalling and its consumer waiting on its semaphore."""
+    out = [(op, dict(fields)) for op, fields in program]
+    for edge in edges:
+        bit = 1 << edge.semaphore
+        producer, consumer = out[edge.producer][1], out[edge.consumer][1]
+        if producer.get("signal", 0) & bit or consumer.get("wait", 0) & bit:
+            raise AssertionError(f"semaphore {edge.semaphore} used twice by one instruction: {edge}")
+        producer["signal"] = producer.get("signal", 0) | bit
+        consumer["wait"] = consumer.get("wait", 0) | bit
+    return out

@@ -1,0 +1,205 @@
+"""Dependency-exact semaphores (``compiler/dependencies.py``) under the schedule-randomising
+executor (``compiler/concurrent.py``): every interleaving the semaphores allow ends with the DRAM
+of the in-order functional simulator, no schedule deadlocks or overflows a semaphore, and
+dropping one needed dependency is caught."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from compiler.concurrent import Deadlock, read_program, run_concurrent, write_program
+from compiler.dependencies import GROUP_OF, PAIR_SEMAPHORE, Access, apply_edges, dependency_edges, footprint
+from compiler.funcsim import ExecutionError, Machine, run_program
+from compiler.lower import Compiler
+from golden.checkpoint import load_checkpoint
+from golden.synthetic import write_llama
+from scoville.config import ChipConfig
+from scoville.isa import QUEUE_OF, Flag, Opcode
+from scoville.models import load_model
+
+SEEDS = range(6)
+
+
+def in_order(compiler, job):
+    return run_program(Machine(compiler.config, job.dram.copy()), job.program_addr)
+
+
+def check_schedules(compiler, job, seeds=SEEDS, priorities=()):
+    """Random interleavings (and fixed queue priorities) all end with the in-order DRAM."""
+    want = in_order(compiler, job).dram
+    for seed in seeds:
+        machine = Machine(compiler.config, job.dram.copy())
+        report = run_concurrent(machine, job.program_addr, seed=seed)
+        assert report.executed == job.instructions - 1  # END is not queued
+        bad = np.flatnonzero(machine.dram != want)
+        assert not len(bad), f"seed {seed}: DRAM differs at {bad[:4].tolist()}"
+    for priority in priorities:
+        machine = Machine(compiler.config, job.dram.copy())
+        run_concurrent(machine, job.program_addr, priority=priority)
+        assert np.array_equal(machine.dram, want), f"priority {priority}"
+    return want
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    return load_model("tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def odd_gqa(tmp_path_factory):
+    path = write_llama(tmp_path_factory.mktemp("odd") / "odd", vocab_size=101, hidden_size=40, intermediate_size=77,
+                       num_layers=2, num_heads=5, num_kv_heads=1, max_positions=32, tie_word_embeddings=True,
+                       tokenizer=False)
+    return load_checkpoint(path)
+
+
+def test_tiny_llama_prefill_and_decode_in_any_schedule(tiny_llama):
+    compiler = Compiler(tiny_llama)
+    prefill = compiler.job(np.arange(1, 17) * 7 % 512)
+    orders = list(itertools.permutations(("load", "matrix", "vector", "store")))
+    dram = check_schedules(compiler, prefill, priorities=orders)
+    for step in range(2):
+        decode = compiler.job(np.array([5 + step]), 16 + step, dram.copy())
+        dram = check_schedules(compiler, decode, priorities=orders[::5])
+
+
+@pytest.mark.parametrize("tokens", [1, 13])
+def test_odd_gqa_llama_in_any_schedule(odd_gqa, tokens):
+    compiler = Compiler(odd_gqa)
+    check_schedules(compiler, compiler.job(np.arange(3, 3 + tokens)))
+
+
+def test_small_scratchpad_tiles_in_any_schedule(tiny_llama):
+    """Weight tiles over columns: several loads, matmuls and requantizations per linear layer."""
+    compiler = Compiler(tiny_llama, ChipConfig(spad_bytes=6 * 1024))
+    check_schedules(compiler, compiler.job(tiny_llama.encode("tiling")))
+
+
+def test_minilm_in_any_schedule():
+    ckpt = load_model("minilm")
+    compiler = Compiler(ckpt)
+    check_schedules(compiler, compiler.job(ckpt.encode("A man is eating food.")), seeds=range(3))
+
+
+def test_program_order_is_still_available(tiny_llama):
+    compiler = Compiler(tiny_llama, synchronisation="program_order")
+    job = compiler.job(np.arange(1, 5))
+    check_schedules(compiler, job, seeds=range(2))
+    with pytest.raises(ValueError, match="synchronisation"):
+        Compiler(tiny_llama, synchronisation="none")
+
+
+def test_pair_edges_are_increasing_on_both_sides(tiny_llama):
+    """What makes a counting semaphore match each wait with its own signal (docs/isa.md)."""
+    compiler = Compiler(tiny_llama)
+    job = compiler.job(np.arange(1, 17))
+    program = read_program(job.dram, job.program_addr)
+    edges = dependency_edges(program, compiler.config)
+    assert len({e.semaphore for e in edges}) == 8
+    for semaphore in range(8):
+        mine = [e for e in edges if e.semaphore == semaphore]
+        assert all(e.producer < e.consumer for e in mine)
+        assert [e.producer for e in mine] == sorted({e.producer for e in mine})
+        assert [e.consumer for e in mine] == sorted({e.consumer for e in mine})
+        for side in ("producer", "consumer"):  # one group each: a queue, or load and store together
+            assert len({GROUP_OF[QUEUE_OF[program[getattr(e, side)][0]]] for e in mine}) == 1
+
+
+def _mutated(compiler, job, drop):
+    """``job``'s program with its semaphores recomputed and edge ``drop`` (an index) left out."""
+    program = [(op, {**fields, "wait": 0, "signal": 0}) for op, fields in read_program(job.dram, job.program_addr)]
+    edges = dependency_edges(program, compiler.config)
+    kept = [e for n, e in enumerate(edges) if n != drop]
+    dram = job.dram.copy()
+    write_program(dram, job.program_addr, apply_edges(program, kept))
+    return edges, dram
+
+
+def _caught(compiler, job, dram, want, seeds):
+    for seed in seeds:
+        machine = Machine(compiler.config, dram.copy())
+        try:
+            run_concurrent(machine, job.program_addr, seed=seed)
+        except ExecutionError:
+            return seed
+        if not np.array_equal(machine.dram, want):
+            return seed
+    return None
+
+
+@pytest.mark.parametrize("kind", ["raw", "war"])
+def test_a_dropped_dependency_is_caught(tiny_llama, kind):
+    """Mutation: leave out one edge (a weight load before its matmul, or a matmul before the load
+    that overwrites its weights); some schedule then gives a different DRAM."""
+    compiler = Compiler(tiny_llama)
+    job = compiler.job(np.arange(1, 9))
+    want = in_order(compiler, job).dram
+    program = read_program(job.dram, job.program_addr)
+    edges = dependency_edges([(op, {**f, "wait": 0, "signal": 0}) for op, f in program], compiler.config)
+    pair = ("transfer", "matrix") if kind == "raw" else ("matrix", "transfer")
+    drop = next(n for n, e in enumerate(edges) if e.semaphore == PAIR_SEMAPHORE[pair]
+                and program[e.producer][0] in (Opcode.LOAD, Opcode.MATMUL)
+                and program[e.consumer][0] in (Opcode.LOAD, Opcode.MATMUL))
+    _, dram = _mutated(compiler, job, drop)
+    assert _caught(compiler, job, dram, want, range(50)) is not None
+    _, intact = _mutated(compiler, job, None)
+    assert _caught(compiler, job, intact, want, range(10)) is None
+
+
+def test_backward_and_unmatched_waits_deadlock():
+    config = ChipConfig(spad_bytes=1024, acc_words=1024, dram_bytes=1 << 16)
+    dram = np.zeros(config.dram_bytes, dtype=np.uint8)
+    load = (Opcode.LOAD, dict(addr0=0x8000, addr1=0, rows=1, cols=8))
+    matmul = (Opcode.MATMUL, dict(addr0=0, addr1=0, addr2=0, addr3=1, rows=1, cols=1, imm=8))
+    # the load waits for the matmul that comes after it and waits for it: a cycle
+    write_program(dram, 0, [(load[0], {**load[1], "wait": 1 << 2, "signal": 1 << 0}),
+                            (matmul[0], {**matmul[1], "wait": 1 << 0, "signal": 1 << 2}), (Opcode.END, {})])
+    with pytest.raises(Deadlock, match="LOAD"):
+        run_concurrent(Machine(config, dram.copy()), 0)
+    # a wait nobody signals
+    write_program(dram, 0, [load, (matmul[0], {**matmul[1], "wait": 1 << 5}), (Opcode.END, {})])
+    with pytest.raises(Deadlock, match="MATMUL"):
+        run_concurrent(Machine(config, dram.copy()), 0)
+
+
+def test_footprints_cover_what_each_instruction_touches(tiny_llama):
+    """Per instruction of a program: what the functional simulator changes lies in the write
+    footprint, and scrambling the SRAMs outside the read footprint changes none of the result."""
+    compiler = Compiler(tiny_llama)
+    job = compiler.job(np.arange(1, 6))
+    machine = Machine(compiler.config, job.dram.copy())
+    rng = np.random.default_rng(1)
+    for opcode, fields in read_program(job.dram, job.program_addr)[:-1]:
+        reads, writes = footprint(opcode, fields)
+        ins = {"opcode": opcode, **fields}
+        spaces = ("spad", "acc", "dram") if opcode is Opcode.STORE else ("spad", "acc")
+        # a copy of the state with the SRAMs scrambled outside what the instruction reads
+        scrambled = Machine(compiler.config, machine.dram.copy() if opcode is Opcode.STORE else machine.dram)
+        for space in ("spad", "acc"):
+            old = getattr(machine, space)
+            noise = rng.integers(-100, 100, size=old.size).astype(old.dtype)
+            noise[_elements(reads, space)] = old[_elements(reads, space)]
+            setattr(scrambled, space, noise)
+        before = {space: getattr(machine, space).copy() for space in spaces}
+        machine.step(ins)
+        scrambled.step(ins)
+        for space in spaces:
+            new, inside = getattr(machine, space), _elements(writes, space)
+            outside = np.ones(new.size, dtype=bool)
+            outside[inside] = False
+            assert not np.any(outside & (new != before[space])), f"{opcode.name} writes {space} outside its footprint"
+            assert np.array_equal(getattr(scrambled, space)[inside], new[inside]), \
+                f"{opcode.name} reads {space} outside its footprint"
+
+
+def _elements(accesses: list[Access], space: str) -> np.ndarray:
+    ranges = [np.arange(lo, hi) for a in accesses if a.space == space for lo, hi in a.intervals()]
+    return np.concatenate(ranges) if ranges else np.zeros(0, dtype=np.int64)
+
+
+def test_gather_reads_its_whole_table():
+    reads, writes = footprint(Opcode.GATHER, dict(flags=Flag.DST_ACC, addr0=1000, addr1=8, addr2=0, rows=3, cols=1,
+                                                  stride0=1, stride1=1, imm=10))
+    assert Access("dram", 1000, 10, 4, 4) in reads and Access("acc", 0, 1, 3, 3) in reads
+    assert writes == [Access("acc", 8, 3, 1, 1)]
