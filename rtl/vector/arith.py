@@ -12,7 +12,8 @@ from amaranth.lib.memory import Memory
 
 from scoville.numerics import PwlTable
 
-__all__ = ["Lockstep", "Parked", "bit_length", "round_shift", "saturate", "clamp", "maximum", "pwl_lookup", "any_of",
+__all__ = ["Lockstep", "Parked", "bit_length", "leading_one_chunks", "bit_length_of_chunks", "add_levels",
+           "shift_add_terms", "round_shift", "saturate", "clamp", "maximum", "minimum", "pwl_lookup", "any_of",
            "shift_add_multiply", "const_multiply", "shift_right_low", "fits", "saturate_narrow"]
 
 
@@ -114,14 +115,17 @@ class Lockstep:
         return reg
 
     def stage(self, slot: dict) -> dict:
+        """Register every field of ``slot`` (a value, a list of values, or a list of such lists:
+        per lane, the partial sums of an adder tree)."""
         self.depth += 1
-        out = {}
-        for key, value in slot.items():
+
+        def register(value, name):
             if isinstance(value, list):
-                out[key] = [self.reg(v, f"p{self.depth}_{key}{n}") for n, v in enumerate(value)]
-            else:
-                out[key] = self.reg(value, f"p{self.depth}_{key}")
-        return out
+                return [register(v, f"{name}_{n}" if isinstance(v, list) else f"{name}{n}")
+                        for n, v in enumerate(value)]
+            return self.reg(value, name)
+
+        return {key: register(value, f"p{self.depth}_{key}") for key, value in slot.items()}
 
     def latch(self, when, fields: dict, prefix: str) -> dict:
         """Registers loaded from ``fields`` when the pipeline advances and ``when`` holds."""
@@ -145,7 +149,16 @@ def any_of(value, choices) -> Value:
 
 
 def maximum(a, b) -> Value:
-    return Mux(a > b, a, b)
+    """The larger of ``a`` and ``b``, selected by the sign of ``a - b`` (one carry chain and a
+    multiplexer, where a comparison can put logic after the chain)."""
+    a, b = Value.cast(a), Value.cast(b)
+    return Mux((a - b)[-1], b, a)
+
+
+def minimum(a, b) -> Value:
+    """The smaller of ``a`` and ``b`` (see :func:`maximum`)."""
+    a, b = Value.cast(a), Value.cast(b)
+    return Mux((a - b)[-1], a, b)
 
 
 def clamp(x, lo: int, hi: int) -> Value:
@@ -158,15 +171,66 @@ def saturate(x, bits: int = 32) -> Value:
     return clamp(x, lo, hi).as_signed()[:bits].as_signed()
 
 
-def bit_length(m: Module, x) -> Signal:
-    """Number of bits of a non-negative value (0 for 0): a priority encoder."""
+def leading_one_chunks(x, chunk: int = 16) -> list[tuple[Value, Value]]:
+    """Per ``chunk``-bit slice of ``x`` (lowest first): (any bit set, index of its highest set
+    bit). A log-depth tree of 2:1 multiplexers, no priority chain; the first half of
+    :func:`bit_length`, to put a pipeline register between the halves."""
     x = Value.cast(x)
-    width = len(x)
-    n = Signal(range(width + 1))
-    for i in range(width):
-        with m.If(x[i]):
-            m.d.comb += n.eq(i + 1)
+
+    def tree(bits: Value) -> tuple[Value, Value]:
+        if len(bits) == 1:
+            return bits[0], Const(0, 1)
+        low_width = 1 << ((len(bits) - 1).bit_length() - 1)  # largest power of two below the width
+        any_low, index_low = tree(bits[:low_width])
+        any_high, index_high = tree(bits[low_width:])
+        index_bits = (low_width - 1).bit_length()
+        # the high half's index is below low_width: prefixing a 1 adds low_width, no adder
+        index = Mux(any_high, Cat(index_high, Const(0, index_bits))[:index_bits] | low_width,
+                    Cat(index_low, Const(0, index_bits))[:index_bits])
+        return any_low | any_high, index
+
+    return [tree(x[n:n + chunk]) for n in range(0, len(x), chunk)]
+
+
+def bit_length_of_chunks(chunks: list, chunk: int = 16) -> Value:
+    """The number of bits of the value that :func:`leading_one_chunks` split (0 for 0)."""
+    n = Const(0, 1)
+    for position, (any_set, index) in enumerate(chunks):
+        n = Mux(any_set, index + (position * chunk + 1), n)
     return n
+
+
+def bit_length(m: Module, x) -> Value:
+    """Number of bits of a non-negative value (0 for 0): a log-depth leading-one detector."""
+    return bit_length_of_chunks(leading_one_chunks(x))
+
+
+def add_levels(terms: list, levels: int, width: int | None = None) -> list:
+    """``levels`` levels of a pairwise adder tree over ``terms`` (the partial sums that remain);
+    with ``width``, every sum is taken modulo ``2**width``."""
+    terms = list(terms)
+    for _ in range(levels):
+        if len(terms) == 1:
+            break
+        pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        if width is not None:
+            pairs = [p[:width] for p in pairs]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms
+
+
+def shift_add_terms(a, b, width: int | None = None) -> list:
+    """The shifted copies of ``a`` that :func:`shift_add_multiply` adds up (sum them with
+    :func:`add_levels`, a few levels per pipeline stage)."""
+    a, b = Value.cast(a), Value.cast(b)
+    n = len(b)
+    terms = []
+    for i in range(n):
+        term = Mux(b[i], a << i, 0)
+        if width is not None:
+            term = term[:width]
+        terms.append(-term if (b.shape().signed and i == n - 1) else term)
+    return terms
 
 
 def round_shift(x, s, max_shift: int = 62) -> Value:
@@ -244,3 +308,33 @@ def saturate_narrow(x, bits: int) -> Value:
     x = Value.cast(x)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return Mux(fits(x, bits), x[:bits], Mux(x[-1], lo, hi)).as_signed()[:bits].as_signed()
+
+
+def product_pieces(a, b, piece: int = 17, small: int = 4) -> list[Value]:
+    """``a * b`` as a list of partial products whose sum is the exact product: ``a`` and ``b`` cut
+    into ``piece``-bit slices (unsigned, the top one signed when the operand is), one 18 x 18
+    multiply (a DSP block) per pair of slices, already shifted into place; a slice of ``small``
+    bits or fewer is multiplied by shift-and-add instead of a DSP. Register the pieces before
+    adding them (:func:`add_levels`) so a DSP and a wide adder are never in one stage."""
+    a, b = Value.cast(a), Value.cast(b)
+
+    def slices(v: Value) -> list[tuple[Value, int]]:
+        out = []
+        for low in range(0, len(v), piece):
+            s = v[low:low + piece]
+            if low + piece >= len(v) and v.shape().signed:
+                s = s.as_signed()
+            out.append((s, low))
+        return out
+
+    pieces = []
+    for sa, la in slices(a):
+        for sb, lb in slices(b):
+            if len(sb) <= small:
+                p = shift_add_multiply(sa, sb)
+            elif len(sa) <= small:
+                p = shift_add_multiply(sb, sa)
+            else:
+                p = sa * sb
+            pieces.append(p.shift_left(la + lb) if la + lb else p)
+    return pieces

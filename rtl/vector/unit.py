@@ -36,16 +36,18 @@ from scoville import numerics as nx
 
 from .arith import (
     Lockstep,
+    add_levels,
     any_of,
-    bit_length,
+    bit_length_of_chunks,
     clamp,
-    const_multiply,
+    fits,
+    leading_one_chunks,
     maximum,
+    minimum,
+    product_pieces,
     pwl_lookup,
-    round_shift,
-    saturate,
     saturate_narrow,
-    shift_add_multiply,
+    shift_add_terms,
     shift_right_low,
 )
 from .isa import (
@@ -72,11 +74,30 @@ RECIP_DIVIDEND, RECIP_QUOTIENT_BITS = (1 << 29) - 1, 15
 LANE_FIELDS = ("x", "on", "base", "final", "emit", "ilast")
 #: Width of the output shifter's result: enough that a clamped value saturates as the exact one.
 WINDOW_BITS = 35
+#: What the issue logic needs of a queued job, worked out when it is queued.
+JOB_LAYOUT = data_lib.StructLayout({
+    "op": Op, "last_pass": unsigned(2), "needs_side": unsigned(1), "elementwise": unsigned(1),
+    "softmax": unsigned(1), "causal": unsigned(1), "length": unsigned(16),
+    "length_m": signed(18),      # length - lanes: the beat at `base` is a row's last if base >= this
+    "length_m2": signed(18),     # length - 2 * lanes: the same for the beat after
+    "rows_m1": unsigned(16), "rows_m2": signed(17), "one_beat": unsigned(1), "one_row": unsigned(1),
+    "limit": unsigned(16)})      # softmax: the keys the first row allows
 
 
 def _rsqrt_seed() -> list[int]:
     # the same table as golden.ops._RSQRT_SEED (the RTL does not import the golden model)
     return [0 if i < 4 else int(round(2**29 / (((i + 0.5) * 2**26) ** 0.5))) for i in range(16)]
+
+
+def JobView(bits) -> data_lib.View:  # noqa: N802 (reads like the layout it views)
+    return data_lib.View(JOB_LAYOUT, bits)
+
+
+def _only(terms: list):
+    """The one partial sum left after the last adder level."""
+    if len(terms) != 1:
+        raise AssertionError(f"{len(terms)} partial sums left, expected 1")
+    return terms[0]
 
 
 class VectorUnit(wiring.Component):
@@ -145,78 +166,125 @@ class VectorUnit(wiring.Component):
 
         # ---------------------------------------------------------------- instruction queue
         depth = self.queue_depth
+        index_bits = (depth - 1).bit_length()
         ring = Array(Signal(Instruction.as_shape().size, name=f"queue{n}") for n in range(depth))
-        write_ptr = Signal(range(depth))
-        issue_ptr = Signal(range(depth))
-        occupied = Signal(range(depth + 1))
-        unissued = Signal(range(depth + 1))
+        # what the issue logic needs of a job, worked out when it is queued (off the issue path)
+        jobs = Array(Signal(JOB_LAYOUT.size, name=f"job{n}") for n in range(depth))
+        # counts of jobs queued, issued and finished (one bit wider than an index: full != empty)
+        written, issued, freed = (Signal(index_bits + 1, name=n) for n in ("written", "issued", "freed"))
+        written_seen = [Signal(index_bits + 1, name=f"written_seen{n}") for n in range(2)]
         freeing = Signal()
         issue_done = Signal()
 
-        incoming = self.c.payload
+        # an instruction is taken into a register first, then queued (or dropped if empty) from there
+        held = Signal()
+        incoming = Signal(Instruction)
         empty_job = (incoming.rows == 0) | (incoming.length == 0)
-        m.d.comb += self.c.ready.eq((occupied < depth) | empty_job)
+        room = (written - freed)[:index_bits + 1] != depth
         write = Signal()
-        m.d.comb += write.eq(self.c.valid & self.c.ready & ~empty_job)
+        m.d.comb += [write.eq(held & room & ~empty_job), self.c.ready.eq(~held | room | empty_job)]
+        with m.If(self.c.valid & self.c.ready):
+            m.d.sync += [held.eq(1), incoming.eq(self.c.payload)]
+        with m.Elif(held & (room | empty_job)):
+            m.d.sync += held.eq(0)
+        job_in = Signal(JOB_LAYOUT)
+        m.d.comb += [
+            job_in.op.eq(incoming.op),
+            job_in.needs_side.eq(any_of(incoming.op.as_value(), NEEDS_SIDE)),
+            job_in.elementwise.eq(any_of(incoming.op.as_value(), ELEMENTWISE)),
+            job_in.softmax.eq(any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP))),
+            job_in.causal.eq(incoming.causal),
+            job_in.length.eq(incoming.length),
+            job_in.length_m.eq(incoming.length - lanes),
+            job_in.length_m2.eq(incoming.length - 2 * lanes),
+            job_in.rows_m1.eq(incoming.rows - 1),
+            job_in.rows_m2.eq(incoming.rows - 2),
+            job_in.one_beat.eq(incoming.length <= lanes),
+            job_in.one_row.eq(incoming.rows == 1),
+            job_in.limit.eq(Mux(incoming.allowed == 0, incoming.length, incoming.allowed)),
+        ]
+        with m.Switch(incoming.op):
+            for op in Op:
+                with m.Case(op):
+                    m.d.comb += job_in.last_pass.eq(PASSES[op] - 1)
         with m.If(write):
-            m.d.sync += [ring[write_ptr].eq(incoming.as_value()), write_ptr.eq(write_ptr + 1)]
-        m.d.sync += [occupied.eq(occupied + write - freeing), unissued.eq(unissued + write - issue_done)]
+            m.d.sync += [ring[written[:index_bits]].eq(incoming.as_value()),
+                         jobs[written[:index_bits]].eq(job_in.as_value()), written.eq(written + 1)]
+        with m.If(freeing):
+            m.d.sync += freed.eq(freed + 1)
+        with m.If(issue_done):
+            m.d.sync += issued.eq(issued + 1)
+        # a job issues two cycles after it is queued, once `cur` below, then the flags computed
+        # from `cur`, have been loaded from it
+        m.d.sync += [written_seen[0].eq(written), written_seen[1].eq(written_seen[0])]
 
         def instruction(tag):
             return Instruction(ring[tag])
 
         # ---------------------------------------------------------------- issue
-        cur = instruction(issue_ptr)
-        active = unissued != 0
+        # the job being issued, registered: the next one is loaded as the last beat of this one goes
+        issue_index = issued[:index_bits]
+        cur = Signal(JOB_LAYOUT)
+        m.d.sync += cur.eq(Mux(issue_done, jobs[(issued + 1)[:index_bits]], jobs[issue_index]))
+        active = written_seen[1] != issued
         row = Signal(16)
         pass_ = Signal(2)
         base = Signal(17)
-        passes_cur = Signal(2)
-        with m.Switch(cur.op):
-            for op in Op:
-                with m.Case(op):
-                    m.d.comb += passes_cur.eq(PASSES[op])
-        last_beat = base + lanes >= cur.length
-        last_pass = pass_ == passes_cur - 1
-        last_row = row == cur.rows - 1
+        # the beat is a row's last (base + lanes >= length) and the row the job's last: registered
+        # flags, worked out a cycle ahead, so admission and the job change stay off the comparators
+        last_beat, last_row = Signal(), Signal()
+        last_pass = pass_ == cur.last_pass
         accept = Signal()
         # The pipeline never stops (no enable on its registers): a beat is admitted only when the
         # output FIFO has room for it (credits) and, if its operation needs one, with its side
         # beat, which waits in the side FIFO until the beat reaches the side stage.
         credit = Signal()
         side_room = Signal()
-        needs_side_now = last_pass & any_of(cur.op.as_value(), NEEDS_SIDE)
+        needs_side_now = last_pass & cur.needs_side
         m.d.comb += [
             self.i.ready.eq(active & credit & (~needs_side_now | (self.s.valid & side_room))),
             accept.eq(self.i.valid & self.i.ready),
             self.s.ready.eq(self.i.valid & active & credit & needs_side_now & side_room),
         ]
         m.d.comb += issue_done.eq(accept & last_beat & last_pass & last_row)
+        # the flags for the beat after this one, from registers only; admission just selects them
+        next_job = JobView(jobs[(issued + 1)[:index_bits]])
+        after_beat = Signal(2)
+        m.d.comb += after_beat.eq(Mux(last_beat & last_pass & last_row, Cat(next_job.one_beat, next_job.one_row),
+                                      Mux(last_beat, Cat(cur.one_beat, Mux(last_pass, row == cur.rows_m2, last_row)),
+                                          Cat(Cat(base, Const(0, 1)).as_signed() >= cur.length_m2, last_row))))
+        with m.If(accept):
+            m.d.sync += Cat(last_beat, last_row).eq(after_beat)
+        with m.Elif(~active):
+            # idle (base and row are 0): follow the job at the head of the queue, as `cur` does
+            m.d.sync += [last_beat.eq(cur.one_beat), last_row.eq(cur.one_row)]
         with m.If(accept):
             with m.If(last_beat):
                 m.d.sync += base.eq(0)
                 with m.If(last_pass):
                     m.d.sync += pass_.eq(0)
                     with m.If(last_row):
-                        m.d.sync += [row.eq(0), issue_ptr.eq(issue_ptr + 1)]
+                        m.d.sync += row.eq(0)
                     with m.Else():
                         m.d.sync += row.eq(row + 1)
                 with m.Else():
                     m.d.sync += pass_.eq(pass_ + 1)
             with m.Else():
                 m.d.sync += base.eq(base + lanes)
-        is_softmax = (cur.op == Op.SOFTMAX) | (cur.op == Op.SOFTMAX_EXP)
-        limit = Mux(cur.allowed == 0, cur.length, cur.allowed) + Mux(cur.causal, row, 0)
-        lane_on = [(base + j < cur.length) & (~is_softmax | (base + j < limit)) for j in range(lanes)]
         op_now = cur.op.as_value()
         slot = {
-            "valid": accept, "op": op_now, "tag": issue_ptr, "pass_": pass_,
+            "valid": accept, "op": op_now, "tag": issue_index, "pass_": pass_,
             "first": base == 0, "last": last_beat, "final": last_pass,
-            "emit": last_pass & (any_of(op_now, ELEMENTWISE) | last_beat),
+            "emit": last_pass & (cur.elementwise | last_beat),
             "ilast": last_pass & last_row & last_beat, "base": base,
-            "on": lane_on, "x": [self.i.payload[j] for j in range(lanes)],
+            "length": cur.length, "limit": cur.limit + Mux(cur.causal, row, 0), "softmax": cur.softmax,
+            "x": [self.i.payload[j] for j in range(lanes)],
         }
         slot = pipe.stage(slot)
+        # the lane mask (row end, softmax mask) from the registered beat position
+        base, length, limit, is_softmax = (slot.pop(k) for k in ("base", "length", "limit", "softmax"))
+        lane_on = [(base + j < length) & (~is_softmax | (base + j < limit)) for j in range(lanes)]
+        slot = pipe.stage({**slot, "base": base, "on": lane_on})
 
         def is_op(s, *ops):
             return any_of(s["op"], ops)
@@ -249,6 +317,20 @@ class VectorUnit(wiring.Component):
                 out[key] = so_far
             return pipe.stage({**s, **out})
 
+        def sum_stages(s, key, levels_per_stage=1, width=None):
+            """Add up the list ``s[key]`` a few adder levels per stage; the field becomes the sum."""
+            while len(s[key]) > 1:
+                s = pipe.stage({**s, key: add_levels(s.pop(key), levels_per_stage, width)})
+            s[key] = s[key][0]
+            return s
+
+        def lane_sum_stages(s, key, levels_per_stage=1, width=None):
+            """:func:`sum_stages` for a per-lane list of term lists."""
+            while len(s[key][0]) > 1:
+                s = pipe.stage({**s, key: [add_levels(terms, levels_per_stage, width) for terms in s.pop(key)]})
+            s[key] = [terms[0] for terms in s[key]]
+            return s
+
         # ---------------------------------------------------------------- R1: pass-0 reductions
         x, on = slot["x"], slot["on"]
         leaves = {"rmax": [Mux(on[j], x[j], INT32_MIN) for j in range(lanes)],
@@ -256,17 +338,22 @@ class VectorUnit(wiring.Component):
                   "rsum": [Mux(on[j], x[j], 0) for j in range(lanes)]}
         # the lane values wait in a delay line while the row scalars of pass 0 are worked out
         parked = pipe.park({k: slot.pop(k) for k in LANE_FIELDS})
+        ins = instruction(slot["tag"])
+        slot = pipe.stage({**slot, **{f"leaf_{k}": v for k, v in leaves.items()},
+                           "inv_len_m": ins.inv_len_m, "inv_len_e": ins.inv_len_e})
         slot = row_reduce(
             slot,
-            leaves=leaves,
-            combine={"rmax": maximum, "rmin": lambda a, b: Mux(a < b, a, b), "rsum": lambda a, b: a + b},
+            leaves={k: slot.pop(f"leaf_{k}") for k in leaves},
+            combine={"rmax": maximum, "rmin": minimum, "rsum": lambda a, b: a + b},
             pass_index=0,
             acc_shapes={"rmax": signed(32), "rmin": signed(32), "rsum": signed(ACC_BITS)})
 
         # ---------------------------------------------------------------- S1: row scalars of pass 0
-        ins = instruction(slot["tag"])
-        neg_min = -slot["rmin"]
-        amax = Mux(slot["rmax"] > neg_min, slot["rmax"], neg_min).as_unsigned()[:32]
+        slot = pipe.stage({**slot, "neg_min": -slot["rmin"],
+                           "mean_shift": clamp(-slot.pop("inv_len_e"), 0, 62).as_unsigned()[:6]})
+        neg_min = slot.pop("neg_min")
+        slot = pipe.stage({**slot, "amax": maximum(slot["rmax"], neg_min).as_unsigned()[:32]})
+        amax = slot["amax"]
         value = Signal(signed(ROW_VALUE_BITS))
         with m.Switch(slot["op"]):
             with m.Case(Op.MAX):
@@ -275,124 +362,199 @@ class VectorUnit(wiring.Component):
                 m.d.comb += value.eq(slot["rsum"])
             with m.Case(Op.MAX_ABS):
                 m.d.comb += value.eq(amax)
-        mean_shift = clamp(-ins.inv_len_e, 0, 62).as_unsigned()[:6]
-        rsum = slot.pop("rsum")
-        slot = pipe.stage({**slot, "amax": amax, "value": value, "mean_product": rsum * ins.inv_len_m,
-                           "mean_shift": mean_shift})
-        parked_value = pipe.park({"value": slot.pop("value")})
-        # round_shift(sum * m, -e) in two stages: shift by s - 1, then ((.) + 1) >> 1
+        # LayerNorm's mean: round_shift(sum * m, -e); the product from registered 18 x 18 pieces
         mean_shift = slot.pop("mean_shift")
-        mean_product = slot.pop("mean_product")
-        slot = pipe.stage({**slot, "mean_round": mean_shift != 0,
-                           "mean_partial": Mux(mean_shift == 0, mean_product,
-                                               mean_product >> (mean_shift - 1).as_unsigned()[:6])})
+        rsum = slot.pop("rsum")
+        slot = pipe.stage({**slot, "value": value,
+                           "mean_product": product_pieces(rsum, slot.pop("inv_len_m")),
+                           "mean_round": mean_shift != 0,
+                           "mean_shift": Mux(mean_shift == 0, 0, mean_shift - 1)[:6]})
+        parked_value = pipe.park({"value": slot.pop("value")})
+        slot = sum_stages(slot, "mean_product")
+        # the shift by s - 1 in two stages (multiples of 8, then the rest), then ((.) + 1) >> 1
+        mean_shift = slot.pop("mean_shift")
+        slot = pipe.stage({**slot, "mean_shift": mean_shift[:3],
+                           "mean_product": slot.pop("mean_product") >> Cat(Const(0, 3), mean_shift[3:6])})
+        slot = pipe.stage({**slot, "mean_partial": slot.pop("mean_product") >> slot.pop("mean_shift")})
         partial = slot.pop("mean_partial")
-        mean = clamp(Mux(slot.pop("mean_round"), (partial + 1) >> 1, partial), -(1 << 33), 1 << 33)
+        slot = pipe.stage({**slot, "mean_rounded": Mux(slot.pop("mean_round"), (partial + 1) >> 1, partial)})
+        rounded = slot.pop("mean_rounded")
+        # clamp to [-2**33, 2**33] by a sign check (2**33 itself does not fit in 34 bits but is its own clamp)
+        mean = Mux(fits(rounded, 34), rounded, Mux(rounded[-1], -(1 << 33), 1 << 33))
         mean = Mux(is_op(slot, Op.LAYERNORM), mean, 0)
         slot = pipe.stage({**slot, "mean": mean.as_signed()[:35].as_signed()})
         # LayerNorm's max|x - mean| from the row's max and min: saturate(x - mean) is monotone
-        centred_max = saturate(slot["rmax"] - slot["mean"])
-        centred_min = saturate(slot.pop("rmin") - slot["mean"])
-        amax_ln = maximum(centred_max, -centred_min).as_unsigned()[:32]
+        slot = pipe.stage({**slot, "centred_max": slot["rmax"] - slot["mean"],
+                           "centred_min": slot.pop("rmin") - slot["mean"]})
+        # the row's max and mean wait in a delay line until the end of the segment
+        row_parked = pipe.park({"rmax": slot.pop("rmax"), "mean": slot.pop("mean")})
+        slot = pipe.stage({**slot, "centred_max": saturate_narrow(slot.pop("centred_max"), 32),
+                           "centred_min_neg": -saturate_narrow(slot.pop("centred_min"), 32)})
+        amax_ln = maximum(slot.pop("centred_max"), slot.pop("centred_min_neg")).as_unsigned()[:32]
         amax = slot.pop("amax")
         amax_norm = Mux(is_op(slot, Op.LAYERNORM), amax_ln, amax)
         quant_zero = amax == 0
         quant_amax = Mux(quant_zero, 1, amax)
         slot = pipe.stage({**slot, "amax_norm": amax_norm, "quant_zero": quant_zero, "quant_amax": quant_amax})
-        norm_bits = bit_length(m, slot.pop("amax_norm"))
-        quant_bits = bit_length(m, slot["quant_amax"])
+        # bit lengths: a leading-one tree per 16-bit chunk, then the chunks
+        norm_chunks = leading_one_chunks(slot.pop("amax_norm"))
+        quant_chunks = leading_one_chunks(slot["quant_amax"])
+        slot = pipe.stage({**slot, "norm_any": [a for a, _ in norm_chunks], "norm_index": [i for _, i in norm_chunks],
+                           "quant_any": [a for a, _ in quant_chunks], "quant_index": [i for _, i in quant_chunks]})
+        norm_bits = bit_length_of_chunks(list(zip(slot.pop("norm_any"), slot.pop("norm_index"), strict=True)))
+        quant_bits = bit_length_of_chunks(list(zip(slot.pop("quant_any"), slot.pop("quant_index"), strict=True)))
+        slot = pipe.stage({**slot, "norm_bits": norm_bits, "quant_bits": quant_bits})
+        norm_bits, quant_bits = slot.pop("norm_bits"), slot.pop("quant_bits")
         slot = pipe.stage({**slot, "norm_shift": Mux(norm_bits > nx.NORM_BITS, norm_bits - nx.NORM_BITS, 0)[:5],
                            "quant_shift": (quant_bits - nx.SCALE_BITS).as_signed()[:6].as_signed()})
         qsh = slot["quant_shift"]
+        slot = pipe.stage({**slot, "quant_left": qsh < 0, "quant_right_by": qsh.as_unsigned(),
+                           "quant_left_by": (-qsh).as_unsigned()[:4]})
         quant_amax = slot.pop("quant_amax")
-        a15 = Mux(qsh >= 0, quant_amax >> qsh.as_unsigned(), quant_amax << (-qsh).as_unsigned()[:4])[:15]
+        right_by, left_by = slot.pop("quant_right_by"), slot.pop("quant_left_by")
+        slot = pipe.stage({**slot, "a15_right": (quant_amax >> Cat(Const(0, 3), right_by[3:6]))[:22],
+                           "a15_left": (quant_amax << Cat(Const(0, 3), left_by[3]))[:15],
+                           "quant_right_by": right_by[:3], "quant_left_by": left_by[:3]})
+        a15 = Mux(slot.pop("quant_left"), slot.pop("a15_left") << slot.pop("quant_left_by"),
+                  slot.pop("a15_right") >> slot.pop("quant_right_by"))[:15]
         slot = pipe.stage({**slot, "a15": a15})
         slot = self._divide(pipe, slot, "a15", "recip", QUANT_DIVIDEND, QUANT_QUOTIENT_BITS)
 
         # ---------------------------------------------------------------- T2: pass 1 (and later)
-        row1 = pipe.latch(token(slot, 0), {k: slot.pop(k) for k in (
-            "rmax", "mean", "norm_shift", "quant_shift", "a15", "recip", "quant_zero")}, "row1")
-        slot = pipe.stage({**slot, **pipe.unpark(parked), **pipe.unpark(parked_value)})
+        row1 = pipe.latch(token(slot, 0), {**pipe.unpark(row_parked), **{k: slot.pop(k) for k in (
+            "norm_shift", "quant_shift", "a15", "recip", "quant_zero")}}, "row1")
+        slot = pipe.stage({**slot, **pipe.unpark(parked)})
         x, on = slot["x"], slot["on"]
         softmax = is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)
         quantize = is_op(slot, Op.QUANTIZE)
-        t_exp, centred = [], []
-        for j in range(lanes):
-            d = Mux(on[j], Mux(softmax, x[j] - row1["rmax"], x[j]), 0)
-            # from -d = 2**15 on, z = t >> 24 > EXP_MAX_SHIFT and exp is 0: clamp before the multiply
-            minus_d = (-d).as_unsigned()[:33]
-            minus_d = Mux(minus_d[15:].any(), 1 << 15, minus_d[:15])
-            t_exp.append(const_multiply(minus_d, nx.LOG2E_Q))
-            centred.append(saturate(x[j] - row1["mean"]))
+        # exp's -d (d = x - max, or x) and x - mean; clamps and products in the stages after
+        minus_d = [Mux(on[j], Mux(softmax, row1["rmax"], 0) - x[j], 0) for j in range(lanes)]
         slot = pipe.stage({
-            **slot, "t_exp": t_exp, "centred": centred,
+            **slot, "minus_d": minus_d, "centred": [x[j] - row1["mean"] for j in range(lanes)],
             "norm_shift": row1["norm_shift"], "quant_shift": row1["quant_shift"], "recip": row1["recip"],
             "om": Mux(quantize & ~row1["quant_zero"], row1["a15"], Const(0, signed(16))),
             "oe": Mux(quantize, Mux(row1["quant_zero"], nx.ZERO_ROW_EXP, row1["quant_shift"]), Const(0, signed(8))),
         })
+        # x, x - mean and its square are needed again only at the end of the segment: delay lines
+        lanes_parked = [pipe.park({"x": slot.pop("x")})]
+        t_exp = []
+        for nd in slot.pop("minus_d"):
+            # from -d = 2**15 on, z = t >> 24 > EXP_MAX_SHIFT and exp is 0: clamp before the multiply
+            nd = nd.as_unsigned()[:33]
+            nd = Mux(nd[15:].any(), 1 << 15, nd[:15])
+            t_exp.append(add_levels([nd << i for i in range(nx.LOG2E_Q.bit_length()) if (nx.LOG2E_Q >> i) & 1], 1))
+        slot = pipe.stage({**slot, "t_exp": t_exp,
+                           "centred": [saturate_narrow(c, 32) for c in slot.pop("centred")]})
+        slot = lane_sum_stages(slot, "t_exp", levels_per_stage=2)
+        slot = pipe.stage({**slot, "scaled": [(c >> slot["norm_shift"])[:17].as_signed() for c in slot["centred"]]})
+        lanes_parked.append(pipe.park({"centred": slot.pop("centred")}))
         exp2 = nx.exp2_table()
-        z, k0, slope_frac, square = [], [], [], []
+        z, k0, slope, frac_low, square = [], [], [], [], []
         for j in range(lanes):
             t = slot["t_exp"][j]
             frac = t[nx.FRAC:nx.FRAC + nx.LOG2E_FRAC]
-            knot, slope = pwl_lookup(exp2, frac[exp2.frac_bits:])
+            knot, slope_j = pwl_lookup(exp2, frac[exp2.frac_bits:])
             z.append(t[nx.FRAC + nx.LOG2E_FRAC:])
             k0.append(knot)
-            slope_frac.append(shift_add_multiply(slope, frac[:exp2.frac_bits]))
-            scaled = (slot["centred"][j] >> slot["norm_shift"])[:17].as_signed()
+            slope.append(slope_j)
+            frac_low.append(frac[:exp2.frac_bits])
+            scaled = slot["scaled"][j]
             square.append((scaled * scaled).as_unsigned()[:34])
         slot.pop("t_exp")
-        slot = pipe.stage({**slot, "z": z, "k0": k0, "slope_frac": slope_frac, "square": square})
+        slot.pop("scaled")
+        slot = pipe.stage({**slot, "z": z, "k0": k0, "slope": slope, "frac_low": frac_low, "square": square})
+        lanes_parked.append(pipe.park({"square": slot.pop("square")}))
+        slope_frac = [add_levels(shift_add_terms(s, f), 1)
+                      for s, f in zip(slot.pop("slope"), slot.pop("frac_low"), strict=True)]
+        slot = pipe.stage({**slot, "slope_frac": slope_frac})
+        slot = lane_sum_stages(slot, "slope_frac", levels_per_stage=2)
         v_exp = [slot["k0"][j] + (slot["slope_frac"][j] >> exp2.frac_bits) for j in range(lanes)]
         slot.pop("k0")
         slot.pop("slope_frac")
-        slot = pipe.stage({**slot, "v_exp": v_exp})
-        exp_value, lane_value, leaves = [], [], []
+        z = slot.pop("z")
+        slot = pipe.stage({**slot, "v_exp": v_exp, "exp_whole": [zj[:5] == 0 for zj in z],
+                           "z_shift": [(zj[:5] - 1).as_unsigned()[:5] for zj in z],
+                           "exp_zero": [(zj > nx.EXP_MAX_SHIFT) | ~slot["on"][j] for j, zj in enumerate(z)]})
+        # round_shift(v, s): v >> (s - 1) here, ((.) + 1) >> 1 next
+        v_exp, z_shift = slot.pop("v_exp"), slot.pop("z_shift")
+        slot = pipe.stage({**slot, "v_exp": v_exp,
+                           "v_half": [v >> s for v, s in zip(v_exp, z_shift, strict=True)]})
+        exp_value = [Mux(zero, 0, Mux(whole, v, (h + 1) >> 1)) for zero, whole, v, h in zip(
+            slot.pop("exp_zero"), slot.pop("exp_whole"), slot.pop("v_exp"), slot.pop("v_half"), strict=True)]
+        slot = pipe.stage({**slot, "exp_value": exp_value, **{k: v for parked_lanes in lanes_parked
+                                                              for k, v in pipe.unpark(parked_lanes).items()}})
+        lane_value, leaves = [], []
         norm_like = is_op(slot, Op.RMSNORM, Op.LAYERNORM, Op.SUM_SQUARES)
         for j in range(lanes):
-            zj = slot["z"][j]
-            e = Mux((zj > nx.EXP_MAX_SHIFT) | ~slot["on"][j], 0, round_shift(slot["v_exp"][j], zj[:5]))
-            exp_value.append(e)
+            e = slot["exp_value"][j]
             # e <= 2**15 and the others are int32: the lane value fits in 32 bits
             lane_value.append(Mux(is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP, Op.EXP), e,
                                   Mux(norm_like, slot["centred"][j], slot["x"][j]))[:32].as_signed())
             leaves.append(Mux(slot["on"][j], Mux(is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP), e, slot["square"][j]), 0))
-        for key in ("z", "v_exp", "centred", "square"):
+        for key in ("exp_value", "centred", "square"):
             slot.pop(key)
         slot = pipe.stage({**slot, "x": lane_value, "leaf": leaves})
         leaves = slot.pop("leaf")
         # and again across the pass-1 reduction and the row scalars of pass 1
-        parked = pipe.park({k: slot.pop(k) for k in LANE_FIELDS + ("value", "om", "oe", "quant_shift", "recip")})
+        parked = pipe.park({k: slot.pop(k) for k in LANE_FIELDS + ("om", "oe", "quant_shift", "recip")})
         slot = row_reduce(slot, leaves={"sum2": leaves}, combine={"sum2": lambda a, b: a + b},
                           pass_index=1, acc_shapes={"sum2": unsigned(ACC_BITS)})
 
         # ---------------------------------------------------------------- S2: row scalars of pass 1
         ins = instruction(slot["tag"])
+        sum_chunks = leading_one_chunks(slot["sum2"][:34])
         eps_shift = (slot["norm_shift"] << 1)
-        slot = pipe.stage({**slot, "sum_bits": bit_length(m, slot["sum2"][:34]),
-                           "eps_rounded": round_shift(ins.eps, eps_shift)})
+        slot = pipe.stage({**slot, "sum_any": [a for a, _ in sum_chunks], "sum_index": [i for _, i in sum_chunks],
+                           "eps": ins.eps, "eps_whole": eps_shift == 0, "eps_shift": (eps_shift - 1).as_unsigned()[:6]})
+        # round_shift(eps, 2 * norm_shift): the shift in two stages, then the rounding
+        eps_shift = slot.pop("eps_shift")
+        sum_bits = bit_length_of_chunks(list(zip(slot.pop("sum_any"), slot.pop("sum_index"), strict=True)))
+        slot = pipe.stage({**slot, "sum_bits": sum_bits, "eps_shift": eps_shift[:3],
+                           "eps_half": slot["eps"] >> Cat(Const(0, 3), eps_shift[3:6])})
         sum_bits = slot.pop("sum_bits")
-        recip_shift = Mux(sum_bits > nx.SCALE_BITS, sum_bits - nx.SCALE_BITS, 0)[:5]
-        eps_rounded = slot.pop("eps_rounded")
-        slot = pipe.stage({**slot, "n15": (slot["sum2"] >> recip_shift)[:15], "recip_shift": recip_shift,
-                           "v": slot["sum2"] + eps_rounded})
-        v_bits = bit_length(m, slot["v"])
-        slot = pipe.stage({**slot, "v_bits": v_bits})
+        slot = pipe.stage({**slot, "recip_shift": Mux(sum_bits > nx.SCALE_BITS, sum_bits - nx.SCALE_BITS, 0)[:5],
+                           "eps_half": slot.pop("eps_half") >> slot.pop("eps_shift")})
+        eps_half = slot.pop("eps_half")
+        eps_rounded = Mux(slot.pop("eps_whole"), slot.pop("eps"), (eps_half + 1) >> 1)
+        slot = pipe.stage({**slot, "n15": (slot["sum2"] >> slot["recip_shift"])[:15], "eps_rounded": eps_rounded})
+        slot = pipe.stage({**slot, "v": slot["sum2"] + slot.pop("eps_rounded")})
+        sum_parked = pipe.park({"sum2": slot.pop("sum2")})
+        v_chunks = leading_one_chunks(slot["v"])
+        slot = pipe.stage({**slot, "v_any": [a for a, _ in v_chunks], "v_index": [i for _, i in v_chunks]})
+        v_any = slot.pop("v_any")
+        v_bits = bit_length_of_chunks(list(zip(v_any, slot.pop("v_index"), strict=True)))
+        slot = pipe.stage({**slot, "v_bits": v_bits, "v_zero": ~Cat(*v_any).any()})
         k = ((slot.pop("v_bits") - 29).as_signed() >> 1)
-        v = slot.pop("v")
-        u = Mux(v == 0, 1 << 28, Mux(k >= 0, v >> (k << 1).as_unsigned()[:6], v << (-(k << 1)).as_unsigned()[:6]))
-        slot = pipe.stage({**slot, "rsqrt_k": k.as_signed()[:6].as_signed(), "u": u[:30], "v_zero": v == 0})
+        slot = pipe.stage({**slot, "rsqrt_k": k.as_signed()[:6].as_signed(), "v_right": k >= 0,
+                           "v_right_by": (k << 1).as_unsigned()[:6], "v_left_by": (-(k << 1)).as_unsigned()[:6]})
+        # u = v >> 2k or v << -2k, 30 bits: multiples of 8 first, then the rest
+        v, right_by, left_by = slot.pop("v"), slot.pop("v_right_by"), slot.pop("v_left_by")
+        slot = pipe.stage({**slot, "v_shifted_right": (v >> Cat(Const(0, 3), right_by[3:6]))[:37],
+                           "v_shifted_left": (v << Cat(Const(0, 3), left_by[3:6]))[:30],
+                           "v_right_by": right_by[:3], "v_left_by": left_by[:3]})
+        u = Mux(slot["v_zero"], 1 << 28,
+                Mux(slot.pop("v_right"), slot.pop("v_shifted_right") >> slot.pop("v_right_by"),
+                    slot.pop("v_shifted_left") << slot.pop("v_left_by")))
+        slot = pipe.stage({**slot, "u": u[:30]})
         seed = Array(Const(s, unsigned(16)) for s in _rsqrt_seed())
         slot = pipe.stage({**slot, "y": Cat(seed[slot["u"][26:30]], Const(0, 2)).as_signed()})
         # the softmax reciprocal's divider runs alongside the Newton steps; each step is
-        # t = u*(y*y) >> 29, y = y*(3*2**29 - t) >> 30, a multiply per stage (y*y first keeps the
-        # widest product at 30 x 33 bits)
+        # t = u*(y*y) >> 29, y = y*(3*2**29 - t) >> 30, every product from registered 18 x 18
+        # pieces added up one adder level per stage
         rsqrt_stages = []
+        yy_width = 2 * len(slot["y"])
+        uyy_pieces = len(product_pieces(Signal(len(slot["u"])), Signal(signed(yy_width))))
         for _ in range(3):  # golden.ops.RSQRT_ITERATIONS
             rsqrt_stages.append(lambda s: {"yy": s["y"] * s["y"]})
-            rsqrt_stages.append(lambda s: {"uyy": s["u"] * s.pop("yy")})
-            rsqrt_stages.append(lambda s: {"newton": (3 << 29) - (s.pop("uyy") >> 29)})
-            rsqrt_stages.append(lambda s: {"y": ((s["y"] * s.pop("newton")) >> 30)[:18].as_signed()})
+            rsqrt_stages.append(lambda s: {"uyy": product_pieces(s["u"], s.pop("yy"))})
+            for _level in range((uyy_pieces - 1).bit_length()):
+                rsqrt_stages.append(lambda s: {"uyy": add_levels(s.pop("uyy"), 1)})
+            rsqrt_stages.append(lambda s: {"newton": (3 << 29) - (_only(s.pop("uyy")) >> 29)})
+            rsqrt_stages.append(lambda s: {"y_newton": product_pieces(s["y"], s.pop("newton"))})
+            rsqrt_stages.append(lambda s: {"y_newton": add_levels(s.pop("y_newton"), 1)})
+            rsqrt_stages.append(lambda s: {"y_newton": add_levels(s.pop("y_newton"), 1)})
+            rsqrt_stages.append(lambda s: {"y_newton": add_levels(s.pop("y_newton"), 2)})
+            rsqrt_stages.append(lambda s: {"y": ((_only(s.pop("y_newton"))) >> 30)[:18].as_signed()})
         divide_stages = self._divide_stages("n15", "recip_m", RECIP_DIVIDEND, RECIP_QUOTIENT_BITS)
         for n in range(max(len(rsqrt_stages), len(divide_stages))):
             update = {}
@@ -406,65 +568,81 @@ class VectorUnit(wiring.Component):
                  Mux(slot["v_zero"], (1 << 15) - 1, y))
         re = Mux(is_op(slot, Op.SOFTMAX), -29 - slot["recip_shift"],
                  Mux(slot["v_zero"], 0, -29 - slot["rsqrt_k"]))
-        lane = pipe.unpark(parked)
-        sum_squares = is_op(slot, Op.SUM_SQUARES)
-        row_sum = is_op(slot, Op.SOFTMAX_EXP) & slot["last"]
-        lane["value"] = Mux(sum_squares | row_sum, slot["sum2"], lane["value"])
-        lane["oe"] = Mux(sum_squares, slot["norm_shift"], lane["oe"])
         for key in ("y", "u", "recip_m", "recip_shift", "rsqrt_k", "v_zero", "n15", "sum2", "recip_m_r"):
             slot.pop(key, None)
-        slot = pipe.stage({**slot, **lane, "rm": rm[:16], "re": re.as_signed()[:8].as_signed()})
+        slot = pipe.stage({**slot, **pipe.unpark(parked), **pipe.unpark(parked_value), **pipe.unpark(sum_parked),
+                           "rm": rm[:16], "re": re.as_signed()[:8].as_signed()})
+        sum_squares = is_op(slot, Op.SUM_SQUARES)
+        row_sum = is_op(slot, Op.SOFTMAX_EXP) & slot["last"]
+        slot = pipe.stage({**slot, "value": Mux(sum_squares | row_sum, slot.pop("sum2"), slot["value"]),
+                           "oe": Mux(sum_squares, slot["norm_shift"], slot["oe"])})
 
         # ---------------------------------------------------------------- F: per-lane outputs
         x = slot["x"]
         # the lane value waits for the output multiply, the beat's row results for the output
-        to_multiply = pipe.park({k: slot.pop(k) for k in ("x", "final", "quant_shift", "recip")})
+        to_multiply = pipe.park({k: slot.pop(k) for k in ("x", "quant_shift", "recip")})
         to_output = pipe.park({k: slot.pop(k) for k in ("value", "om", "oe", "on", "emit", "ilast")})
-        gelu = is_op(slot, Op.GELU)
         half = self.head_dim // 2
+        pair_bits = max((half - 1).bit_length(), 1)
         freqs = Array(Const(int(f), unsigned(32)) for f in nx.rope_frequencies(self.head_dim, self.rope_theta))
         gelu_t, silu_t = nx.gelu_table(), nx.silu_table()
         assert gelu_t.frac_bits == silu_t.frac_bits
-        act_k0, act_slope, act_frac, act_big, act_neg, freq, rotate_sub = [], [], [], [], [], [], []
         # base is a multiple of the lanes: with its low bits known to be 0, each lane's frequency
         # table keeps only the entries that lane can see
         base = slot.pop("base")
         known_zero = (lanes & -lanes).bit_length() - 1
         beat_base = Cat(Const(0, known_zero), base[known_zero:])
-        for j in range(lanes):
-            a = abs(x[j])
-            limit = Mux(gelu, int(nx.GELU_RANGE) << nx.FRAC, int(nx.SILU_RANGE) << nx.FRAC)
-            big = a >= limit
-            u = Mux(big, limit - 1, a)[:13]
+        ins = instruction(slot["tag"])
+        # GELU/SiLU: |x|, then the range check, then the tables; RoPE: the element, its pair, its frequency
+        slot = pipe.stage({**slot, "act_abs": [abs(xj) for xj in x], "act_neg": [xj < 0 for xj in x],
+                           "element": [beat_base + j for j in range(lanes)], "position": ins.position})
+        gelu = is_op(slot, Op.GELU)
+        limit = Mux(gelu, int(nx.GELU_RANGE) << nx.FRAC, int(nx.SILU_RANGE) << nx.FRAC)
+        act_big = [a >= limit for a in slot["act_abs"]]
+        act_u = [Mux(big, limit - 1, a)[:13] for big, a in zip(act_big, slot.pop("act_abs"), strict=True)]
+        element = slot.pop("element")
+        slot = pipe.stage({**slot, "act_big": act_big, "act_u": act_u, "act_gelu": gelu,
+                           # freqs has `half` entries: an element past the head reads 0, as before
+                           "pair": [Mux(e >= half, e - half, e)[:pair_bits] for e in element],
+                           "pair_ok": [e < 2 * half for e in element],
+                           "rotate_sub": [e < half for e in element]})
+        act_k0, act_slope, act_frac = [], [], []
+        gelu = slot.pop("act_gelu")
+        for u in slot.pop("act_u"):
             gk, gs = pwl_lookup(gelu_t, u[gelu_t.frac_bits:gelu_t.frac_bits + gelu_t.index_bits])
             sk, ss = pwl_lookup(silu_t, u[silu_t.frac_bits:silu_t.frac_bits + silu_t.index_bits])
             act_k0.append(Mux(gelu, gk, sk))
             act_slope.append(Mux(gelu, gs, ss)[:12].as_signed())
             act_frac.append(u[:gelu_t.frac_bits])
-            act_big.append(big)
-            act_neg.append(x[j] < 0)
-            element = beat_base + j
-            pair = Mux(element >= half, element - half, element)
-            freq.append(freqs[pair])
-            rotate_sub.append(element < half)
         slot = pipe.stage({**slot, "act_k0": act_k0, "act_slope": act_slope, "act_frac": act_frac,
-                           "act_big": act_big, "act_neg": act_neg, "freq": freq, "rotate_sub": rotate_sub})
-        ins = instruction(slot["tag"])
-        act_prod = [shift_add_multiply(s, f) for s, f in zip(slot.pop("act_slope"), slot.pop("act_frac"), strict=True)]
-        # (position * freq) mod 2**32: one 16 x 17 DSP product, the top 15 bits of freq on adders
-        phase = [(ins.position * f[:17] + (shift_add_multiply(ins.position, f[17:], width=15) << 17))[:32]
-                 for f in slot.pop("freq")]
-        slot = pipe.stage({**slot, "phase": phase, "act_prod": act_prod})
+                           "freq": [Mux(ok, freqs[p], 0) for p, ok in zip(slot.pop("pair"), slot.pop("pair_ok"),
+                                                                           strict=True)]})
+        # slope x frac on adders; (position * freq) mod 2**32: one 16 x 17 DSP product, the top
+        # 15 bits of freq on adders
+        act_prod = [add_levels(shift_add_terms(s, f), 2)
+                    for s, f in zip(slot.pop("act_slope"), slot.pop("act_frac"), strict=True)]
+        position = slot.pop("position")
+        freq = slot.pop("freq")
+        slot = pipe.stage({**slot, "act_prod": act_prod,
+                           "phase_low": [position * f[:17] for f in freq],
+                           "phase_high": [add_levels(shift_add_terms(position, f[17:], width=15), 2, width=15)
+                                          for f in freq]})
+        slot = pipe.stage({**slot, "act_prod": [add_levels(p, 2)[0] for p in slot.pop("act_prod")],
+                           "phase_high": [add_levels(p, 2, width=15)[0][:15] for p in slot.pop("phase_high")]})
+        one = 1 << nx.PROB_FRAC
+        g = [Mux(big, one, k + (p >> gelu_t.frac_bits)) for big, k, p in zip(
+            slot.pop("act_big"), slot.pop("act_k0"), slot.pop("act_prod"), strict=True)]
+        phase = [(low + (high << 17))[:32] for low, high in zip(slot.pop("phase_low"), slot.pop("phase_high"),
+                                                                 strict=True)]
+        slot = pipe.stage({**slot, "act_g": g, "phase": phase})
 
         # sine table: one ROM (block RAM) per lane, read twice (sin, and cos = a quarter turn on)
         sine = nx.sine_table()
-        one = 1 << nx.PROB_FRAC
         phi, sin_rom, cos_rom, sin_frac, cos_frac = [], [], [], [], []
         rom_init = [(k & 0xFFFF) | (((sine.knots[i + 1] - k) & 0x3FF) << 16)
                     for i, k in enumerate(sine.knots[:-1])]
         for j in range(lanes):
-            g = slot["act_k0"][j] + (slot["act_prod"][j] >> gelu_t.frac_bits)
-            g = Mux(slot["act_big"][j], one, g)
+            g = slot["act_g"][j]
             phi.append(Mux(slot["act_neg"][j], one - g, g))
             rom = Memory(shape=unsigned(26), depth=sine.segments, init=rom_init)
             m.submodules[f"sine_rom{j}"] = rom
@@ -474,28 +652,33 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [port.addr.eq(phase[sine.frac_bits:]), port.en.eq(advance)]
                 data.append(port.data)
                 frac.append(phase[:sine.frac_bits])
-        for key in ("act_k0", "act_prod", "act_big", "act_neg", "phase"):
+        for key in ("act_g", "act_neg", "phase"):
             slot.pop(key)
         slot = pipe.stage({**slot, "phi": phi, "sin_frac": sin_frac, "cos_frac": cos_frac})
+        # the ROM words are registered before the interpolation multiplies them
+        slot = pipe.stage({**slot, "sin_rom": sin_rom, "cos_rom": cos_rom})
 
-        def interpolation(rom_data, frac):
+        def interpolation_terms(rom_data, frac):
             # slope (10 bits) x frac (24 bits): one DSP for the top 17 bits of frac, adders for the rest
             slope = rom_data[16:26].as_signed()
-            return ((slope * frac[7:]) << 7) + shift_add_multiply(slope, frac[:7])
+            return [(slope * frac[7:]) << 7, *add_levels(shift_add_terms(slope, frac[:7]), 2)]
 
-        sin_sf = [interpolation(d, f) for d, f in zip(sin_rom, slot.pop("sin_frac"), strict=True)]
-        cos_sf = [interpolation(d, f) for d, f in zip(cos_rom, slot.pop("cos_frac"), strict=True)]
-        slot = pipe.stage({**slot, "sin_k0": [d[:16].as_signed() for d in sin_rom],
-                           "cos_k0": [d[:16].as_signed() for d in cos_rom], "sin_sf": sin_sf, "cos_sf": cos_sf})
+        sin_sf = [interpolation_terms(d, f) for d, f in zip(slot["sin_rom"], slot.pop("sin_frac"), strict=True)]
+        cos_sf = [interpolation_terms(d, f) for d, f in zip(slot["cos_rom"], slot.pop("cos_frac"), strict=True)]
+        slot = pipe.stage({**slot, "sin_k0": [d[:16].as_signed() for d in slot.pop("sin_rom")],
+                           "cos_k0": [d[:16].as_signed() for d in slot.pop("cos_rom")],
+                           "sin_sf": sin_sf, "cos_sf": cos_sf})
+        slot = pipe.stage({**slot, "sin_sf": [add_levels(t, 2)[0] for t in slot.pop("sin_sf")],
+                           "cos_sf": [add_levels(t, 2)[0] for t in slot.pop("cos_sf")]})
         # |sin|, |cos| <= 2**14: a linear interpolation stays between its two knots
         sin = [(slot["sin_k0"][j] + (slot["sin_sf"][j] >> sine.frac_bits))[:16].as_signed() for j in range(lanes)]
         cos = [(slot["cos_k0"][j] + (slot["cos_sf"][j] >> sine.frac_bits))[:16].as_signed() for j in range(lanes)]
         for key in ("sin_k0", "sin_sf", "cos_k0", "cos_sf"):
             slot.pop(key)
-        row2 = pipe.latch(token(slot, 1), {k: slot.pop(k) for k in ("rm", "re", "norm_shift")}, "row2")
-        slot = pipe.stage({**slot, **pipe.unpark(to_multiply), "sin": sin, "cos": cos})
+        slot = pipe.stage({**slot, "sin": sin, "cos": cos})
 
-        # the side beat taken with this beat at admission leaves the side FIFO here
+        # the side beat taken with this beat at admission leaves the side FIFO here, and is
+        # registered with the row results of pass 1 before anything is computed from it
         side_needed = Signal()
         m.d.comb += side_needed.eq(slot["valid"] & slot["final"] & is_op(slot, *NEEDS_SIDE))
         side_depth = 1 << (pipe.depth + 2).bit_length()
@@ -507,21 +690,40 @@ class VectorUnit(wiring.Component):
             side_fifo.r_en.eq(side_needed),
         ]
         side_beat = data_lib.View(side_layout(lanes), side_fifo.r_data)
+        row2 = pipe.latch(token(slot, 1), {k: slot.pop(k) for k in ("rm", "re", "norm_shift")}, "row2")
+        slot = pipe.stage({**slot, **pipe.unpark(to_multiply),
+                           "side_b": [side_beat[j].b for j in range(lanes)],
+                           "side_m": [side_beat[j].m for j in range(lanes)],
+                           "side_e": [side_beat[j].e for j in range(lanes)],
+                           "rm": row2["rm"], "re": row2["re"], "norm_shift": row2["norm_shift"]})
+        # the norms' M = rsqrt x gamma's scale and their exponent; RoPE's partner x sin operands
+        rm, re = slot["rm"], slot["re"]
+        norm_shift = slot.pop("norm_shift")
+        rotate_sub = slot.pop("rotate_sub")
+        sin = slot.pop("sin")
+        rope = is_op(slot, Op.ROPE)
+        slot = pipe.stage({
+            **slot,
+            "norm_m": [(rm * mj) >> nx.SCALE_BITS for mj in slot["side_m"]],
+            "norm_e": [re + ej + nx.SCALE_BITS + nx.FRAC - norm_shift for ej in slot["side_e"]],
+            "partner": [Mux(rope, bj, 0) for bj in slot["side_b"]],
+            "partner_sin": [Mux(rotate_sub[j], -sin[j], sin[j])[:16].as_signed() for j in range(lanes)],
+        })
         ins = instruction(slot["tag"])
-        mult, expo, bias, partner, partner_sin = [], [], [], [], []
+        mult, expo, bias = [], [], []
         for j in range(lanes):
-            side = side_beat[j]
+            bj_side, mj_side, ej_side = slot["side_b"][j], slot["side_m"][j], slot["side_e"][j]
             mj = Signal(signed(33), name=f"mult{j}")
             ej = Signal(signed(10), name=f"expo{j}")
             bj = Signal(signed(32), name=f"bias{j}")
             m.d.comb += [mj.eq(1), ej.eq(0), bj.eq(0)]
             with m.Switch(slot["op"]):
                 with m.Case(Op.ADD):
-                    m.d.comb += bj.eq(side.b)
+                    m.d.comb += bj.eq(bj_side)
                 with m.Case(Op.MUL):
-                    m.d.comb += [mj.eq(side.b), ej.eq(-nx.FRAC)]
+                    m.d.comb += [mj.eq(bj_side), ej.eq(-nx.FRAC)]
                 with m.Case(Op.REQUANT):
-                    m.d.comb += [mj.eq(side.m), ej.eq(side.e), bj.eq(side.b)]
+                    m.d.comb += [mj.eq(mj_side), ej.eq(ej_side), bj.eq(bj_side)]
                 with m.Case(Op.GELU, Op.SILU):
                     m.d.comb += [mj.eq(slot["phi"][j]), ej.eq(-nx.PROB_FRAC)]
                 with m.Case(Op.ROPE):
@@ -529,33 +731,32 @@ class VectorUnit(wiring.Component):
                 with m.Case(Op.QUANTIZE):
                     m.d.comb += [mj.eq(slot["recip"]), ej.eq(-nx.RECIP_FRAC - slot["quant_shift"])]
                 with m.Case(Op.SOFTMAX):
-                    m.d.comb += [mj.eq(row2["rm"]), ej.eq(row2["re"] + nx.PROB_FRAC)]
+                    m.d.comb += [mj.eq(slot["rm"]), ej.eq(slot["re"] + nx.PROB_FRAC)]
                 with m.Case(Op.RMSNORM, Op.LAYERNORM):
-                    m.d.comb += [mj.eq((row2["rm"] * side.m) >> nx.SCALE_BITS),
-                                 ej.eq(row2["re"] + side.e + nx.SCALE_BITS + nx.FRAC - row2["norm_shift"]),
-                                 bj.eq(side.b)]
+                    m.d.comb += [mj.eq(slot["norm_m"][j]), ej.eq(slot["norm_e"][j]), bj.eq(bj_side)]
             mult.append(mj)
             expo.append(ej)
             bias.append(bj)
-            partner.append(Mux(is_op(slot, Op.ROPE), side.b, 0))
-            partner_sin.append(Mux(slot["rotate_sub"][j], -slot["sin"][j], slot["sin"][j])[:16].as_signed())
         # saturation: int8/16/32, or quantize_rows' symmetric [-127, 127]
         out_width = Mux(is_op(slot, Op.REQUANT), ins.out_width.as_value(),
                         Mux(is_op(slot, Op.QUANTIZE), 3, OutWidth.INT32.value))
-        for key in ("phi", "sin", "cos", "rotate_sub", "recip", "quant_shift", "final"):
+        for key in ("phi", "cos", "recip", "quant_shift", "final", "side_b", "side_m", "side_e", "rm", "re",
+                    "norm_m", "norm_e"):
             slot.pop(key)
+        slot = pipe.stage({**slot, "mult": mult, "expo": expo, "bias": bias, "out_width": out_width})
         # the bias waits in a delay line until the sum
-        to_sum = pipe.park({"bias": bias, "out_width": out_width})
-        slot = pipe.stage({**slot, "mult": mult, "expo": expo, "partner": partner, "partner_sin": partner_sin})
+        to_sum = pipe.park({"bias": slot.pop("bias"), "out_width": slot.pop("out_width")})
         # A positive exponent (REQUANT, the norms; at most 15, low 4 bits as before) shifts M
         # instead of the product: M * 2**e still fits in 33 bits (|M| < 2**17 for those operations),
         # and the output shifter only ever shifts right.
-        left = [e > 0 for e in slot["expo"]]
-        mult = [Mux(up, mj << e.as_unsigned()[:4], mj)[:33].as_signed()
-                for up, mj, e in zip(left, slot.pop("mult"), slot["expo"], strict=True)]
-        expo = [Mux(up, 0, e) for up, e in zip(left, slot.pop("expo"), strict=True)]
-        slot = pipe.stage({**slot, "mult": mult, "right": [clamp(-e, 0, 62).as_unsigned()[:6] for e in expo]})
-        to_shift = pipe.park({"right": slot.pop("right")})
+        expo = slot.pop("expo")
+        slot = pipe.stage({**slot, "left": [e > 0 for e in expo], "left_by": [e.as_unsigned()[:4] for e in expo],
+                           "right": [Mux(e > 0, 0, clamp(-e, 0, 62)).as_unsigned()[:6] for e in expo]})
+        mult = [Mux(up, mj << by, mj)[:33].as_signed()
+                for up, mj, by in zip(slot.pop("left"), slot.pop("mult"), slot.pop("left_by"), strict=True)]
+        right = slot.pop("right")
+        slot = pipe.stage({**slot, "mult": mult, "shift": [Mux(r == 0, 0, r - 1)[:6] for r in right],
+                           "round": [r != 0 for r in right]})
 
         # x * M + partner * sin, from 18 x 18 pieces: one DSP each, the products registered
         # before the adders (x = xh * 2**16 + xl, M = mh * 2**17 + ml, partner = ph * 2**16 + pl)
@@ -568,7 +769,13 @@ class VectorUnit(wiring.Component):
             for key, product in (("xl_ml", xl * ml), ("xh_ml", xh * ml), ("xl_mh", xl * mh), ("xh_mh", xh * mh),
                                  ("pl_s", pl * sj), ("ph_s", ph * sj)):
                 pieces[key].append(product)
-        slot = pipe.stage({**slot, **pieces})
+        # round_shift(product, right) shifts by right - 1, then rounds if right != 0; `beyond`
+        # marks the product bits at and above shift + 34 (they must all equal its sign)
+        shift = slot.pop("shift")
+        slot = pipe.stage({**slot, **pieces, "shift": shift,
+                           "beyond": [Cat(*[sh <= i - (WINDOW_BITS - 1) for i in range(WINDOW_BITS - 1, 64)])
+                                      for sh in shift]})
+        to_shift = pipe.park({"shift": slot.pop("shift"), "round": slot.pop("round"), "beyond": slot.pop("beyond")})
         # x * ml, x * mh and partner * sin: one add each
         x_ml = [a + b.shift_left(16) for a, b in zip(slot.pop("xl_ml"), slot.pop("xh_ml"), strict=True)]
         x_mh = [a + b.shift_left(16) for a, b in zip(slot.pop("xl_mh"), slot.pop("xh_mh"), strict=True)]
@@ -580,43 +787,50 @@ class VectorUnit(wiring.Component):
         product = [(a + b.shift_left(17))[:65].as_signed()
                    for a, b in zip(slot.pop("low"), slot.pop("x_mh"), strict=True)]
         slot = pipe.stage({**slot, **pipe.unpark(to_shift), "product": product})
-        # round_shift(product, right) in two stages: p >> (right - 1), then ((.) + 1) >> 1. Every
-        # output saturates to 32 bits at most after adding a 32-bit bias, so p >> (right - 1) is
-        # clamped to 35 bits: a value beyond still saturates the same way, and the shifter, the
-        # rounding, the bias adder and the saturation all stay 35-36 bits wide.
-        partial, rounds = [], []
-        for product, right in zip(slot.pop("product"), slot.pop("right"), strict=True):
-            shift = Mux(right == 0, 0, right - 1)[:6]
-            # bits of the product at and above shift + 34 must all equal its sign
-            sign = product[-1]
-            beyond = Cat(*[(product[i] ^ sign) & (shift <= i - (WINDOW_BITS - 1))
-                           for i in range(WINDOW_BITS - 1, len(product) - 1)]).any()
-            window = shift_right_low(product, shift, WINDOW_BITS)
-            limit = Mux(sign, -(1 << (WINDOW_BITS - 1)), (1 << (WINDOW_BITS - 1)) - 1)
-            partial.append(Mux(beyond, limit, window)[:WINDOW_BITS].as_signed())
-            rounds.append(right != 0)
-        slot = pipe.stage({**slot, "partial": partial, "round": rounds})
+        # p >> (right - 1) is clamped to 35 bits: every output saturates to 32 bits at most after
+        # adding a 32-bit bias, so a value beyond still saturates the same way, and the shifter,
+        # the rounding, the bias adder and the saturation all stay 35-36 bits wide. The shift in
+        # two stages: multiples of 8 (keeping the 42 bits the rest can still use), then the rest.
+        coarse, beyond, sign = [], [], []
+        for product, shift, above in zip(slot.pop("product"), slot["shift"], slot.pop("beyond"), strict=True):
+            s = product[-1]
+            bits = [(product[i] ^ s) & above[i - (WINDOW_BITS - 1)] for i in range(WINDOW_BITS - 1, len(product) - 1)]
+            beyond.append(Cat(*[Cat(*bits[n:n + 4]).any() for n in range(0, len(bits), 4)]))
+            coarse.append(shift_right_low(product, Cat(Const(0, 3), shift[3:6]), WINDOW_BITS + 7))
+            sign.append(s)
+        slot = pipe.stage({**slot, "coarse": coarse, "beyond": beyond, "sign": sign})
+        partial = []
+        for value, shift, out_of_range, s in zip(slot.pop("coarse"), slot.pop("shift"), slot.pop("beyond"),
+                                                 slot.pop("sign"), strict=True):
+            window = shift_right_low(value, shift[:3], WINDOW_BITS)
+            limit = Mux(s, -(1 << (WINDOW_BITS - 1)), (1 << (WINDOW_BITS - 1)) - 1)
+            partial.append(Mux(out_of_range.any(), limit, window)[:WINDOW_BITS].as_signed())
+        slot = pipe.stage({**slot, "partial": partial})
         shifted = [Mux(r, (p + 1).shift_right(1), p)
                    for p, r in zip(slot.pop("partial"), slot.pop("round"), strict=True)]
         slot = pipe.stage({**slot, **pipe.unpark(to_sum), "shifted": shifted})
         total = [a + b for a, b in zip(slot.pop("shifted"), slot.pop("bias"), strict=True)]
         slot = pipe.stage({**slot, **pipe.unpark(to_output), "total": total})
+        # every saturation at once, then the one the beat wants
+        slot = pipe.stage({**slot, "int8": [saturate_narrow(t, 8) for t in slot["total"]],
+                           "int16": [saturate_narrow(t, 16) for t in slot["total"]],
+                           "int32": [saturate_narrow(t, 32) for t in slot.pop("total")]})
         data = []
         out_width = slot["out_width"]
         for j in range(lanes):
-            total = slot["total"][j]
-            int8 = saturate_narrow(total, 8)
+            int8 = slot["int8"][j]
             # quantize_rows: symmetric [-127, 127]
             symmetric = Mux(int8 == -128, -127, int8)
             sat = Mux(out_width == OutWidth.INT8.value, int8,
-                      Mux(out_width == OutWidth.INT16.value, saturate_narrow(total, 16),
-                          Mux(out_width == 3, symmetric, saturate_narrow(total, 32))))
+                      Mux(out_width == OutWidth.INT16.value, slot["int16"][j],
+                          Mux(out_width == 3, symmetric, slot["int32"][j])))
             data.append(Mux(slot["on"][j] & is_op(slot, *ELEMENTWISE), sat, 0)[:32].as_signed())
         out = pipe.stage({"valid": slot["valid"], "emit": slot["emit"], "ilast": slot["ilast"], "data": data,
                           "value": slot["value"], "om": slot["om"], "oe": slot["oe"]})
 
         # ---------------------------------------------------------------- output FIFO and credits
-        out_depth = 1 << (pipe.depth + 2).bit_length()
+        # room for every beat in flight plus a margin: the credit below is a cycle late
+        out_depth = 1 << (pipe.depth + 4).bit_length()
         beat = Signal(output_layout(lanes))
         m.d.comb += [beat.value.eq(out["value"]), beat.m.eq(out["om"]), beat.e.eq(out["oe"])]
         for j in range(lanes):
@@ -631,13 +845,20 @@ class VectorUnit(wiring.Component):
             advance.eq(1),
             freeing.eq(out["valid"] & out["ilast"]),
         ]
-        # beats admitted that will be output, and not yet taken from the FIFO: never more than
-        # the FIFO holds, so it cannot overflow however long `o` stalls
-        pending = Signal(range(out_depth + 1))
+        # Beats admitted that will be output, and not yet taken from the FIFO, never exceed what
+        # the FIFO holds, so it cannot overflow however long `o` stalls. Two counters (admitted,
+        # taken) instead of one up/down count keep admission off the adders; the credit is
+        # registered from their difference, so it lags a cycle: it allows a beat only while at
+        # most out_depth - 2 were pending a cycle ago (at most one has been admitted since).
+        count_bits = out_depth.bit_length() + 1
+        admitted, taken = Signal(count_bits), Signal(count_bits)
         emitting = Signal()
-        m.d.comb += [emitting.eq(accept & last_pass & (any_of(op_now, ELEMENTWISE) | last_beat)),
-                     credit.eq(pending < out_depth)]
-        m.d.sync += pending.eq(pending + emitting - (self.o.valid & self.o.ready))
+        m.d.comb += emitting.eq(accept & last_pass & (cur.elementwise | last_beat))
+        with m.If(emitting):
+            m.d.sync += admitted.eq(admitted + 1)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += taken.eq(taken + 1)
+        m.d.sync += credit.eq((admitted - taken)[:count_bits] < out_depth - 1)
         self.latency = pipe.depth
         return m
 
