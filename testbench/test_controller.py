@@ -141,6 +141,10 @@ class TB:
                 self.released[name].append(ins)
                 for _ in range(self.rng.randint(*busy)):
                     await RisingEdge(dut.clk)
+                    # the controller offers nothing to a busy unit (load and store share one)
+                    for other in (("load", "store") if name in ("load", "store") else (name,)):
+                        if int(getattr(dut, f"{other}__valid").value):
+                            self.violations.append(f"{other} offered while {name} runs {ins['opcode'].name}")
                 for n in range(8):
                     if ins["signal"] >> n & 1:
                         self.semaphores[n] += 1

@@ -13,7 +13,8 @@ def test_controller(data_width):
     run_cocotb(design, "testbench.test_controller")
 
 
-@pytest.mark.parametrize("bad", [{"data_width": 96}, {"queue_depth": 3}, {"burst": 0}, {"watchdog": 1}])
+@pytest.mark.parametrize("bad", [{"data_width": 96}, {"queue_depth": 3}, {"burst": 0}, {"watchdog": 1},
+                                 {"shared_units": (("load", "fetch"),)}, {"shared_units": (("load",), ("load",))}])
 def test_controller_rejects_bad_parameters(bad):
     with pytest.raises(ValueError):
         Controller(**bad)

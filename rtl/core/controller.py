@@ -5,7 +5,8 @@ Instructions are :data:`scoville.isa.Instruction` words (256 bits), fetched in b
 read-only memory port (the read half of :class:`rtl.dma.port.MemoryPortSignature`). Each word is
 decoded and pushed into the FIFO of its queue (load, store, matrix, vector). The head of a queue
 is released to its unit only when every semaphore in its ``wait`` mask is non-zero (they are then
-decremented; one release per cycle, round robin over the queues). When the unit reports the
+decremented; one release per cycle, round robin over the queues) and the unit has finished what
+was released to it before. When the unit reports the
 instruction done (a ``done`` strobe per queue, in order), every semaphore in its ``signal`` mask
 is incremented. ``END`` stops fetching; the job is finished when every queue has drained and
 every released instruction is done.
@@ -69,6 +70,9 @@ class Controller(wiring.Component):
         Instructions fetched per read request (at least 1).
     watchdog : int
         Cycles without progress (no fetch beat, dispatch, completion or unit data movement) before ``TIMEOUT``.
+    shared_units : tuple of tuples of queue names
+        Queues served by one unit (the core's transfer unit runs both load and store): a queue's
+        head is offered only when no instruction released from any queue of its unit is running.
 
     Ports
     -----
@@ -89,7 +93,7 @@ class Controller(wiring.Component):
     """
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, queue_depth: int = 4,
-                 burst: int = 4, watchdog: int = 1 << 20):
+                 burst: int = 4, watchdog: int = 1 << 20, shared_units: tuple = (("load", "store"),)):
         if data_width not in (64, 128, 256):
             raise ValueError(f"data_width must be 64, 128 or 256, got {data_width!r}")
         if not isinstance(queue_depth, int) or queue_depth < 2 or queue_depth & (queue_depth - 1):
@@ -98,6 +102,10 @@ class Controller(wiring.Component):
             raise ValueError(f"burst must be an integer from 1 to 64, got {burst!r}")
         if not isinstance(watchdog, int) or watchdog < 16:
             raise ValueError(f"watchdog must be an integer >= 16, got {watchdog!r}")
+        named = [name for unit in shared_units for name in unit]
+        if any(name not in QUEUES for name in named) or len(set(named)) != len(named):
+            raise ValueError(f"shared_units must name each queue of {QUEUES} at most once, got {shared_units!r}")
+        self.unit_queues = {name: next((unit for unit in shared_units if name in unit), (name,)) for name in QUEUES}
         self.addr_width, self.data_width = addr_width, data_width
         self.queue_depth, self.burst, self.watchdog = queue_depth, burst, watchdog
         self.beats_per_instruction = INSTRUCTION_BITS // data_width
@@ -225,10 +233,14 @@ class Controller(wiring.Component):
             waits = heads[name].wait
             m.d.comb += ok.eq(Cat(~waits[n] | (semaphores[n] != 0) for n in range(SEMAPHORES)).all())
             can_release[name] = Signal(name=f"{name}_can_release")
+            # Only an idle unit gets an offer: an offer is held until the unit takes it, and one held
+            # by a busy unit would keep every other queue from being released meanwhile.
+            unit_idle = Signal(name=f"{name}_unit_idle")
+            m.d.comb += unit_idle.eq(Cat(inflight[q].level == 0 for q in self.unit_queues[name]).all())
             port = getattr(self, name)
             m.d.comb += [
                 port.payload.eq(fifos[name].r_data),
-                can_release[name].eq(running & fifos[name].r_rdy & ok & inflight[name].w_rdy),
+                can_release[name].eq(running & fifos[name].r_rdy & ok & unit_idle),
             ]
 
         # Release: one offer at a time, chosen round robin among the queues whose head may go, and
