@@ -55,6 +55,24 @@ class _Region:
         self.top = mark
 
 
+class _Ring:
+    """Tiles that are loaded, used and dropped (weights, cached keys and values, their scales),
+    placed one after the other in ``[base, base + size)`` and wrapping around: a tile's space is
+    reused only after about ``size`` of later tiles, so the load queue can fetch the next tiles
+    while the matrix engine still reads earlier ones (the semaphores order any overlap)."""
+
+    def __init__(self, name: str, base: int, size: int, unit: str):
+        self.name, self.base, self.size, self.unit, self.next = name, base, size, unit, base
+
+    def alloc(self, amount: int, what: str) -> int:
+        if amount > self.size:
+            raise FitError(f"{what} needs {amount} {self.unit} but the {self.name} tile ring holds {self.size}")
+        if self.next + amount > self.base + self.size:
+            self.next = self.base
+        addr, self.next = self.next, self.next + amount
+        return addr
+
+
 def _packed_scales(m, e) -> np.ndarray:
     return np.array([pack_scale(int(a), int(b)) for a, b in zip(np.ravel(m), np.ravel(e), strict=True)],
                     dtype=np.uint32)
@@ -102,6 +120,10 @@ class Compiler:
     #: ``"dependencies"``: semaphores for exactly the cross-queue dependencies
     #: (:mod:`compiler.dependencies`); ``"program_order"``: every instruction waits for its predecessor.
     synchronisation: str = "dependencies"
+    #: Load weights and cached keys/values into rings of tiles (half the scratchpad, a quarter of
+    #: the accumulator) so loads run ahead of compute; falls back to one tile per layer when a job
+    #: does not fit that way.
+    double_buffer: bool = True
 
     def __post_init__(self) -> None:
         if self.synchronisation not in ("dependencies", "program_order"):
@@ -198,8 +220,12 @@ class Compiler:
             dram[:len(self._image)] = np.frombuffer(bytes(self._image), dtype=np.uint8)
         inputs = np.concatenate([ids, np.zeros(t, dtype=np.int64), np.arange(t)]).astype(np.int32)
         dram[self.ids_addr:self.ids_addr + inputs.nbytes] = inputs.view(np.uint8)
-        emitter = _Emitter(self, t, start)
-        program = emitter.emit()
+        try:
+            program = _Emitter(self, t, start, self.double_buffer).emit()
+        except FitError:
+            if not self.double_buffer:
+                raise
+            program = _Emitter(self, t, start, False).emit()
         if len(program) > self.program_bytes:
             raise FitError(f"the program needs {len(program)} bytes; the program area holds {self.program_bytes}")
         dram[self.program_addr:self.program_addr + len(program)] = np.frombuffer(program, dtype=np.uint8)
@@ -220,12 +246,18 @@ class Compiler:
 class _Emitter:
     """Emits the instructions of one job; SPAD and ACC are allocated per layer."""
 
-    def __init__(self, compiler: Compiler, tokens: int, start: int):
+    def __init__(self, compiler: Compiler, tokens: int, start: int, double_buffer: bool = False):
         self.c = compiler
         self.cfg = compiler.ckpt.config
         self.t, self.p0 = tokens, start
-        self.spad = _Region("scratchpad", compiler.config.spad_bytes, "bytes")
-        self.acc = _Region("accumulator SRAM", compiler.config.acc_words, "words")
+        config = compiler.config
+        self.double_buffer = double_buffer
+        spad_ring = config.spad_bytes // 2 if double_buffer else 0
+        acc_ring = config.acc_words // 4 if double_buffer else 0
+        self.spad = _Region("scratchpad", config.spad_bytes - spad_ring, "bytes")
+        self.acc = _Region("accumulator SRAM", config.acc_words - acc_ring, "words")
+        self.spad_ring = _Ring("scratchpad", config.spad_bytes - spad_ring, spad_ring, "bytes")
+        self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words")
         self.program: list[tuple[Opcode, dict]] = []
 
     def op(self, opcode: Opcode, **fields) -> None:
@@ -246,8 +278,8 @@ class _Emitter:
 
     # ------------------------------------------------------------------ building blocks
 
-    def load_acc(self, dram: int, words: int, what: str) -> int:
-        addr = self.acc.alloc(words, what)
+    def load_acc(self, dram: int, words: int, what: str, ring: bool = False) -> int:
+        addr = self.acc_ring.alloc(words, what) if ring and self.double_buffer else self.acc.alloc(words, what)
         self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=dram, addr1=addr, rows=1, cols=words,
                 stride0=0, stride1=0)
         return addr
@@ -287,19 +319,26 @@ class _Emitter:
         out = dst if dst is not None else self.acc.alloc(t * n, what)
         mark_s, mark_a = self.spad.mark(), self.acc.mark()
         columns = self.c.config.columns
-        budget = self.c.config.spad_bytes - self.spad.top
-        chunk = min(n, (budget // max(k, 1)) // columns * columns)
+        if self.double_buffer:  # at least two tiles in each ring
+            chunk = min(n, self.spad_ring.size // 2 // max(k, 1) // columns * columns,
+                        self.acc_ring.size // 2 // (t + 2) // columns * columns)
+            budget = self.spad_ring.size // 2
+        else:
+            budget = self.spad.size - self.spad.top
+            chunk = min(n, (budget // max(k, 1)) // columns * columns)
         if chunk < 1:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
+        spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
+        acc_tile = self.acc_ring.alloc if self.double_buffer else self.acc.alloc
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
-            w = self.spad.alloc(k * nc, f"{what} weights")
+            w = spad_tile(k * nc, f"{what} weights")
             self.op(Opcode.LOAD, addr0=lin.weight + n0, addr1=w, rows=k, cols=nc, stride0=n, stride1=nc)
-            cs = self.acc.alloc(2 * nc, f"{what} scales")
+            cs = acc_tile(2 * nc, f"{what} scales")
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=1, cols=nc)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.bias + 4 * n0, addr1=cs + nc, rows=1, cols=nc)
-            tmp = self.acc.alloc(t * nc, f"{what} accumulators")
+            tmp = acc_tile(t * nc, f"{what} accumulators")
             self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=nc, rows=t, cols=nc,
                     imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=nc, addr1=out + n0, stride1=n,
@@ -321,24 +360,30 @@ class _Emitter:
                 qz, sc = self.quantize(src + g * d, t, d, kv_heads * d, f"layer {layer} new keys/values")
                 self.op(Opcode.STORE, addr0=qz, stride0=d, addr1=rows_addr + p0 * d, stride1=d, rows=t, cols=d)
                 self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * p0, rows=1, cols=t)
-                self.spad.release(mark_s)
-                self.acc.release(mark_a)
+                if which == 1 or not self.double_buffer:  # keys and values in different buffers
+                    self.spad.release(mark_s)
+                    self.acc.release(mark_a)
         c_m, c_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX * math.sqrt(d) * (1 << nx.FRAC)))
         p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
         group = heads // kv_heads
         for g in range(kv_heads):
             k_rows, k_scales = self.c.kv_slot(layer, g, 0)
             v_rows, v_scales = self.c.kv_slot(layer, g, 1)
-            kb = self.spad.alloc(s * d, f"layer {layer} keys")
-            vb = self.spad.alloc(s * d, f"layer {layer} values")
+            spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
+            kb = spad_tile(s * d, f"layer {layer} keys")
+            vb = spad_tile(s * d, f"layer {layer} values")
             self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
             self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
-            ks = self.load_acc(k_scales, s, f"layer {layer} key scales")
-            vs = self.load_acc(v_scales, s, f"layer {layer} value scales")
+            ks = self.load_acc(k_scales, s, f"layer {layer} key scales", ring=True)
+            vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
             kc = self.acc.alloc(s, f"layer {layer} key column scales")
             self.op(Opcode.V_SCALE_MUL, addr0=ks, addr1=kc, addr3=pack_scale(int(c_m), int(c_e)), rows=s)
             for h in range(g * group, (g + 1) * group):
-                mark_s2, mark_a2 = self.spad.mark(), self.acc.mark()
+                # with double buffering, two heads in a row use different buffers, so the next
+                # head's matmuls need not wait for this head's vector instructions
+                second = self.double_buffer and (h - g * group) % 2 == 1
+                if not second:
+                    mark_s2, mark_a2 = self.spad.mark(), self.acc.mark()
                 qq, qs = self.quantize(q + h * d, t, d, heads * d, f"layer {layer} queries")
                 scores = self.acc.alloc(t * s, f"layer {layer} scores")
                 self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
@@ -358,8 +403,9 @@ class _Emitter:
                         imm=s)
                 self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
                         stride1=heads * d, addr2=os_, rows=t, cols=d)
-                self.spad.release(mark_s2)
-                self.acc.release(mark_a2)
+                if second or not self.double_buffer:
+                    self.spad.release(mark_s2)
+                    self.acc.release(mark_a2)
             self.spad.release(mark_s)
             self.acc.release(mark_a)
         return out

@@ -96,14 +96,14 @@ def test_pair_edges_are_increasing_on_both_sides(tiny_llama):
     job = compiler.job(np.arange(1, 17))
     program = read_program(job.dram, job.program_addr)
     edges = dependency_edges(program, compiler.config)
-    assert len({e.semaphore for e in edges}) == 8
+    assert {e.semaphore for e in edges} <= set(range(8))
     for semaphore in range(8):
         mine = [e for e in edges if e.semaphore == semaphore]
         assert all(e.producer < e.consumer for e in mine)
         assert [e.producer for e in mine] == sorted({e.producer for e in mine})
         assert [e.consumer for e in mine] == sorted({e.consumer for e in mine})
         for side in ("producer", "consumer"):  # one group each: a queue, or load and store together
-            assert len({GROUP_OF[QUEUE_OF[program[getattr(e, side)][0]]] for e in mine}) == 1
+            assert len({GROUP_OF[QUEUE_OF[program[getattr(e, side)][0]]] for e in mine}) <= 1
 
 
 def _mutated(compiler, job, drop):
@@ -131,8 +131,9 @@ def _caught(compiler, job, dram, want, seeds):
 @pytest.mark.parametrize("kind", ["raw", "war"])
 def test_a_dropped_dependency_is_caught(tiny_llama, kind):
     """Mutation: leave out one edge (a weight load before its matmul, or a matmul before the load
-    that overwrites its weights); some schedule then gives a different DRAM."""
-    compiler = Compiler(tiny_llama)
+    that overwrites its weights: one weight buffer, no double buffering); some schedule then
+    gives a different DRAM."""
+    compiler = Compiler(tiny_llama, double_buffer=False)
     job = compiler.job(np.arange(1, 9))
     want = in_order(compiler, job).dram
     program = read_program(job.dram, job.program_addr)
