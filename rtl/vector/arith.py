@@ -17,6 +17,11 @@ __all__ = ["Lockstep", "Parked", "bit_length", "leading_one_chunks", "bit_length
            "shift_add_multiply", "const_multiply", "shift_right_low", "fits", "saturate_narrow"]
 
 
+#: Delays shorter than this are register chains: a block RAM for two or three stages costs more
+#: routing (a wide bus to a block-RAM row and back) than the flip-flops it saves.
+SHORT_DELAY = 4
+
+
 @dataclass(frozen=True)
 class Parked:
     """Fields taken out of a :class:`Lockstep` pipeline at stage ``depth`` (see ``park``)."""
@@ -64,7 +69,7 @@ class Lockstep:
             else:
                 keys.append((key, None))
                 values.append(Value.cast(value))
-        if delay < 2:
+        if delay < SHORT_DELAY:
             delayed = values
             for n in range(delay):
                 delayed = [self.reg(v, f"unpark{parked.depth}_{n}_{i}") for i, v in enumerate(delayed)]

@@ -179,12 +179,13 @@ class VectorUnit(wiring.Component):
         # an instruction is taken into a register first, then queued (or dropped if empty) from there
         held = Signal()
         incoming = Signal(Instruction)
-        empty_job = (incoming.rows == 0) | (incoming.length == 0)
+        empty_job = Signal()   # of the held instruction, registered with it
         room = (written - freed)[:index_bits + 1] != depth
         write = Signal()
         m.d.comb += [write.eq(held & room & ~empty_job), self.c.ready.eq(~held | room | empty_job)]
         with m.If(self.c.valid & self.c.ready):
-            m.d.sync += [held.eq(1), incoming.eq(self.c.payload)]
+            m.d.sync += [held.eq(1), incoming.eq(self.c.payload),
+                         empty_job.eq((self.c.payload.rows == 0) | (self.c.payload.length == 0))]
         with m.Elif(held & (room | empty_job)):
             m.d.sync += held.eq(0)
         job_in = Signal(JOB_LAYOUT)
@@ -580,7 +581,8 @@ class VectorUnit(wiring.Component):
         # ---------------------------------------------------------------- F: per-lane outputs
         x = slot["x"]
         # the lane value waits for the output multiply, the beat's row results for the output
-        to_multiply = pipe.park({k: slot.pop(k) for k in ("x", "quant_shift", "recip")})
+        to_multiply = pipe.park({"x": slot.pop("x")})
+        to_select = pipe.park({k: slot.pop(k) for k in ("quant_shift", "recip")})
         to_output = pipe.park({k: slot.pop(k) for k in ("value", "om", "oe", "on", "emit", "ilast")})
         half = self.head_dim // 2
         pair_bits = max((half - 1).bit_length(), 1)
@@ -686,12 +688,13 @@ class VectorUnit(wiring.Component):
         m.d.comb += [
             side_fifo.w_data.eq(self.s.payload.as_value()),
             side_fifo.w_en.eq(self.s.valid & self.s.ready),
-            side_room.eq(side_fifo.w_rdy),
             side_fifo.r_en.eq(side_needed),
         ]
+        # registered like the output credit: a cycle late, so with a margin of one entry
+        m.d.sync += side_room.eq(side_fifo.w_level < side_depth - 1)
         side_beat = data_lib.View(side_layout(lanes), side_fifo.r_data)
         row2 = pipe.latch(token(slot, 1), {k: slot.pop(k) for k in ("rm", "re", "norm_shift")}, "row2")
-        slot = pipe.stage({**slot, **pipe.unpark(to_multiply),
+        slot = pipe.stage({**slot, **pipe.unpark(to_select),
                            "side_b": [side_beat[j].b for j in range(lanes)],
                            "side_m": [side_beat[j].m for j in range(lanes)],
                            "side_e": [side_beat[j].e for j in range(lanes)],
@@ -755,8 +758,8 @@ class VectorUnit(wiring.Component):
         mult = [Mux(up, mj << by, mj)[:33].as_signed()
                 for up, mj, by in zip(slot.pop("left"), slot.pop("mult"), slot.pop("left_by"), strict=True)]
         right = slot.pop("right")
-        slot = pipe.stage({**slot, "mult": mult, "shift": [Mux(r == 0, 0, r - 1)[:6] for r in right],
-                           "round": [r != 0 for r in right]})
+        slot = pipe.stage({**slot, **pipe.unpark(to_multiply), "mult": mult,
+                           "shift": [Mux(r == 0, 0, r - 1)[:6] for r in right], "round": [r != 0 for r in right]})
 
         # x * M + partner * sin, from 18 x 18 pieces: one DSP each, the products registered
         # before the adders (x = xh * 2**16 + xl, M = mh * 2**17 + ml, partner = ph * 2**16 + pl)
