@@ -37,6 +37,7 @@ class ErrorCode(enum.Enum, shape=4):
     OUT_OF_WINDOW = 4
     UNIT_FAULT = 5
     TIMEOUT = 6
+    ABORTED = 7
 
 
 class Queue(enum.Enum, shape=2):
@@ -86,6 +87,9 @@ class Controller(wiring.Component):
         A unit stopped on an error (the DMA's out-of-window or bus error, say).
     unit_progress
         A unit moved data this cycle: a long instruction is not a stall.
+    unit_busy, unit_waiting : Out(4)
+        Per queue (load, matrix, vector, store): an instruction released to the unit is not done
+        yet; the queue's next instruction is waiting for a semaphore (performance counters).
     """
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, queue_depth: int = 4,
@@ -115,6 +119,8 @@ class Controller(wiring.Component):
             "unit_error_code": In(ErrorCode),
             "unit_error_addr": In(addr_width),
             "unit_progress": In(1),
+            "unit_busy": Out(len(QUEUES)),
+            "unit_waiting": Out(len(QUEUES)),
         }
         for name in QUEUES:
             members[name] = Out(stream.Signature(Instruction))
@@ -225,6 +231,9 @@ class Controller(wiring.Component):
             waits = heads[name].wait
             m.d.comb += ok.eq(Cat(~waits[n] | (semaphores[n] != 0) for n in range(SEMAPHORES)).all())
             can_release[name] = Signal(name=f"{name}_can_release")
+            index = QUEUES.index(name)
+            m.d.comb += [self.unit_busy[index].eq(inflight[name].level != 0),
+                         self.unit_waiting[index].eq(running & fifos[name].r_rdy & ~ok)]
             port = getattr(self, name)
             m.d.comb += [
                 port.payload.eq(fifos[name].r_data),
