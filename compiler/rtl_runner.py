@@ -1,7 +1,8 @@
 """The ``rtl`` backend: a model on the generated Verilog of the chip (Verilator, cocotb).
 
-Compiles the checkpoint for the chip configuration, generates and builds the Verilog of a core
-with its DRAM model (cached by the flow), and runs :mod:`testbench.chip_run` in the simulator:
+Compiles the checkpoint for the chip configuration, generates and builds the Verilog of the chip
+(:class:`rtl.chip.Chip`: cores, network-on-chip, memory tile, host CSRs) with its DRAM model
+(cached by the flow), and runs :mod:`testbench.chip_run` in the simulator:
 the prompt job, then one decode job per generated token on the same DRAM. Returns the same
 outputs as the other backends, plus cycle counts and matrix-engine utilization per job.
 """
@@ -22,6 +23,8 @@ from compiler.lower import Compiler
 from golden import ops
 from golden.checkpoint import Checkpoint
 from golden.model import Outputs
+from rtl.core.controller import QUEUES
+from rtl.core.csr import UNIT_COUNTERS
 from scoville.config import ChipConfig
 
 __all__ = ["RtlRun", "run_rtl", "chip_design"]
@@ -41,6 +44,8 @@ class RtlRun:
     config: ChipConfig
     cycles: list[int] = field(default_factory=list)          # prefill, then each decode job
     matrix_busy: list[int] = field(default_factory=list)     # cycles an activation row entered the array
+    #: per job, per unit (load, matrix, vector, store): busy, waiting and stalled cycles
+    unit_counters: list[dict[str, dict[str, int]]] = field(default_factory=list)
     instructions: list[int] = field(default_factory=list)
     sim_wall: list[float] = field(default_factory=list)      # seconds of simulation per job
     log: Path | None = None
@@ -58,12 +63,11 @@ def _dram_size(ckpt: Checkpoint, config: ChipConfig) -> int:
 
 
 def chip_design(config: ChipConfig, dram_bytes: int):
-    from rtl.sim.core_system import core_with_dram
+    from rtl.sim.core_system import chip_with_dram
     from scoville.flow import Design
 
-    params = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dram_bytes", "mesh_width",
-                                                                                   "mesh_height")}
-    return Design(f"chip_{config.name}", core_with_dram, {**params, "dram_bytes": dram_bytes}, public_internals=False)
+    params = {k: v for k, v in dataclasses.asdict(config).items() if k != "dram_bytes"}
+    return Design(f"chip_{config.name}", chip_with_dram, {**params, "dram_bytes": dram_bytes}, public_internals=False)
 
 
 def _follow(log: Path, jobs: int, stop: threading.Event) -> None:
@@ -115,5 +119,7 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
     if ckpt.config.arch == "bert":
         outputs.pooled = outputs.hidden.mean(axis=0).astype(np.float32)
     tokens = result["tokens"] if generate else None
+    units = [{unit: dict(zip(UNIT_COUNTERS, (int(v) for v in counts), strict=True))
+              for unit, counts in zip(QUEUES, job, strict=True)} for job in result["units"]]
     return RtlRun(outputs, tokens, hidden, logits, config, result["cycles"].tolist(), result["matrix_busy"].tolist(),
-                  result["instructions"].tolist(), result["wall"].tolist(), test_dir / "sim.log")
+                  units, result["instructions"].tolist(), result["wall"].tolist(), test_dir / "sim.log")

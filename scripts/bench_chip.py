@@ -7,7 +7,11 @@ chip with a 64-bit DRAM bus (DRAM model latency 20 cycles).
   (``synth.chip.8x8.ecp5.fmax_mhz`` in ``build/synth.json``; absent until it is measured);
 * ``sim.cycles_per_s.chip``: simulated cycles per wall-clock second of the prefill (Verilator
   through cocotb, build excluded);
-* ``chip.wall_s.<model>``: wall time of the whole run, Verilator build included if not cached.
+* ``chip.unit_busy.<model>.<phase>.<unit>``: the fraction of the job's cycles each unit (load,
+  matrix, vector, store) held an instruction, from the chip's performance counters;
+* ``chip.wall_s.<model>``: wall time of the whole run, Verilator build included if not cached;
+  for ``minilm``, one sentence ("A man is eating food.", 8 tokens, 6 layers) on a 32 MiB DRAM
+  model, whose build is not shared with tiny-llama's.
 
 Matrix utilization is the fraction of cycles in which an activation row entered the array.
 """
@@ -35,7 +39,14 @@ def figures() -> dict[str, float]:
     for phase, job in (("prefill", 0), ("decode", 1)):
         out[f"chip.cycles.tiny-llama.{phase}"] = run.cycles[job]
         out[f"chip.matrix_util.tiny-llama.{phase}"] = round(run.matrix_utilization(job), 4)
+        for unit, counters in run.unit_counters[job].items():
+            out[f"chip.unit_busy.tiny-llama.{phase}.{unit}"] = round(counters["busy"] / run.cycles[job], 4)
     out["sim.cycles_per_s.chip"] = round(run.cycles[0] / run.sim_wall[0])
+    minilm = load_model("minilm")
+    began = time.perf_counter()
+    sentence = run_rtl(minilm, minilm.encode("A man is eating food."))
+    out["chip.wall_s.minilm"] = round(time.perf_counter() - began, 1)
+    out["chip.cycles.minilm.prefill"] = sentence.cycles[0]
     fmax = _synthesised_fmax(run.config.name)
     if fmax is not None:
         out["chip.tokens_per_s.tiny-llama"] = round(fmax * 1e6 / run.cycles[1], 2)

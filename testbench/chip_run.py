@@ -3,10 +3,11 @@
 The host (:mod:`compiler.rtl_runner`) passes a job description in ``SCOVILLE_RUN`` (JSON: the
 checkpoint directory, the prompt ids, how many tokens to generate, the chip configuration, the
 output file). This process compiles the checkpoint, writes the DRAM image through the DRAM
-model's backdoor, sets the job window and starts the core; between start and finish no Python
-touches the data. It then reads the hidden states and logits back, picks the next token (greedy)
+model's backdoor, sets the job window and starts the core through its AXI4-Lite registers, and
+sleeps until the chip's interrupt: between start and finish no Python touches the data. It then reads the hidden states and logits back, picks the next token (greedy)
 and runs the decode job for it on the same DRAM, so the KV cache the chip wrote carries over.
-Outputs, cycle counts and the matrix engine's counters go to an ``.npz`` file.
+Outputs, cycle counts and the performance counters (matrix rows, and each unit's busy, waiting
+and stalled cycles) go to an ``.npz`` file.
 """
 
 from __future__ import annotations
@@ -18,22 +19,26 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, RisingEdge, ValueChange
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from compiler.lower import Compiler
 from golden import ops
 from golden.checkpoint import load_checkpoint
-from rtl.core.controller import ErrorCode
+from rtl.chip import CSR_PAGE_BITS
+from rtl.core.controller import QUEUES, ErrorCode
+from rtl.core.csr import BUSY, DONE, IRQ_ENABLE, REGISTERS, START, UNIT_COUNTERS
 from scoville.config import ChipConfig
 from scoville.isa import INSTRUCTION_BYTES
 
 
-class Chip:
-    """Backdoor access to the DRAM model and the host's view of the core."""
+class DramBackdoor:
+    """Reads and writes of the DRAM model's contents without simulated time (``dram.storage.mem``,
+    the model's Verilog storage array)."""
 
     def __init__(self, dut, word_bytes: int):
         self.dut, self.word_bytes = dut, word_bytes
-        self.storage = dut.dram.storage.mem  # the Verilog storage array of the DRAM model
+        self.storage = dut.dram.storage.mem
 
     def write(self, image: np.ndarray, start: int = 0, end: int | None = None, skip_zero: bool = False) -> None:
         w = self.word_bytes
@@ -51,24 +56,67 @@ class Chip:
         offset = start - first * w
         return np.frombuffer(raw[offset:offset + nbytes], dtype=np.uint8).copy()
 
-    async def run(self, program_addr: int) -> dict:
+
+class Chip(DramBackdoor):
+    """The host's view of :class:`rtl.sim.core_system.ChipWithDram`: the DRAM backdoor, and core
+    ``core``'s registers (:mod:`rtl.core.csr`) through cocotbext-axi's AXI4-Lite master."""
+
+    def __init__(self, dut, word_bytes: int, core: int = 0):
+        super().__init__(dut, word_bytes)
+        self.page = core << CSR_PAGE_BITS
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk, dut.rst)
+
+    async def reset(self, latency: int = 20) -> None:
+        """Clock, reset and the DRAM model's timing."""
         dut = self.dut
-        while int(dut.busy.value):
-            await RisingEdge(dut.clk)
-        cycles0 = int(dut.cycles.value)
-        dut.program_addr.value = program_addr
-        dut.start.value = 1
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.rst.value = 1
+        dut.latency.value = latency
+        dut.beat_interval.value = 1
+        await ClockCycles(dut.clk, 3)
+        dut.rst.value = 0
         await RisingEdge(dut.clk)
-        dut.start.value = 0
-        # no Python per cycle: wake on completion or on an error
-        while not (int(dut.finished.value) or int(dut.error.value)):
-            await First(RisingEdge(dut.finished), ValueChange(dut.error))
-        await ClockCycles(dut.clk, 2)
-        error = int(dut.error.value)
-        return {"error": error, "error_addr": int(dut.error_addr.value),
-                "cycles": int(dut.cycles.value) - cycles0,
-                # a start clears the units, their counters included
-                "matrix_busy": int(dut.matrix_counters.value) & 0xFFFFFFFF}
+
+    async def read_csr(self, name: str) -> int:
+        return await self.axil.read_dword(self.page + REGISTERS[name])
+
+    async def write_csr(self, name: str, value: int) -> None:
+        await self.axil.write_dword(self.page + REGISTERS[name], value)
+
+    async def start(self, program_addr: int, window: tuple[int, int]) -> None:
+        """Set the window and program address and start the job, interrupt enabled (once the core
+        is no longer busy: after an error its memory port drains first)."""
+        while await self.read_csr("STATUS") & BUSY:
+            await ClockCycles(self.dut.clk, 16)
+        await self.write_csr("WINDOW_BASE", window[0])
+        await self.write_csr("WINDOW_LIMIT", window[1])
+        await self.write_csr("PROGRAM_ADDR", program_addr)
+        await self.write_csr("CONTROL", START | IRQ_ENABLE)
+
+    async def wait(self) -> dict:
+        """Sleep until the interrupt (no Python per cycle), then read the job's status and counters
+        and acknowledge ``DONE``."""
+        dut = self.dut
+        if int(dut.irq.value):  # the interrupt of the previous job's error, until the start clears it
+            await FallingEdge(dut.irq)
+        await RisingEdge(dut.irq)
+        status = await self.read_csr("STATUS")
+        result = {"status": status, "error": await self.read_csr("ERROR_CODE"),
+                  "error_addr": await self.read_csr("ERROR_ADDR")}
+        low = await self.read_csr("CYCLES_LO")
+        result["cycles"] = low | await self.read_csr("CYCLES_HI") << 32
+        result["matrix_busy"] = await self.read_csr("MATRIX_ROWS")
+        for unit in QUEUES:
+            for counter in UNIT_COUNTERS:
+                name = f"{unit.upper()}_{counter.upper()}"
+                result[name.lower()] = await self.read_csr(name)
+        if status & DONE:
+            await self.write_csr("STATUS", DONE)
+        return result
+
+    async def run(self, program_addr: int, window: tuple[int, int]) -> dict:
+        await self.start(program_addr, window)
+        return await self.wait()
 
 
 @cocotb.test()
@@ -79,30 +127,23 @@ async def run_jobs(dut):
     compiler = Compiler(ckpt, config)
     ids = np.asarray(spec["ids"], dtype=np.int64)
     chip = Chip(dut, config.bus_bytes)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.latency.value = spec.get("latency", 20)
-    dut.beat_interval.value = 1
-    dut.window_base.value = 0
-    dut.window_limit.value = config.dram_bytes
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await chip.reset(spec.get("latency", 20))
 
     job = compiler.job(ids)
     scratch = job.dram.copy()  # the host's copy, for the programs and ids of later jobs
     chip.write(job.dram, skip_zero=True)
     await RisingEdge(dut.clk)
-    results = {"cycles": [], "matrix_busy": [], "instructions": [], "wall": []}
+    results = {"cycles": [], "matrix_busy": [], "units": [], "instructions": [], "wall": []}
 
     async def execute(job, phase: str) -> None:
         began = time.perf_counter()
-        status = await chip.run(job.program_addr)
+        status = await chip.run(job.program_addr, (0, config.dram_bytes))
         if status["error"]:
             raise RuntimeError(f"{phase}: the core stopped with {ErrorCode(status['error']).name} at "
                                f"0x{status['error_addr']:x}")
         results["cycles"].append(status["cycles"])
         results["matrix_busy"].append(status["matrix_busy"])
+        results["units"].append([[status[f"{unit}_{counter}"] for counter in UNIT_COUNTERS] for unit in QUEUES])
         results["instructions"].append(job.instructions)
         results["wall"].append(time.perf_counter() - began)
         dut._log.info(f"{phase}: {job.tokens} tokens, {job.instructions} instructions, {status['cycles']} cycles, "

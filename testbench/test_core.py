@@ -1,5 +1,6 @@
-"""cocotb tests of a whole core (controller, transfer unit, DMA, SRAMs, matrix unit) running
-programs from the DRAM model, compared byte for byte with the functional simulator
+"""cocotb tests of the chip (a core: controller, transfer unit, DMA, SRAMs, matrix and vector
+units; its network interface, the mesh and the memory tile; the host registers) running programs
+from the DRAM model, compared byte for byte with the functional simulator
 (:mod:`compiler.funcsim`, the ISA's reference semantics), and its fault handling."""
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from compiler.funcsim import Machine, run_program
+from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
+from rtl.core.csr import ABORT, BUSY, DONE, ID_VALUE, IRQ_ENABLE
 from scoville import numerics as nx
 from scoville.config import ChipConfig
 from scoville.flow import design_params
@@ -24,7 +26,8 @@ PROGRAM_ADDR = 0x0
 
 
 class TB:
-    """Clock, reset, DRAM backdoor and job control of :class:`rtl.sim.core_system.CoreWithDram`."""
+    """A chip (:class:`rtl.sim.core_system.ChipWithDram`) seen from the host: DRAM backdoor, and
+    jobs started and awaited through core 0's registers and the interrupt."""
 
     def __init__(self, dut):
         self.dut = dut
@@ -35,22 +38,14 @@ class TB:
         dut._log.info(f"seed {self.seed} (replay with SCOVILLE_SEED={self.seed})")
         self.rng = random.Random(self.seed)
         self.np_rng = np.random.default_rng(self.seed)
-        self.chip = Chip(dut, self.config.bus_bytes)  # the DRAM model's backdoor
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        self.chip = Chip(dut, self.config.bus_bytes)
+        self.window = (0, self.dram_bytes)
 
     async def reset(self, latency: int = 8) -> None:
-        self.dut.rst.value = 1
-        self.dut.start.value = 0
-        self.dut.latency.value = latency
-        self.dut.beat_interval.value = 1
-        self.set_window(0, self.dram_bytes)
-        await ClockCycles(self.dut.clk, 3)
-        self.dut.rst.value = 0
-        await ClockCycles(self.dut.clk, 2)
+        await self.chip.reset(latency)
 
     def set_window(self, base: int, limit: int) -> None:
-        self.dut.window_base.value = base
-        self.dut.window_limit.value = limit
+        self.window = (base, limit)
 
     def write_dram(self, image: np.ndarray) -> None:
         self.chip.write(image)
@@ -59,24 +54,13 @@ class TB:
         return self.chip.read(0, self.dram_bytes)
 
     async def run(self, program_addr: int = PROGRAM_ADDR, timeout: int = 300_000) -> tuple[int, int, int]:
-        """Start a job and wait for it to finish or stop: (error code, error address, cycles)."""
-        dut = self.dut
-        while int(dut.busy.value):
-            await RisingEdge(dut.clk)
-        dut.program_addr.value = program_addr
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        first = int(dut.cycles.value)
-        for _ in range(timeout):
-            await RisingEdge(dut.clk)
-            if int(dut.finished.value) or (int(dut.error.value) and not int(dut.busy.value)):
-                break
-        else:
-            raise AssertionError(f"the core neither finished nor stopped within {timeout} cycles "
-                                 f"(pc 0x{int(dut.pc.value):x})")
-        await ClockCycles(dut.clk, int(os.environ.get("SCOVILLE_SETTLE", "2")))
-        return int(dut.error.value), int(dut.error_addr.value), int(dut.cycles.value) - first
+        """Start a job and sleep until its interrupt: (error code, error address, cycles)."""
+        await self.chip.start(program_addr, self.window)
+        try:
+            status = await with_timeout(self.chip.wait(), 10 * timeout, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"no interrupt within {timeout} cycles") from None
+        return status["error"], status["error_addr"], status["cycles"]
 
 
 def assemble(program: list[tuple[Opcode, dict]]) -> np.ndarray:
@@ -290,6 +274,48 @@ async def faults_stop_the_core(dut):
     await expect_fault(tb, [(Opcode.LOAD, dict(load, wait=1 << 6))], ErrorCode.TIMEOUT, None)
     await next_job_runs(tb)
 
+    # the host aborts a job that waits (the watchdog would take its time): ABORTED, then busy falls
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    words = assemble([(Opcode.LOAD, load), (Opcode.LOAD, dict(load, wait=1 << 6))])
+    image[:words.size] = words
+    tb.write_dram(image)
+    await tb.chip.start(PROGRAM_ADDR, tb.window)
+    await ClockCycles(dut.clk, 500)
+    assert await tb.chip.read_csr("STATUS") == BUSY
+    await tb.chip.write_csr("CONTROL", ABORT | IRQ_ENABLE)
+    status = await tb.chip.wait()
+    assert ErrorCode(status["error"]) is ErrorCode.ABORTED, ErrorCode(status["error"])
+    await next_job_runs(tb)
+
+
+@cocotb.test()
+async def host_registers(dut):
+    """The host interface: identification, a page without a core answers SLVERR, counters of a
+    job add up (each unit busy no longer than the job, the matrix unit busy during a GEMM)."""
+    tb = TB(dut)
+    await tb.reset()
+    assert await tb.chip.read_csr("ID") == ID_VALUE
+    read = await tb.chip.axil.read(1 << CSR_PAGE_BITS, 4)
+    assert read.resp == 2, read.resp
+    write = await tb.chip.axil.write(1 << CSR_PAGE_BITS, b"\x01\x00\x00\x00")
+    assert write.resp == 2, write.resp
+    image, layout, spad, acc = fresh_image(tb)
+    program = random_gemm(tb, image, layout, spad, acc, max_dim=24)
+    words = assemble(program)
+    image[PROGRAM_ADDR:PROGRAM_ADDR + words.size] = words
+    tb.write_dram(image)
+    status = await tb.chip.run(PROGRAM_ADDR, tb.window)
+    assert status["error"] == 0 and status["status"] == DONE, status
+    for unit in ("load", "matrix", "vector", "store"):
+        assert status[f"{unit}_busy"] <= status["cycles"], (unit, status)
+        assert status[f"{unit}_stalled"] <= status[f"{unit}_busy"], (unit, status)
+    assert status["load_busy"] > 0 and status["matrix_busy"] > 0 and status["store_busy"] > 0, status
+    assert status["vector_busy"] == 0, status
+    # program order: the store waits for the matrix unit, the matrix unit for the loads
+    assert status["store_waiting"] > 0 and status["matrix_waiting"] > 0, status
+    assert await tb.chip.read_csr("STATUS") == 0  # DONE acknowledged, the interrupt low
+    assert int(dut.irq.value) == 0
+
 
 @cocotb.test()
 async def load_store_round_trip(dut):
@@ -311,6 +337,20 @@ async def load_store_round_trip(dut):
         program += [(Opcode.LOAD, dict(flags=flags, addr0=src, addr1=where, rows=rows, cols=cols, stride0=cols,
                                        stride1=stride)),
                     (Opcode.STORE, dict(flags=flags, addr0=where, addr1=dst, rows=rows, cols=cols, stride0=stride,
+                                        stride1=cols))]
+    await run_and_compare(tb, program, image)
+
+    # long runs: a contiguous int8 block and int32 rows longer than the network interface's
+    # buffers (whole weight matrices and bias rows of a model)
+    image, layout, spad, acc = fresh_image(tb)
+    program = []
+    for flags, rows, cols, size in ((0, 48, 172, 1), (Flag.DST_ACC, 1, 172, 4), (Flag.DST_ACC, 3, 300, 4)):
+        src, dst = layout.take(rows * cols * size, 8), layout.take(rows * cols * size, 8)
+        image[src:src + size * rows * cols] = tb.np_rng.integers(0, 256, size * rows * cols, dtype=np.uint8)
+        where = (acc if flags else spad).take(rows * cols)
+        program += [(Opcode.LOAD, dict(flags=flags, addr0=src, addr1=where, rows=rows, cols=cols, stride0=cols,
+                                       stride1=cols)),
+                    (Opcode.STORE, dict(flags=flags, addr0=where, addr1=dst, rows=rows, cols=cols, stride0=cols,
                                         stride1=cols))]
     await run_and_compare(tb, program, image)
 

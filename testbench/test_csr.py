@@ -16,8 +16,8 @@ class TB:
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk, dut.rst)
         self.starts = 0
         self.resets = 0
-        for name in ("busy", "finished", "error", "error_addr", "unit_busy", "unit_stall_input",
-                     "unit_stall_output"):
+        for name in ("busy", "finished", "error", "error_addr", "unit_busy", "unit_waiting",
+                     "unit_stalled", "matrix_rows"):
             getattr(dut, name).value = 0
 
     async def reset(self):
@@ -31,7 +31,7 @@ class TB:
         while True:
             await RisingEdge(self.dut.clk)
             self.starts += int(self.dut.start.value)
-            self.resets += int(self.dut.soft_reset.value)
+            self.resets += int(self.dut.abort_job.value)
 
     async def read(self, name):
         return await self.axil.read_dword(REGISTERS[name])
@@ -86,12 +86,12 @@ async def unit_counters_count_and_restart_with_start(dut):
     tb = TB(dut)
     await tb.reset()
     dut.unit_busy.value = 0b0101  # load and vector busy
-    dut.unit_stall_output.value = 0b0010  # matrix stalled on its output
+    dut.unit_stalled.value = 0b0010  # matrix stalled
     await ClockCycles(dut.clk, 20)
     dut.unit_busy.value = 0
-    dut.unit_stall_output.value = 0
+    dut.unit_stalled.value = 0
     assert await tb.read("LOAD_BUSY") == 20 and await tb.read("VECTOR_BUSY") == 20
-    assert await tb.read("MATRIX_BUSY") == 0 and await tb.read("MATRIX_STALL_OUTPUT") == 20
+    assert await tb.read("MATRIX_BUSY") == 0 and await tb.read("MATRIX_STALLED") == 20
     await tb.write("CONTROL", 1)
     await ClockCycles(dut.clk, 2)
     assert await tb.read("LOAD_BUSY") == 0

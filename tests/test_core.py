@@ -1,9 +1,10 @@
-"""A whole core on Verilator: programs from the DRAM model against the functional simulator, and
-fault handling (testbench/test_core.py)."""
+"""The chip (one core, the network-on-chip, the memory tile, the host registers) on Verilator:
+programs from the DRAM model against the functional simulator, fault handling and the host
+interface (testbench/test_core.py)."""
 
 import pytest
 
-from rtl.sim.core_system import core_with_dram
+from rtl.sim.core_system import chip_with_dram
 from scoville.flow import Design, run_cocotb
 
 CONFIGS = {
@@ -15,7 +16,7 @@ CONFIGS = {
 
 
 def core_design(name: str) -> Design:
-    return Design(f"core_{name}", core_with_dram, CONFIGS[name])
+    return Design(f"core_{name}", chip_with_dram, CONFIGS[name])
 
 
 # the 4x4 core (a second Verilator build) runs in make test-full
@@ -34,4 +35,5 @@ def test_core_vector_instructions(name):
 
 
 def test_core_faults():
-    run_cocotb(core_design("8x8"), "testbench.test_core", testcase="faults_stop_the_core", test_name="faults")
+    run_cocotb(core_design("8x8"), "testbench.test_core", testcase=["faults_stop_the_core", "host_registers"],
+               test_name="faults")

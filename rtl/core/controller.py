@@ -38,6 +38,7 @@ class ErrorCode(enum.Enum, shape=4):
     OUT_OF_WINDOW = 4
     UNIT_FAULT = 5
     TIMEOUT = 6
+    ABORTED = 7
 
 
 class Queue(enum.Enum, shape=2):
@@ -90,6 +91,9 @@ class Controller(wiring.Component):
         A unit stopped on an error (the DMA's out-of-window or bus error, say).
     unit_progress
         A unit moved data this cycle: a long instruction is not a stall.
+    unit_busy, unit_waiting : Out(4)
+        Per queue (load, matrix, vector, store): an instruction released to the unit is not done
+        yet; the queue's next instruction is waiting for a semaphore (performance counters).
     """
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, queue_depth: int = 4,
@@ -123,6 +127,8 @@ class Controller(wiring.Component):
             "unit_error_code": In(ErrorCode),
             "unit_error_addr": In(addr_width),
             "unit_progress": In(1),
+            "unit_busy": Out(len(QUEUES)),
+            "unit_waiting": Out(len(QUEUES)),
         }
         for name in QUEUES:
             members[name] = Out(stream.Signature(Instruction))
@@ -237,6 +243,9 @@ class Controller(wiring.Component):
             # by a busy unit would keep every other queue from being released meanwhile.
             unit_idle = Signal(name=f"{name}_unit_idle")
             m.d.comb += unit_idle.eq(Cat(inflight[q].level == 0 for q in self.unit_queues[name]).all())
+            index = QUEUES.index(name)
+            m.d.comb += [self.unit_busy[index].eq(inflight[name].level != 0),
+                         self.unit_waiting[index].eq(running & fifos[name].r_rdy & ~ok)]
             port = getattr(self, name)
             m.d.comb += [
                 port.payload.eq(fifos[name].r_data),

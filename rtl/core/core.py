@@ -1,11 +1,11 @@
 """One Scoville core: controller, DMA engine, scratchpad, accumulator, matrix unit and transfer unit
 behind one generic memory port (DRAM, through an AXI master or the network-on-chip)."""
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.core.controller import Controller, ErrorCode
+from rtl.core.controller import QUEUES, Controller, ErrorCode
 from rtl.core.matrix_unit import MatrixUnit
 from rtl.core.read_arbiter import ReadArbiter
 from rtl.core.transfer_unit import TransferUnit
@@ -36,6 +36,9 @@ class Core(wiring.Component):
     drained every queue; ``error``/``error_addr`` say why the core stopped otherwise, and hold
     until the next start. Start a job only while ``busy`` is low.
 
+    ``abort_job`` stops a running job as an error does (``ABORTED``, the next instruction's address);
+    the memory port drains and ``busy`` falls.
+
     A malformed vector instruction (a ``V_ROPE`` head size of zero or odd) stops the core with
     ``UNIT_FAULT``, the instruction's ``addr0`` as the address.
 
@@ -49,9 +52,12 @@ class Core(wiring.Component):
     Ports
     -----
     memory : Out(MemoryPortSignature(32, 8 * bus_bytes))
-    start, program_addr, window_base, window_limit : In
+    start, abort_job, program_addr, window_base, window_limit : In
     busy, finished, error, error_addr, pc : Out
     cycles : Out(32), cycles since reset; matrix_counters : the systolic array's counters.
+    unit_busy, unit_waiting, unit_stalled : Out(4)
+        Per unit (load, matrix, vector, store), every cycle: it holds an instruction; its next
+        instruction waits for a semaphore; it holds an instruction but moved no data this cycle.
     """
 
     def __init__(self, config: ChipConfig | None = None, watchdog: int = 1 << 20):
@@ -83,6 +89,7 @@ class Core(wiring.Component):
         super().__init__({
             "memory": Out(MemoryPortSignature(ADDR_BITS, width)),
             "start": In(1),
+            "abort_job": In(1),
             "program_addr": In(ADDR_BITS),
             "window_base": In(ADDR_BITS),
             "window_limit": In(ADDR_BITS),
@@ -93,6 +100,9 @@ class Core(wiring.Component):
             "pc": Out(ADDR_BITS),
             "cycles": Out(COUNTER_BITS),
             "matrix_counters": Out(counters_layout),
+            "unit_busy": Out(len(QUEUES)),
+            "unit_waiting": Out(len(QUEUES)),
+            "unit_stalled": Out(len(QUEUES)),
         })
 
     def elaborate(self, platform):
@@ -145,22 +155,33 @@ class Core(wiring.Component):
         with m.If(controller.vector.valid & controller.vector.ready):
             m.d.sync += vector_operand.eq(controller.vector.payload.addr0)
         m.d.comb += vector_fault.eq(vector.error)
-        with m.If(transfer.error):
+        with m.If(self.abort_job):
+            m.d.comb += [controller.unit_error.eq(1), controller.unit_error_code.eq(ErrorCode.ABORTED),
+                         controller.unit_error_addr.eq(controller.pc)]
+        with m.Elif(transfer.error):
             m.d.comb += [controller.unit_error.eq(1), controller.unit_error_code.eq(transfer.error_code),
                          controller.unit_error_addr.eq(transfer.error_addr)]
         with m.Elif(vector_fault):
             m.d.comb += [controller.unit_error.eq(1), controller.unit_error_code.eq(ErrorCode.UNIT_FAULT),
                          controller.unit_error_addr.eq(vector_operand)]
 
-        # the watchdog sees data moving anywhere as progress
+        # data moving, per unit: the watchdog's progress and the performance counters' stalls
+        def moved(*streams):
+            return Cat(s.valid & s.ready for s in streams).any()
+
         port = self.memory
+        moving = {
+            "load": moved(engine.dram.read_response),
+            "matrix": moved(matrix.acc, matrix.spad.request),
+            "vector": moved(vector.acc_write, vector.spad_write, vector.acc_side.request, vector.acc_read.request,
+                            vector.spad_read.request),
+            "store": moved(engine.dram.write_data),
+        }
         m.d.comb += controller.unit_progress.eq(
-            (matrix.acc.valid & matrix.acc.ready) | (matrix.spad.request.valid & matrix.spad.request.ready)
-            | (port.read_response.valid & port.read_response.ready) | (port.write_data.valid & port.write_data.ready)
-            | (port.write_response.valid & port.write_response.ready)
-            | (vector.acc_write.valid & vector.acc_write.ready) | (vector.spad_write.valid & vector.spad_write.ready)
-            | (vector.acc_side.request.valid & vector.acc_side.request.ready)
-            | (vector.acc_read.request.valid & vector.acc_read.request.ready))
+            Cat(moving.values()).any() | moved(port.read_response, port.write_data, port.write_response))
+        for index, name in enumerate(QUEUES):
+            m.d.comb += self.unit_stalled[index].eq(controller.unit_busy[index] & ~moving[name])
+        m.d.comb += [self.unit_busy.eq(controller.unit_busy), self.unit_waiting.eq(controller.unit_waiting)]
         m.d.comb += [
             controller.start.eq(start),
             controller.program_addr.eq(self.program_addr),

@@ -7,7 +7,8 @@ Register map (32-bit registers, byte offsets; ``ro`` read-only, ``w1p`` write 1 
 offset  name              type  meaning
 ======  ================  ====  ===================================================================
 0x00    ID                ro    ``0x5343564C`` ("SCVL")
-0x04    CONTROL           rw    bit 0 START (w1p), bit 1 SOFT_RESET (w1p), bit 2 IRQ_ENABLE
+0x04    CONTROL           rw    bit 0 START (w1p), bit 1 ABORT (w1p: stop the job, ``ABORTED``),
+                                bit 2 IRQ_ENABLE
 0x08    STATUS            ro/   bit 0 BUSY, bit 1 DONE (sticky, w1c), bit 2 ERROR (an error code is
                           w1c   latched)
 0x0C    ERROR_CODE        ro    :class:`rtl.core.controller.ErrorCode` of the last job
@@ -17,9 +18,12 @@ offset  name              type  meaning
 0x1C    WINDOW_LIMIT      rw    first byte past the window
 0x20    CYCLES_LO         ro    cycles the current/last job has been busy (reading LO snapshots HI)
 0x24    CYCLES_HI         ro
-0x40+   unit counters     ro    per unit (load, matrix, vector, store) three registers:
-                                busy, stalled on input, stalled on output cycles; unit ``u`` at
-                                ``0x40 + 12*u``
+0x28    MATRIX_ROWS       ro    activation rows that entered the systolic array (utilization:
+                                ``MATRIX_ROWS / CYCLES``)
+0x40+   unit counters     ro    per unit (load, matrix, vector, store) three registers, cycles:
+                                BUSY (the unit holds an instruction), WAITING (its next instruction
+                                waits for a semaphore), STALLED (busy but no data moved: memory
+                                or SRAM back-pressure); unit ``u`` at ``0x40 + 12*u``
 ======  ================  ====  ===================================================================
 
 The interrupt is ``IRQ_ENABLE & (DONE | ERROR)``. START while busy is ignored by the controller.
@@ -37,8 +41,12 @@ __all__ = ["AxiLiteSignature", "HostCsr", "REGISTERS", "ID_VALUE", "UNIT_COUNTER
 ID_VALUE = 0x5343564C
 REGISTERS = {"ID": 0x00, "CONTROL": 0x04, "STATUS": 0x08, "ERROR_CODE": 0x0C, "ERROR_ADDR": 0x10,
              "PROGRAM_ADDR": 0x14, "WINDOW_BASE": 0x18, "WINDOW_LIMIT": 0x1C, "CYCLES_LO": 0x20,
-             "CYCLES_HI": 0x24}
-UNIT_COUNTERS = ("busy", "stall_input", "stall_output")
+             "CYCLES_HI": 0x24, "MATRIX_ROWS": 0x28}
+UNIT_COUNTERS = ("busy", "waiting", "stalled")
+#: Control bits.
+START, ABORT, IRQ_ENABLE = 1, 2, 4
+#: Status bits.
+BUSY, DONE, ERROR = 1, 2, 4
 for _u, _unit in enumerate(QUEUES):
     for _c, _counter in enumerate(UNIT_COUNTERS):
         REGISTERS[f"{_unit.upper()}_{_counter.upper()}"] = 0x40 + 12 * _u + 4 * _c
@@ -74,15 +82,17 @@ class HostCsr(wiring.Component):
     Ports
     -----
     s_axil : In(AxiLiteSignature)
-    start, soft_reset : Out(1)
+    start, abort_job : Out(1)
         One-cycle pulses.
     program_addr, window_base, window_limit : Out(32)
     busy, finished : In(1)
         From the controller; ``finished`` is a one-cycle pulse.
     error, error_addr : In
         The controller's latched error.
-    unit_busy, unit_stall_input, unit_stall_output : In(4)
+    unit_busy, unit_waiting, unit_stalled : In(4)
         One bit per unit (load, matrix, vector, store), sampled every cycle.
+    matrix_rows : In(32)
+        The systolic array's busy counter (restarted by the core at each start).
     irq : Out(1)
     """
 
@@ -90,11 +100,11 @@ class HostCsr(wiring.Component):
         self.addr_width = addr_width
         super().__init__({
             "s_axil": In(AxiLiteSignature(addr_width)),
-            "start": Out(1), "soft_reset": Out(1),
+            "start": Out(1), "abort_job": Out(1),
             "program_addr": Out(32), "window_base": Out(32), "window_limit": Out(32),
             "busy": In(1), "finished": In(1), "error": In(ErrorCode), "error_addr": In(32),
-            "unit_busy": In(len(QUEUES)), "unit_stall_input": In(len(QUEUES)),
-            "unit_stall_output": In(len(QUEUES)),
+            "unit_busy": In(len(QUEUES)), "unit_waiting": In(len(QUEUES)), "unit_stalled": In(len(QUEUES)),
+            "matrix_rows": In(32),
             "irq": Out(1),
         })
 
@@ -119,8 +129,8 @@ class HostCsr(wiring.Component):
             with m.If(self.busy):
                 m.d.sync += cycles.eq(cycles + 1)
             for u, unit in enumerate(QUEUES):
-                for name, bits in (("busy", self.unit_busy), ("stall_input", self.unit_stall_input),
-                                   ("stall_output", self.unit_stall_output)):
+                for name, bits in (("busy", self.unit_busy), ("waiting", self.unit_waiting),
+                                   ("stalled", self.unit_stalled)):
                     with m.If(bits[u]):
                         m.d.sync += counters[(unit, name)].eq(counters[(unit, name)] + 1)
         with m.If(self.finished):
@@ -142,6 +152,7 @@ class HostCsr(wiring.Component):
             REGISTERS["WINDOW_LIMIT"]: self.window_limit,
             REGISTERS["CYCLES_LO"]: cycles[:32],
             REGISTERS["CYCLES_HI"]: cycles_hi_snapshot,
+            REGISTERS["MATRIX_ROWS"]: self.matrix_rows,
         }
         for (unit, name), counter in counters.items():
             table[REGISTERS[f"{unit.upper()}_{name.upper()}"]] = counter
@@ -164,7 +175,7 @@ class HostCsr(wiring.Component):
         m.d.comb += [take.eq(bus.awvalid & bus.wvalid & ~bus.bvalid), bus.awready.eq(take), bus.wready.eq(take)]
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
-        m.d.sync += [self.start.eq(0), self.soft_reset.eq(0)]
+        m.d.sync += [self.start.eq(0), self.abort_job.eq(0)]
         w_offset = bus.awaddr[:8]
         data = bus.wdata
         writable = (REGISTERS["CONTROL"], REGISTERS["STATUS"], REGISTERS["PROGRAM_ADDR"],
@@ -173,7 +184,7 @@ class HostCsr(wiring.Component):
             m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(SLVERR)]
             with m.Switch(w_offset):
                 with m.Case(REGISTERS["CONTROL"]):
-                    m.d.sync += [self.start.eq(data[0]), self.soft_reset.eq(data[1]), irq_enable.eq(data[2])]
+                    m.d.sync += [self.start.eq(data[0]), self.abort_job.eq(data[1]), irq_enable.eq(data[2])]
                     with m.If(data[0]):
                         m.d.sync += done.eq(0)
                 with m.Case(REGISTERS["STATUS"]):

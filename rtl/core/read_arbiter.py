@@ -1,6 +1,6 @@
 """Two memory-port initiators sharing one memory port: the core's instruction fetch and its DMA."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,8 +12,9 @@ __all__ = ["ReadArbiter"]
 class ReadArbiter(wiring.Component):
     """Merges the reads of ``fetch`` (read-only) with the port of the DMA (``dma``) onto ``memory``.
 
-    Read requests are granted round robin; the owner and length of every granted request wait in
-    a FIFO so each response beat goes back to whoever asked (responses come in request order).
+    Read requests are granted round robin, an offered request held until it is taken; the owner
+    and length of every granted request wait in a FIFO so each response beat goes back to whoever
+    asked (responses come in request order).
     Writes pass straight through from ``dma``.
 
     The fetch's responses land in a buffer of ``fetch_buffer`` beats, and a fetch request is only
@@ -62,8 +63,13 @@ class ReadArbiter(wiring.Component):
         turn = Signal()  # 1: the fetch goes first
         fetch_wants = Signal()
         pick_fetch = Signal()
+        # An offered request stays offered, unchanged, until it is taken: a network interface takes
+        # a long request packet by packet, over many cycles, and must see the same request.
+        held, held_fetch = Signal(), Signal()
         m.d.comb += [fetch_wants.eq(self.fetch.read_request.valid & fetch_fits),
-                     pick_fetch.eq(fetch_wants & (turn | ~self.dma.read_request.valid))]
+                     pick_fetch.eq(Mux(held, held_fetch, fetch_wants & (turn | ~self.dma.read_request.valid)))]
+        m.d.sync += [held.eq(self.memory.read_request.valid & ~self.memory.read_request.ready),
+                     held_fetch.eq(pick_fetch)]
         with m.If(owners.w_rdy):
             with m.If(pick_fetch):
                 m.d.comb += [self.memory.read_request.valid.eq(1),

@@ -6,7 +6,7 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.dma.port import BEATS_BITS, MemoryPortSignature, Resp
+from rtl.dma.port import BEATS_BITS, MemoryPortSignature, Resp, request_layout
 from rtl.noc.flit import COORD_BITS, MAX_MESH, Header, PacketKind, flit_layout
 from rtl.noc.memory_packets import (
     ack_layout,
@@ -35,7 +35,9 @@ class NetworkInterface(wiring.Component):
     * a write packet is sent only when all its beats are in the write-data buffer
       (``buffer_beats`` beats), so its data flits follow its address flit back to back.
 
-    Reads and writes take turns when both can go. The acknowledgements of a write request's
+    A read request is taken as soon as no other is held (its packets then leave from a register),
+    so a read response never comes before its request was taken. Reads and writes take turns
+    when both can go. The acknowledgements of a write request's
     packets are merged into one port response (the first error wins, with its fault address).
     A request to a tile other than the one still owing responses in its direction waits until
     those have arrived, so responses always return in request order.
@@ -163,7 +165,16 @@ class NetworkInterface(wiring.Component):
             ]
             return sent, beats, last, dest, addr
 
-        read, write = port.read_request, port.write_request
+        # A read request is taken at once into a register and sent from there: its data may come
+        # back before its last packet leaves, and whoever routes responses by request (the
+        # core's read arbiter) must know the request by then.
+        read = stream.Signature(request_layout(self.addr_width)).create(path=("read_held",))
+        m.d.comb += port.read_request.ready.eq(~read.valid)
+        with m.If(port.read_request.valid & port.read_request.ready):
+            m.d.sync += [read.valid.eq(1), read.payload.eq(port.read_request.payload)]
+        with m.If(read.ready):
+            m.d.sync += read.valid.eq(0)
+        write = port.write_request
         read_sent, read_beats, read_last, read_dest, read_addr = next_packet(read, "read")
         write_sent, write_beats, write_last, write_dest, write_addr = next_packet(write, "write")
         # Read credits: buffer entries neither holding a beat nor promised to a read in flight.

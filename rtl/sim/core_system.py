@@ -1,8 +1,9 @@
-"""A core with its AXI4 master and the fast DRAM model: the unit of whole-program simulation."""
+"""Whole-program simulation tops: a core with its AXI4 master and the fast DRAM model, and the
+whole chip (NoC, memory tile, CSRs) with the same DRAM model."""
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from rtl.core.core import Core
 from rtl.dma.axi_master import AxiMaster
@@ -10,7 +11,7 @@ from rtl.dma.descriptor import ADDR_BITS
 from rtl.sim.dram import DramModel
 from scoville.config import ChipConfig
 
-__all__ = ["CoreWithDram", "core_with_dram"]
+__all__ = ["ChipWithDram", "CoreWithDram", "chip_with_dram", "core_with_dram"]
 
 
 class CoreWithDram(wiring.Component):
@@ -52,3 +53,35 @@ def core_with_dram(*, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20, **conf
     """:class:`CoreWithDram` from flat parameters (the :class:`ChipConfig` fields), as the flow's
     :class:`scoville.flow.Design` passes them."""
     return CoreWithDram(ChipConfig(**config), dram_bytes=dram_bytes, watchdog=watchdog)
+
+
+class ChipWithDram(wiring.Component):
+    """The whole :class:`rtl.chip.Chip` (cores, NoC, memory tile, CSRs) with a :class:`DramModel`
+    of ``dram_bytes`` on its AXI4 master: what the ``rtl`` backend simulates. Ports: the chip's
+    ``s_axil`` and ``irq``, and the DRAM model's ``latency`` and ``beat_interval``; the DRAM is
+    loaded and read through the model's backdoor (``dram.storage.mem``)."""
+
+    def __init__(self, config: ChipConfig | None = None, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20):
+        from rtl.chip import CSR_ADDR_BITS, Chip
+        from rtl.core.csr import AxiLiteSignature
+
+        config = config or ChipConfig()
+        self.chip = Chip(config, watchdog=watchdog)
+        self.dram = DramModel(size_bytes=dram_bytes, data_width=8 * config.bus_bytes, verilog_storage=True)
+        self.verilog_sources = self.dram.verilog_sources
+        super().__init__({"s_axil": In(AxiLiteSignature(CSR_ADDR_BITS)), "irq": Out(1),
+                          "latency": In(16), "beat_interval": In(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.chip = chip = self.chip
+        m.submodules.dram = dram = self.dram
+        wiring.connect(m, wiring.flipped(self.s_axil), chip.s_axil)
+        wiring.connect(m, chip.m_axi, dram.s_axi)
+        m.d.comb += [self.irq.eq(chip.irq), dram.latency.eq(self.latency), dram.beat_interval.eq(self.beat_interval)]
+        return m
+
+
+def chip_with_dram(*, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20, **config) -> ChipWithDram:
+    """:class:`ChipWithDram` from flat parameters (the :class:`ChipConfig` fields)."""
+    return ChipWithDram(ChipConfig(**config), dram_bytes=dram_bytes, watchdog=watchdog)
