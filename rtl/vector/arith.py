@@ -42,7 +42,6 @@ class Lockstep:
     def __init__(self, m: Module, advance: Signal):
         self.m, self.advance = m, advance
         self.depth = 0
-        self._advances = None  # counts advances: the address of every delay line
         self.delay_lines = 0
 
     def park(self, fields: dict) -> "Parked":
@@ -84,10 +83,6 @@ class Lockstep:
         return out
 
     def _delay_line(self, values: list, delay: int) -> list:
-        if self._advances is None:
-            self._advances = Signal(16, name="pipe_advances")
-            with self.m.If(self.advance):
-                self.m.d.sync += self._advances.eq(self._advances + 1)
         # written when the beat is parked, read `delay - 1` advances later (the read port's own
         # register is the last stage); entries live `depth` advances, at least `delay`
         depth = 1 << (delay - 1).bit_length()
@@ -98,11 +93,18 @@ class Lockstep:
         self.delay_lines += 1
         write, read = memory.write_port(), memory.read_port(domain="sync")
         address_bits = (depth - 1).bit_length()
+        # each delay line counts its own addresses (the read address delay - 1 behind the write
+        # address), so no counter fans out to block RAMs all over the chip
+        name = f"delay_line{self.delay_lines - 1}"
+        write_address = Signal(address_bits, name=f"{name}_write")
+        read_address = Signal(address_bits, name=f"{name}_read", init=(1 - delay) % depth)
+        with self.m.If(self.advance):
+            self.m.d.sync += [write_address.eq(write_address + 1), read_address.eq(read_address + 1)]
         self.m.d.comb += [
-            write.addr.eq(self._advances[:address_bits]),
+            write.addr.eq(write_address),
             write.data.eq(Cat(*values)),
             write.en.eq(self.advance),
-            read.addr.eq((self._advances - (delay - 1))[:address_bits]),
+            read.addr.eq(read_address),
             read.en.eq(self.advance),
         ]
         out, offset = [], 0

@@ -281,7 +281,15 @@ class VectorUnit(wiring.Component):
             "length": cur.length, "limit": cur.limit + Mux(cur.causal, row, 0), "softmax": cur.softmax,
             "x": [self.i.payload[j] for j in range(lanes)],
         }
+        # the instruction fields later segments need travel with the beat (the first in registers,
+        # the rest in delay lines), so the queue is only read here, next to the issue logic
+        ins = instruction(issue_index)
+        slot.update({"inv_len_m": ins.inv_len_m, "inv_len_e": ins.inv_len_e, "eps": ins.eps,
+                     "position": ins.position, "out_width": ins.out_width.as_value()})
         slot = pipe.stage(slot)
+        job_eps = pipe.park({"eps": slot.pop("eps")})
+        job_position = pipe.park({"position": slot.pop("position")})
+        job_out_width = pipe.park({"out_width": slot.pop("out_width")})
         # the lane mask (row end, softmax mask) from the registered beat position
         base, length, limit, is_softmax = (slot.pop(k) for k in ("base", "length", "limit", "softmax"))
         lane_on = [(base + j < length) & (~is_softmax | (base + j < limit)) for j in range(lanes)]
@@ -339,9 +347,7 @@ class VectorUnit(wiring.Component):
                   "rsum": [Mux(on[j], x[j], 0) for j in range(lanes)]}
         # the lane values wait in a delay line while the row scalars of pass 0 are worked out
         parked = pipe.park({k: slot.pop(k) for k in LANE_FIELDS})
-        ins = instruction(slot["tag"])
-        slot = pipe.stage({**slot, **{f"leaf_{k}": v for k, v in leaves.items()},
-                           "inv_len_m": ins.inv_len_m, "inv_len_e": ins.inv_len_e})
+        slot = pipe.stage({**slot, **{f"leaf_{k}": v for k, v in leaves.items()}})
         slot = row_reduce(
             slot,
             leaves={k: slot.pop(f"leaf_{k}") for k in leaves},
@@ -424,9 +430,9 @@ class VectorUnit(wiring.Component):
         # ---------------------------------------------------------------- T2: pass 1 (and later)
         row1 = pipe.latch(token(slot, 0), {**pipe.unpark(row_parked), **{k: slot.pop(k) for k in (
             "norm_shift", "quant_shift", "a15", "recip", "quant_zero")}}, "row1")
-        slot = pipe.stage({**slot, **pipe.unpark(parked)})
+        slot = pipe.stage({**slot, **pipe.unpark(parked), "t2_softmax": is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)})
         x, on = slot["x"], slot["on"]
-        softmax = is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)
+        softmax = slot.pop("t2_softmax")
         quantize = is_op(slot, Op.QUANTIZE)
         # exp's -d (d = x - max, or x) and x - mean; clamps and products in the stages after
         minus_d = [Mux(on[j], Mux(softmax, row1["rmax"], 0) - x[j], 0) for j in range(lanes)]
@@ -502,11 +508,11 @@ class VectorUnit(wiring.Component):
                           pass_index=1, acc_shapes={"sum2": unsigned(ACC_BITS)})
 
         # ---------------------------------------------------------------- S2: row scalars of pass 1
-        ins = instruction(slot["tag"])
         sum_chunks = leading_one_chunks(slot["sum2"][:34])
         eps_shift = (slot["norm_shift"] << 1)
         slot = pipe.stage({**slot, "sum_any": [a for a, _ in sum_chunks], "sum_index": [i for _, i in sum_chunks],
-                           "eps": ins.eps, "eps_whole": eps_shift == 0, "eps_shift": (eps_shift - 1).as_unsigned()[:6]})
+                           **pipe.unpark(job_eps), "eps_whole": eps_shift == 0,
+                           "eps_shift": (eps_shift - 1).as_unsigned()[:6]})
         # round_shift(eps, 2 * norm_shift): the shift in two stages, then the rounding
         eps_shift = slot.pop("eps_shift")
         sum_bits = bit_length_of_chunks(list(zip(slot.pop("sum_any"), slot.pop("sum_index"), strict=True)))
@@ -594,16 +600,17 @@ class VectorUnit(wiring.Component):
         base = slot.pop("base")
         known_zero = (lanes & -lanes).bit_length() - 1
         beat_base = Cat(Const(0, known_zero), base[known_zero:])
-        ins = instruction(slot["tag"])
         # GELU/SiLU: |x|, then the range check, then the tables; RoPE: the element, its pair, its frequency
-        slot = pipe.stage({**slot, "act_abs": [abs(xj) for xj in x], "act_neg": [xj < 0 for xj in x],
-                           "element": [beat_base + j for j in range(lanes)], "position": ins.position})
         gelu = is_op(slot, Op.GELU)
-        limit = Mux(gelu, int(nx.GELU_RANGE) << nx.FRAC, int(nx.SILU_RANGE) << nx.FRAC)
+        slot = pipe.stage({**slot, "act_abs": [abs(xj) for xj in x], "act_neg": [xj < 0 for xj in x],
+                           "element": [beat_base + j for j in range(lanes)], **pipe.unpark(job_position),
+                           "act_gelu": gelu,
+                           "act_limit": Mux(gelu, int(nx.GELU_RANGE) << nx.FRAC, int(nx.SILU_RANGE) << nx.FRAC)})
+        limit = slot.pop("act_limit")
         act_big = [a >= limit for a in slot["act_abs"]]
         act_u = [Mux(big, limit - 1, a)[:13] for big, a in zip(act_big, slot.pop("act_abs"), strict=True)]
         element = slot.pop("element")
-        slot = pipe.stage({**slot, "act_big": act_big, "act_u": act_u, "act_gelu": gelu,
+        slot = pipe.stage({**slot, "act_big": act_big, "act_u": act_u,
                            # freqs has `half` entries: an element past the head reads 0, as before
                            "pair": [Mux(e >= half, e - half, e)[:pair_bits] for e in element],
                            "pair_ok": [e < 2 * half for e in element],
@@ -712,7 +719,7 @@ class VectorUnit(wiring.Component):
             "partner": [Mux(rope, bj, 0) for bj in slot["side_b"]],
             "partner_sin": [Mux(rotate_sub[j], -sin[j], sin[j])[:16].as_signed() for j in range(lanes)],
         })
-        ins = instruction(slot["tag"])
+        job = pipe.unpark(job_out_width)
         mult, expo, bias = [], [], []
         for j in range(lanes):
             bj_side, mj_side, ej_side = slot["side_b"][j], slot["side_m"][j], slot["side_e"][j]
@@ -741,7 +748,7 @@ class VectorUnit(wiring.Component):
             expo.append(ej)
             bias.append(bj)
         # saturation: int8/16/32, or quantize_rows' symmetric [-127, 127]
-        out_width = Mux(is_op(slot, Op.REQUANT), ins.out_width.as_value(),
+        out_width = Mux(is_op(slot, Op.REQUANT), job["out_width"],
                         Mux(is_op(slot, Op.QUANTIZE), 3, OutWidth.INT32.value))
         for key in ("phi", "cos", "recip", "quant_shift", "final", "side_b", "side_m", "side_e", "rm", "re",
                     "norm_m", "norm_e"):
