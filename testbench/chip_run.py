@@ -105,7 +105,7 @@ class Chip(DramBackdoor):
                   "error_addr": await self.read_csr("ERROR_ADDR")}
         low = await self.read_csr("CYCLES_LO")
         result["cycles"] = low | await self.read_csr("CYCLES_HI") << 32
-        result["matrix_busy"] = await self.read_csr("MATRIX_ROWS")
+        result["matrix_rows"] = await self.read_csr("MATRIX_ROWS")
         for unit in QUEUES:
             for counter in UNIT_COUNTERS:
                 name = f"{unit.upper()}_{counter.upper()}"
@@ -142,7 +142,7 @@ async def run_jobs(dut):
             raise RuntimeError(f"{phase}: the core stopped with {ErrorCode(status['error']).name} at "
                                f"0x{status['error_addr']:x}")
         results["cycles"].append(status["cycles"])
-        results["matrix_busy"].append(status["matrix_busy"])
+        results["matrix_busy"].append(status["matrix_rows"])
         results["units"].append([[status[f"{unit}_{counter}"] for counter in UNIT_COUNTERS] for unit in QUEUES])
         results["instructions"].append(job.instructions)
         results["wall"].append(time.perf_counter() - began)

@@ -311,6 +311,8 @@ async def host_registers(dut):
         assert status[f"{unit}_stalled"] <= status[f"{unit}_busy"], (unit, status)
     assert status["load_busy"] > 0 and status["matrix_busy"] > 0 and status["store_busy"] > 0, status
     assert status["vector_busy"] == 0, status
+    # activation rows enter the array only while the matrix unit is busy, not every cycle of it
+    assert 0 < status["matrix_rows"] < status["matrix_busy"], status
     # program order: the store waits for the matrix unit, the matrix unit for the loads
     assert status["store_waiting"] > 0 and status["matrix_waiting"] > 0, status
     assert await tb.chip.read_csr("STATUS") == 0  # DONE acknowledged, the interrupt low

@@ -29,6 +29,8 @@ def test_tiny_llama_prompt_and_decode():
     gold_tokens, gold = generate(ckpt, ids, 3, backend="golden")
     assert_bit_exact(rtl, gold, rtl.tokens, gold_tokens)
     assert len(rtl.cycles) == 3 and all(c > 0 for c in rtl.cycles)
+    # the array's row counter and the matrix unit's busy counter are different counters
+    assert all(0 < rows < units["matrix"]["busy"] for rows, units in zip(rtl.matrix_busy, rtl.unit_counters))
 
 
 def test_odd_shapes_gqa_one_token(tmp_path):
