@@ -262,14 +262,7 @@ def shift_add_multiply(a, b, width: int | None = None) -> Value:
     """``a * b`` as a sum of shifted copies of ``a``, one per bit of ``b`` (a small operand):
     carry-chain adders instead of a DSP block, for narrow products. ``b`` may be signed (its top
     bit then weighs ``-2**(n-1)``). With ``width``, the sum is taken modulo ``2**width``."""
-    a, b = Value.cast(a), Value.cast(b)
-    n = len(b)
-    terms = []
-    for i in range(n):
-        term = Mux(b[i], a << i, 0)
-        if width is not None:
-            term = term[:width]
-        terms.append(-term if (b.shape().signed and i == n - 1) else term)
+    terms = shift_add_terms(a, b, width)
     while len(terms) > 1:
         pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
         terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
