@@ -25,6 +25,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -197,14 +198,18 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     if waves:
         args += ["--trace-fst", "--trace-structs"]
     args += list(extra_args)
-    recipe = repr((args, design.public_internals, "top-ports-vlt")).encode()
+    recipe = repr((args, design.public_internals, "top-port-names-vlt")).encode()
     digest = hashlib.sha256(source.read_bytes() + recipe).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{design.name}-{digest}"
     if not design.public_internals:
-        # the top level's ports stay visible to cocotb
+        # Only the top level's ports stay visible to cocotb, by name: a signal cocotb may write is
+        # an input to Verilator, and everything combinational after it is evaluated on every
+        # eval() (Verilator's "ico" region), so the top module's own nets must stay private.
         config = build_dir / "public.vlt"
         build_dir.mkdir(parents=True, exist_ok=True)
-        config.write_text(f'`verilator_config\npublic_flat_rw -module "{design.name}" -var "*"\n')
+        lines = [f'public_flat_rw -module "{design.name}" -var "{port}"'
+                 for port in top_ports(source.read_text(), design.name)]
+        config.write_text("`verilator_config\n" + "\n".join(lines) + "\n")
         args.append(str(config))
     binary = build_dir / design.name
     env = verilator_env()
@@ -226,6 +231,14 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
                     log_file=build_dir / "build.log",
                 )
     return Build(design, source, build_dir, waves)
+
+
+def top_ports(verilog: str, module: str) -> list[str]:
+    """The port names of ``module`` in ``verilog`` (Yosys writes them in its ``module`` line)."""
+    match = re.search(rf"^module {re.escape(module)}\((.*?)\);", verilog, re.M | re.S)
+    if match is None:
+        raise ValueError(f"no module {module!r} in the generated Verilog")
+    return [port.strip() for port in match.group(1).split(",") if port.strip()]
 
 
 def _without_public_internals(runner) -> None:

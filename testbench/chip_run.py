@@ -75,7 +75,8 @@ class Chip(DramBackdoor):
         dut.beat_interval.value = 1
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        # the chip's reset is the pin's, registered (rtl.sim.core_system.ChipWithDram)
+        await ClockCycles(dut.clk, 2)
 
     async def read_csr(self, name: str) -> int:
         return await self.axil.read_dword(self.page + REGISTERS[name])
