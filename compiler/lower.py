@@ -108,6 +108,17 @@ class Job:
     logits_addr: int | None
     hidden_size: int
     vocab_size: int
+    #: the instructions as emitted (with their semaphores), and what part of the model each
+    #: belongs to (:data:`SECTIONS`), for profiles and timelines
+    program: list = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+
+
+#: The parts of a model an instruction can belong to: the embedding lookup, the layers' QKV
+#: projections (with RoPE), attention (KV cache writes, scores, softmax, P@V), the output
+#: projection with its residual add, the MLP with its residual add, the norms, and the head
+#: (the final hidden states and the LM head).
+SECTIONS = ("embed", "qkv", "attention", "out_proj", "mlp", "norm", "head")
 
 
 @dataclass
@@ -221,16 +232,18 @@ class Compiler:
         inputs = np.concatenate([ids, np.zeros(t, dtype=np.int64), np.arange(t)]).astype(np.int32)
         dram[self.ids_addr:self.ids_addr + inputs.nbytes] = inputs.view(np.uint8)
         try:
-            program = _Emitter(self, t, start, self.double_buffer).emit()
+            emitter = _Emitter(self, t, start, self.double_buffer)
+            program = emitter.emit()
         except FitError:
             if not self.double_buffer:
                 raise
-            program = _Emitter(self, t, start, False).emit()
+            emitter = _Emitter(self, t, start, False)
+            program = emitter.emit()
         if len(program) > self.program_bytes:
             raise FitError(f"the program needs {len(program)} bytes; the program area holds {self.program_bytes}")
         dram[self.program_addr:self.program_addr + len(program)] = np.frombuffer(program, dtype=np.uint8)
         return Job(dram, self.program_addr, len(program) // INSTRUCTION_BYTES, t, start, self.hidden_addr,
-                   self.logits_addr, cfg.hidden_size, cfg.vocab_size)
+                   self.logits_addr, cfg.hidden_size, cfg.vocab_size, emitter.synchronised, emitter.sections)
 
     def read_outputs(self, job: Job, dram: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The wide (int32) hidden states and logits a finished job left in DRAM."""
@@ -259,10 +272,13 @@ class _Emitter:
         self.spad_ring = _Ring("scratchpad", config.spad_bytes - spad_ring, spad_ring, "bytes")
         self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words")
         self.program: list[tuple[Opcode, dict]] = []
+        self.sections: list[str] = []
+        self.section = "embed"
 
     def op(self, opcode: Opcode, **fields) -> None:
         encode(opcode, **fields)  # fields that do not fit fail here, where the caller is known
         self.program.append((opcode, fields))
+        self.sections.append(self.section)
 
     def emit(self) -> bytes:
         if self.c.arch == "llama":
@@ -271,10 +287,10 @@ class _Emitter:
             self._bert()
         self.op(Opcode.END)
         if self.c.synchronisation == "program_order":
-            program = in_program_order(self.program)
+            self.synchronised = in_program_order(self.program)
         else:
-            program = synchronise(self.program, self.c.config)
-        return b"".join(encode(opcode, **fields) for opcode, fields in program)
+            self.synchronised = synchronise(self.program, self.c.config)
+        return b"".join(encode(opcode, **fields) for opcode, fields in self.synchronised)
 
     # ------------------------------------------------------------------ building blocks
 
@@ -424,11 +440,14 @@ class _Emitter:
     def _llama(self) -> None:
         cfg, c, t = self.cfg, self.c, self.t
         h, d = cfg.hidden_size, cfg.head_dim
+        self.section = "embed"
         x = self.gather(c.embed, 0, "embeddings")
         freqs = self.load_acc(c.freqs, d // 2, "RoPE frequencies")
         for i, lp in enumerate(c.layers):
             mark_s, mark_a = self.spad.mark(), self.acc.mark()
+            self.section = "norm"
             hn = self.norm(x, lp["attn_norm"], Opcode.V_RMSNORM, f"layer {i} attention norm")
+            self.section = "qkv"
             xq, xs = self.quantize(hn, t, h, h, f"layer {i} attention input")
             q = self.linear(xq, xs, lp["q"], f"layer {i} q_proj")
             k = self.linear(xq, xs, lp["k"], f"layer {i} k_proj")
@@ -436,11 +455,15 @@ class _Emitter:
             for buf, lin in ((q, lp["q"]), (k, lp["k"])):
                 self.op(Opcode.V_ROPE, addr0=buf, stride0=lin.n, addr1=buf, stride1=lin.n, addr2=freqs, addr3=d,
                         rows=t, cols=lin.n, imm=self.p0)
+            self.section = "attention"
             a = self.attention(i, q, k, v, causal=True)
+            self.section = "out_proj"
             aq, as_ = self.quantize(a, t, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
             o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
             self.binary(Opcode.V_ADD, x, o, h, dst=x)
+            self.section = "norm"
             hn = self.norm(x, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
+            self.section = "mlp"
             mq, ms = self.quantize(hn, t, h, h, f"layer {i} MLP input")
             gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
             up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj")
@@ -450,7 +473,9 @@ class _Emitter:
             self.binary(Opcode.V_ADD, x, down, h, dst=x)
             self.spad.release(mark_s)
             self.acc.release(mark_a)
+        self.section = "norm"
         hn = self.norm(x, c.final_norm, Opcode.V_RMSNORM, "final norm")
+        self.section = "head"
         self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=hn, stride0=h, addr1=c.hidden_addr, stride1=h, rows=t, cols=h)
         hq, hs = self.quantize(hn, t, h, h, "LM head input")
         logits = self.acc.alloc(t * c.lm_head.n, "logits")
@@ -461,30 +486,39 @@ class _Emitter:
     def _bert(self) -> None:
         cfg, c, t = self.cfg, self.c, self.t
         h = cfg.hidden_size
+        self.section = "embed"
         x = self.gather(c.word, 0, "word embeddings")
         types = self.gather(c.token_type, t, "token-type embeddings")
         self.binary(Opcode.V_ADD, x, types, h, dst=x)
         pos = self.gather(c.position, 2 * t, "position embeddings")
         self.binary(Opcode.V_ADD, x, pos, h, dst=x)
+        self.section = "norm"
         x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm")
         for i, lp in enumerate(c.layers):
             # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
             mark_s, mark_a = self.spad.mark(), self.acc.mark()
+            self.section = "qkv"
             xq, xs = self.quantize(x, t, h, h, f"layer {i} input")
             q = self.linear(xq, xs, lp["q"], f"layer {i} query")
             k = self.linear(xq, xs, lp["k"], f"layer {i} key")
             v = self.linear(xq, xs, lp["v"], f"layer {i} value")
+            self.section = "attention"
             a = self.attention(i, q, k, v, causal=False)
+            self.section = "out_proj"
             aq, as_ = self.quantize(a, t, h, h, f"layer {i} attention output")
             o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense")
             self.binary(Opcode.V_ADD, x, o, h, dst=o)
+            self.section = "norm"
             self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=x)
+            self.section = "mlp"
             yq, ys = self.quantize(x, t, h, h, f"layer {i} intermediate input")
             inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
             iq, is_ = self.quantize(inter, t, lp["in"].n, lp["in"].n, f"layer {i} output input")
             out = self.linear(iq, is_, lp["out"], f"layer {i} output dense")
             self.binary(Opcode.V_ADD, x, out, h, dst=out)
+            self.section = "norm"
             self.norm(out, lp["ln2"], Opcode.V_LAYERNORM, f"layer {i} output LayerNorm", dst=x)
             self.spad.release(mark_s)
             self.acc.release(mark_a)
+        self.section = "head"
         self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=x, stride0=h, addr1=c.hidden_addr, stride1=h, rows=t, cols=h)

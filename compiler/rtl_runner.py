@@ -49,6 +49,9 @@ class RtlRun:
     instructions: list[int] = field(default_factory=list)
     sim_wall: list[float] = field(default_factory=list)      # seconds of simulation per job
     log: Path | None = None
+    #: with ``trace``: per job, per queue, the release and completion cycle of each instruction
+    #: and the unit's stalled-cycle count at each completion (:class:`compiler.profile.Trace`)
+    traces: list = field(default_factory=list)
 
     def matrix_utilization(self, job: int = 0) -> float:
         return self.matrix_busy[job] / self.cycles[job] if self.cycles[job] else 0.0
@@ -88,9 +91,11 @@ def _follow(log: Path, jobs: int, stop: threading.Event) -> None:
 
 
 def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, config: ChipConfig | None = None,
-            *, waves: bool | None = None, latency: int = 20, progress: bool = False) -> RtlRun:
+            *, waves: bool | None = None, latency: int = 20, progress: bool = False,
+            trace: bool = False) -> RtlRun:
     """Run ``ids`` (and ``generate`` greedy tokens) on the simulated chip; ``progress`` shows a bar
-    of finished jobs on the terminal."""
+    of finished jobs on the terminal; ``trace`` records every instruction's release and completion
+    (slower: a Python callback per event)."""
     from scoville.flow import build, run_cocotb
 
     config = config or ChipConfig()
@@ -101,7 +106,7 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.npz"
         spec = {"checkpoint": str(ckpt.path), "ids": [int(i) for i in ids], "generate": generate or 0,
-                "config": dataclasses.asdict(config), "out": str(out), "latency": latency}
+                "config": dataclasses.asdict(config), "out": str(out), "latency": latency, "trace": trace}
         stop = threading.Event()
         if progress:
             log = build(design, waves=waves).build_dir / "runs" / f"model-{os.getpid()}" / "sim.log"
@@ -121,5 +126,13 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
     tokens = result["tokens"] if generate else None
     units = [{unit: dict(zip(UNIT_COUNTERS, (int(v) for v in counts), strict=True))
               for unit, counts in zip(QUEUES, job, strict=True)} for job in result["units"]]
+    traces = []
+    if trace:
+        from compiler.profile import Trace
+
+        for n in range(len(result["cycles"])):
+            traces.append(Trace({q: result[f"trace{n}_{q}_issue"] for q in QUEUES},
+                                {q: result[f"trace{n}_{q}_done"] for q in QUEUES},
+                                {q: result[f"trace{n}_{q}_stalled"] for q in QUEUES}))
     return RtlRun(outputs, tokens, hidden, logits, config, result["cycles"].tolist(), result["matrix_busy"].tolist(),
-                  units, result["instructions"].tolist(), result["wall"].tolist(), test_dir / "sim.log")
+                  units, result["instructions"].tolist(), result["wall"].tolist(), test_dir / "sim.log", traces)

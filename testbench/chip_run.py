@@ -4,10 +4,13 @@ The host (:mod:`compiler.rtl_runner`) passes a job description in ``SCOVILLE_RUN
 checkpoint directory, the prompt ids, how many tokens to generate, the chip configuration, the
 output file). This process compiles the checkpoint, writes the DRAM image through the DRAM
 model's backdoor, sets the job window and starts the core through its AXI4-Lite registers, and
-sleeps until the chip's interrupt: between start and finish no Python touches the data. It then reads the hidden states and logits back, picks the next token (greedy)
-and runs the decode job for it on the same DRAM, so the KV cache the chip wrote carries over.
+sleeps until the chip's interrupt: between start and finish no Python touches the data. It
+then reads the hidden states and logits back, picks the next token (greedy) and runs the decode
+job for it on the same DRAM, so the KV cache the chip wrote carries over.
 Outputs, cycle counts and the performance counters (matrix rows, and each unit's busy, waiting
-and stalled cycles) go to an ``.npz`` file.
+and stalled cycles) go to an ``.npz`` file. With ``"trace": true`` in the spec, :class:`Tracer`
+also records when each instruction was released and finished (a Python callback per event, not
+per cycle), for timelines and per-section profiles (:mod:`compiler.profile`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
@@ -30,6 +34,9 @@ from rtl.core.controller import QUEUES, ErrorCode
 from rtl.core.csr import BUSY, DONE, IRQ_ENABLE, REGISTERS, START, UNIT_COUNTERS
 from scoville.config import ChipConfig
 from scoville.isa import INSTRUCTION_BYTES
+
+#: The simulated clock period (any value: only cycles are reported).
+CLOCK_NS = 10
 
 
 class DramBackdoor:
@@ -69,7 +76,7 @@ class Chip(DramBackdoor):
     async def reset(self, latency: int = 20) -> None:
         """Clock, reset and the DRAM model's timing."""
         dut = self.dut
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         dut.rst.value = 1
         dut.latency.value = latency
         dut.beat_interval.value = 1
@@ -84,14 +91,17 @@ class Chip(DramBackdoor):
     async def write_csr(self, name: str, value: int) -> None:
         await self.axil.write_dword(self.page + REGISTERS[name], value)
 
-    async def start(self, program_addr: int, window: tuple[int, int]) -> None:
+    async def start(self, program_addr: int, window: tuple[int, int], on_start=None) -> None:
         """Set the window and program address and start the job, interrupt enabled (once the core
-        is no longer busy: after an error its memory port drains first)."""
+        is no longer busy: after an error its memory port drains first). ``on_start`` is called
+        just before the start is written."""
         while await self.read_csr("STATUS") & BUSY:
             await ClockCycles(self.dut.clk, 16)
         await self.write_csr("WINDOW_BASE", window[0])
         await self.write_csr("WINDOW_LIMIT", window[1])
         await self.write_csr("PROGRAM_ADDR", program_addr)
+        if on_start is not None:
+            on_start()
         await self.write_csr("CONTROL", START | IRQ_ENABLE)
 
     async def wait(self) -> dict:
@@ -120,6 +130,65 @@ class Chip(DramBackdoor):
         return await self.wait()
 
 
+class Tracer:
+    """Release and completion cycles of every instruction of core 0, per queue, from the trace
+    ports of :class:`rtl.sim.core_system.ChipWithDram` (toggles, so no event is missed)."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.issue = {q: [] for q in QUEUES}
+        self.done = {q: [] for q in QUEUES}
+        self.stalled = {q: [] for q in QUEUES}   # the unit's stalled cycles in this job, at each completion
+        self.origin = 0
+        self.stall_base = [0] * len(QUEUES)
+        cocotb.start_soon(self._origin(dut.trace_start))
+        cocotb.start_soon(self._watch(dut.trace_issue, self.issue))
+        cocotb.start_soon(self._watch(dut.trace_done, self.done, stalls=True))
+
+    def now(self) -> int:
+        return get_sim_time("ns") // CLOCK_NS
+
+    def begin(self) -> None:
+        """A job is about to start: clear the events."""
+        for store in (self.issue, self.done, self.stalled):
+            for events in store.values():
+                events.clear()
+
+    async def _origin(self, signal) -> None:
+        # cycles count from the start pulse, as the core's CYCLES counter does (the trace ports
+        # are all registered alike, so the one-cycle delay cancels)
+        while True:
+            await signal.value_change
+            self.origin = self.now()
+            self.stall_base = self._stall_counts()
+
+    def _stall_counts(self) -> list[int]:
+        counts = int(self.dut.trace_stalled.value)
+        return [counts >> (32 * n) & 0xFFFFFFFF for n in range(len(QUEUES))]
+
+    async def _watch(self, signal, store: dict, stalls: bool = False) -> None:
+        previous = int(signal.value)
+        while True:
+            await signal.value_change
+            value = int(signal.value)
+            cycle = self.now() - self.origin
+            for n, queue in enumerate(QUEUES):
+                if (value ^ previous) >> n & 1:
+                    store[queue].append(cycle)
+                    if stalls:
+                        self.stalled[queue].append(self._stall_counts()[n] - self.stall_base[n])
+            previous = value
+
+    def job(self) -> dict[str, np.ndarray]:
+        """This job's events: ``<queue>_issue``, ``<queue>_done`` and ``<queue>_stalled`` arrays."""
+        out = {}
+        for queue in QUEUES:
+            out[f"{queue}_issue"] = np.array(self.issue[queue], dtype=np.int64)
+            out[f"{queue}_done"] = np.array(self.done[queue], dtype=np.int64)
+            out[f"{queue}_stalled"] = np.array(self.stalled[queue], dtype=np.int64)
+        return out
+
+
 @cocotb.test()
 async def run_jobs(dut):
     spec = json.loads(os.environ["SCOVILLE_RUN"])
@@ -135,10 +204,15 @@ async def run_jobs(dut):
     chip.write(job.dram, skip_zero=True)
     await RisingEdge(dut.clk)
     results = {"cycles": [], "matrix_busy": [], "units": [], "instructions": [], "wall": []}
+    tracer = Tracer(dut) if spec.get("trace") else None
+    traces = []
 
     async def execute(job, phase: str) -> None:
         began = time.perf_counter()
-        status = await chip.run(job.program_addr, (0, config.dram_bytes))
+        await chip.start(job.program_addr, (0, config.dram_bytes), tracer.begin if tracer is not None else None)
+        status = await chip.wait()
+        if tracer is not None:
+            traces.append(tracer.job())
         if status["error"]:
             raise RuntimeError(f"{phase}: the core stopped with {ErrorCode(status['error']).name} at "
                                f"0x{status['error_addr']:x}")
@@ -177,4 +251,6 @@ async def run_jobs(dut):
     saved["tokens"] = np.array(tokens, dtype=np.int64)
     for name, values in results.items():
         saved[name] = np.array(values)
+    for n, trace in enumerate(traces):
+        saved.update({f"trace{n}_{key}": value for key, value in trace.items()})
     np.savez(spec["out"], **saved)

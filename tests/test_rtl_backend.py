@@ -5,9 +5,14 @@ tokens decoded with the KV cache the chip keeps in DRAM."""
 import numpy as np
 import pytest
 
+from compiler.dependencies import dependency_edges
+from compiler.lower import Compiler
+from compiler.profile import profile
 from compiler.rtl_runner import run_rtl
 from golden.model import generate, run_model
 from golden.synthetic import write_llama
+from rtl.core.controller import QUEUES
+from scoville.isa import QUEUE_OF
 from scoville.models import load_model
 
 
@@ -22,15 +27,45 @@ def assert_bit_exact(rtl, gold, tokens=None, gold_tokens=None):
 
 
 def test_tiny_llama_prompt_and_decode():
-    """tiny-llama: a 7-token prompt, then 3 greedy tokens, each a decode job on the chip's KV cache."""
+    """tiny-llama: a 7-token prompt, then 3 greedy tokens, each a decode job on the chip's KV cache;
+    the instruction trace shows every dependency kept and each unit running one instruction at
+    a time."""
     ckpt = load_model("tiny-llama")
     ids = np.array([1, 17, 300, 42, 99, 5, 250])
-    rtl = run_rtl(ckpt, ids, generate=3)
+    rtl = run_rtl(ckpt, ids, generate=3, trace=True)
     gold_tokens, gold = generate(ckpt, ids, 3, backend="golden")
     assert_bit_exact(rtl, gold, rtl.tokens, gold_tokens)
     assert len(rtl.cycles) == 3 and all(c > 0 for c in rtl.cycles)
     # the array's row counter and the matrix unit's busy counter are different counters
-    assert all(0 < rows < units["matrix"]["busy"] for rows, units in zip(rtl.matrix_busy, rtl.unit_counters))
+    assert all(0 < rows < units["matrix"]["busy"]
+               for rows, units in zip(rtl.matrix_busy, rtl.unit_counters, strict=True))
+    compiler = Compiler(ckpt, rtl.config)
+    jobs = [compiler.job(ids)] + [compiler.job(np.array([token]), len(ids) + n)
+                                  for n, token in enumerate(rtl.tokens[:-1])]
+    for job, trace, cycles, units in zip(jobs, rtl.traces, rtl.cycles, rtl.unit_counters, strict=True):
+        check_trace(job, trace, cycles, units, rtl.config)
+
+
+def check_trace(job, trace, cycles, units, config):
+    issue, done, stalled = trace.per_instruction(job)
+    queues = [QUEUE_OF[opcode] for opcode, _ in job.program]
+    real = np.array([q in QUEUES for q in queues])
+    assert (issue[real] >= 0).all() and (done[real] > issue[real]).all()
+    assert done.max() <= cycles, (done.max(), cycles)
+    # a unit holds one instruction at a time; load and store share the transfer unit
+    for unit in (("load", "store"), ("matrix",), ("vector",)):
+        mine = [i for i, q in enumerate(queues) if q in unit]
+        order = sorted(mine, key=lambda i: issue[i])
+        assert all(done[a] <= issue[b] for a, b in zip(order, order[1:], strict=False)), unit
+        # the per-instruction stalls add up to the unit's STALLED counter
+        assert stalled[mine].sum() == sum(units[q]["stalled"] for q in unit)
+    # every dependency the compiler found is kept: the consumer starts after its producer is done
+    plain = [(opcode, {k: v for k, v in fields.items() if k not in ("wait", "signal")})
+             for opcode, fields in job.program]
+    for edge in dependency_edges(plain, config):
+        assert issue[edge.consumer] >= done[edge.producer], edge
+    segs, table = profile(job, trace, cycles, config)
+    assert sum(seg.cycles for seg in segs) == cycles and 0 < table["model"]["fraction"] < 1
 
 
 def test_odd_shapes_gqa_one_token(tmp_path):

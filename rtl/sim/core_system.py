@@ -1,10 +1,11 @@
 """Whole-program simulation tops: a core with its AXI4 master and the fast DRAM model, and the
 whole chip (NoC, memory tile, CSRs) with the same DRAM model."""
 
-from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.core.controller import QUEUES
 from rtl.core.core import Core
 from rtl.dma.axi_master import AxiMaster
 from rtl.dma.descriptor import ADDR_BITS
@@ -59,7 +60,15 @@ class ChipWithDram(wiring.Component):
     """The whole :class:`rtl.chip.Chip` (cores, NoC, memory tile, CSRs) with a :class:`DramModel`
     of ``dram_bytes`` on its AXI4 master: what the ``rtl`` backend simulates. Ports: the chip's
     ``s_axil`` and ``irq``, and the DRAM model's ``latency`` and ``beat_interval``; the DRAM is
-    loaded and read through the model's backdoor (``dram.storage.mem``)."""
+    loaded and read through the model's backdoor (``dram.storage.mem``).
+
+    Trace ports of core 0, for instruction timelines (:mod:`testbench.chip_run`): per queue
+    (load, matrix, vector, store, bit ``n`` of each), ``trace_issue`` and ``trace_done`` toggle
+    when the controller releases an instruction to the unit and when the unit reports it done,
+    ``trace_start`` when the host starts a job;
+    ``trace_stalled`` holds four 32-bit counts of the unit's stalled cycles (busy, no data
+    moved). They are registered, so every event shows one cycle late; a testbench that does not
+    watch them costs nothing."""
 
     def __init__(self, config: ChipConfig | None = None, dram_bytes: int = 1 << 20, watchdog: int = 1 << 20):
         from rtl.chip import CSR_ADDR_BITS, Chip
@@ -70,7 +79,9 @@ class ChipWithDram(wiring.Component):
         self.dram = DramModel(size_bytes=dram_bytes, data_width=8 * config.bus_bytes, verilog_storage=True)
         self.verilog_sources = self.dram.verilog_sources
         super().__init__({"s_axil": In(AxiLiteSignature(CSR_ADDR_BITS)), "irq": Out(1),
-                          "latency": In(16), "beat_interval": In(8)})
+                          "latency": In(16), "beat_interval": In(8),
+                          "trace_start": Out(1), "trace_issue": Out(len(QUEUES)), "trace_done": Out(len(QUEUES)),
+                          "trace_stalled": Out(32 * len(QUEUES))})
 
     def elaborate(self, platform):
         m = Module()
@@ -90,6 +101,17 @@ class ChipWithDram(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axil), chip.s_axil)
         wiring.connect(m, chip.m_axi, dram.s_axi)
         m.d.comb += [self.irq.eq(chip.irq), dram.latency.eq(latency), dram.beat_interval.eq(beat_interval)]
+
+        core = self.chip.cores[0]
+        controller = core.controller
+        issued = Cat(getattr(controller, queue).valid & getattr(controller, queue).ready for queue in QUEUES)
+        done = Cat(getattr(controller, f"{queue}_done") for queue in QUEUES)
+        m.d.chip += [self.trace_start.eq(self.trace_start ^ core.start),
+                     self.trace_issue.eq(self.trace_issue ^ issued), self.trace_done.eq(self.trace_done ^ done)]
+        for n in range(len(QUEUES)):
+            count = self.trace_stalled[32 * n:32 * (n + 1)]
+            with m.If(core.unit_stalled[n]):
+                m.d.chip += count.eq(count + 1)
         return m
 
 

@@ -1,0 +1,91 @@
+"""Section labels of compiled programs, roofline bounds, cycle attribution and the timeline
+picture (compiler.profile), on synthetic traces; the RTL's own trace is checked in
+tests/test_rtl_backend.py."""
+
+import numpy as np
+import pytest
+
+from compiler.lower import SECTIONS, Compiler
+from compiler.profile import Trace, bound_cycles, instruction_work, plot_timeline, profile, segments
+from rtl.core.controller import QUEUES
+from scoville.config import ChipConfig
+from scoville.isa import QUEUE_OF, Flag, Opcode
+from scoville.models import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny_job():
+    ckpt = load_model("tiny-llama")
+    return Compiler(ckpt, ChipConfig()).job(np.arange(1, 9))
+
+
+def test_every_instruction_has_a_section_in_layer_order(tiny_job):
+    job = tiny_job
+    assert len(job.sections) == len(job.program) == job.instructions
+    assert set(job.sections) <= set(SECTIONS)
+    order = [seg.section for seg in segments(job)]
+    layer = ["norm", "qkv", "attention", "out_proj", "norm", "mlp"]
+    assert order == ["embed", *layer * 2, "norm", "head"], order
+    # every MATMUL of the QKV segments multiplies by a q/k/v weight: K is the hidden size
+    for (opcode, fields), section in zip(job.program, job.sections, strict=True):
+        if opcode is Opcode.MATMUL and section == "qkv":
+            assert fields["imm"] == 64
+
+
+def test_work_of_instructions():
+    assert instruction_work(Opcode.MATMUL, {"rows": 3, "cols": 8, "imm": 5}) == (120, 0)
+    assert instruction_work(Opcode.LOAD, {"rows": 4, "cols": 10}) == (0, 40)
+    assert instruction_work(Opcode.STORE, {"rows": 2, "cols": 10, "flags": Flag.DST_ACC}) == (0, 80)
+    assert instruction_work(Opcode.V_ADD, {"rows": 2, "cols": 10}) == (0, 0)
+    config = ChipConfig()   # 8x8, 8-byte bus
+    assert bound_cycles(640, 8, config) == 10 and bound_cycles(64, 800, config) == 100
+
+
+def fake_trace(job, gap=3):
+    """Each unit runs its instructions back to back in program order, ``gap`` cycles each."""
+    issue = {q: [] for q in QUEUES}
+    done = {q: [] for q in QUEUES}
+    stalled = {q: [] for q in QUEUES}
+    clock = 0
+    for opcode, _ in job.program:
+        q = QUEUE_OF[opcode]
+        if q not in QUEUES:
+            continue
+        issue[q].append(clock)
+        clock += gap
+        done[q].append(clock)
+        stalled[q].append(len(done[q]))   # one stalled cycle per instruction
+    return Trace(*({q: np.array(v) for q, v in d.items()} for d in (issue, done, stalled))), clock
+
+
+def test_attribution_adds_up_and_follows_completions(tiny_job):
+    config = ChipConfig()
+    trace, total = fake_trace(tiny_job)
+    segs, table = profile(tiny_job, trace, total, config)
+    assert sum(seg.cycles for seg in segs) == total
+    assert sum(row["cycles"] for name, row in table.items() if name != "model") == total
+    # back to back, 3 cycles per non-control instruction: a segment's share is 3 x its count
+    for seg in segs:
+        units = sum(QUEUE_OF[op] in QUEUES for op, _ in tiny_job.program[seg.first:seg.last + 1])
+        assert seg.cycles == 3 * units, seg
+    model = table["model"]
+    assert model["bound"] == bound_cycles(model["macs"], model["dram_bytes"], config)
+    assert model["fraction"] == pytest.approx(model["bound"] / total)
+    stalled_each = trace.per_instruction(tiny_job)[2]
+    assert set(stalled_each[stalled_each >= 0]) == {1}
+
+
+def test_a_trace_that_does_not_match_the_program_is_refused(tiny_job):
+    trace, total = fake_trace(tiny_job)
+    trace.done["matrix"] = trace.done["matrix"][:-1]
+    with pytest.raises(ValueError, match="matrix queue"):
+        profile(tiny_job, trace, total, ChipConfig())
+
+
+def test_timeline_picture(tiny_job, tmp_path):
+    trace, _ = fake_trace(tiny_job)
+    path = tmp_path / "t.png"
+    plot_timeline(tiny_job, trace, path, layer=1, title="fake")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="layer 2 is not in this job"):
+        plot_timeline(tiny_job, trace, tmp_path / "u.png", layer=2)
