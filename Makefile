@@ -11,7 +11,8 @@ JOBS          ?= 2
 MODEL         ?= tiny-llama
 TEXT          ?= The quick brown fox
 BACKEND       ?=
-GENERATE      ?= 4
+# greedy generation for causal LMs; the encoder (minilm) only embeds
+GENERATE      ?= $(if $(filter minilm,$(MODEL)),,4)
 
 .DEFAULT_GOAL := help
 .PHONY: help install minilm test test-full sim bench synth accuracy lint clean
@@ -41,8 +42,9 @@ test: $(STAMP) $(MINILM_STAMP) ## Run the test suite (whole-model checks include
 test-full: $(STAMP) $(MINILM_STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest -n $(JOBS) --durations=25 tests
 
-sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and print the summary
-	$(VENV)/bin/scoville run $(MODEL) --text "$(TEXT)" $(if $(BACKEND),--backend $(BACKEND),--backend best) $(if $(GENERATE),--generate $(GENERATE))
+sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and print the summary; rtl also draws build/timeline-MODEL.png
+	@mkdir -p build
+	$(VENV)/bin/scoville run $(MODEL) --text "$(TEXT)" $(if $(BACKEND),--backend $(BACKEND),--backend best) $(if $(GENERATE),--generate $(GENERATE)) $(if $(filter-out rtl best,$(or $(BACKEND),best)),,--timeline build/timeline-$(MODEL).png)
 
 bench: $(STAMP) ## Print the performance figures and write build/bench.json
 	$(PY) -m scripts.bench

@@ -3,7 +3,7 @@
 Contract (other tools script it)::
 
     scoville run MODEL (--ids 1,2,3 | --text "...") [--backend float|golden|isa|rtl]
-                 [--generate N] [--out FILE.npz]
+                 [--generate N] [--out FILE.npz] [--waves] [--timeline FILE.png]
 
 ``--out`` writes ``hidden`` float32 [seq, hidden] (Llama: after the final norm; BERT:
 last_hidden_state), ``logits`` float32 [seq, vocab] (causal LMs), ``pooled`` float32 [hidden]
@@ -11,7 +11,9 @@ last_hidden_state), ``logits`` float32 [seq, vocab] (causal LMs), ``pooled`` flo
 dequantized values. ``isa`` runs the compiled program on the instruction-set simulator
 (``compiler/funcsim.py``) and checks it against ``golden``. Bad input exits 1 with one line
 naming the problem. ``--backend rtl`` runs the generated Verilog of the single-core chip
-(``best`` picks it) and prints cycles, matrix-engine utilization and tokens/s.
+(``best`` picks it) and prints cycles, matrix-engine utilization and tokens/s; with
+``--timeline`` it also traces every instruction, prints the prompt job's roofline fraction per
+part of the model (:mod:`compiler.profile`) and draws the per-unit timeline of its first layer.
 """
 
 from __future__ import annotations
@@ -84,12 +86,32 @@ def _print_rtl_figures(rtl) -> None:
         print(f"tokens/s:   {fmax * 1e6 * len(rtl.outputs.hidden) / rtl.cycles[0]:,.1f} prefill at {fmax:.1f} MHz")
 
 
+def _profile(ckpt, ids, rtl, path: str, model: str) -> None:
+    """The prompt job's roofline fraction per part of the model, and its first layer's timeline."""
+    from compiler.lower import Compiler
+    from compiler.profile import plot_timeline, profile
+
+    job = Compiler(ckpt, rtl.config).job(ids)
+    _, table = profile(job, rtl.traces[0], rtl.cycles[0], rtl.config)
+    print("roofline:   prefill, bound / cycles per part: "
+          + ", ".join(f"{name} {row['fraction']:.3f}" for name, row in table.items()))
+    title = (f"{ckpt.name or model}: prompt of {len(ids)} tokens, layer 0, {rtl.config.name} array, "
+             f"{8 * rtl.config.bus_bytes}-bit bus")
+    try:
+        plot_timeline(job, rtl.traces[0], path, layer=0, title=title)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"timeline:   {path}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from golden.model import generate, run_model
     from scoville.accuracy import cosine
     from scoville.models import load_model
 
     backend = _resolve_backend(args.backend)
+    if args.timeline and backend != "rtl":
+        raise UsageError(f"--timeline needs the rtl backend, not {backend}")
     if args.generate is not None and args.generate < 1:
         raise UsageError(f"--generate takes a positive count, got {args.generate}")
 
@@ -120,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from compiler.rtl_runner import run_rtl
 
         try:
-            rtl = run_rtl(ckpt, ids, args.generate, waves=True if args.waves else None, progress=True)
+            rtl = run_rtl(ckpt, ids, args.generate, waves=True if args.waves else None, progress=True,
+                          trace=bool(args.timeline))
         except FitError as exc:
             raise UsageError(f"does not fit the chip: {exc}") from None
         out, tokens = rtl.outputs, rtl.tokens
@@ -140,6 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               ", ".join(f"{k} {v}" for k, v in sorted(isa.counts.items(), key=lambda kv: -kv[1])[:5]) + ", ...)")
     if rtl is not None:
         _print_rtl_figures(rtl)
+        if args.timeline:
+            _profile(ckpt, ids, rtl, args.timeline, args.model)
     if isa is not None or rtl is not None:
         if tokens is not None:
             gold_tokens, gold = generate(ckpt, ids, len(tokens), backend="golden")
@@ -201,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--generate", type=int, metavar="N", help="greedily generate N tokens (causal LMs)")
     run.add_argument("--out", metavar="FILE.npz", help="write hidden/logits/pooled/tokens to an npz file")
     run.add_argument("--waves", action="store_true", help="rtl: write an FST waveform of the run")
+    run.add_argument("--timeline", metavar="FILE.png",
+                     help="rtl: trace every instruction, print the roofline fraction per part of the model "
+                          "and draw the per-unit timeline of the prompt's first layer")
     run.set_defaults(func=cmd_run)
 
     models = sub.add_parser("models", help="list the named models")

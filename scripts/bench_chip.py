@@ -13,6 +13,13 @@ chip with a 64-bit DRAM bus (DRAM model latency 20 cycles).
   for ``minilm``, one sentence ("A man is eating food.", 8 tokens, 6 layers) on a 32 MiB DRAM
   model, whose build is not shared with tiny-llama's.
 
+* ``chip.roofline_fraction.<model>.<phase>.<part>``: the roofline bound over the measured cycles
+  (1.0 is the limit) per part of the model (``qkv``, ``attention``, ``out_proj``, ``mlp``,
+  ``norm``, plus ``embed`` and ``head``) and ``model`` for the whole job, from the instruction
+  trace (:mod:`compiler.profile`): tiny-llama with a 64-token prompt (``prefill``) and one token
+  after it (``decode``, a KV cache of 64), MiniLM on 64 tokens (``prefill``); the cycles of those
+  jobs are ``chip.cycles.<model>.<phase>64``.
+
 Matrix utilization is the fraction of cycles in which an activation row entered the array.
 """
 
@@ -22,11 +29,31 @@ import time
 
 import numpy as np
 
+from compiler.lower import Compiler
+from compiler.profile import profile
 from compiler.rtl_runner import run_rtl
 from scoville.cli import _synthesised_fmax
 from scoville.models import load_model
 
 PROMPT = 16
+#: prompt length of the roofline figures (the performance issue's bar)
+ROOFLINE_PROMPT = 64
+#: MiniLM's 64 tokens: this text, encoded and cut to 64 ids
+MINILM_TEXT = " ".join(["A man is eating food while a woman plays the guitar in the park."] * 6)
+
+
+def roofline(out: dict, name: str, ckpt, ids, generate: int | None) -> None:
+    """Roofline fractions of a traced run of ``ids`` (and one decode job when ``generate``)."""
+    run = run_rtl(ckpt, ids, generate=generate, trace=True)
+    compiler = Compiler(ckpt, run.config)
+    jobs = [("prefill", compiler.job(ids))]
+    if generate:
+        jobs.append(("decode", compiler.job(run.tokens[:1], len(ids))))
+    for n, (phase, job) in enumerate(jobs):
+        out[f"chip.cycles.{name}.{phase}{len(ids)}"] = run.cycles[n]
+        _, table = profile(job, run.traces[n], run.cycles[n], run.config)
+        for part, row in table.items():
+            out[f"chip.roofline_fraction.{name}.{phase}.{part}"] = round(row["fraction"], 4)
 
 
 def figures() -> dict[str, float]:
@@ -47,6 +74,8 @@ def figures() -> dict[str, float]:
     sentence = run_rtl(minilm, minilm.encode("A man is eating food."))
     out["chip.wall_s.minilm"] = round(time.perf_counter() - began, 1)
     out["chip.cycles.minilm.prefill"] = sentence.cycles[0]
+    roofline(out, "tiny-llama", ckpt, np.arange(1, ROOFLINE_PROMPT + 1) * 7 % ckpt.config.vocab_size, 2)
+    roofline(out, "minilm", minilm, minilm.encode(MINILM_TEXT)[:ROOFLINE_PROMPT], None)
     fmax = _synthesised_fmax(run.config.name)
     if fmax is not None:
         out["chip.tokens_per_s.tiny-llama"] = round(fmax * 1e6 / run.cycles[1], 2)
