@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -112,6 +113,10 @@ class Job:
     #: belongs to (:data:`SECTIONS`), for profiles and timelines
     program: list = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
+    #: the transformer layer of each instruction (-1: embedding and head)
+    layers: list[int] = field(default_factory=list)
+    #: tokens per block (:class:`_Emitter`): the job's tokens when its tensors fit the SRAMs at once
+    block: int = 0
 
 
 #: The parts of a model an instruction can belong to: the embedding lookup, the layers' QKV
@@ -206,6 +211,9 @@ class Compiler:
         per_head = self.max_tokens * (d + 4)  # int8 rows + one scale word per token
         self.kv_addr = self._reserve(cfg.num_layers * kv_heads * 2 * per_head, "KV cache")
         self.kv_heads = kv_heads
+        # between the blocks of a long job (see _Emitter): the residual stream and the queries
+        self.x_addr = self._reserve(4 * self.max_tokens * cfg.hidden_size, "residual stream")
+        self.q_addr = self._reserve(cfg.num_heads * per_head, "queries")
 
     def kv_slot(self, layer: int, head: int, which: int) -> tuple[int, int]:
         """DRAM addresses of (int8 rows [max_tokens, D], scales [max_tokens]) of one cache slot."""
@@ -231,19 +239,34 @@ class Compiler:
             dram[:len(self._image)] = np.frombuffer(bytes(self._image), dtype=np.uint8)
         inputs = np.concatenate([ids, np.zeros(t, dtype=np.int64), np.arange(t)]).astype(np.int32)
         dram[self.ids_addr:self.ids_addr + inputs.nbytes] = inputs.view(np.uint8)
-        try:
-            emitter = _Emitter(self, t, start, self.double_buffer)
-            program = emitter.emit()
-        except FitError:
-            if not self.double_buffer:
-                raise
-            emitter = _Emitter(self, t, start, False)
-            program = emitter.emit()
+        # the largest block of tokens that fits (all of them resident in the SRAMs first), with
+        # double buffering if it fits that way
+        plans = [(t, True)]
+        block = t
+        while True:
+            plans.append((block, False))
+            if block == 1:
+                break
+            block = (block + 1) // 2
+        program = emitter = failure = None
+        for block, resident in plans:
+            for double_buffer in ((True, False) if self.double_buffer else (False,)):
+                try:
+                    emitter = _Emitter(self, t, start, double_buffer, block, resident)
+                    program = emitter.emit()
+                    break
+                except FitError as exc:
+                    failure = exc  # the last: what does not fit even one token at a time
+            if program is not None:
+                break
+        if program is None:
+            raise failure
         if len(program) > self.program_bytes:
             raise FitError(f"the program needs {len(program)} bytes; the program area holds {self.program_bytes}")
         dram[self.program_addr:self.program_addr + len(program)] = np.frombuffer(program, dtype=np.uint8)
         return Job(dram, self.program_addr, len(program) // INSTRUCTION_BYTES, t, start, self.hidden_addr,
-                   self.logits_addr, cfg.hidden_size, cfg.vocab_size, emitter.synchronised, emitter.sections)
+                   self.logits_addr, cfg.hidden_size, cfg.vocab_size, emitter.synchronised, emitter.sections,
+                   emitter.layers, emitter.block)
 
     def read_outputs(self, job: Job, dram: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The wide (int32) hidden states and logits a finished job left in DRAM."""
@@ -257,12 +280,27 @@ class Compiler:
 
 
 class _Emitter:
-    """Emits the instructions of one job; SPAD and ACC are allocated per layer."""
+    """Emits the instructions of one job; SPAD and ACC are allocated per layer.
 
-    def __init__(self, compiler: Compiler, tokens: int, start: int, double_buffer: bool = False):
+    The job's tokens are processed in blocks of ``block`` rows. With one block (``block`` equal
+    to the job's tokens) and ``resident``, the residual stream stays in the accumulator SRAM from
+    the embedding to the head. Otherwise every block of every layer goes through DRAM: the residual stream
+    (int32 rows, ``Compiler.x_addr``), and the quantized queries (``Compiler.q_addr``) between
+    the first part of a layer (norm, Q/K/V projections, RoPE, KV cache writes, for every block)
+    and the second (attention over the cache, output projection, MLP), so the SRAMs hold one
+    block's tensors whatever the sequence length. Every operation is row-wise (attention by
+    query row), so the result is the same bit for bit.
+    """
+
+    def __init__(self, compiler: Compiler, tokens: int, start: int, double_buffer: bool = False,
+                 block: int | None = None, resident: bool = True):
         self.c = compiler
         self.cfg = compiler.ckpt.config
         self.t, self.p0 = tokens, start
+        self.block = block or tokens
+        self.blocks = [(b0, min(self.block, tokens - b0)) for b0 in range(0, tokens, self.block)]
+        self.resident = resident and len(self.blocks) == 1
+        self.rows = tokens  # rows of the block being emitted
         config = compiler.config
         self.double_buffer = double_buffer
         spad_ring = config.spad_bytes // 2 if double_buffer else 0
@@ -273,12 +311,15 @@ class _Emitter:
         self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words")
         self.program: list[tuple[Opcode, dict]] = []
         self.sections: list[str] = []
-        self.section = "embed"
+        self.layers: list[int] = []
+        self.section, self.layer = "embed", -1
+        self.x = self.queries = self.freqs = None   # resident tensors (ACC addresses)
 
     def op(self, opcode: Opcode, **fields) -> None:
         encode(opcode, **fields)  # fields that do not fit fail here, where the caller is known
         self.program.append((opcode, fields))
         self.sections.append(self.section)
+        self.layers.append(self.layer)
 
     def emit(self) -> bytes:
         if self.c.arch == "llama":
@@ -294,15 +335,35 @@ class _Emitter:
 
     # ------------------------------------------------------------------ building blocks
 
+    def marks(self) -> tuple[int, int]:
+        return self.spad.mark(), self.acc.mark()
+
+    def release(self, marks: tuple[int, int]) -> None:
+        self.spad.release(marks[0])
+        self.acc.release(marks[1])
+
     def load_acc(self, dram: int, words: int, what: str, ring: bool = False) -> int:
         addr = self.acc_ring.alloc(words, what) if ring and self.double_buffer else self.acc.alloc(words, what)
         self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=dram, addr1=addr, rows=1, cols=words,
                 stride0=0, stride1=0)
         return addr
 
+    def load_x(self, b0: int, what: str) -> int:
+        """The residual stream's rows of the block at ``b0`` from DRAM -> wide [rows, H]."""
+        h = self.cfg.hidden_size
+        x = self.acc.alloc(self.rows * h, what)
+        self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=self.c.x_addr + 4 * b0 * h, addr1=x, rows=self.rows, cols=h,
+                stride0=h, stride1=h)
+        return x
+
+    def store_x(self, x: int, b0: int) -> None:
+        h = self.cfg.hidden_size
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=x, stride0=h, addr1=self.c.x_addr + 4 * b0 * h,
+                stride1=h, rows=self.rows, cols=h)
+
     def gather(self, table: tuple[int, int, int], ids_offset: int, what: str) -> int:
-        """Embedding rows for the ids at ``ids_offset`` (in words) of the input buffer -> wide [T, H]."""
-        t, h = self.t, self.cfg.hidden_size
+        """Embedding rows for the ids at ``ids_offset`` (in words) of the input buffer -> wide [rows, H]."""
+        t, h = self.rows, self.cfg.hidden_size
         table_addr, scales_addr, rows = table
         ids = self.load_acc(self.c.ids_addr + 4 * ids_offset, t, f"{what} ids")
         rows_sp = self.spad.alloc(t * h, f"{what} rows")
@@ -316,7 +377,7 @@ class _Emitter:
         return out
 
     def norm(self, x: int, norm: _Norm, kind: Opcode, what: str, dst: int | None = None) -> int:
-        t, h = self.t, norm.h
+        t, h = self.rows, norm.h
         params = self.load_acc(norm.params, 2 * h, f"{what} parameters")
         out = dst if dst is not None else self.acc.alloc(t * h, what)
         self.op(kind, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h, addr2=params,
@@ -330,10 +391,10 @@ class _Emitter:
         return q, scales
 
     def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None) -> int:
-        """``requant(xq @ W) + bias`` into a wide [T, N] buffer, tiled over N to fit the scratchpad."""
-        t, k, n = self.t, lin.k, lin.n
+        """``requant(xq @ W) + bias`` into a wide [rows, N] buffer, tiled over N to fit the scratchpad."""
+        t, k, n = self.rows, lin.k, lin.n
         out = dst if dst is not None else self.acc.alloc(t * n, what)
-        mark_s, mark_a = self.spad.mark(), self.acc.mark()
+        mark = self.marks()
         columns = self.c.config.columns
         if self.double_buffer:  # at least two tiles in each ring
             chunk = min(n, self.spad_ring.size // 2 // max(k, 1) // columns * columns,
@@ -359,26 +420,51 @@ class _Emitter:
                     imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=nc, addr1=out + n0, stride1=n,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
-            self.spad.release(mark_s)
-            self.acc.release(mark_a)
+            self.release(mark)
         return out
 
-    def attention(self, layer: int, q: int, k: int, v: int, causal: bool) -> int:
-        """Attention of the T new queries over the cache (after storing the new keys/values)."""
-        cfg, t, p0 = self.cfg, self.t, self.p0
-        d, heads, kv_heads = cfg.head_dim, cfg.num_heads, self.c.kv_heads
-        s = p0 + t
-        out = self.acc.alloc(t * heads * d, f"layer {layer} attention output")
-        mark_s, mark_a = self.spad.mark(), self.acc.mark()
+    def store_kv(self, layer: int, k: int, v: int, b0: int) -> None:
+        """Quantize the block's new keys and values and write them to the KV cache (positions
+        ``p0 + b0 ..``)."""
+        d, t, pos = self.cfg.head_dim, self.rows, self.p0 + b0
+        kv_heads = self.c.kv_heads
+        mark = self.marks()
         for g in range(kv_heads):
             for which, src in ((0, k), (1, v)):
                 rows_addr, scales_addr = self.c.kv_slot(layer, g, which)
                 qz, sc = self.quantize(src + g * d, t, d, kv_heads * d, f"layer {layer} new keys/values")
-                self.op(Opcode.STORE, addr0=qz, stride0=d, addr1=rows_addr + p0 * d, stride1=d, rows=t, cols=d)
-                self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * p0, rows=1, cols=t)
+                self.op(Opcode.STORE, addr0=qz, stride0=d, addr1=rows_addr + pos * d, stride1=d, rows=t, cols=d)
+                self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * pos, rows=1, cols=t)
                 if which == 1 or not self.double_buffer:  # keys and values in different buffers
-                    self.spad.release(mark_s)
-                    self.acc.release(mark_a)
+                    self.release(mark)
+
+    def query_slot(self, head: int) -> tuple[int, int]:
+        """DRAM addresses of (int8 rows [max_tokens, D], scales [max_tokens]) of one head's queries."""
+        d = self.cfg.head_dim
+        base = self.c.q_addr + head * self.c.max_tokens * (d + 4)
+        return base, base + self.c.max_tokens * d
+
+    def store_queries(self, q: int, b0: int) -> None:
+        """Quantize the block's queries per head and write them to DRAM (between a layer's parts)."""
+        cfg, t, d = self.cfg, self.rows, self.cfg.head_dim
+        mark = self.marks()
+        for h in range(cfg.num_heads):
+            qq, qs = self.quantize(q + h * d, t, d, cfg.num_heads * d, "queries")
+            rows_addr, scales_addr = self.query_slot(h)
+            self.op(Opcode.STORE, addr0=qq, stride0=d, addr1=rows_addr + b0 * d, stride1=d, rows=t, cols=d)
+            self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=qs, addr1=scales_addr + 4 * b0, rows=1, cols=t)
+            self.release(mark)
+
+    def attention(self, layer: int, q: int | None, b0: int, causal: bool) -> int:
+        """Attention of the block's queries (rows ``b0 ..`` of the job) over the cache, whose
+        keys and values for these positions are already stored. ``q``: the block's wide queries
+        in ACC, or None to load them quantized from DRAM (:meth:`store_queries`)."""
+        cfg, t = self.cfg, self.rows
+        d, heads, kv_heads = cfg.head_dim, cfg.num_heads, self.c.kv_heads
+        p0 = self.p0 + b0   # position of the block's first query
+        s = p0 + t if causal else self.p0 + self.t   # keys it may see
+        out = self.acc.alloc(t * heads * d, f"layer {layer} attention output")
+        mark = self.marks()
         c_m, c_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX * math.sqrt(d) * (1 << nx.FRAC)))
         p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
         group = heads // kv_heads
@@ -399,8 +485,14 @@ class _Emitter:
                 # head's matmuls need not wait for this head's vector instructions
                 second = self.double_buffer and (h - g * group) % 2 == 1
                 if not second:
-                    mark_s2, mark_a2 = self.spad.mark(), self.acc.mark()
-                qq, qs = self.quantize(q + h * d, t, d, heads * d, f"layer {layer} queries")
+                    head_mark = self.marks()
+                if q is not None:
+                    qq, qs = self.quantize(q + h * d, t, d, heads * d, f"layer {layer} queries")
+                else:
+                    rows_addr, scales_addr = self.query_slot(h)
+                    qq = self.spad.alloc(t * d, f"layer {layer} queries (int8)")
+                    self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d, stride1=d)
+                    qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales")
                 scores = self.acc.alloc(t * s, f"layer {layer} scores")
                 self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
                         addr2=scores, addr3=s, rows=t, cols=s, imm=d)
@@ -420,105 +512,176 @@ class _Emitter:
                 self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
                         stride1=heads * d, addr2=os_, rows=t, cols=d)
                 if second or not self.double_buffer:
-                    self.spad.release(mark_s2)
-                    self.acc.release(mark_a2)
-            self.spad.release(mark_s)
-            self.acc.release(mark_a)
+                    self.release(head_mark)
+            self.release(mark)
         return out
 
     def binary(self, opcode: Opcode, a: int, b: int, cols: int, dst: int | None = None, what: str = "") -> int:
-        out = dst if dst is not None else self.acc.alloc(self.t * cols, what)
-        self.op(opcode, addr0=a, stride0=cols, addr1=out, stride1=cols, addr2=b, imm=cols, rows=self.t, cols=cols)
+        out = dst if dst is not None else self.acc.alloc(self.rows * cols, what)
+        self.op(opcode, addr0=a, stride0=cols, addr1=out, stride1=cols, addr2=b, imm=cols, rows=self.rows, cols=cols)
         return out
 
     def unary(self, opcode: Opcode, a: int, cols: int) -> int:
-        self.op(opcode, addr0=a, stride0=cols, addr1=a, stride1=cols, rows=self.t, cols=cols)
+        self.op(opcode, addr0=a, stride0=cols, addr1=a, stride1=cols, rows=self.rows, cols=cols)
         return a
+
+    def residual(self, x: int | None, b0: int) -> int:
+        """The block's residual stream: resident in ACC (``x``), or loaded from DRAM."""
+        return x if self.resident else self.load_x(b0, "residual stream")
+
+    def blockwise(self, part):
+        """Run ``part(b0)`` for every block, its temporaries freed after each block (they live
+        on when there is only one block)."""
+        for b0, rows in self.blocks:
+            self.rows = rows
+            mark = self.marks()
+            part(b0)
+            if not self.resident:
+                self.release(mark)
 
     # ------------------------------------------------------------------ architectures
 
     def _llama(self) -> None:
-        cfg, c, t = self.cfg, self.c, self.t
-        h, d = cfg.hidden_size, cfg.head_dim
-        self.section = "embed"
-        x = self.gather(c.embed, 0, "embeddings")
-        freqs = self.load_acc(c.freqs, d // 2, "RoPE frequencies")
+        c, d = self.c, self.cfg.head_dim
+        self.freqs = self.load_acc(c.freqs, d // 2, "RoPE frequencies")
+        self.blockwise(self._llama_embed)
         for i, lp in enumerate(c.layers):
-            mark_s, mark_a = self.spad.mark(), self.acc.mark()
-            self.section = "norm"
-            hn = self.norm(x, lp["attn_norm"], Opcode.V_RMSNORM, f"layer {i} attention norm")
-            self.section = "qkv"
-            xq, xs = self.quantize(hn, t, h, h, f"layer {i} attention input")
-            q = self.linear(xq, xs, lp["q"], f"layer {i} q_proj")
-            k = self.linear(xq, xs, lp["k"], f"layer {i} k_proj")
-            v = self.linear(xq, xs, lp["v"], f"layer {i} v_proj")
-            for buf, lin in ((q, lp["q"]), (k, lp["k"])):
-                self.op(Opcode.V_ROPE, addr0=buf, stride0=lin.n, addr1=buf, stride1=lin.n, addr2=freqs, addr3=d,
-                        rows=t, cols=lin.n, imm=self.p0)
-            self.section = "attention"
-            a = self.attention(i, q, k, v, causal=True)
-            self.section = "out_proj"
-            aq, as_ = self.quantize(a, t, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
-            o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
-            self.binary(Opcode.V_ADD, x, o, h, dst=x)
-            self.section = "norm"
-            hn = self.norm(x, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
-            self.section = "mlp"
-            mq, ms = self.quantize(hn, t, h, h, f"layer {i} MLP input")
-            gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
-            up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj")
-            self.binary(Opcode.V_MUL, gate, up, lp["up"].n, dst=gate)
-            gq, gs = self.quantize(gate, t, lp["up"].n, lp["up"].n, f"layer {i} down_proj input")
-            down = self.linear(gq, gs, lp["down"], f"layer {i} down_proj")
-            self.binary(Opcode.V_ADD, x, down, h, dst=x)
-            self.spad.release(mark_s)
-            self.acc.release(mark_a)
+            self.layer = i
+            layer_mark = self.marks()
+            self.blockwise(partial(self._llama_projections, i, lp))
+            self.blockwise(partial(self._llama_rest, i, lp))
+            self.release(layer_mark)
+        self.layer = -1
+        self.blockwise(self._llama_head)
+
+    def _llama_embed(self, b0: int) -> None:
+        self.x = self.gather(self.c.embed, b0, "embeddings")
+        if not self.resident:
+            self.store_x(self.x, b0)
+
+    def _llama_projections(self, i: int, lp: dict, b0: int) -> None:
+        h, d = self.cfg.hidden_size, self.cfg.head_dim
+        xb = self.residual(self.x, b0)
         self.section = "norm"
-        hn = self.norm(x, c.final_norm, Opcode.V_RMSNORM, "final norm")
+        hn = self.norm(xb, lp["attn_norm"], Opcode.V_RMSNORM, f"layer {i} attention norm")
+        self.section = "qkv"
+        xq, xs = self.quantize(hn, self.rows, h, h, f"layer {i} attention input")
+        q = self.linear(xq, xs, lp["q"], f"layer {i} q_proj")
+        k = self.linear(xq, xs, lp["k"], f"layer {i} k_proj")
+        v = self.linear(xq, xs, lp["v"], f"layer {i} v_proj")
+        for buf, lin in ((q, lp["q"]), (k, lp["k"])):
+            self.op(Opcode.V_ROPE, addr0=buf, stride0=lin.n, addr1=buf, stride1=lin.n, addr2=self.freqs, addr3=d,
+                    rows=self.rows, cols=lin.n, imm=self.p0 + b0)
+        self.section = "attention"
+        self.store_kv(i, k, v, b0)
+        if self.resident:
+            self.queries = q
+        else:
+            self.store_queries(q, b0)
+
+    def _llama_rest(self, i: int, lp: dict, b0: int) -> None:
+        cfg = self.cfg
+        h, d = cfg.hidden_size, cfg.head_dim
+        xb = self.residual(self.x, b0)
+        self.section = "attention"
+        a = self.attention(i, self.queries if self.resident else None, b0, causal=True)
+        self.section = "out_proj"
+        aq, as_ = self.quantize(a, self.rows, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
+        o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
+        self.binary(Opcode.V_ADD, xb, o, h, dst=xb)
+        self.section = "norm"
+        hn = self.norm(xb, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
+        self.section = "mlp"
+        mq, ms = self.quantize(hn, self.rows, h, h, f"layer {i} MLP input")
+        gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
+        up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj")
+        self.binary(Opcode.V_MUL, gate, up, lp["up"].n, dst=gate)
+        gq, gs = self.quantize(gate, self.rows, lp["up"].n, lp["up"].n, f"layer {i} down_proj input")
+        down = self.linear(gq, gs, lp["down"], f"layer {i} down_proj")
+        self.binary(Opcode.V_ADD, xb, down, h, dst=xb)
+        if not self.resident:
+            self.store_x(xb, b0)
+
+    def _llama_head(self, b0: int) -> None:
+        c, h = self.c, self.cfg.hidden_size
+        xb = self.residual(self.x, b0)
+        self.section = "norm"
+        hn = self.norm(xb, c.final_norm, Opcode.V_RMSNORM, "final norm")
         self.section = "head"
-        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=hn, stride0=h, addr1=c.hidden_addr, stride1=h, rows=t, cols=h)
-        hq, hs = self.quantize(hn, t, h, h, "LM head input")
-        logits = self.acc.alloc(t * c.lm_head.n, "logits")
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=hn, stride0=h, addr1=c.hidden_addr + 4 * b0 * h,
+                stride1=h, rows=self.rows, cols=h)
+        hq, hs = self.quantize(hn, self.rows, h, h, "LM head input")
+        n = c.lm_head.n
+        logits = self.acc.alloc(self.rows * n, "logits")
         self.linear(hq, hs, c.lm_head, "LM head", dst=logits)
-        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=logits, stride0=c.lm_head.n, addr1=c.logits_addr,
-                stride1=c.lm_head.n, rows=t, cols=c.lm_head.n)
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=logits, stride0=n, addr1=c.logits_addr + 4 * b0 * n,
+                stride1=n, rows=self.rows, cols=n)
 
     def _bert(self) -> None:
-        cfg, c, t = self.cfg, self.c, self.t
-        h = cfg.hidden_size
-        self.section = "embed"
-        x = self.gather(c.word, 0, "word embeddings")
-        types = self.gather(c.token_type, t, "token-type embeddings")
+        self.blockwise(self._bert_embed)
+        for i, lp in enumerate(self.c.layers):
+            self.layer = i
+            layer_mark = self.marks()
+            self.blockwise(partial(self._bert_projections, i, lp))
+            self.blockwise(partial(self._bert_rest, i, lp))
+            self.release(layer_mark)
+        self.layer = -1
+        self.blockwise(self._bert_head)
+
+    def _bert_embed(self, b0: int) -> None:
+        c, t, h = self.c, self.t, self.cfg.hidden_size
+        x = self.gather(c.word, b0, "word embeddings")
+        types = self.gather(c.token_type, t + b0, "token-type embeddings")
         self.binary(Opcode.V_ADD, x, types, h, dst=x)
-        pos = self.gather(c.position, 2 * t, "position embeddings")
+        pos = self.gather(c.position, 2 * t + b0, "position embeddings")
         self.binary(Opcode.V_ADD, x, pos, h, dst=x)
         self.section = "norm"
-        x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm")
-        for i, lp in enumerate(c.layers):
-            # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
-            mark_s, mark_a = self.spad.mark(), self.acc.mark()
-            self.section = "qkv"
-            xq, xs = self.quantize(x, t, h, h, f"layer {i} input")
-            q = self.linear(xq, xs, lp["q"], f"layer {i} query")
-            k = self.linear(xq, xs, lp["k"], f"layer {i} key")
-            v = self.linear(xq, xs, lp["v"], f"layer {i} value")
-            self.section = "attention"
-            a = self.attention(i, q, k, v, causal=False)
-            self.section = "out_proj"
-            aq, as_ = self.quantize(a, t, h, h, f"layer {i} attention output")
-            o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense")
-            self.binary(Opcode.V_ADD, x, o, h, dst=o)
-            self.section = "norm"
-            self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=x)
-            self.section = "mlp"
-            yq, ys = self.quantize(x, t, h, h, f"layer {i} intermediate input")
-            inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
-            iq, is_ = self.quantize(inter, t, lp["in"].n, lp["in"].n, f"layer {i} output input")
-            out = self.linear(iq, is_, lp["out"], f"layer {i} output dense")
-            self.binary(Opcode.V_ADD, x, out, h, dst=out)
-            self.section = "norm"
-            self.norm(out, lp["ln2"], Opcode.V_LAYERNORM, f"layer {i} output LayerNorm", dst=x)
-            self.spad.release(mark_s)
-            self.acc.release(mark_a)
+        self.x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm")
+        self.section = "embed"
+        if not self.resident:
+            self.store_x(self.x, b0)
+
+    def _bert_projections(self, i: int, lp: dict, b0: int) -> None:
+        h = self.cfg.hidden_size
+        xb = self.residual(self.x, b0)
+        self.section = "qkv"
+        xq, xs = self.quantize(xb, self.rows, h, h, f"layer {i} input")
+        q = self.linear(xq, xs, lp["q"], f"layer {i} query")
+        k = self.linear(xq, xs, lp["k"], f"layer {i} key")
+        v = self.linear(xq, xs, lp["v"], f"layer {i} value")
+        self.section = "attention"
+        self.store_kv(i, k, v, b0)
+        if self.resident:
+            self.queries = q
+        else:
+            self.store_queries(q, b0)
+
+    def _bert_rest(self, i: int, lp: dict, b0: int) -> None:
+        # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
+        h = self.cfg.hidden_size
+        xb = self.residual(self.x, b0)
+        self.section = "attention"
+        a = self.attention(i, self.queries if self.resident else None, b0, causal=False)
+        self.section = "out_proj"
+        aq, as_ = self.quantize(a, self.rows, h, h, f"layer {i} attention output")
+        o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense")
+        self.binary(Opcode.V_ADD, xb, o, h, dst=o)
+        self.section = "norm"
+        self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=xb)
+        self.section = "mlp"
+        yq, ys = self.quantize(xb, self.rows, h, h, f"layer {i} intermediate input")
+        inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
+        iq, is_ = self.quantize(inter, self.rows, lp["in"].n, lp["in"].n, f"layer {i} output input")
+        out = self.linear(iq, is_, lp["out"], f"layer {i} output dense")
+        self.binary(Opcode.V_ADD, xb, out, h, dst=out)
+        self.section = "norm"
+        self.norm(out, lp["ln2"], Opcode.V_LAYERNORM, f"layer {i} output LayerNorm", dst=xb)
+        if not self.resident:
+            self.store_x(xb, b0)
+
+    def _bert_head(self, b0: int) -> None:
+        h = self.cfg.hidden_size
+        xb = self.residual(self.x, b0)
         self.section = "head"
-        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=x, stride0=h, addr1=c.hidden_addr, stride1=h, rows=t, cols=h)
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=xb, stride0=h, addr1=self.c.hidden_addr + 4 * b0 * h,
+                stride1=h, rows=self.rows, cols=h)

@@ -57,8 +57,12 @@ class RtlRun:
         return self.matrix_busy[job] / self.cycles[job] if self.cycles[job] else 0.0
 
 
-def _dram_size(ckpt: Checkpoint, config: ChipConfig) -> int:
-    image = len(Compiler(ckpt, config)._image)
+def _dram_size(ckpt: Checkpoint, config: ChipConfig, ids: np.ndarray) -> int:
+    """The DRAM model's size for this model; compiling the prompt job here, on the host, raises
+    :class:`compiler.lower.FitError` before any simulation when it does not fit."""
+    compiler = Compiler(ckpt, config)
+    compiler.job(ids)
+    image = len(compiler._image)
     size = MIN_DRAM_BYTES
     while size < image:
         size *= 2
@@ -100,7 +104,7 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
 
     config = config or ChipConfig()
     ids = ckpt.check_ids(ids)
-    dram_bytes = _dram_size(ckpt, config)
+    dram_bytes = _dram_size(ckpt, config, ids)
     config = dataclasses.replace(config, dram_bytes=dram_bytes)
     design = chip_design(config, dram_bytes)
     with tempfile.TemporaryDirectory() as tmp:

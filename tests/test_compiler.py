@@ -81,6 +81,37 @@ def test_minilm_bit_exact():
     assert_same(hidden, build_model(ckpt, "golden").forward(ids).hidden, "minilm hidden")
 
 
+@pytest.mark.parametrize("length, config, blocks", [
+    (127, ChipConfig(), 2),                                       # the model's longest prompt (128 positions)
+    (64, ChipConfig(), 1),                                        # one block, through DRAM
+    (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 7),    # SRAMs that hold 3 tokens at a time
+])
+def test_long_prompts_run_in_token_blocks(length, config, blocks):
+    ckpt = load_model("tiny-llama")
+    compiler = Compiler(ckpt, config)
+    ids = np.arange(1, length + 1) * 7 % ckpt.config.vocab_size
+    job = compiler.job(ids)
+    assert -(-length // job.block) == blocks
+    model = build_model(ckpt, "golden")
+    cache = model.new_cache()
+    machine, hidden, logits = run_job(compiler, ids)
+    want = model.forward(ids, cache)
+    assert_same(hidden, want.hidden, "hidden")
+    assert_same(logits, want.logits, "logits")
+    token = np.array([int(np.argmax(want.logits[-1]))])
+    _, _, logits = run_job(compiler, token, length, machine.dram)
+    assert_same(logits, model.forward(token, cache).logits, "decode after the blocked prompt")
+
+
+def test_bert_in_token_blocks(synthetic):
+    ckpt = synthetic["bert-odd-60x5h"]
+    compiler = Compiler(ckpt, ChipConfig(rows=4, columns=8, lanes=8, acc_words=4096, spad_bytes=8 * 1024))
+    ids = accuracy.sample_ids(ckpt.config.vocab_size, 32, 32)
+    assert compiler.job(ids).block < 32
+    _, hidden, _ = run_job(compiler, ids)
+    assert_same(hidden, build_model(ckpt, "golden").forward(ids).hidden, "hidden")
+
+
 def test_weight_tiles_split_over_columns_when_the_scratchpad_is_small():
     ckpt = load_model("tiny-llama")
     small = Compiler(ckpt, ChipConfig(spad_bytes=6 * 1024))

@@ -76,6 +76,15 @@ def test_small_scratchpad_tiles_in_any_schedule(tiny_llama):
     check_schedules(compiler, compiler.job(tiny_llama.encode("tiling")))
 
 
+def test_token_blocks_in_any_schedule(tiny_llama):
+    """Blocks of a long prompt pass the residual stream and the queries through DRAM, and read
+    the keys and values earlier blocks wrote: every such DRAM dependency must be a semaphore."""
+    compiler = Compiler(tiny_llama, ChipConfig(acc_words=4096, spad_bytes=16 * 1024))
+    job = compiler.job(np.arange(1, 21) * 7 % 512)
+    assert job.block < 20
+    check_schedules(compiler, job)
+
+
 def test_minilm_in_any_schedule():
     ckpt = load_model("minilm")
     compiler = Compiler(ckpt)

@@ -68,6 +68,20 @@ def check_trace(job, trace, cycles, units, config):
     assert sum(seg.cycles for seg in segs) == cycles and 0 < table["model"]["fraction"] < 1
 
 
+def test_tiny_llama_long_prompt_in_token_blocks():
+    """100 tokens do not fit the 8x8 chip's SRAMs at once: the prompt runs in blocks of 50
+    through DRAM, then one token decodes on the cache the blocks wrote."""
+    ckpt = load_model("tiny-llama")
+    ids = np.arange(1, 101) * 7 % ckpt.config.vocab_size
+    rtl = run_rtl(ckpt, ids, generate=2, trace=True)
+    gold_tokens, gold = generate(ckpt, ids, 2, backend="golden")
+    assert_bit_exact(rtl, gold, rtl.tokens, gold_tokens)
+    compiler = Compiler(ckpt, rtl.config)
+    job = compiler.job(ids)
+    assert job.block < len(ids)
+    check_trace(job, rtl.traces[0], rtl.cycles[0], rtl.unit_counters[0], rtl.config)
+
+
 def test_odd_shapes_gqa_one_token(tmp_path):
     """A Llama with odd widths, grouped-query attention and tied embeddings, on one token and on 13."""
     path = write_llama(tmp_path / "odd", vocab_size=101, hidden_size=40, intermediate_size=77, num_layers=2,
