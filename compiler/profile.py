@@ -130,22 +130,6 @@ def profile(job: Job, trace: Trace, total_cycles: int, config: ChipConfig) -> tu
     return segs, table
 
 
-def _layer_span(segs: list[Segment], layer: int) -> tuple[int, int]:
-    """Program indices of transformer layer ``layer``: from its QKV segment (or the norm right
-    before it) to the instruction before the next layer's start, or before the head."""
-    starts = []
-    for n, seg in enumerate(segs):
-        if seg.section == "qkv":
-            before = segs[n - 1] if n else None
-            starts.append(before.first if before is not None and before.section == "norm" else seg.first)
-    if not 0 <= layer < len(starts):
-        raise ValueError(f"layer {layer} is not in this job ({len(starts)} layers)")
-    if layer + 1 < len(starts):
-        return starts[layer], starts[layer + 1] - 1
-    head = [seg.first for seg in segs if seg.section == "head"]
-    return starts[layer], (head[0] if head else segs[-1].last + 1) - 1
-
-
 #: Colours of the sections in the timeline.
 _COLOURS = {"embed": "#8c564b", "qkv": "#1f77b4", "attention": "#d62728", "out_proj": "#9467bd",
             "mlp": "#2ca02c", "norm": "#ff7f0e", "head": "#7f7f7f"}
@@ -163,8 +147,9 @@ def plot_timeline(job: Job, trace: Trace, path, *, layer: int | None = 0, title:
     from matplotlib.patches import Patch
 
     issue, done, stalled = trace.per_instruction(job)
-    lo, hi = _layer_span(segments(job), layer) if layer is not None else (0, len(job.program) - 1)
-    chosen = [i for i in range(lo, hi + 1) if issue[i] >= 0]
+    if layer is not None and layer not in job.layers:
+        raise ValueError(f"layer {layer} is not in this job ({max(job.layers) + 1} layers)")
+    chosen = [i for i in range(len(job.program)) if issue[i] >= 0 and (layer is None or job.layers[i] == layer)]
     t0 = min(issue[i] for i in chosen)
     t1 = max(done[i] for i in chosen)
     fig, ax = plt.subplots(figsize=(14, 4.2))
