@@ -190,3 +190,77 @@ def fit(samples: list[tuple[Opcode, dict, int]], config: ChipConfig) -> dict[str
         coef, *_ = np.linalg.lstsq(x, y, rcond=None)
         out[family] = coef
     return out
+
+
+def samples_from_trace(job, trace) -> list[tuple[Opcode, dict, int]]:
+    """(opcode, fields, cycles busy) of every instruction of a traced RTL job."""
+    issue, done, _ = trace.per_instruction(job)
+    return [(op, fields, int(done[i] - issue[i])) for i, (op, fields) in enumerate(job.program) if issue[i] >= 0]
+
+
+def compare(job, trace, cycles: int, config: ChipConfig, coefficients: dict | None = None) -> dict[str, tuple]:
+    """Per part of the model: (measured cycles, predicted cycles)."""
+    from compiler.profile import profile
+
+    predicted_trace, predicted_total = predict(job.program, config, coefficients)
+    _, measured = profile(job, trace, cycles, config)
+    _, predicted = profile(job, predicted_trace, predicted_total, config)
+    return {part: (measured[part]["cycles"], predicted[part]["cycles"]) for part in measured}
+
+
+# ---------------------------------------------------------------------------------- command line
+
+def _traced_runs():
+    """RTL traces the coefficients are fitted to: tiny-llama with 16- and 64-token prompts (and
+    one decode token after each) and MiniLM on one sentence, on the default chip."""
+    from compiler.lower import Compiler
+    from compiler.rtl_runner import run_rtl
+    from scoville.models import load_model
+
+    runs = []
+    ckpt = load_model("tiny-llama")
+    for tokens in (16, 64):
+        ids = np.arange(1, tokens + 1) * 7 % ckpt.config.vocab_size
+        rtl = run_rtl(ckpt, ids, generate=2, trace=True)
+        compiler = Compiler(ckpt, rtl.config)
+        jobs = [compiler.job(ids), compiler.job(rtl.tokens[:1], len(ids))]
+        runs += [(f"tiny-llama {phase} ({tokens})", job, trace, cycles, rtl.config)
+                 for phase, job, trace, cycles in zip(("prefill", "decode"), jobs, rtl.traces, rtl.cycles,
+                                                      strict=True)]
+    minilm = load_model("minilm")
+    ids = minilm.encode("A man is eating food.")
+    rtl = run_rtl(minilm, ids, trace=True)
+    runs.append(("minilm prefill (8)", Compiler(minilm, rtl.config).job(ids), rtl.traces[0], rtl.cycles[0],
+                 rtl.config))
+    return runs
+
+
+def main(argv: list[str]) -> int:
+    """``--fit``: fit :data:`COEFFICIENTS` to fresh RTL traces; without it, compare the model
+    with them. Prints measured and predicted cycles per part of the model."""
+    runs = _traced_runs()
+    coefficients = COEFFICIENTS
+    if "--fit" in argv:
+        samples = [s for _, job, trace, _, _ in runs for s in samples_from_trace(job, trace)]
+        coefficients = fit(samples, runs[0][4])
+        print("COEFFICIENTS = {")
+        for family, values in coefficients.items():
+            print(f'    "{family}": np.array([{", ".join(f"{v:.3f}" for v in values)}]),')
+        print("}")
+    worst = 0.0
+    for name, job, trace, cycles, config in runs:
+        parts = compare(job, trace, cycles, config, coefficients)
+        cells = []
+        for part, (measured, predicted) in parts.items():
+            error = predicted / measured - 1 if measured else 0.0
+            worst = max(worst, abs(error))
+            cells.append(f"{part} {measured}/{predicted} ({error:+.1%})")
+        print(f"{name}: " + ", ".join(cells))
+    print(f"largest error per part: {worst:.1%} (measured/predicted cycles)")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
