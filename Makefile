@@ -15,7 +15,7 @@ BACKEND       ?=
 GENERATE      ?= $(if $(filter minilm,$(MODEL)),,4)
 
 .DEFAULT_GOAL := help
-.PHONY: help install minilm test test-full sim bench synth accuracy lint clean
+.PHONY: help install minilm test test-full sim bench sweep synth accuracy lint clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and 
 
 bench: $(STAMP) ## Print the performance figures and write build/bench.json
 	$(PY) -m scripts.bench
+
+sweep: $(STAMP) ## Design-space sweep with the performance model (no simulation); writes build/sweep.png
+	$(PY) -m scripts.sweep
 
 synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/
 	$(PY) -m synth.run

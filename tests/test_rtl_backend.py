@@ -7,6 +7,7 @@ import pytest
 
 from compiler.dependencies import dependency_edges
 from compiler.lower import Compiler
+from compiler.perfmodel import predict
 from compiler.profile import profile
 from compiler.rtl_runner import run_rtl
 from golden.model import generate, run_model
@@ -66,6 +67,9 @@ def check_trace(job, trace, cycles, units, config):
         assert issue[edge.consumer] >= done[edge.producer], edge
     segs, table = profile(job, trace, cycles, config)
     assert sum(seg.cycles for seg in segs) == cycles and 0 < table["model"]["fraction"] < 1
+    # the performance model, fitted to other runs, predicts the whole job within 15 %
+    predicted = predict(job.program, config)[1]
+    assert abs(predicted / cycles - 1) < 0.15, (predicted, cycles)
 
 
 def test_tiny_llama_long_prompt_in_token_blocks():
