@@ -314,6 +314,7 @@ class _Emitter:
         self.layers: list[int] = []
         self.section, self.layer = "embed", -1
         self.x = self.queries = self.freqs = None   # resident tensors (ACC addresses)
+        self.layer_mark = (0, 0)
 
     def op(self, opcode: Opcode, **fields) -> None:
         encode(opcode, **fields)  # fields that do not fit fail here, where the caller is known
@@ -400,9 +401,10 @@ class _Emitter:
             chunk = min(n, self.spad_ring.size // 2 // max(k, 1) // columns * columns,
                         self.acc_ring.size // 2 // (t + 2) // columns * columns)
             budget = self.spad_ring.size // 2
-        else:
+        else:  # a tile's weights must fit the free scratchpad, its accumulators the free accumulator
             budget = self.spad.size - self.spad.top
-            chunk = min(n, (budget // max(k, 1)) // columns * columns)
+            chunk = min(n, (budget // max(k, 1)) // columns * columns,
+                        (self.acc.size - self.acc.top) // (t + 2) // columns * columns)
         if chunk < 1:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
@@ -547,10 +549,10 @@ class _Emitter:
         self.blockwise(self._llama_embed)
         for i, lp in enumerate(c.layers):
             self.layer = i
-            layer_mark = self.marks()
+            self.layer_mark = self.marks()
             self.blockwise(partial(self._llama_projections, i, lp))
             self.blockwise(partial(self._llama_rest, i, lp))
-            self.release(layer_mark)
+            self.release(self.layer_mark)
         self.layer = -1
         self.blockwise(self._llama_head)
 
@@ -583,12 +585,16 @@ class _Emitter:
         cfg = self.cfg
         h, d = cfg.hidden_size, cfg.head_dim
         xb = self.residual(self.x, b0)
+        attention_mark = self.layer_mark if self.resident else self.marks()
         self.section = "attention"
         a = self.attention(i, self.queries if self.resident else None, b0, causal=True)
         self.section = "out_proj"
         aq, as_ = self.quantize(a, self.rows, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
         o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
         self.binary(Opcode.V_ADD, xb, o, h, dst=xb)
+        # the queries, keys, values and attention buffers are dead once o is in x: the MLP
+        # reuses their space, which halves the layer's peak
+        self.release(attention_mark)
         self.section = "norm"
         hn = self.norm(xb, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
         self.section = "mlp"
@@ -621,22 +627,26 @@ class _Emitter:
         self.blockwise(self._bert_embed)
         for i, lp in enumerate(self.c.layers):
             self.layer = i
-            layer_mark = self.marks()
+            self.layer_mark = self.marks()
             self.blockwise(partial(self._bert_projections, i, lp))
             self.blockwise(partial(self._bert_rest, i, lp))
-            self.release(layer_mark)
+            self.release(self.layer_mark)
         self.layer = -1
         self.blockwise(self._bert_head)
 
     def _bert_embed(self, b0: int) -> None:
         c, t, h = self.c, self.t, self.cfg.hidden_size
+        # only the LayerNorm's output lives on: the gathered rows are temporaries
+        out = self.acc.alloc(self.rows * h, "embedding LayerNorm")
+        mark = self.marks()
         x = self.gather(c.word, b0, "word embeddings")
         types = self.gather(c.token_type, t + b0, "token-type embeddings")
         self.binary(Opcode.V_ADD, x, types, h, dst=x)
         pos = self.gather(c.position, 2 * t + b0, "position embeddings")
         self.binary(Opcode.V_ADD, x, pos, h, dst=x)
         self.section = "norm"
-        self.x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm")
+        self.x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm", dst=out)
+        self.release(mark)
         self.section = "embed"
         if not self.resident:
             self.store_x(self.x, b0)
@@ -660,6 +670,7 @@ class _Emitter:
         # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
         h = self.cfg.hidden_size
         xb = self.residual(self.x, b0)
+        attention_mark = self.layer_mark if self.resident else self.marks()
         self.section = "attention"
         a = self.attention(i, self.queries if self.resident else None, b0, causal=False)
         self.section = "out_proj"
@@ -668,6 +679,8 @@ class _Emitter:
         self.binary(Opcode.V_ADD, xb, o, h, dst=o)
         self.section = "norm"
         self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=xb)
+        # the attention's buffers are dead once its LayerNorm is in x: the MLP reuses their space
+        self.release(attention_mark)
         self.section = "mlp"
         yq, ys = self.quantize(xb, self.rows, h, h, f"layer {i} intermediate input")
         inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)

@@ -84,7 +84,7 @@ def test_minilm_bit_exact():
 @pytest.mark.parametrize("length, config, blocks", [
     (127, ChipConfig(), 2),                                       # the model's longest prompt (128 positions)
     (64, ChipConfig(), 1),                                        # one block, through DRAM
-    (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 7),    # SRAMs that hold 3 tokens at a time
+    (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 4),    # SRAMs that hold 5 tokens at a time
 ])
 def test_long_prompts_run_in_token_blocks(length, config, blocks):
     ckpt = load_model("tiny-llama")
