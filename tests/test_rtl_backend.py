@@ -73,10 +73,10 @@ def check_trace(job, trace, cycles, units, config):
 
 
 def test_tiny_llama_long_prompt_in_token_blocks():
-    """100 tokens do not fit the 8x8 chip's SRAMs at once: the prompt runs in blocks of 50
+    """120 tokens do not fit the 8x8 chip's SRAMs at once: the prompt runs in token blocks
     through DRAM, then one token decodes on the cache the blocks wrote."""
     ckpt = load_model("tiny-llama")
-    ids = np.arange(1, 101) * 7 % ckpt.config.vocab_size
+    ids = np.arange(1, 121) * 7 % ckpt.config.vocab_size
     rtl = run_rtl(ckpt, ids, generate=2, trace=True)
     gold_tokens, gold = generate(ckpt, ids, 2, backend="golden")
     assert_bit_exact(rtl, gold, rtl.tokens, gold_tokens)
