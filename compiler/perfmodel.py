@@ -241,13 +241,25 @@ def fit(samples: list[tuple[Opcode, dict, int]], config: ChipConfig) -> dict[str
 
 
 def samples_from_trace(job, trace, contention: float = 0.0) -> list[tuple[Opcode, dict, int]]:
-    """(opcode, fields, cycles) of every instruction of a traced RTL job: the cycles it held its
-    unit, less, for a vector instruction, the share ``contention / (1 + contention)`` of its
-    stalled cycles that :func:`schedule` adds back while the matrix engine runs."""
-    issue, done, stalled = trace.per_instruction(job)
+    """(opcode, fields, uncontended cycles) of every instruction of a traced RTL job: the cycles
+    it held its unit, and for a vector instruction less what the matrix engine's contention
+    added: at ``1 / (1 + contention)`` speed for the ``O`` cycles it overlapped a MATMUL, its work
+    is ``D - O * contention / (1 + contention)``."""
+    issue, done, _ = trace.per_instruction(job)
+    matrix = sorted((issue[i], done[i]) for i, (op, _) in enumerate(job.program) if op is Opcode.MATMUL)
+    starts = np.array([a for a, _ in matrix], dtype=np.int64)
+    ends = np.array([b for _, b in matrix], dtype=np.int64)
     share = contention / (1 + contention)
-    return [(op, fields, int(done[i] - issue[i] - (share * stalled[i] if _family(op) == "vector" else 0)))
-            for i, (op, fields) in enumerate(job.program) if issue[i] >= 0]
+    out = []
+    for i, (op, fields) in enumerate(job.program):
+        if issue[i] < 0:
+            continue
+        cycles = float(done[i] - issue[i])
+        if _family(op) == "vector" and share and len(starts):
+            overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, issue[i]), 0, None).sum()
+            cycles -= share * overlap
+        out.append((op, fields, cycles))
+    return out
 
 
 def compare(job, trace, cycles: int, config: ChipConfig, coefficients: dict | None = None,
