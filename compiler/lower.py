@@ -323,9 +323,10 @@ class _Emitter:
             chunk = min(n, self.spad_ring.size // 2 // max(k, 1) // columns * columns,
                         self.acc_ring.size // 2 // (t + 2) // columns * columns)
             budget = self.spad_ring.size // 2
-        else:
+        else:  # a tile's weights must fit the free scratchpad, its accumulators the free accumulator
             budget = self.spad.size - self.spad.top
-            chunk = min(n, (budget // max(k, 1)) // columns * columns)
+            chunk = min(n, (budget // max(k, 1)) // columns * columns,
+                        (self.acc.size - self.acc.top) // (t + 2) // columns * columns)
         if chunk < 1:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
@@ -440,6 +441,10 @@ class _Emitter:
             aq, as_ = self.quantize(a, t, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
             o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
             self.binary(Opcode.V_ADD, x, o, h, dst=x)
+            # the attention's buffers are dead once o is in x: the MLP reuses their space, which
+            # halves the layer's peak (what lets a sequence fit an FPGA's accumulator)
+            self.spad.release(mark_s)
+            self.acc.release(mark_a)
             hn = self.norm(x, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
             mq, ms = self.quantize(hn, t, h, h, f"layer {i} MLP input")
             gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
@@ -461,12 +466,17 @@ class _Emitter:
     def _bert(self) -> None:
         cfg, c, t = self.cfg, self.c, self.t
         h = cfg.hidden_size
+        # only the LayerNorm's output lives on: the gathered rows are temporaries
+        embeddings = self.acc.alloc(t * h, "embedding LayerNorm")
+        mark_s, mark_a = self.spad.mark(), self.acc.mark()
         x = self.gather(c.word, 0, "word embeddings")
         types = self.gather(c.token_type, t, "token-type embeddings")
         self.binary(Opcode.V_ADD, x, types, h, dst=x)
         pos = self.gather(c.position, 2 * t, "position embeddings")
         self.binary(Opcode.V_ADD, x, pos, h, dst=x)
-        x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm")
+        x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm", dst=embeddings)
+        self.spad.release(mark_s)
+        self.acc.release(mark_a)
         for i, lp in enumerate(c.layers):
             # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
             mark_s, mark_a = self.spad.mark(), self.acc.mark()
@@ -479,6 +489,10 @@ class _Emitter:
             o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense")
             self.binary(Opcode.V_ADD, x, o, h, dst=o)
             self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=x)
+            # the attention's buffers are dead once its LayerNorm is in x: the MLP reuses their
+            # space, which halves the layer's peak (what lets a sentence fit an FPGA's accumulator)
+            self.spad.release(mark_s)
+            self.acc.release(mark_a)
             yq, ys = self.quantize(x, t, h, h, f"layer {i} intermediate input")
             inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
             iq, is_ = self.quantize(inter, t, lp["in"].n, lp["in"].n, f"layer {i} output input")
