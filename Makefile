@@ -12,6 +12,7 @@ MODEL         ?= tiny-llama
 TEXT          ?= The quick brown fox
 BACKEND       ?=
 GENERATE      ?= 4
+SYNTH         ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install minilm test test-full sim bench synth accuracy lint clean
@@ -47,8 +48,8 @@ sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and 
 bench: $(STAMP) ## Print the performance figures and write build/bench.json
 	$(PY) -m scripts.bench
 
-synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/
-	$(PY) -m synth.run
+synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, about an hour)
+	$(PY) -m synth.run $(SYNTH)
 
 accuracy: $(STAMP) $(MINILM_STAMP) ## Print golden-vs-float accuracy for tiny-llama and minilm
 	$(PY) -m scoville.accuracy
