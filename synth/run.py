@@ -22,7 +22,9 @@ A human-readable report per target goes to ``synth/reports/<block>-<config>-<dev
 and its figures into ``synth/reports/figures.json`` (both kept in the repository, so a fresh
 clone has the measured Fmax that ``scoville run`` and ``make bench`` turn into tokens/s).
 ``python -m synth.run matrix.8x8`` runs only targets whose ``block.config.device`` name contains
-one of the arguments; without arguments, every target whose ``default`` is set.
+one of the arguments; without arguments, every target whose ``default`` is set. The whole chip
+(``chip.8x8.ecp5``) and the vector unit alone are opt-in (their place and route takes far longer
+than every other target together): ``python -m synth.run chip``, or ``make synth SYNTH=chip``.
 
 A target can name modules whose multipliers are built from LUTs rather than DSP blocks
 (``Target.soft_multipliers``): the whole 8x8 chip needs more MULT18X18D than the LFE5U-85F has
