@@ -28,9 +28,9 @@ than every other target together): ``python -m synth.run chip``, or ``make synth
 
 A target can name modules whose multipliers are built from LUTs rather than DSP blocks
 (``Target.soft_multipliers``): the whole 8x8 chip needs more MULT18X18D than the LFE5U-85F has
-(vector unit 115 + systolic array 64 > 156), so on the chip target the systolic array's
-int8 x int8 products go through Yosys ``booth`` (a Booth-encoded multiplier of adders and LUTs,
-the same product) before ``synth_ecp5`` and its DSP mapping see them.
+(vector unit and sequencer 101 + systolic array 64 > 156), so on the chip target the int8 x int8
+products of the array's last two rows go through Yosys ``booth`` (a Booth-encoded multiplier of
+adders and LUTs, the same product) before ``synth_ecp5`` and its DSP mapping see them.
 """
 
 from __future__ import annotations
