@@ -13,6 +13,7 @@ TEXT          ?= The quick brown fox
 BACKEND       ?=
 # greedy generation for causal LMs; the encoder (minilm) only embeds
 GENERATE      ?= $(if $(filter minilm,$(MODEL)),,4)
+SYNTH         ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install minilm test test-full sim bench sweep synth accuracy lint clean
@@ -52,8 +53,8 @@ bench: $(STAMP) ## Print the performance figures and write build/bench.json
 sweep: $(STAMP) ## Design-space sweep with the performance model (no simulation); writes build/sweep.png
 	$(PY) -m scripts.sweep
 
-synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/
-	$(PY) -m synth.run
+synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, about an hour)
+	$(PY) -m synth.run $(SYNTH)
 
 accuracy: $(STAMP) $(MINILM_STAMP) ## Print golden-vs-float accuracy for tiny-llama and minilm
 	$(PY) -m scoville.accuracy

@@ -57,18 +57,23 @@ def _resolve_backend(name: str) -> str:
     return name
 
 
-def _synthesised_fmax(config_name: str) -> float | None:
-    """The chip's Fmax from ``make synth`` (``build/synth.json``), if it was measured."""
+def _synthesised_fmax(config_name: str, root=None) -> float | None:
+    """The chip's Fmax from ``make synth``, if it was measured: ``build/synth.json`` (this
+    checkout's last run), else ``synth/reports/figures.json`` (the record kept in the repository).
+    ``root``: the repository (tests point it elsewhere)."""
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "build" / "synth.json"
-    try:
-        figures = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    value = figures.get(f"synth.chip.{config_name}.ecp5.fmax_mhz")
-    return float(value) if value else None
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    key = f"synth.chip.{config_name}.ecp5.fmax_mhz"
+    for path in (root / "build" / "synth.json", root / "synth" / "reports" / "figures.json"):
+        try:
+            value = json.loads(path.read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value:
+            return float(value)
+    return None
 
 
 def _print_rtl_figures(rtl) -> None:

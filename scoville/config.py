@@ -31,8 +31,11 @@ class ChipConfig:
     rows: int = 8
     columns: int = 8
     lanes: int = 8
-    spad_bytes: int = 256 * 1024
-    acc_words: int = 64 * 1024
+    # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
+    # LFE5U-85F's 208 block RAMs; the vector unit takes about 100); tiny-llama fits 32 tokens,
+    # a MiniLM sentence 10 (docs/architecture.md, "Chip").
+    spad_bytes: int = 32 * 1024
+    acc_words: int = 32 * 1024
     bus_bytes: int = 8
     dram_bytes: int = 64 * 1024 * 1024
     mesh_width: int = 1

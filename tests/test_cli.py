@@ -113,3 +113,22 @@ def test_isa_backend_is_bit_exact_with_golden(capsys, tmp_path):
     a, b = np.load(out), np.load(tmp_path / "g.npz")
     for key in ("hidden", "logits", "tokens"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_synthesised_fmax_falls_back_to_the_committed_record(tmp_path):
+    """A fresh clone has no build/: tokens/s uses the Fmax recorded in synth/reports/figures.json."""
+    import json
+
+    from scoville.cli import _synthesised_fmax
+
+    key = "synth.chip.8x8.ecp5.fmax_mhz"
+    assert _synthesised_fmax("8x8", tmp_path) is None
+    (tmp_path / "synth" / "reports").mkdir(parents=True)
+    (tmp_path / "synth" / "reports" / "figures.json").write_text(json.dumps({key: 51.5}))
+    assert _synthesised_fmax("8x8", tmp_path) == 51.5
+    assert _synthesised_fmax("16x16", tmp_path) is None
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "synth.json").write_text(json.dumps({"synth.matrix.8x8.ecp5.fmax_mhz": 160.0}))
+    assert _synthesised_fmax("8x8", tmp_path) == 51.5      # this checkout's run lacks the chip
+    (tmp_path / "build" / "synth.json").write_text(json.dumps({key: 48.25}))
+    assert _synthesised_fmax("8x8", tmp_path) == 48.25     # this checkout's own run wins

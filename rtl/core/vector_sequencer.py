@@ -68,6 +68,26 @@ class _Field(enum.Enum, shape=2):
 _side_tag = data.StructLayout({"field": _Field, "last": 1})
 
 
+#: Each lane instruction as a vector-unit job: the operation, its side operands, its output.
+_UNIT_JOBS = {
+    Opcode.V_QUANT: (Op.QUANTIZE, _Side.NONE, _Output.QUANT),
+    Opcode.V_REQUANT: (Op.REQUANT, _Side.ROW_COL, _Output.ACC),
+    Opcode.V_DEQUANT: (Op.REQUANT, _Side.ROW, _Output.ACC),
+    Opcode.V_ADD: (Op.ADD, _Side.OTHER, _Output.ACC),
+    Opcode.V_MUL: (Op.MUL, _Side.OTHER, _Output.ACC),
+    Opcode.V_GELU: (Op.GELU, _Side.NONE, _Output.ACC),
+    Opcode.V_SILU: (Op.SILU, _Side.NONE, _Output.ACC),
+    Opcode.V_RMSNORM: (Op.RMSNORM, _Side.GAMMA, _Output.ACC),
+    Opcode.V_LAYERNORM: (Op.LAYERNORM, _Side.GAMMA, _Output.ACC),
+    Opcode.V_SOFTMAX_EXP: (Op.SOFTMAX_EXP, _Side.NONE, _Output.SOFTMAX),
+    Opcode.V_FOLD_V: (Op.REQUANT, _Side.FOLD, _Output.ACC),
+}
+#: The vector-unit operations the sequencer issues. The unit is built with these only: V_ROPE runs
+#: on the scalar path and no instruction asks for ROPE, SOFTMAX, EXP or the reductions, so the
+#: unit's RoPE phase, sine tables and partner product and its softmax reciprocal are left out.
+UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values())
+
+
 def _unpack_m(word):
     return word[:16].as_signed()
 
@@ -110,7 +130,7 @@ class VectorSequencer(wiring.Component):
             raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
         self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
-        self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta)
+        self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
         acc_row = SramReadSignature(acc_row_bits, 32 * lanes)
         super().__init__({
             "instruction": In(stream.Signature(Instruction)),
@@ -170,20 +190,7 @@ class VectorSequencer(wiring.Component):
         scalar_job = Signal()   # V_SCALE_MUL / V_ATTN_SCALE: no vector unit
         scan_job = Signal()     # needs the largest value-scale exponent first
         with m.Switch(opcode):
-            table = {
-                Opcode.V_QUANT: (Op.QUANTIZE, _Side.NONE, _Output.QUANT),
-                Opcode.V_REQUANT: (Op.REQUANT, _Side.ROW_COL, _Output.ACC),
-                Opcode.V_DEQUANT: (Op.REQUANT, _Side.ROW, _Output.ACC),
-                Opcode.V_ADD: (Op.ADD, _Side.OTHER, _Output.ACC),
-                Opcode.V_MUL: (Op.MUL, _Side.OTHER, _Output.ACC),
-                Opcode.V_GELU: (Op.GELU, _Side.NONE, _Output.ACC),
-                Opcode.V_SILU: (Op.SILU, _Side.NONE, _Output.ACC),
-                Opcode.V_RMSNORM: (Op.RMSNORM, _Side.GAMMA, _Output.ACC),
-                Opcode.V_LAYERNORM: (Op.LAYERNORM, _Side.GAMMA, _Output.ACC),
-                Opcode.V_SOFTMAX_EXP: (Op.SOFTMAX_EXP, _Side.NONE, _Output.SOFTMAX),
-                Opcode.V_FOLD_V: (Op.REQUANT, _Side.FOLD, _Output.ACC),
-            }
-            for code, (unit_op, side_kind, out_kind) in table.items():
+            for code, (unit_op, side_kind, out_kind) in _UNIT_JOBS.items():
                 with m.Case(code):
                     m.d.comb += [op.eq(unit_op), side.eq(side_kind), output.eq(out_kind),
                                  passes.eq({Op.QUANTIZE: 2, Op.SOFTMAX_EXP: 2, Op.RMSNORM: 3,

@@ -115,6 +115,13 @@ class VectorUnit(wiring.Component):
         Instructions in flight (a power of two).
     divide_bits_per_stage : int
         Quotient bits per pipeline stage of the two dividers (fewer: higher Fmax, more latency).
+    ops : iterable of Op, optional
+        The operations built (default: every one). The logic only another operation needs is
+        left out, so a user that never issues ``ROPE`` saves its phase products, sine tables and
+        partner product (at C = 8: 40 DSP blocks and 8 block RAMs), and one that never issues
+        ``SOFTMAX`` the reciprocal divider. The results of the operations built, and the
+        latency, are the same as with every operation; an instruction for another operation
+        gives undefined results.
 
     Ports
     -----
@@ -132,7 +139,7 @@ class VectorUnit(wiring.Component):
     """
 
     def __init__(self, lanes: int = 4, head_dim: int = 64, rope_theta: float = 10000.0,
-                 queue_depth: int = 8, divide_bits_per_stage: int = 2):
+                 queue_depth: int = 8, divide_bits_per_stage: int = 2, ops=None):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
         if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
@@ -143,6 +150,10 @@ class VectorUnit(wiring.Component):
             raise ValueError(f"queue_depth must be a power of two >= 2, got {queue_depth!r}")
         if divide_bits_per_stage not in (1, 2, 3, 4):
             raise ValueError(f"divide_bits_per_stage must be 1..4, got {divide_bits_per_stage!r}")
+        ops = frozenset(Op) if ops is None else frozenset(ops)
+        if not ops or not all(isinstance(op, Op) for op in ops):
+            raise ValueError(f"ops must be a non-empty set of Op, got {ops!r}")
+        self.ops = ops
         self.lanes = lanes
         self.head_dim = head_dim
         self.rope_theta = float(rope_theta)
@@ -295,8 +306,13 @@ class VectorUnit(wiring.Component):
         lane_on = [(base + j < length) & (~is_softmax | (base + j < limit)) for j in range(lanes)]
         slot = pipe.stage({**slot, "base": base, "on": lane_on})
 
+        def built(*ops):
+            return [op for op in ops if op in self.ops]
+
         def is_op(s, *ops):
-            return any_of(s["op"], ops)
+            # an operation that is not built never arrives: its test is a constant 0, and what
+            # only it uses is left without a load (Yosys removes it)
+            return any_of(s["op"], built(*ops)) if built(*ops) else Const(0, 1)
 
         def token(s, pass_index):
             """The last beat of pass ``pass_index`` of a row (it carries the row's results)."""
@@ -363,12 +379,10 @@ class VectorUnit(wiring.Component):
         amax = slot["amax"]
         value = Signal(signed(ROW_VALUE_BITS))
         with m.Switch(slot["op"]):
-            with m.Case(Op.MAX):
-                m.d.comb += value.eq(slot["rmax"])
-            with m.Case(Op.SUM):
-                m.d.comb += value.eq(slot["rsum"])
-            with m.Case(Op.MAX_ABS):
-                m.d.comb += value.eq(amax)
+            for op, row_value in ((Op.MAX, slot["rmax"]), (Op.SUM, slot["rsum"]), (Op.MAX_ABS, amax)):
+                if op in self.ops:
+                    with m.Case(op):
+                        m.d.comb += value.eq(row_value)
         # LayerNorm's mean: round_shift(sum * m, -e); the product from registered 18 x 18 pieces
         mean_shift = slot.pop("mean_shift")
         rsum = slot.pop("rsum")
@@ -653,13 +667,17 @@ class VectorUnit(wiring.Component):
         for j in range(lanes):
             g = slot["act_g"][j]
             phi.append(Mux(slot["act_neg"][j], one - g, g))
-            rom = Memory(shape=unsigned(26), depth=sine.segments, init=rom_init)
-            m.submodules[f"sine_rom{j}"] = rom
+            if Op.ROPE in self.ops:
+                rom = Memory(shape=unsigned(26), depth=sine.segments, init=rom_init)
+                m.submodules[f"sine_rom{j}"] = rom
             for phase, data, frac in ((slot["phase"][j], sin_rom, sin_frac),
                                       ((slot["phase"][j] + (1 << 30))[:32], cos_rom, cos_frac)):
-                port = rom.read_port(domain="sync")
-                m.d.comb += [port.addr.eq(phase[sine.frac_bits:]), port.en.eq(advance)]
-                data.append(port.data)
+                if Op.ROPE in self.ops:
+                    port = rom.read_port(domain="sync")
+                    m.d.comb += [port.addr.eq(phase[sine.frac_bits:]), port.en.eq(advance)]
+                    data.append(port.data)
+                else:   # nothing reads sin or cos (see the multiplier's arms and partner)
+                    data.append(Const(0, 26))
                 frac.append(phase[:sine.frac_bits])
         for key in ("act_g", "act_neg", "phase"):
             slot.pop(key)
@@ -727,23 +745,21 @@ class VectorUnit(wiring.Component):
             ej = Signal(signed(10), name=f"expo{j}")
             bj = Signal(signed(32), name=f"bias{j}")
             m.d.comb += [mj.eq(1), ej.eq(0), bj.eq(0)]
+            arms = (
+                ((Op.ADD,), [bj.eq(bj_side)]),
+                ((Op.MUL,), [mj.eq(bj_side), ej.eq(-nx.FRAC)]),
+                ((Op.REQUANT,), [mj.eq(mj_side), ej.eq(ej_side), bj.eq(bj_side)]),
+                ((Op.GELU, Op.SILU), [mj.eq(slot["phi"][j]), ej.eq(-nx.PROB_FRAC)]),
+                ((Op.ROPE,), [mj.eq(slot["cos"][j]), ej.eq(-nx.TRIG_FRAC)]),
+                ((Op.QUANTIZE,), [mj.eq(slot["recip"]), ej.eq(-nx.RECIP_FRAC - slot["quant_shift"])]),
+                ((Op.SOFTMAX,), [mj.eq(slot["rm"]), ej.eq(slot["re"] + nx.PROB_FRAC)]),
+                ((Op.RMSNORM, Op.LAYERNORM), [mj.eq(slot["norm_m"][j]), ej.eq(slot["norm_e"][j]), bj.eq(bj_side)]),
+            )
             with m.Switch(slot["op"]):
-                with m.Case(Op.ADD):
-                    m.d.comb += bj.eq(bj_side)
-                with m.Case(Op.MUL):
-                    m.d.comb += [mj.eq(bj_side), ej.eq(-nx.FRAC)]
-                with m.Case(Op.REQUANT):
-                    m.d.comb += [mj.eq(mj_side), ej.eq(ej_side), bj.eq(bj_side)]
-                with m.Case(Op.GELU, Op.SILU):
-                    m.d.comb += [mj.eq(slot["phi"][j]), ej.eq(-nx.PROB_FRAC)]
-                with m.Case(Op.ROPE):
-                    m.d.comb += [mj.eq(slot["cos"][j]), ej.eq(-nx.TRIG_FRAC)]
-                with m.Case(Op.QUANTIZE):
-                    m.d.comb += [mj.eq(slot["recip"]), ej.eq(-nx.RECIP_FRAC - slot["quant_shift"])]
-                with m.Case(Op.SOFTMAX):
-                    m.d.comb += [mj.eq(slot["rm"]), ej.eq(slot["re"] + nx.PROB_FRAC)]
-                with m.Case(Op.RMSNORM, Op.LAYERNORM):
-                    m.d.comb += [mj.eq(slot["norm_m"][j]), ej.eq(slot["norm_e"][j]), bj.eq(bj_side)]
+                for ops, assignments in arms:
+                    if built(*ops):
+                        with m.Case(*built(*ops)):
+                            m.d.comb += assignments
             mult.append(mj)
             expo.append(ej)
             bias.append(bj)
@@ -776,8 +792,10 @@ class VectorUnit(wiring.Component):
             xl, xh = xj[:16], xj[16:32].as_signed()
             ml, mh = mj[:17], mj[17:33].as_signed()
             pl, ph = pj[:16], pj[16:32].as_signed()
+            # without ROPE, partner is 0: its products are left out rather than folded by Yosys
+            rope_products = (pl * sj, ph * sj) if Op.ROPE in self.ops else (Const(0, 1), Const(0, 1))
             for key, product in (("xl_ml", xl * ml), ("xh_ml", xh * ml), ("xl_mh", xl * mh), ("xh_mh", xh * mh),
-                                 ("pl_s", pl * sj), ("ph_s", ph * sj)):
+                                 ("pl_s", rope_products[0]), ("ph_s", rope_products[1])):
                 pieces[key].append(product)
         # round_shift(product, right) shifts by right - 1, then rounds if right != 0; `beyond`
         # marks the product bits at and above shift + 34 (they must all equal its sign)

@@ -1,0 +1,60 @@
+"""The synthesis flow's own logic (no Yosys or nextpnr run): the chip target, its LUT multipliers,
+the committed figures record."""
+
+import fnmatch
+import json
+import re
+
+import pytest
+
+from scoville.config import CONFIGS, ChipConfig
+from synth import run
+
+
+def _chip_target():
+    return next(target for target in run.TARGETS if target.name == "chip.8x8.ecp5")
+
+
+def test_chip_target_is_the_simulated_configuration():
+    target = _chip_target()
+    assert run._chip(**target.params).config == ChipConfig() == CONFIGS["8x8"]
+
+
+def test_soft_multipliers_are_mapped_before_synthesis(tmp_path):
+    target = _chip_target()
+    script = run.yosys_script(target, run.DEVICES["ecp5"], tmp_path)
+    commands = [command.strip() for command in script.split(";")]
+    booth = commands.index(f"booth {target.soft_multipliers}/t:$mul")
+    synth = next(n for n, command in enumerate(commands) if command.startswith("synth_ecp5"))
+    assert booth < synth
+    plain = next(t for t in run.TARGETS if t.name == "matrix.8x8.ecp5")
+    assert "booth" not in run.yosys_script(plain, run.DEVICES["ecp5"], tmp_path)
+
+
+@pytest.mark.slow   # 40 s: the 2x2 chip's RTLIL
+def test_soft_multiplier_pattern_names_processing_elements():
+    """The pattern selects array rows by Amaranth's hierarchical module names (2x2 chip: quick)."""
+    from amaranth.back import rtlil
+
+    from rtl.chip import Chip
+    from synth.wrapper import ShiftWrapper
+
+    text = rtlil.convert(ShiftWrapper(Chip(CONFIGS["2x2"])), name="top")
+    modules = re.findall(r"^module \\(\S+)$", text, re.M)
+    every_pe = [name for name in modules if fnmatch.fnmatchcase(name, "top.inner.core_*.matrix.array.pe_*")]
+    assert len(every_pe) == 4
+    pattern = _chip_target().soft_multipliers
+    assert [name for name in every_pe if fnmatch.fnmatchcase(name, pattern)] == []   # rows 6, 7 only
+    assert fnmatch.fnmatchcase("top.inner.core_x0_y0.matrix.array.pe_7_3", pattern)
+
+
+def test_figures_are_recorded_for_a_fresh_clone(tmp_path, monkeypatch):
+    record = tmp_path / "figures.json"
+    record.write_text(json.dumps({"synth.matrix.8x8.ecp5.fmax_mhz": 159.85}))
+    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(run, "FIGURES_RECORD", record)
+    monkeypatch.setattr(run, "synthesise", lambda target: {f"synth.{target.name}.fmax_mhz": 50.0})
+    run.main(["chip"])
+    figures = json.loads(record.read_text())
+    assert figures == {"synth.matrix.8x8.ecp5.fmax_mhz": 159.85, "synth.chip.8x8.ecp5.fmax_mhz": 50.0}
+    assert json.loads((tmp_path / "build" / "synth.json").read_text()) == {"synth.chip.8x8.ecp5.fmax_mhz": 50.0}
