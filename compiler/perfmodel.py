@@ -59,9 +59,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     family = _family(opcode)
     if family == "transfer":
         elem = 4 if fields.get("flags", 0) & Flag.DST_ACC else 1
-        row_bytes = cols * elem
-        beats = rows * math.ceil(row_bytes / config.bus_bytes)
-        return np.array([1.0, rows, beats])
+        row_beats = math.ceil(cols * elem / config.bus_bytes)
+        return np.array([1.0, rows, rows * row_beats])
     if family == "matmul":
         k, n = max(fields.get("imm", 0), 1), cols
         tiles = math.ceil(k / config.rows) * math.ceil(n / config.columns)
@@ -76,25 +75,25 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: Coefficients of :func:`features` (cycles: constant, per row or weight tile, per beat or
 #: activation row per tile or element), per opcode where the traces determine them and per
 #: family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama (16, 64 and
-#: 100 tokens, prefill and decode) and MiniLM (8 tokens) on the 8x8 chip, 64-bit bus, DRAM
-#: latency 20.
+#: 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
+#: scratchpad, 32K-word accumulator), 64-bit bus, DRAM latency 20.
 COEFFICIENTS = {
-    "transfer": np.array([64.941, 0.949, 1.130]),
-    "matmul": np.array([37.226, 9.434, 1.117]),
-    "scalar": np.array([2.321, 4.562, 0.945]),
-    "vector": np.array([147.888, -0.766, 1.525]),
-    "LOAD": np.array([65.095, 0.408, 1.149]),
-    "GATHER": np.array([0.469, 63.535, 1.250]),
-    "STORE": np.array([57.775, 4.191, 1.258]),
-    "MATMUL": np.array([37.226, 9.434, 1.117]),
-    "V_QUANT": np.array([132.349, 0.361, 1.080]),
-    "V_REQUANT": np.array([144.666, -3.746, 3.997]),
-    "V_DEQUANT": np.array([138.646, 3.808, 0.932]),
-    "V_ADD": np.array([155.845, 4.637, 1.155]),
-    "V_ROPE": np.array([3.000, 0.000, 5.000]),
-    "V_SOFTMAX_EXP": np.array([149.241, -1.358, 1.471]),
-    "V_FOLD_V": np.array([159.951, -3.342, 1.748]),
-    "V_ATTN_SCALE": np.array([-0.879, 25.091, 0.429]),
+    "transfer": np.array([64.779, 1.886, 1.008]),
+    "matmul": np.array([40.105, 7.597, 1.369]),
+    "scalar": np.array([3.522, 4.497, 0.902]),
+    "vector": np.array([145.685, 0.559, 1.352]),
+    "LOAD": np.array([64.971, 1.850, 0.983]),
+    "GATHER": np.array([0.490, 63.530, 1.246]),
+    "STORE": np.array([57.958, 4.282, 1.225]),
+    "MATMUL": np.array([40.105, 7.597, 1.369]),
+    "V_QUANT": np.array([132.120, 0.359, 1.067]),
+    "V_REQUANT": np.array([118.490, 2.818, 2.946]),
+    "V_DEQUANT": np.array([136.825, 3.357, 0.946]),
+    "V_ADD": np.array([151.154, 5.444, 1.230]),
+    "V_ROPE": np.array([3.000, -0.000, 5.000]),
+    "V_SOFTMAX_EXP": np.array([150.678, -1.521, 1.475]),
+    "V_FOLD_V": np.array([163.576, -3.453, 1.916]),
+    "V_ATTN_SCALE": np.array([1.961, 25.023, 0.374]),
 }
 
 

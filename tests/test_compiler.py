@@ -82,8 +82,9 @@ def test_minilm_bit_exact():
 
 
 @pytest.mark.parametrize("length, config, blocks", [
-    (127, ChipConfig(), 2),                                       # the model's longest prompt (128 positions)
-    (64, ChipConfig(), 1),                                        # one block, through DRAM
+    (127, ChipConfig(spad_bytes=256 * 1024, acc_words=64 * 1024), 2),  # the longest prompt (128 positions)
+    (64, ChipConfig(spad_bytes=256 * 1024, acc_words=64 * 1024), 1),   # all resident
+    (64, ChipConfig(), 2),                                        # the FPGA-sized default
     (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 4),    # SRAMs that hold 5 tokens at a time
 ])
 def test_long_prompts_run_in_token_blocks(length, config, blocks):
