@@ -48,7 +48,7 @@ sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and 
 bench: $(STAMP) ## Print the performance figures and write build/bench.json
 	$(PY) -m scripts.bench
 
-synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, about an hour)
+synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, over an hour)
 	$(PY) -m synth.run $(SYNTH)
 
 accuracy: $(STAMP) $(MINILM_STAMP) ## Print golden-vs-float accuracy for tiny-llama and minilm
