@@ -53,7 +53,7 @@ bench: $(STAMP) ## Print the performance figures and write build/bench.json
 sweep: $(STAMP) ## Design-space sweep with the performance model (no simulation); writes build/sweep.png
 	$(PY) -m scripts.sweep
 
-synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, about an hour)
+synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, over an hour)
 	$(PY) -m synth.run $(SYNTH)
 
 accuracy: $(STAMP) $(MINILM_STAMP) ## Print golden-vs-float accuracy for tiny-llama and minilm

@@ -441,10 +441,12 @@ class VectorSequencer(wiring.Component):
             chunk_max = Signal(signed(16))
             valid_lanes = chunk_count(scan_received)
             candidates = [Mux(lane < valid_lanes, _unpack_e(words[lane]), -(1 << 15)) for lane in range(C)]
-            best = candidates[0]
-            for candidate in candidates[1:]:
-                best = Mux(candidate > best, candidate, best)
-            m.d.comb += chunk_max.eq(best)
+            # a tree of maxima, log2(C) compare-and-selects deep: as a chain of C - 1 it was the
+            # chip's critical path (docs/architecture.md, "Chip")
+            while len(candidates) > 1:
+                pairs = zip(candidates[0::2], candidates[1::2], strict=False)
+                candidates = [Mux(b > a, b, a) for a, b in pairs] + candidates[len(candidates) & ~1:]
+            m.d.comb += chunk_max.eq(candidates[0])
             m.d.sync += [e_max.eq(Mux(chunk_max > e_max, chunk_max, e_max)), scan_received.eq(scan_received + C)]
             with m.If(last_chunk_of(scan_received)):
                 m.d.sync += scanning.eq(0)
