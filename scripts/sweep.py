@@ -65,6 +65,14 @@ def evaluate(config: ChipConfig, models: dict) -> dict:
     return row
 
 
+def cell(row: dict, column: str) -> str:
+    """A table cell: the figure, or why the model has none in this configuration."""
+    if column in row:
+        return str(row[column])
+    model = column.split(".")[0]
+    return "does not fit" if str(row.get(model, "")).startswith("does not fit") else "-"
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     tiny, minilm = load_model("tiny-llama"), load_model("minilm")
@@ -78,7 +86,7 @@ def main(argv: list[str]) -> int:
     for config in configurations(quick):
         row = evaluate(config, models)
         rows.append(row)
-        print("  ".join(f"{row.get(c, '-')!s:>28s}" if n else f"{row[c]:26s}" for n, c in enumerate(columns)),
+        print("  ".join(f"{cell(row, c)!s:>28s}" if n else f"{row[c]:26s}" for n, c in enumerate(columns)),
               flush=True)
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     (BUILD_ROOT / "sweep.json").write_text(json.dumps(rows, indent=1))
