@@ -543,18 +543,32 @@ class _Emitter:
 
     # ------------------------------------------------------------------ architectures
 
-    def _llama(self) -> None:
-        c, d = self.c, self.cfg.head_dim
-        self.freqs = self.load_acc(c.freqs, d // 2, "RoPE frequencies")
-        self.blockwise(self._llama_embed)
-        for i, lp in enumerate(c.layers):
+    def emit_layers(self, embed, projections, rest, head) -> None:
+        """The model: ``embed`` per block, then per layer ``projections(i, params, b0)`` for
+        every block and ``rest(i, params, b0)`` for every block, then ``head`` per block."""
+        self.blockwise(embed)
+        for i, lp in enumerate(self.c.layers):
             self.layer = i
             self.layer_mark = self.marks()
-            self.blockwise(partial(self._llama_projections, i, lp))
-            self.blockwise(partial(self._llama_rest, i, lp))
+            self.blockwise(partial(projections, i, lp))
+            self.blockwise(partial(rest, i, lp))
             self.release(self.layer_mark)
         self.layer = -1
-        self.blockwise(self._llama_head)
+        self.blockwise(head)
+
+    def keys_values_queries(self, layer: int, q: int, k: int, v: int, b0: int) -> None:
+        """The end of a layer's first pass: the block's keys and values to the KV cache, and its
+        queries kept resident or written to DRAM for the second pass."""
+        self.section = "attention"
+        self.store_kv(layer, k, v, b0)
+        if self.resident:
+            self.queries = q
+        else:
+            self.store_queries(q, b0)
+
+    def _llama(self) -> None:
+        self.freqs = self.load_acc(self.c.freqs, self.cfg.head_dim // 2, "RoPE frequencies")
+        self.emit_layers(self._llama_embed, self._llama_projections, self._llama_rest, self._llama_head)
 
     def _llama_embed(self, b0: int) -> None:
         self.x = self.gather(self.c.embed, b0, "embeddings")
@@ -574,12 +588,7 @@ class _Emitter:
         for buf, lin in ((q, lp["q"]), (k, lp["k"])):
             self.op(Opcode.V_ROPE, addr0=buf, stride0=lin.n, addr1=buf, stride1=lin.n, addr2=self.freqs, addr3=d,
                     rows=self.rows, cols=lin.n, imm=self.p0 + b0)
-        self.section = "attention"
-        self.store_kv(i, k, v, b0)
-        if self.resident:
-            self.queries = q
-        else:
-            self.store_queries(q, b0)
+        self.keys_values_queries(i, q, k, v, b0)
 
     def _llama_rest(self, i: int, lp: dict, b0: int) -> None:
         cfg = self.cfg
@@ -624,15 +633,7 @@ class _Emitter:
                 stride1=n, rows=self.rows, cols=n)
 
     def _bert(self) -> None:
-        self.blockwise(self._bert_embed)
-        for i, lp in enumerate(self.c.layers):
-            self.layer = i
-            self.layer_mark = self.marks()
-            self.blockwise(partial(self._bert_projections, i, lp))
-            self.blockwise(partial(self._bert_rest, i, lp))
-            self.release(self.layer_mark)
-        self.layer = -1
-        self.blockwise(self._bert_head)
+        self.emit_layers(self._bert_embed, self._bert_projections, self._bert_rest, self._bert_head)
 
     def _bert_embed(self, b0: int) -> None:
         c, t, h = self.c, self.t, self.cfg.hidden_size
@@ -659,12 +660,7 @@ class _Emitter:
         q = self.linear(xq, xs, lp["q"], f"layer {i} query")
         k = self.linear(xq, xs, lp["k"], f"layer {i} key")
         v = self.linear(xq, xs, lp["v"], f"layer {i} value")
-        self.section = "attention"
-        self.store_kv(i, k, v, b0)
-        if self.resident:
-            self.queries = q
-        else:
-            self.store_queries(q, b0)
+        self.keys_values_queries(i, q, k, v, b0)
 
     def _bert_rest(self, i: int, lp: dict, b0: int) -> None:
         # x is dead once added to a sublayer's output, so each LayerNorm writes back into it
