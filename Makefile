@@ -43,9 +43,9 @@ test: $(STAMP) $(MINILM_STAMP) ## Run the test suite (whole-model checks include
 test-full: $(STAMP) $(MINILM_STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest -n $(JOBS) --durations=25 tests
 
-sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and print the summary; rtl also draws build/timeline-MODEL.png
+sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and print the summary; rtl also draws build/timeline-MODEL.png and build/roofline-MODEL.png
 	@mkdir -p build
-	$(VENV)/bin/scoville run $(MODEL) --text "$(TEXT)" $(if $(BACKEND),--backend $(BACKEND),--backend best) $(if $(GENERATE),--generate $(GENERATE)) $(if $(filter-out rtl best,$(or $(BACKEND),best)),,--timeline build/timeline-$(MODEL).png)
+	$(VENV)/bin/scoville run $(MODEL) --text "$(TEXT)" $(if $(BACKEND),--backend $(BACKEND),--backend best) $(if $(GENERATE),--generate $(GENERATE)) $(if $(filter-out rtl best,$(or $(BACKEND),best)),,--timeline build/timeline-$(MODEL).png --roofline build/roofline-$(MODEL).png)
 
 bench: $(STAMP) ## Print the performance figures and write build/bench.json
 	$(PY) -m scripts.bench

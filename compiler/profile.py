@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.lower import SECTIONS, Job
+from compiler.lower import SECTIONS, Compiler, Job
 from rtl.core.controller import QUEUES
 from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
 
-__all__ = ["Segment", "Trace", "instruction_work", "plot_timeline", "profile", "segments"]
+__all__ = ["Segment", "Trace", "instruction_work", "layer_table", "plot_roofline", "phases", "plot_timeline",
+           "profile", "segments"]
 
 
 @dataclass
@@ -130,6 +131,40 @@ def profile(job: Job, trace: Trace, total_cycles: int, config: ChipConfig) -> tu
     return segs, table
 
 
+def layer_table(job: Job, segs: list[Segment], config: ChipConfig) -> list[dict]:
+    """One row per (layer, section) of an attributed job (the segments of :func:`profile`; a job
+    in token blocks has several segments per layer and section, summed here): ``layer`` (-1 for
+    the embedding and the head), ``section``, ``macs``, ``dram_bytes``, ``bound`` and ``cycles``,
+    in program order."""
+    rows: dict[tuple[int, str], dict] = {}
+    for seg in segs:
+        key = (job.layers[seg.first], seg.section)
+        row = rows.setdefault(key, {"layer": key[0], "section": key[1], "macs": 0, "dram_bytes": 0,
+                                    "bound": 0.0, "cycles": 0})
+        row["macs"] += seg.macs
+        row["dram_bytes"] += seg.dram_bytes
+        row["bound"] += bound_cycles(seg.macs, seg.dram_bytes, config)
+        row["cycles"] += seg.cycles
+    return list(rows.values())
+
+
+def phases(ckpt, ids, run) -> dict[str, tuple[Job, list[Segment], dict]]:
+    """The traced jobs of an :class:`compiler.rtl_runner.RtlRun` of ``ids``, profiled: ``prefill``
+    (the prompt) and, when the run generated tokens, ``decode`` (the first token after the prompt,
+    a KV cache of ``len(ids)``); each as (job, segments, :func:`profile` table)."""
+    if not run.traces:
+        raise ValueError("the run was not traced (run_rtl(..., trace=True))")
+    compiler = Compiler(ckpt, run.config)
+    jobs = [("prefill", compiler.job(ids))]
+    if run.tokens is not None and len(run.traces) > 1:
+        jobs.append(("decode", compiler.job(run.tokens[:1], len(ids))))
+    out = {}
+    for n, (phase, job) in enumerate(jobs):
+        segs, table = profile(job, run.traces[n], run.cycles[n], run.config)
+        out[phase] = (job, segs, table)
+    return out
+
+
 #: Colours of the sections in the timeline.
 _COLOURS = {"embed": "#8c564b", "qkv": "#1f77b4", "attention": "#d62728", "out_proj": "#9467bd",
             "mlp": "#2ca02c", "norm": "#ff7f0e", "head": "#7f7f7f"}
@@ -173,5 +208,74 @@ def plot_timeline(job: Job, trace: Trace, path, *, layer: int | None = 0, title:
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="////", label="stalled (busy, no data moved)"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(handles), frameon=False)
     fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+_MARKERS = {"prefill": "o", "decode": "^"}
+
+
+def plot_roofline(phases: dict[str, list[dict]], config: ChipConfig, path, *, title: str = "") -> None:
+    """The roofline of ``config`` with every layer's parts as points, and each part's fraction of
+    the roofline per layer.
+
+    ``phases`` maps a phase name (``prefill``, ``decode``) to its :func:`layer_table`. Left: the
+    classic roofline, MACs per cycle over operational intensity (MACs per DRAM byte), the roof
+    ``min(R x C, intensity x bus bytes per cycle)``; a point per (layer, part) with MACs and DRAM
+    traffic. Right: bound / measured cycles per layer, one line per part and phase, every part
+    included (the norms, whose bound is their DRAM traffic alone, too)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    if not phases or not any(phases.values()):
+        raise ValueError("no layers to plot")
+    peak, bus = config.rows * config.columns, config.bus_bytes
+    fig, (roof, per_layer) = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    points = [(row["macs"] / row["dram_bytes"], row["macs"] / row["cycles"])
+              for rows in phases.values() for row in rows
+              if row["macs"] and row["dram_bytes"] and row["cycles"]]
+    low = min([x for x, _ in points] + [peak / bus]) / 4
+    high = max([x for x, _ in points] + [peak / bus]) * 4
+    xs = np.geomspace(low, high, 200)
+    roof.plot(xs, np.minimum(peak, xs * bus), color="black", linewidth=2,
+              label=f"roof: {config.rows}x{config.columns} MACs, {bus} B/cycle")
+    roof.axvline(peak / bus, color="grey", linestyle=":", linewidth=1)
+    for phase, rows in phases.items():
+        for row in rows:
+            if not (row["macs"] and row["dram_bytes"] and row["cycles"]):
+                continue
+            roof.scatter(row["macs"] / row["dram_bytes"], row["macs"] / row["cycles"], s=36,
+                         marker=_MARKERS.get(phase, "s"), color=_COLOURS[row["section"]], edgecolor="black",
+                         linewidth=0.4, zorder=3)
+    roof.set_xscale("log")
+    roof.set_yscale("log")
+    roof.set_xlabel("operational intensity (MACs per DRAM byte)")
+    roof.set_ylabel("MACs per cycle")
+    roof.set_title("roofline: one point per layer and part")
+    for phase, rows in phases.items():
+        for section in SECTIONS:
+            mine = [r for r in rows if r["section"] == section and r["layer"] >= 0 and r["cycles"]]
+            if not mine:
+                continue
+            per_layer.plot([r["layer"] for r in mine], [r["bound"] / r["cycles"] for r in mine],
+                           marker=_MARKERS.get(phase, "s"), color=_COLOURS[section],
+                           linestyle="-" if phase == "prefill" else "--")
+    per_layer.axhline(1.0, color="black", linewidth=1)
+    per_layer.set_ylim(0, 1.05)
+    per_layer.set_xlabel("layer")
+    per_layer.set_ylabel("roofline bound / measured cycles")
+    per_layer.set_title("fraction of the roofline per layer")
+    per_layer.xaxis.get_major_locator().set_params(integer=True)
+    sections = [s for s in SECTIONS if any(r["section"] == s for rows in phases.values() for r in rows)]
+    handles = [Line2D([], [], color=_COLOURS[s], marker="s", linestyle="", label=s) for s in sections]
+    handles += [Line2D([], [], color="black", marker=_MARKERS.get(p, "s"), linestyle="-" if p == "prefill" else "--",
+                       label=p) for p in phases]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -4,6 +4,7 @@ Contract (other tools script it)::
 
     scoville run MODEL (--ids 1,2,3 | --text "...") [--backend float|golden|isa|rtl]
                  [--generate N] [--out FILE.npz] [--waves] [--timeline FILE.png]
+                 [--roofline FILE.png]
 
 ``--out`` writes ``hidden`` float32 [seq, hidden] (Llama: after the final norm; BERT:
 last_hidden_state), ``logits`` float32 [seq, vocab] (causal LMs), ``pooled`` float32 [hidden]
@@ -13,7 +14,8 @@ dequantized values. ``isa`` runs the compiled program on the instruction-set sim
 naming the problem. ``--backend rtl`` runs the generated Verilog of the single-core chip
 (``best`` picks it) and prints cycles, matrix-engine utilization and tokens/s; with
 ``--timeline`` it also traces every instruction, prints the prompt job's roofline fraction per
-part of the model (:mod:`compiler.profile`) and draws the per-unit timeline of its first layer.
+part of the model (:mod:`compiler.profile`) and draws the per-unit timeline of its first layer;
+``--roofline`` draws the roofline plot of all layers, prefill and (with ``--generate``) decode.
 """
 
 from __future__ import annotations
@@ -91,22 +93,28 @@ def _print_rtl_figures(rtl) -> None:
         print(f"tokens/s:   {fmax * 1e6 * len(rtl.outputs.hidden) / rtl.cycles[0]:,.1f} prefill at {fmax:.1f} MHz")
 
 
-def _profile(ckpt, ids, rtl, path: str, model: str) -> None:
-    """The prompt job's roofline fraction per part of the model, and its first layer's timeline."""
-    from compiler.lower import Compiler
-    from compiler.profile import plot_timeline, profile
+def _profile(ckpt, ids, rtl, model: str, timeline: str | None, roofline: str | None) -> None:
+    """The prompt job's roofline fraction per part of the model, its first layer's timeline, and
+    the roofline plot of all layers (prefill, and decode when tokens were generated)."""
+    from compiler.profile import layer_table, phases, plot_roofline, plot_timeline
 
-    job = Compiler(ckpt, rtl.config).job(ids)
-    _, table = profile(job, rtl.traces[0], rtl.cycles[0], rtl.config)
-    print("roofline:   prefill, bound / cycles per part: "
-          + ", ".join(f"{name} {row['fraction']:.3f}" for name, row in table.items()))
-    title = (f"{ckpt.name or model}: prompt of {len(ids)} tokens, layer 0, {rtl.config.name} array, "
-             f"{8 * rtl.config.bus_bytes}-bit bus")
+    profiled = phases(ckpt, ids, rtl)
+    for phase, (_, _, table) in profiled.items():
+        print(f"roofline:   {phase}, bound / cycles per part: "
+              + ", ".join(f"{name} {row['fraction']:.3f}" for name, row in table.items()))
+    setup = f"{rtl.config.name} array, {8 * rtl.config.bus_bytes}-bit bus"
     try:
-        plot_timeline(job, rtl.traces[0], path, layer=0, title=title)
+        if timeline:
+            job = profiled["prefill"][0]
+            plot_timeline(job, rtl.traces[0], timeline, layer=0,
+                          title=f"{ckpt.name or model}: prompt of {len(ids)} tokens, layer 0, {setup}")
+            print(f"timeline:   {timeline}")
+        if roofline:
+            plot_roofline({phase: layer_table(job, segs, rtl.config) for phase, (job, segs, _) in profiled.items()},
+                          rtl.config, roofline, title=f"{ckpt.name or model}: prompt of {len(ids)} tokens, {setup}")
+            print(f"roofline:   {roofline}")
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    print(f"timeline:   {path}")
+        raise UsageError(f"cannot write {exc.filename or 'the picture'}: {exc.strerror or exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -115,8 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scoville.models import load_model
 
     backend = _resolve_backend(args.backend)
-    if args.timeline and backend != "rtl":
-        raise UsageError(f"--timeline needs the rtl backend, not {backend}")
+    for option in ("timeline", "roofline"):
+        if getattr(args, option) and backend != "rtl":
+            raise UsageError(f"--{option} needs the rtl backend, not {backend}")
     if args.generate is not None and args.generate < 1:
         raise UsageError(f"--generate takes a positive count, got {args.generate}")
 
@@ -148,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         try:
             rtl = run_rtl(ckpt, ids, args.generate, waves=True if args.waves else None, progress=True,
-                          trace=bool(args.timeline))
+                          trace=bool(args.timeline or args.roofline))
         except FitError as exc:
             raise UsageError(f"does not fit the chip: {exc}") from None
         out, tokens = rtl.outputs, rtl.tokens
@@ -168,8 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               ", ".join(f"{k} {v}" for k, v in sorted(isa.counts.items(), key=lambda kv: -kv[1])[:5]) + ", ...)")
     if rtl is not None:
         _print_rtl_figures(rtl)
-        if args.timeline:
-            _profile(ckpt, ids, rtl, args.timeline, args.model)
+        if args.timeline or args.roofline:
+            _profile(ckpt, ids, rtl, args.model, args.timeline, args.roofline)
     if isa is not None or rtl is not None:
         if tokens is not None:
             gold_tokens, gold = generate(ckpt, ids, len(tokens), backend="golden")
@@ -234,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeline", metavar="FILE.png",
                      help="rtl: trace every instruction, print the roofline fraction per part of the model "
                           "and draw the per-unit timeline of the prompt's first layer")
+    run.add_argument("--roofline", metavar="FILE.png",
+                     help="rtl: trace every instruction and draw the roofline plot of all layers "
+                          "(prefill, and decode with --generate)")
     run.set_defaults(func=cmd_run)
 
     models = sub.add_parser("models", help="list the named models")

@@ -19,23 +19,28 @@ chip with a 64-bit DRAM bus (DRAM model latency 20 cycles).
   ``norm``, plus ``embed`` and ``head``) and ``model`` for the whole job, from the instruction
   trace (:mod:`compiler.profile`): tiny-llama with a 64-token prompt (``prefill``) and one token
   after it (``decode``, a KV cache of 64), MiniLM on 64 tokens (``prefill``); the cycles of those
-  jobs are ``chip.cycles.<model>.<phase>64``.
+  jobs are ``chip.cycles.<model>.<phase>64``. Their roofline plot of all layers (prefill and
+  decode) goes to ``build/roofline-<model>.png`` (:func:`compiler.profile.plot_roofline`).
 
 Matrix utilization is the fraction of cycles in which an activation row entered the array.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from compiler.lower import Compiler
-from compiler.profile import profile
+from compiler.profile import layer_table, phases, plot_roofline
 from compiler.rtl_runner import run_rtl
 from scoville.cli import _synthesised_fmax
 from scoville.models import load_model
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: where the roofline plots go
+PLOTS = REPO_ROOT / "build"
 PROMPT = 16
 #: prompt length of the roofline figures (the performance issue's bar)
 ROOFLINE_PROMPT = 64
@@ -44,17 +49,20 @@ MINILM_TEXT = " ".join(["A man is eating food while a woman plays the guitar in 
 
 
 def roofline(out: dict, name: str, ckpt, ids, generate: int | None) -> None:
-    """Roofline fractions of a traced run of ``ids`` (and one decode job when ``generate``)."""
+    """Roofline fractions of a traced run of ``ids`` (and one decode job when ``generate``), and
+    the roofline plot of all its layers, ``build/roofline-<model>.png``."""
     run = run_rtl(ckpt, ids, generate=generate, trace=True)
-    compiler = Compiler(ckpt, run.config)
-    jobs = [("prefill", compiler.job(ids))]
-    if generate:
-        jobs.append(("decode", compiler.job(run.tokens[:1], len(ids))))
-    for n, (phase, job) in enumerate(jobs):
+    profiled = phases(ckpt, ids, run)
+    for n, (phase, (_, _, table)) in enumerate(profiled.items()):
         out[f"chip.cycles.{name}.{phase}{len(ids)}"] = run.cycles[n]
-        _, table = profile(job, run.traces[n], run.cycles[n], run.config)
         for part, row in table.items():
             out[f"chip.roofline_fraction.{name}.{phase}.{part}"] = round(row["fraction"], 4)
+    path = PLOTS / f"roofline-{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_roofline({phase: layer_table(job, segs, run.config) for phase, (job, segs, _) in profiled.items()},
+                  run.config, path, title=f"{name}: {len(ids)} tokens, {run.config.name} array, "
+                                          f"{8 * run.config.bus_bytes}-bit bus")
+    print(f"roofline plot: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
 
 
 def figures() -> dict[str, float]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from compiler.lower import SECTIONS, Compiler
-from compiler.profile import Trace, bound_cycles, instruction_work, plot_timeline, profile, segments
+from compiler.profile import (Trace, bound_cycles, instruction_work, layer_table, plot_roofline, plot_timeline,
+                              profile, segments)
 from rtl.core.controller import QUEUES
 from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
@@ -89,3 +90,34 @@ def test_timeline_picture(tiny_job, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="layer 2 is not in this job"):
         plot_timeline(tiny_job, trace, tmp_path / "u.png", layer=2)
+
+
+def test_layer_table_sums_the_segments_per_layer_and_part(tiny_job):
+    config = ChipConfig()
+    trace, total = fake_trace(tiny_job)
+    segs, table = profile(tiny_job, trace, total, config)
+    rows = layer_table(tiny_job, segs, config)
+    # two layers of norm (twice), qkv, attention, out_proj, mlp; the embedding and head outside
+    assert [(r["layer"], r["section"]) for r in rows] == [
+        (-1, "embed"), *[(n, s) for n in (0, 1) for s in ("norm", "qkv", "attention", "out_proj", "mlp")],
+        (-1, "norm"), (-1, "head")]
+    assert sum(r["cycles"] for r in rows) == total
+    for name in ("qkv", "attention", "mlp", "norm"):
+        mine = [r for r in rows if r["section"] == name]
+        assert sum(r["macs"] for r in mine) == table[name]["macs"]
+        assert sum(r["bound"] for r in mine) == pytest.approx(table[name]["bound"])
+    # a layer's norm is its two norm segments together
+    norm0 = [s for s in segs if s.section == "norm" and tiny_job.layers[s.first] == 0]
+    assert len(norm0) == 2
+    assert next(r for r in rows if r["layer"] == 0 and r["section"] == "norm")["cycles"] == sum(s.cycles for s in norm0)
+
+
+def test_roofline_picture(tiny_job, tmp_path):
+    config = ChipConfig()
+    trace, total = fake_trace(tiny_job)
+    rows = layer_table(tiny_job, profile(tiny_job, trace, total, config)[0], config)
+    path = tmp_path / "r.png"
+    plot_roofline({"prefill": rows, "decode": rows}, config, path, title="fake")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no layers"):
+        plot_roofline({"prefill": []}, config, tmp_path / "s.png")
