@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from compiler.lower import SECTIONS, Compiler
-from compiler.profile import (Trace, bound_cycles, instruction_work, layer_table, plot_roofline, plot_timeline,
-                              profile, segments)
+from compiler.profile import (
+    Trace,
+    bound_cycles,
+    instruction_work,
+    layer_table,
+    plot_roofline,
+    plot_timeline,
+    profile,
+    segments,
+)
 from rtl.core.controller import QUEUES
 from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
