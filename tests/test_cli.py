@@ -55,7 +55,8 @@ def _broken_checkpoint(tmp_path, mutate):
 
 @pytest.mark.parametrize("case", ["missing_config", "bad_json", "unsupported_arch", "missing_weights",
                                   "ids_out_of_vocab", "too_long", "bad_ids", "generate_bert",
-                                  "text_without_tokenizer", "unknown_model", "timeline_without_rtl"])
+                                  "text_without_tokenizer", "unknown_model", "timeline_without_rtl",
+                                  "roofline_without_rtl"])
 def test_bad_input_exits_1_with_one_line(capsys, tmp_path, case):
     def config_edit(edit):
         def mutate(path):
@@ -89,6 +90,8 @@ def test_bad_input_exits_1_with_one_line(capsys, tmp_path, case):
         model = "no-such-model"
     elif case == "timeline_without_rtl":
         model, args = "tiny-llama", ["--ids", "1,2", "--backend", "golden", "--timeline", str(tmp_path / "t.png")]
+    elif case == "roofline_without_rtl":
+        model, args = "tiny-llama", ["--ids", "1,2", "--backend", "isa", "--roofline", str(tmp_path / "r.png")]
     code, _, err = run(capsys, "run", str(model), *args)
     assert code == 1
     lines = err.strip().splitlines()

@@ -107,3 +107,22 @@ def test_minilm_sentence():
     ids = ckpt.encode("A man is eating food.")
     rtl = run_rtl(ckpt, ids)
     assert_bit_exact(rtl, run_model(ckpt, ids, backend="golden"))
+
+
+def test_cli_prints_roofline_fractions_and_draws_both_pictures(capsys, tmp_path):
+    """``scoville run --backend rtl --timeline --roofline``: prefill and decode fractions, a
+    bit-exact match, and the two pictures."""
+    from scoville.cli import main
+
+    timeline, roofline = tmp_path / "t.png", tmp_path / "r.png"
+    code = main(["run", "tiny-llama", "--ids", "3,1,4,1,5", "--backend", "rtl", "--generate", "2",
+                 "--timeline", str(timeline), "--roofline", str(roofline)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "match vs golden: bit-exact" in out
+    for phase in ("prefill", "decode"):
+        line = next(line for line in out.splitlines() if line.startswith(f"roofline:   {phase},"))
+        model = float(line.rsplit("model ", 1)[1])
+        assert 0 < model < 1, line
+    for path in (timeline, roofline):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
