@@ -24,7 +24,7 @@ import numpy as np
 from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
 
-__all__ = ["Access", "footprint", "synchronise", "dependency_edges", "apply_edges", "Edge", "GROUP_OF", "GROUPS",
+__all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edges", "apply_edges", "Edge", "GROUP_OF", "GROUPS",
            "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
 
 SPAD, ACC, DRAM = "spad", "acc", "dram"
@@ -153,6 +153,20 @@ def _vector_footprint(opcode: Opcode, f: dict, reads: list, writes: list) -> Non
         writes.append(words(f["addr1"], rows))
     else:
         raise ValueError(f"no footprint for {opcode.name}")
+
+
+def sram_overrun(opcode: Opcode, ins: dict, spad_bytes: int, acc_words: int) -> Access | None:
+    """The first scratchpad or accumulator operand of an instruction that reaches past its memory
+    (None: all fit), as :mod:`compiler.funcsim` refuses it and the core's bounds check
+    (:mod:`rtl.core.bounds`) stops on it. Empty rectangles always fit."""
+    reads, writes = footprint(opcode, ins)
+    for access in reads + writes:
+        size = {SPAD: spad_bytes, ACC: acc_words}.get(access.space)
+        if size is None or access.rows <= 0 or access.cols <= 0:
+            continue
+        if access.addr + (access.rows - 1) * access.stride + access.cols > size:
+            return access
+    return None
 
 
 class _Shadow:
