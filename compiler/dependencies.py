@@ -24,8 +24,8 @@ import numpy as np
 from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
 
-__all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edges", "apply_edges", "Edge", "GROUP_OF", "GROUPS",
-           "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
+__all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edges", "apply_edges", "Edge",
+           "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
 
 SPAD, ACC, DRAM = "spad", "acc", "dram"
 
