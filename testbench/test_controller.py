@@ -26,8 +26,14 @@ OPCODES = {"load": [Opcode.LOAD, Opcode.GATHER], "store": [Opcode.STORE], "matri
            "vector": [Opcode.V_QUANT, Opcode.V_REQUANT, Opcode.V_ADD, Opcode.V_SOFTMAX_EXP]}
 
 
+#: A controller built with SRAM sizes checks every instruction's operands: its random programs keep
+#: their fields small enough to fit.
+BOUNDED = "spad_bytes" in design_params()
+
+
 def random_program(rng: random.Random, count: int) -> list[bytes]:
-    """Instructions over all queues with consistent waits/signals (never deadlocks)."""
+    """Instructions over all queues with consistent waits/signals (never deadlocks); with the
+    bounds check, operands that fit 64 KiB / 64K words."""
     pending = {pair: 0 for pair in PAIRS}
     words = []
     for _ in range(count):
@@ -40,9 +46,13 @@ def random_program(rng: random.Random, count: int) -> list[bytes]:
             if producer == queue and rng.random() < 0.3:
                 signal |= 1 << n
                 pending[(producer, consumer)] += 1
+        bits = (10, 7, 7) if BOUNDED else (32, 16, 32)   # addresses, rows and columns, imm
         words.append(encode(rng.choice(OPCODES[queue]), wait=wait, signal=signal,
-                            addr0=rng.getrandbits(32), addr1=rng.getrandbits(32), rows=rng.getrandbits(16),
-                            cols=rng.getrandbits(16), imm=rng.getrandbits(32)))
+                            addr0=rng.getrandbits(bits[0]), addr1=rng.getrandbits(bits[0]),
+                            addr2=rng.getrandbits(bits[0]), addr3=rng.getrandbits(bits[1]),
+                            rows=rng.getrandbits(bits[1]), cols=rng.getrandbits(bits[1]),
+                            stride0=rng.getrandbits(bits[1]), stride1=rng.getrandbits(bits[1]),
+                            imm=rng.getrandbits(bits[2])))
     words.append(encode(Opcode.END))
     return words
 
@@ -221,6 +231,22 @@ async def illegal_instruction_stops_with_its_address(dut):
     assert await tb.run(0x2000) == ("ILLEGAL_INSTRUCTION", 0x2000 + 2 * INSTRUCTION_BYTES)
     await ClockCycles(dut.clk, 20)
     assert not tb.released["store"], "an instruction after the illegal one was dispatched"
+
+
+@cocotb.test(skip=not BOUNDED)
+async def an_operand_past_an_sram_stops_before_its_instruction_is_queued(dut):
+    tb = TB(dut)
+    await tb.reset()
+    tb.start_models()
+    size = design_params()["spad_bytes"]
+    # B is 16 x 8 with rows 8 apart: its last byte is the scratchpad's last; one further does not fit
+    fits = dict(addr0=0, addr1=size - 15 * 8 - 8, rows=2, cols=8, imm=16, stride0=16, stride1=8)
+    words = [encode(Opcode.LOAD), encode(Opcode.MATMUL, **fits),
+             encode(Opcode.MATMUL, **dict(fits, addr1=fits["addr1"] + 1)), encode(Opcode.STORE), encode(Opcode.END)]
+    tb.load_program(words, 0x2000)
+    assert await tb.run(0x2000) == ("SRAM_BOUNDS", 0x2000 + 2 * INSTRUCTION_BYTES)
+    await ClockCycles(dut.clk, 20)
+    assert len(tb.released["matrix"]) == 1 and not tb.released["store"], tb.released
 
 
 @cocotb.test()

@@ -224,8 +224,8 @@ async def next_job_runs(tb: TB) -> None:
 @cocotb.test()
 async def faults_stop_the_core(dut):
     """Illegal instruction, out-of-window descriptor, AXI error response, GATHER id outside its
-    table, a semaphore never signalled (watchdog): each stops the core with its code and address,
-    and the next job after it runs correctly."""
+    table, operands past the SRAMs, a semaphore never signalled (watchdog): each stops the core
+    with its code and address, and the next job after it runs correctly."""
     tb = TB(dut)
     await tb.reset()
     load = dict(addr0=0x2000, addr1=0, rows=2, cols=16, stride0=16, stride1=16)
@@ -264,6 +264,24 @@ async def faults_stop_the_core(dut):
                (Opcode.GATHER, dict(addr0=0x2000, addr1=0, addr2=0, rows=1, cols=8, stride0=8, stride1=8, imm=7))]
     await expect_fault(tb, program, ErrorCode.OUT_OF_WINDOW, 0x2000, image)
     await next_job_runs(tb)
+
+    # operands past the scratchpad or the accumulator: stopped before they run, at their address
+    # (the instruction before the faulting one has run)
+    spad, acc = tb.config.spad_bytes, tb.config.acc_words
+    matmul = dict(addr0=0, addr1=spad - 8 * 16 + 1, addr2=0, addr3=8, rows=4, cols=8, imm=16, stride0=16,
+                  stride1=8)
+    await expect_fault(tb, [(Opcode.LOAD, load), (Opcode.MATMUL, matmul)], ErrorCode.SRAM_BOUNDS, 32)
+    await next_job_runs(tb)
+    add = dict(addr0=0, addr1=0, addr2=acc - 3 * 100 - 7, rows=4, cols=8, stride0=8, stride1=8, imm=100)
+    await expect_fault(tb, [(Opcode.V_ADD, add)], ErrorCode.SRAM_BOUNDS, 0)
+    await expect_fault(tb, [(Opcode.NOP, {}), (Opcode.STORE, dict(addr0=spad - 15, addr1=0x2000, rows=1, cols=16))],
+                       ErrorCode.SRAM_BOUNDS, 32)
+    await next_job_runs(tb)
+    # the same operands ending exactly at the memories' ends run
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    program = [(Opcode.LOAD, load), (Opcode.MATMUL, dict(matmul, addr1=spad - 8 * 16)),
+               (Opcode.V_ADD, dict(add, addr2=acc - 3 * 100 - 8))]
+    await run_and_compare(tb, program, image)
 
     # a V_ROPE with an odd head size
     await expect_fault(tb, [(Opcode.V_ROPE, dict(addr0=0x40, addr1=0, rows=1, cols=6, addr3=3))], ErrorCode.UNIT_FAULT,

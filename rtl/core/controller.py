@@ -12,7 +12,9 @@ is incremented. ``END`` stops fetching; the job is finished when every queue has
 every released instruction is done.
 
 Errors stop dispatch at once and latch a code and an address: an undefined opcode
-(``ILLEGAL_INSTRUCTION``, the instruction's address), a bus error on fetch (``FETCH_BUS_ERROR``,
+(``ILLEGAL_INSTRUCTION``, the instruction's address), an operand reaching past the scratchpad or
+the accumulator (``SRAM_BOUNDS``, the instruction's address; checked before it is queued, so it
+never runs, when the sizes are given), a bus error on fetch (``FETCH_BUS_ERROR``,
 the faulting address), an error reported by a unit (its code and address), or no progress for
 ``watchdog`` cycles (``TIMEOUT``, the address of the next instruction to fetch). ``start`` clears
 a previous error and begins a new job.
@@ -22,6 +24,7 @@ from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.core.bounds import BoundsCheck
 from rtl.dma.port import read_response_layout, request_layout
 from scoville.isa import INSTRUCTION_BITS, SEMAPHORES, Instruction, Opcode
 
@@ -39,6 +42,7 @@ class ErrorCode(enum.Enum, shape=4):
     UNIT_FAULT = 5
     TIMEOUT = 6
     ABORTED = 7
+    SRAM_BOUNDS = 8
 
 
 class Queue(enum.Enum, shape=2):
@@ -74,6 +78,10 @@ class Controller(wiring.Component):
     shared_units : tuple of tuples of queue names
         Queues served by one unit (the core's transfer unit runs both load and store): a queue's
         head is offered only when no instruction released from any queue of its unit is running.
+    spad_bytes, acc_words : int or None
+        Sizes of the core's scratchpad and accumulator: every instruction's SRAM operands are
+        checked against them (:class:`rtl.core.bounds.BoundsCheck`) before it is queued, and one
+        that reaches past its memory stops the core with ``SRAM_BOUNDS``. None (both): no check.
 
     Ports
     -----
@@ -97,7 +105,8 @@ class Controller(wiring.Component):
     """
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, queue_depth: int = 4,
-                 burst: int = 4, watchdog: int = 1 << 20, shared_units: tuple = (("load", "store"),)):
+                 burst: int = 4, watchdog: int = 1 << 20, shared_units: tuple = (("load", "store"),),
+                 spad_bytes: int | None = None, acc_words: int | None = None):
         if data_width not in (64, 128, 256):
             raise ValueError(f"data_width must be 64, 128 or 256, got {data_width!r}")
         if not isinstance(queue_depth, int) or queue_depth < 2 or queue_depth & (queue_depth - 1):
@@ -109,6 +118,9 @@ class Controller(wiring.Component):
         named = [name for unit in shared_units for name in unit]
         if any(name not in QUEUES for name in named) or len(set(named)) != len(named):
             raise ValueError(f"shared_units must name each queue of {QUEUES} at most once, got {shared_units!r}")
+        if (spad_bytes is None) != (acc_words is None):
+            raise ValueError("give both spad_bytes and acc_words (the bounds check) or neither")
+        self.bounds = BoundsCheck(spad_bytes, acc_words) if spad_bytes is not None else None
         self.unit_queues = {name: next((unit for unit in shared_units if name in unit), (name,)) for name in QUEUES}
         self.addr_width, self.data_width = addr_width, data_width
         self.queue_depth, self.burst, self.watchdog = queue_depth, burst, watchdog
@@ -172,14 +184,17 @@ class Controller(wiring.Component):
         with m.If(self.fetch_request.valid & self.fetch_request.ready):
             m.d.sync += [outstanding.eq(self.burst * ipw), fetch_addr.eq(fetch_addr + self.burst * instruction_bytes)]
 
-        # assemble beats into a word
-        word = Signal(INSTRUCTION_BITS)
+        # Beats are assembled in `beats`; a whole instruction moves on to `word`, where it is
+        # decoded and its SRAM operands are checked while the next one arrives.
+        beats = Signal(INSTRUCTION_BITS)
+        beats_valid = Signal()
         beat_index = Signal(range(max(ipw, 2)))
+        word = Signal(INSTRUCTION_BITS)
         word_valid = Signal()
         word_taken = Signal()
         discard = Signal()  # after END or an error, remaining beats of the burst are dropped
         m.d.comb += discard.eq(~running | ~fetching)
-        m.d.comb += self.fetch_response.ready.eq((outstanding != 0) & (discard | ~word_valid))
+        m.d.comb += self.fetch_response.ready.eq((outstanding != 0) & (discard | ~beats_valid))
         response = self.fetch_response.payload
         with m.If(self.fetch_response.valid & self.fetch_response.ready):
             m.d.sync += outstanding.eq(outstanding - 1)
@@ -190,12 +205,25 @@ class Controller(wiring.Component):
                                  self.error_addr.eq(response.fault_addr)]
                 with m.Else():
                     if ipw == 1:
-                        m.d.sync += [word.eq(response.data), word_valid.eq(1)]
+                        m.d.sync += [beats.eq(response.data), beats_valid.eq(1)]
                     else:
-                        m.d.sync += word.eq(Cat(word[self.data_width:], response.data))
+                        m.d.sync += beats.eq(Cat(beats[self.data_width:], response.data))
                         m.d.sync += beat_index.eq(beat_index + 1)
                         with m.If(beat_index == ipw - 1):
-                            m.d.sync += [beat_index.eq(0), word_valid.eq(1)]
+                            m.d.sync += [beat_index.eq(0), beats_valid.eq(1)]
+        advance = Signal()
+        m.d.comb += advance.eq(beats_valid & ~word_valid & running & fetching)
+        with m.If(beats_valid & ~(running & fetching)):
+            m.d.sync += beats_valid.eq(0)
+
+        # the SRAM bounds of the instruction in `word`
+        checked, fits = Signal(), Signal()
+        if self.bounds is not None:
+            m.submodules.bounds = bounds = self.bounds
+            m.d.comb += [bounds.word.eq(word), bounds.start.eq(advance), checked.eq(bounds.done),
+                         fits.eq(bounds.ok)]
+        else:
+            m.d.comb += [checked.eq(1), fits.eq(1)]
 
         # ------------------------------------------------------------ decode and enqueue
         decoded = Instruction(word)
@@ -213,14 +241,16 @@ class Controller(wiring.Component):
             m.d.comb += target[name].eq(known & (high == nibble))
         for name in QUEUES:
             m.d.comb += fifos[name].w_data.eq(word)
-            m.d.comb += fifos[name].w_en.eq(word_valid & running & fetching & target[name])
+            m.d.comb += fifos[name].w_en.eq(word_valid & running & fetching & checked & fits & target[name])
         queue_ready = Signal()
         m.d.comb += queue_ready.eq(
             ~((target["load"] & ~fifos["load"].w_rdy) | (target["store"] & ~fifos["store"].w_rdy)
               | (target["matrix"] & ~fifos["matrix"].w_rdy) | (target["vector"] & ~fifos["vector"].w_rdy)))
-        m.d.comb += word_taken.eq(word_valid & running & fetching & known & queue_ready)
+        m.d.comb += word_taken.eq(word_valid & running & fetching & known & checked & fits & queue_ready)
         with m.If(word_valid & ~(running & fetching)):
             m.d.sync += word_valid.eq(0)
+        with m.If(advance):
+            m.d.sync += [word.eq(beats), word_valid.eq(1), beats_valid.eq(0)]
         with m.If(word_taken):
             m.d.sync += [word_valid.eq(0), decode_addr.eq(decode_addr + instruction_bytes)]
             m.d.comb += progress.eq(1)
@@ -228,6 +258,9 @@ class Controller(wiring.Component):
                 m.d.sync += fetching.eq(0)
         with m.If(word_valid & running & fetching & ~known):
             m.d.sync += [running.eq(0), word_valid.eq(0), self.error.eq(ErrorCode.ILLEGAL_INSTRUCTION),
+                         self.error_addr.eq(decode_addr)]
+        with m.If(word_valid & running & fetching & known & checked & ~fits):
+            m.d.sync += [running.eq(0), word_valid.eq(0), self.error.eq(ErrorCode.SRAM_BOUNDS),
                          self.error_addr.eq(decode_addr)]
 
         # ------------------------------------------------------------ semaphores and release
@@ -308,7 +341,7 @@ class Controller(wiring.Component):
         drained = Signal()
         # levels, not r_rdy: a word just written is not readable yet from a buffered FIFO
         m.d.comb += drained.eq(Cat((fifos[name].level == 0) & (inflight[name].level == 0) for name in QUEUES).all()
-                               & ~word_valid & (outstanding == 0))
+                               & ~word_valid & ~beats_valid & (outstanding == 0))
         m.d.sync += self.finished.eq(0)
         with m.If(running & ~fetching & drained):
             m.d.sync += [running.eq(0), self.finished.eq(1)]
@@ -325,5 +358,6 @@ class Controller(wiring.Component):
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), fetching.eq(1), fetch_addr.eq(self.program_addr),
                          decode_addr.eq(self.program_addr), self.error.eq(ErrorCode.NONE),
-                         self.error_addr.eq(0), beat_index.eq(0), word_valid.eq(0), idle_cycles.eq(0)]
+                         self.error_addr.eq(0), beat_index.eq(0), word_valid.eq(0), beats_valid.eq(0),
+                         idle_cycles.eq(0)]
         return m

@@ -39,8 +39,10 @@ class Core(wiring.Component):
     ``abort_job`` stops a running job as an error does (``ABORTED``, the next instruction's address);
     the memory port drains and ``busy`` falls.
 
-    A malformed vector instruction (a ``V_ROPE`` head size of zero or odd) stops the core with
-    ``UNIT_FAULT``, the instruction's ``addr0`` as the address.
+    An instruction with an operand past the scratchpad or the accumulator stops the core with
+    ``SRAM_BOUNDS`` before it runs (the instruction's address). A malformed vector instruction (a
+    ``V_ROPE`` head size of zero or odd) stops it with ``UNIT_FAULT``, the instruction's ``addr0``
+    as the address.
 
     Parameters
     ----------
@@ -80,7 +82,8 @@ class Core(wiring.Component):
         self.scratchpad = Scratchpad(depth=spad_rows, row_bytes=config.bus_bytes, banks=2)
         self.accumulator = Accumulator(depth=acc_rows, lanes=config.lanes, dma_width=width, banks=2)
         self.engine = DmaEngine(data_width=width, spad_bytes=config.spad_bytes, acc_bytes=4 * config.acc_words)
-        self.controller = Controller(data_width=min(width, 256), watchdog=watchdog)
+        self.controller = Controller(data_width=min(width, 256), watchdog=watchdog,
+                                     spad_bytes=config.spad_bytes, acc_words=config.acc_words)
         self.matrix = MatrixUnit(rows=config.rows, columns=config.columns, spad_row_bytes=config.bus_bytes,
                                  spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits)
         self.transfer = TransferUnit(lanes=config.lanes, acc_row_bits=self.accumulator.addr_bits)
