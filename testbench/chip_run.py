@@ -66,12 +66,18 @@ class DramBackdoor:
 
 class Chip(DramBackdoor):
     """The host's view of :class:`rtl.sim.core_system.ChipWithDram`: the DRAM backdoor, and core
-    ``core``'s registers (:mod:`rtl.core.csr`) through cocotbext-axi's AXI4-Lite master."""
+    ``core``'s registers (:mod:`rtl.core.csr`) through cocotbext-axi's AXI4-Lite master.
+    :meth:`core` gives the view of another core, sharing the master."""
 
-    def __init__(self, dut, word_bytes: int, core: int = 0):
+    def __init__(self, dut, word_bytes: int, core: int = 0, axil: AxiLiteMaster | None = None):
         super().__init__(dut, word_bytes)
         self.page = core << CSR_PAGE_BITS
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk, dut.rst)
+        self.axil = axil or AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk,
+                                          dut.rst)
+
+    def core(self, n: int) -> Chip:
+        """The same chip seen through core ``n``'s registers."""
+        return Chip(self.dut, self.word_bytes, n, self.axil)
 
     async def reset(self, latency: int = 20) -> None:
         """Clock, reset and the DRAM model's timing."""

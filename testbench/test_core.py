@@ -10,6 +10,7 @@ import random
 
 import cocotb
 import numpy as np
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from compiler.funcsim import Machine, run_program
@@ -20,7 +21,7 @@ from scoville import numerics as nx
 from scoville.config import ChipConfig
 from scoville.flow import design_params
 from scoville.isa import Flag, Opcode, encode, in_program_order
-from testbench.chip_run import Chip
+from testbench.chip_run import CLOCK_NS, Chip
 
 PROGRAM_ADDR = 0x0
 
@@ -312,10 +313,12 @@ async def host_registers(dut):
     job add up (each unit busy no longer than the job, the matrix unit busy during a GEMM)."""
     tb = TB(dut)
     await tb.reset()
-    assert await tb.chip.read_csr("ID") == ID_VALUE
-    read = await tb.chip.axil.read(1 << CSR_PAGE_BITS, 4)
+    cores = tb.config.mesh_width * tb.config.mesh_height
+    for n in range(cores):
+        assert await tb.chip.core(n).read_csr("ID") == ID_VALUE, n
+    read = await tb.chip.axil.read(cores << CSR_PAGE_BITS, 4)
     assert read.resp == 2, read.resp
-    write = await tb.chip.axil.write(1 << CSR_PAGE_BITS, b"\x01\x00\x00\x00")
+    write = await tb.chip.axil.write(cores << CSR_PAGE_BITS, b"\x01\x00\x00\x00")
     assert write.resp == 2, write.resp
     image, layout, spad, acc = fresh_image(tb)
     program = random_gemm(tb, image, layout, spad, acc, max_dim=24)
@@ -488,3 +491,60 @@ async def vector_instructions(dut):
             program = vector_case(tb, opcode, image, layout, acc, spad)
             cycles = await run_and_compare(tb, program, image)
             dut._log.info(f"round {round_} {opcode.name}: {cycles} cycles")
+
+
+async def wait_done(chip: Chip, timeout: int = 300_000) -> dict:
+    """Poll one core's STATUS until its job is done or stopped (the interrupt is every core's)."""
+    for _ in range(timeout // 64):
+        status = await chip.read_csr("STATUS")
+        if not status & BUSY:
+            low = await chip.read_csr("CYCLES_LO")
+            return {"status": status, "error": await chip.read_csr("ERROR_CODE"),
+                    "error_addr": await chip.read_csr("ERROR_ADDR"), "cycles": low,
+                    "finished": get_sim_time("ns") // CLOCK_NS}
+        await ClockCycles(chip.dut.clk, 64)
+    raise AssertionError(f"core at page {chip.page:#x}: still busy after {timeout} cycles")
+
+
+@cocotb.test(skip=design_params().get("mesh_width", 1) * design_params().get("mesh_height", 1) < 2)
+async def cores_run_at_once(dut):
+    """Every core of a multi-core chip runs its own GEMM programs from its own DRAM window at the
+    same time, through the one memory tile; each equals the functional simulator, and together they
+    take less time than one after the other."""
+    tb = TB(dut)
+    await tb.reset(latency=20)
+    cores = tb.config.mesh_width * tb.config.mesh_height
+    region = tb.dram_bytes // cores
+    for job in range(2):
+        image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+        programs = []
+        for n in range(cores):
+            layout = Layout(n * region + 4096, (n + 1) * region)
+            spad = Layout(tb.rng.randrange(64), tb.config.spad_bytes)
+            acc = Layout(tb.rng.randrange(64), tb.config.acc_words)
+            program = []
+            for _ in range(3):
+                program += random_gemm(tb, image, layout, spad, acc, max_dim=24)
+            code = assemble(program)
+            image[n * region:n * region + code.size] = code
+            programs.append(n * region)
+        want = image.copy()
+        for base in programs:   # each core has its own SRAMs; their DRAM regions are disjoint
+            run_program(Machine(tb.config, want), base)
+        tb.write_dram(image)
+        await RisingEdge(dut.clk)
+        views = [tb.chip.core(n) for n in range(cores)]
+        began = get_sim_time("ns") // CLOCK_NS
+        for n, view in enumerate(views):
+            await view.start(programs[n], (n * region, (n + 1) * region))
+        results = [await wait_done(view) for view in views]
+        for n, result in enumerate(results):
+            assert result["error"] == 0, f"core {n} stopped with {ErrorCode(result['error']).name} at " \
+                                         f"{result['error_addr']:#x}"
+            assert result["status"] & DONE, result
+            await views[n].write_csr("STATUS", DONE)
+        compare(tb.read_dram(), want)
+        together = max(r["finished"] for r in results) - began
+        alone = sum(r["cycles"] for r in results)
+        dut._log.info(f"job {job}: cores took {[r['cycles'] for r in results]} cycles, {together} together")
+        assert together < alone, (together, alone)

@@ -10,6 +10,9 @@ from scoville.flow import Design, run_cocotb
 CONFIGS = {
     "8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
             "dram_bytes": 1 << 16, "watchdog": 4096},
+    # two 8x8 cores (a 3 x 1 mesh with the memory tile)
+    "two_8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
+                "dram_bytes": 1 << 16, "watchdog": 4096, "mesh_width": 2},
     "4x4": {"rows": 4, "columns": 4, "lanes": 4, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
             "dram_bytes": 1 << 16, "watchdog": 4096},
 }
@@ -39,3 +42,8 @@ def test_core_vector_instructions(name):
 def test_core_faults():
     run_cocotb(core_design("8x8"), "testbench.test_core", testcase=["faults_stop_the_core", "host_registers"],
                test_name="faults")
+
+
+def test_two_cores_run_at_once():
+    run_cocotb(core_design("two_8x8"), "testbench.test_core", testcase=["cores_run_at_once", "host_registers"],
+               test_name="cores")
