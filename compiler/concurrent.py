@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.funcsim import ExecutionError, Machine
-from scoville.isa import INSTRUCTION_BYTES, QUEUE_OF, SEMAPHORES, Opcode, decode, encode
+from compiler.funcsim import ExecutionError, Machine, fetch_word
+from scoville.isa import INSTRUCTION_BYTES, QUEUE_OF, SEMAPHORES, Fetcher, Opcode, encode
 
 __all__ = ["Deadlock", "ScheduleReport", "run_concurrent", "read_program", "write_program", "QUEUES"]
 
@@ -44,16 +44,17 @@ class ScheduleReport:
 
 
 def read_program(dram, program_addr: int) -> list[tuple[Opcode, dict]]:
-    """The ``(opcode, fields)`` pairs of the program at ``program_addr``, ``END`` included."""
+    """The ``(opcode, fields)`` pairs of the program at ``program_addr`` as the controller sees
+    them (loops expanded), ``END`` included."""
     program = []
-    pc = program_addr
+    fetcher = Fetcher(lambda pc: bytes(dram[pc:pc + INSTRUCTION_BYTES]), program_addr)
     while True:
-        fields = decode(dram[pc:pc + INSTRUCTION_BYTES].tobytes())
+        fields = fetcher.next()
         opcode = fields.pop("opcode")
+        del fields["pc"]
         program.append((opcode, fields))
         if opcode is Opcode.END:
             return program
-        pc += INSTRUCTION_BYTES
 
 
 def write_program(dram, program_addr: int, program: list[tuple[Opcode, dict]]) -> None:
@@ -81,23 +82,24 @@ def run_concurrent(machine: Machine, program_addr: int, *, seed: int | None = 0,
     running = {q: deque() for q in QUEUES}
     semaphores = [0] * SEMAPHORES
     report = ScheduleReport()
-    pc = program_addr
     fetching = True
+    fetcher = Fetcher(lambda pc: fetch_word(machine, pc), program_addr)
+    upcoming: list[dict] = []   # the next instruction of the stream (loops expanded), once read
+
+    def peek() -> dict:
+        if not upcoming:
+            try:
+                upcoming.append(fetcher.next())
+            except ValueError as exc:
+                raise ExecutionError(f"at 0x{fetcher.pc:x}: {exc}") from None
+        return upcoming[0]
 
     def fetch() -> None:
-        nonlocal pc, fetching
-        word = machine.dram[pc:pc + INSTRUCTION_BYTES].tobytes()
-        try:
-            ins = decode(word)
-        except ValueError as exc:
-            raise ExecutionError(f"at 0x{pc:x}: {exc}") from None
-        ins["pc"] = pc
-        pc += INSTRUCTION_BYTES
+        nonlocal fetching
+        ins = upcoming.pop()
         queue = QUEUE_OF[ins["opcode"]]
         if ins["opcode"] is Opcode.END:
             fetching = False
-        elif ins["opcode"] is Opcode.LOOP:
-            raise ExecutionError(f"at 0x{ins['pc']:x}: LOOP is reserved")
         elif queue != "control":
             fifos[queue].append(ins)
 
@@ -124,11 +126,7 @@ def run_concurrent(machine: Machine, program_addr: int, *, seed: int | None = 0,
     for _ in range(max_steps):
         steps = []
         if fetching:
-            upcoming = decode(machine.dram[pc:pc + INSTRUCTION_BYTES].tobytes()) \
-                if pc + INSTRUCTION_BYTES <= machine.dram.size else None
-            if upcoming is None:
-                raise ExecutionError(f"instruction fetch at 0x{pc:x} outside DRAM")
-            queue = QUEUE_OF[upcoming["opcode"]]
+            queue = QUEUE_OF[peek()["opcode"]]
             if queue == "control" or len(fifos[queue]) < queue_depth:
                 steps.append(("fetch", None))
         for queue in QUEUES:
@@ -144,7 +142,7 @@ def run_concurrent(machine: Machine, program_addr: int, *, seed: int | None = 0,
             heads = {q: (f"{fifos[q][0]['opcode'].name}@0x{fifos[q][0]['pc']:x} waits "
                          f"{_bits(fifos[q][0]['wait'])}") for q in QUEUES if fifos[q]}
             raise Deadlock(f"deadlock after {report.executed} instructions: heads {heads}, semaphores "
-                           f"{semaphores}, fetch at 0x{pc:x}")
+                           f"{semaphores}, fetch at 0x{fetcher.pc:x}")
         if priority is None:
             kind, queue = rng.choice(steps)
         else:

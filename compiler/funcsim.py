@@ -15,9 +15,9 @@ import numpy as np
 
 from golden import ops
 from scoville.config import ChipConfig
-from scoville.isa import INSTRUCTION_BYTES, Flag, decode
+from scoville.isa import INSTRUCTION_BYTES, Fetcher, Flag
 
-__all__ = ["Machine", "ExecutionError", "run_program"]
+__all__ = ["Machine", "ExecutionError", "run_program", "fetch_word"]
 
 
 class ExecutionError(RuntimeError):
@@ -108,7 +108,7 @@ class Machine:
         return False
 
     def _op_loop(self, ins) -> None:
-        raise ExecutionError("LOOP is reserved")
+        raise ExecutionError("LOOP reached the machine (run_program expands loops)")
 
     def _op_load(self, ins) -> None:
         rows, cols, to_acc = ins["rows"], ins["cols"], ins["flags"] & Flag.DST_ACC
@@ -262,21 +262,25 @@ class Machine:
         self.acc_write(ins["addr1"], 1, _pack_scales(m, e).astype(np.int64))
 
 
+def fetch_word(machine: Machine, pc: int) -> bytes:
+    """The instruction word at ``pc`` (``ExecutionError`` past the end of DRAM)."""
+    if pc + INSTRUCTION_BYTES > machine.dram.size:
+        raise ExecutionError(f"instruction fetch at 0x{pc:x} outside DRAM")
+    return machine.dram[pc:pc + INSTRUCTION_BYTES].tobytes()
+
+
 def run_program(machine: Machine, program_addr: int, max_instructions: int = 10_000_000) -> Machine:
-    """Fetch and execute instructions from DRAM at ``program_addr`` until ``END``."""
-    pc = program_addr
+    """Fetch and execute instructions from DRAM at ``program_addr`` until ``END`` (loops expanded,
+    :class:`scoville.isa.Fetcher`)."""
+    fetcher = Fetcher(lambda pc: fetch_word(machine, pc), program_addr)
     for _ in range(max_instructions):
-        if pc + INSTRUCTION_BYTES > machine.dram.size:
-            raise ExecutionError(f"instruction fetch at 0x{pc:x} outside DRAM")
-        word = machine.dram[pc:pc + INSTRUCTION_BYTES].tobytes()
         try:
-            ins = decode(word)
+            ins = fetcher.next()
         except ValueError as exc:
-            raise ExecutionError(f"at 0x{pc:x}: {exc}") from None
+            raise ExecutionError(f"at 0x{fetcher.pc:x}: {exc}") from None
         try:
             if not machine.step(ins):
                 return machine
         except ExecutionError as exc:
-            raise ExecutionError(f"at 0x{pc:x} ({ins['opcode'].name}): {exc}") from None
-        pc += INSTRUCTION_BYTES
+            raise ExecutionError(f"at 0x{ins['pc']:x} ({ins['opcode'].name}): {exc}") from None
     raise ExecutionError(f"no END after {max_instructions} instructions")

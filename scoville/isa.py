@@ -24,7 +24,8 @@ from amaranth.lib import data, enum
 from scoville.bits import pack, unpack
 
 __all__ = ["Opcode", "Flag", "Instruction", "INSTRUCTION_BYTES", "encode", "decode",
-           "pack_scale", "unpack_scale", "QUEUE_OF", "in_program_order"]
+           "pack_scale", "unpack_scale", "QUEUE_OF", "in_program_order", "LOOP_BODY_MAX", "loop", "loop_steps",
+           "Fetcher"]
 
 INSTRUCTION_BITS = 256
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
@@ -36,7 +37,7 @@ class Opcode(enum.Enum, shape=8):
 
     NOP = 0x00
     END = 0x01           # the program is finished once every queue has drained
-    LOOP = 0x02          # reserved for loop instructions (not generated yet)
+    LOOP = 0x02          # repeat the next `flags` instructions `imm` times, stepping addresses
     # load queue
     LOAD = 0x10          # DRAM -> SPAD/ACC, 2D
     GATHER = 0x11        # DRAM rows picked by int32 ids in ACC -> SPAD/ACC
@@ -158,3 +159,81 @@ def pack_scale(m: int, e: int) -> int:
 def unpack_scale(word: int) -> tuple[int, int]:
     m, e = word & 0xFFFF, (word >> 16) & 0xFFFF
     return (m - (1 << 16) if m >= 1 << 15 else m), (e - (1 << 16) if e >= 1 << 15 else e)
+
+
+# ---------------------------------------------------------------------------- loops
+
+#: Instructions a ``LOOP`` body may hold (its step mask has four bits per body instruction).
+LOOP_BODY_MAX = 16
+
+
+def loop(body: int, count: int, increments: tuple[int, int, int, int] = (0, 0, 0, 0), steps: int = 0) -> dict:
+    """The fields of a ``LOOP``: the next ``body`` instructions run ``count`` times; in iteration
+    ``k`` (from 0) field ``addr<f>`` of body instruction ``j`` is increased by
+    ``k * increments[f]`` (mod 2**32) when bit ``4 * j + f`` of ``steps`` is set."""
+    if not 1 <= body <= LOOP_BODY_MAX:
+        raise ValueError(f"a loop body holds 1 to {LOOP_BODY_MAX} instructions, got {body}")
+    if not 1 <= count < 1 << 32:
+        raise ValueError(f"a loop runs 1 to 2**32 - 1 times, got {count}")
+    if steps >> (4 * body):
+        raise ValueError(f"steps 0x{steps:x} name instructions past the body of {body}")  # ignored by the chip
+    return {"flags": body, "imm": count, **{f"addr{f}": increments[f] % (1 << 32) for f in range(4)},
+            "rows": steps & 0xFFFF, "cols": steps >> 16 & 0xFFFF, "stride0": steps >> 32 & 0xFFFF,
+            "stride1": steps >> 48 & 0xFFFF}
+
+
+def loop_steps(fields: dict) -> int:
+    """The step mask of a ``LOOP``'s fields (:func:`loop`)."""
+    return (fields.get("rows", 0) | fields.get("cols", 0) << 16 | fields.get("stride0", 0) << 32
+            | fields.get("stride1", 0) << 48)
+
+
+class Fetcher:
+    """The instruction stream the controller sees: decoded words from ``read(addr)`` (32 bytes)
+    from ``pc`` on, with every ``LOOP`` expanded (the ``LOOP`` itself is not returned). Each
+    instruction carries its address as ``pc``. A malformed loop raises ``ValueError``, as an
+    undefined opcode does: a body of 0 or more than :data:`LOOP_BODY_MAX`, a count of 0, a
+    ``LOOP`` with semaphores, a ``LOOP`` or ``END`` inside a body (step bits past the body are
+    ignored)."""
+
+    def __init__(self, read, pc: int):
+        self.read, self.pc = read, pc
+        self.loop: dict | None = None
+
+    def next(self) -> dict:
+        while True:
+            pc = self.pc
+            ins = decode(self.read(pc))
+            ins["pc"] = pc
+            if ins["opcode"] is Opcode.LOOP:
+                if self.loop is not None:
+                    raise ValueError("illegal instruction: a LOOP inside a loop body")
+                if not 1 <= ins["flags"] <= LOOP_BODY_MAX or ins["imm"] == 0 or ins["wait"] or ins["signal"]:
+                    raise ValueError(f"illegal instruction: LOOP of {ins['flags']} instructions x {ins['imm']} "
+                                     f"with semaphores 0x{ins['wait']:x}/0x{ins['signal']:x} (1 to {LOOP_BODY_MAX} "
+                                     f"instructions, at least once, no semaphores)")
+                self.loop = {"start": pc + INSTRUCTION_BYTES, "body": ins["flags"], "left": ins["imm"] - 1,
+                             "position": 0, "steps": loop_steps(ins), "offset": [0] * 4,
+                             "increment": [ins[f"addr{f}"] for f in range(4)]}
+                self.pc = pc + INSTRUCTION_BYTES
+                continue
+            self.pc = pc + INSTRUCTION_BYTES
+            current = self.loop
+            if current is not None:
+                if ins["opcode"] is Opcode.END:
+                    raise ValueError("illegal instruction: END inside a loop body")
+                position = current["position"]
+                for f in range(4):
+                    if current["steps"] >> (4 * position + f) & 1:
+                        ins[f"addr{f}"] = (ins[f"addr{f}"] + current["offset"][f]) % (1 << 32)
+                if position + 1 < current["body"]:
+                    current["position"] = position + 1
+                elif current["left"]:
+                    current["left"] -= 1
+                    current["position"] = 0
+                    current["offset"] = [(o + i) % (1 << 32) for o, i in zip(current["offset"], current["increment"],
+                                                                             strict=True)]
+                    self.pc = current["start"]
+                else:
+                    self.loop = None
+            return ins

@@ -17,7 +17,7 @@ from rtl.core.controller import QUEUES, ErrorCode
 from rtl.dma.port import Resp, read_response_layout
 from scoville.bits import pack
 from scoville.flow import design_params
-from scoville.isa import INSTRUCTION_BYTES, Opcode, decode, encode
+from scoville.isa import INSTRUCTION_BYTES, Fetcher, Opcode, decode, encode, loop
 
 # Dedicated semaphore per (producer queue, consumer queue), as the compiler allocates them.
 PAIRS = [("load", "matrix"), ("load", "vector"), ("matrix", "vector"), ("vector", "store"),
@@ -190,9 +190,14 @@ class TB:
         raise AssertionError(f"neither finished nor error after {limit} cycles (seed {self.seed})")
 
     def check_dispatch(self, words: list[bytes]):
+        """Each unit got the program's instructions in order, loops expanded."""
         expected = {name: [] for name in QUEUES}
-        for word in words:
-            ins = decode(word)
+        fetcher = Fetcher(lambda pc: words[pc // INSTRUCTION_BYTES], 0)
+        while True:
+            ins = fetcher.next()
+            del ins["pc"]
+            if ins["opcode"] is Opcode.END:
+                break
             queue = {0x1: "load", 0x2: "store", 0x3: "matrix", 0x4: "vector"}.get(ins["opcode"].value >> 4)
             if queue:
                 expected[queue].append(ins)
@@ -218,6 +223,72 @@ async def random_programs_run_in_order_with_semaphores(dut):
         await ClockCycles(dut.clk, 2)
         tb.check_dispatch(words)
         assert not int(dut.busy.value)
+
+
+def looped_program(rng: random.Random, count: int) -> list[bytes]:
+    """Random instructions with loops: bodies of 1 to 16 instructions without semaphores, run 1 to
+    6 times, stepping random address fields by random increments (some wrapping past 2**32; with
+    the bounds check, small ones that keep the operands inside the SRAMs)."""
+    words = []
+    while len(words) < count:
+        if rng.random() < 0.5:
+            words += random_program(rng, rng.randint(1, 4))[:-1]
+            continue
+        body = rng.randint(1, 16)
+        choices = [0, 1, 8, 100] if BOUNDED else [0, 1, 8, 4096, rng.getrandbits(32)]
+        increments = tuple(rng.choice(choices) for _ in range(4))
+        words.append(encode(Opcode.LOOP, **loop(body, rng.randint(1, 6), increments, rng.getrandbits(4 * body))))
+        for _ in range(body):
+            queue = rng.choice(QUEUES)
+            small = (1 << 7) if BOUNDED else (1 << 32)
+            words.append(encode(rng.choice(OPCODES[queue]), rows=rng.randrange(8), cols=rng.randrange(8),
+                                **{f"addr{f}": rng.randrange(small) for f in range(4)}))
+    words.append(encode(Opcode.END))
+    return words
+
+
+@cocotb.test()
+async def loops_run_their_bodies_with_stepped_addresses(dut):
+    """Random programs with loops: every unit gets the expanded stream, in order; the fetch goes
+    back for each iteration and drops what it had fetched past the body."""
+    tb = TB(dut)
+    await tb.reset()
+    tb.start_models()
+    for n in range(3):
+        words = looped_program(tb.rng, 40)
+        base = 0x1000 * (n + 1)
+        tb.load_program(words, base)
+        tb.new_job()
+        assert await tb.run(base, limit=40000) == ("finished", 0)
+        await ClockCycles(dut.clk, 2)
+        tb.check_dispatch(words)
+
+
+@cocotb.test()
+async def malformed_loops_are_illegal_instructions(dut):
+    """A LOOP inside a body, END inside a body, a body of 0 or 17, a count of 0, a LOOP with
+    semaphores: ILLEGAL_INSTRUCTION at the offending word, nothing after it dispatched."""
+    tb = TB(dut)
+    await tb.reset()
+    tb.start_models()
+    load = encode(Opcode.LOAD)
+    good = encode(Opcode.LOOP, **loop(2, 3))
+    cases = [
+        ([good, load, good, load, load], 2),                                   # nested
+        ([good, load, encode(Opcode.END)], 2),                                  # END in the body
+        ([encode(Opcode.LOOP, **dict(loop(1, 1), flags=0)), load], 0),          # empty body
+        ([encode(Opcode.LOOP, **dict(loop(1, 1), flags=17)), load], 0),         # body too long
+        ([encode(Opcode.LOOP, **dict(loop(1, 1), imm=0)), load], 0),            # never
+        ([encode(Opcode.LOOP, **dict(loop(1, 2), wait=1)), load], 0),           # semaphores
+    ]
+    for words, bad in cases:
+        base = 0x4000
+        tb.load_program([load] + words + [encode(Opcode.STORE), encode(Opcode.END)], base)
+        tb.new_job()
+        assert await tb.run(base) == ("ILLEGAL_INSTRUCTION", base + (1 + bad) * INSTRUCTION_BYTES), words
+        await ClockCycles(dut.clk, 20)
+        assert not tb.released["store"], "an instruction after the illegal one was dispatched"
+        await tb.reset()
 
 
 @cocotb.test()

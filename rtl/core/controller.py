@@ -20,13 +20,13 @@ the faulting address), an error reported by a unit (its code and address), or no
 a previous error and begins a new job.
 """
 
-from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.bounds import BoundsCheck
 from rtl.dma.port import read_response_layout, request_layout
-from scoville.isa import INSTRUCTION_BITS, SEMAPHORES, Instruction, Opcode
+from scoville.isa import INSTRUCTION_BITS, LOOP_BODY_MAX, SEMAPHORES, Instruction, Opcode
 
 __all__ = ["Controller", "ErrorCode", "Queue", "QUEUES"]
 
@@ -155,7 +155,7 @@ class Controller(wiring.Component):
         running = Signal()      # a job is active and no error has stopped it
         fetching = Signal()     # END not yet seen
         fetch_addr = Signal(self.addr_width)   # next instruction to request
-        decode_addr = Signal(self.addr_width)  # address of the instruction being assembled
+        decode_addr = Signal(self.addr_width)  # address of the instruction being decoded
         outstanding = Signal(range(self.burst * ipw + 1))  # beats requested, not yet received
         progress = Signal()  # something moved this cycle (resets the watchdog)
         m.d.comb += progress.eq(self.unit_progress)
@@ -175,7 +175,10 @@ class Controller(wiring.Component):
         # ------------------------------------------------------------ fetch: bursts of whole instructions
         room = Signal()  # enough free space downstream for a whole burst is not required: the
         # assembled word waits in `word_valid` until its queue has room, and responses wait for it.
-        m.d.comb += room.eq(outstanding == 0)
+        dropping = Signal()  # a loop went back to its start: the beats still in flight are not wanted
+        m.d.comb += room.eq((outstanding == 0) & ~dropping)
+        with m.If(outstanding == 0):
+            m.d.sync += dropping.eq(0)
         m.d.comb += [
             self.fetch_request.payload.addr.eq(fetch_addr),
             self.fetch_request.payload.beats.eq(self.burst * ipw),
@@ -192,8 +195,8 @@ class Controller(wiring.Component):
         word = Signal(INSTRUCTION_BITS)
         word_valid = Signal()
         word_taken = Signal()
-        discard = Signal()  # after END or an error, remaining beats of the burst are dropped
-        m.d.comb += discard.eq(~running | ~fetching)
+        discard = Signal()  # after END or an error, or when a loop goes back, remaining beats are dropped
+        m.d.comb += discard.eq(~running | ~fetching | dropping)
         m.d.comb += self.fetch_response.ready.eq((outstanding != 0) & (discard | ~beats_valid))
         response = self.fetch_response.payload
         with m.If(self.fetch_response.valid & self.fetch_response.ready):
@@ -216,6 +219,39 @@ class Controller(wiring.Component):
         with m.If(beats_valid & ~(running & fetching)):
             m.d.sync += beats_valid.eq(0)
 
+        # ------------------------------------------------------------ loops
+        # A LOOP (taken in `word`, below) arms these; the body's words are stepped as they move on
+        # to `word`, and after the body's last word fetching goes back to its first.
+        loop_active = Signal()
+        loop_body = Signal(range(LOOP_BODY_MAX + 1))
+        loop_position = Signal(range(LOOP_BODY_MAX))
+        loop_left = Signal(32)       # iterations after the current one
+        loop_start = Signal(self.addr_width)
+        loop_steps = Signal(4 * LOOP_BODY_MAX)
+        loop_increment = [Signal(32, name=f"loop_increment{f}") for f in range(4)]
+        loop_offset = [Signal(32, name=f"loop_offset{f}") for f in range(4)]
+        assemble_addr = Signal(self.addr_width)   # address of the word in `beats`
+        stepped = Signal(Instruction)
+        incoming = Instruction(beats)
+        position_steps = loop_steps.word_select(loop_position, 4)
+        m.d.comb += stepped.eq(beats)
+        for f in range(4):
+            field = f"addr{f}"
+            m.d.comb += getattr(stepped, field).eq(
+                getattr(incoming, field) + Mux(loop_active & position_steps[f], loop_offset[f], 0))
+        with m.If(advance):
+            m.d.sync += assemble_addr.eq(assemble_addr + instruction_bytes)
+            with m.If(loop_active):
+                with m.If(loop_position + 1 != loop_body):
+                    m.d.sync += loop_position.eq(loop_position + 1)
+                with m.Elif(loop_left != 0):
+                    # the body again: drop what is in flight, fetch from its start
+                    m.d.sync += [loop_position.eq(0), loop_left.eq(loop_left - 1), fetch_addr.eq(loop_start),
+                                 assemble_addr.eq(loop_start), beat_index.eq(0), dropping.eq(1)]
+                    m.d.sync += [loop_offset[f].eq(loop_offset[f] + loop_increment[f]) for f in range(4)]
+                with m.Else():
+                    m.d.sync += loop_active.eq(0)
+
         # the SRAM bounds of the instruction in `word`
         checked, fits = Signal(), Signal()
         if self.bounds is not None:
@@ -228,13 +264,19 @@ class Controller(wiring.Component):
         # ------------------------------------------------------------ decode and enqueue
         decoded = Instruction(word)
         opcode = decoded.opcode.as_value()
-        known = Signal()
+        defined = Signal()
         with m.Switch(opcode):
             for op in Opcode:
-                if op is not Opcode.LOOP:
-                    with m.Case(op.value):
-                        m.d.comb += known.eq(1)
+                with m.Case(op.value):
+                    m.d.comb += defined.eq(1)
         is_end = opcode == Opcode.END.value
+        is_loop = opcode == Opcode.LOOP.value
+        # a LOOP of 1 to LOOP_BODY_MAX instructions, at least once, without semaphores, outside any
+        # loop body; no END inside a body
+        bad_loop = is_loop & (loop_active | (decoded.flags == 0) | (decoded.flags > LOOP_BODY_MAX)
+                              | (decoded.imm == 0) | (decoded.wait != 0) | (decoded.signal != 0))
+        known = Signal()
+        m.d.comb += known.eq(defined & ~bad_loop & ~(is_end & loop_active))
         target = {name: Signal(name=f"to_{name}") for name in QUEUES}
         high = opcode[4:8]
         for name, nibble in (("load", 0x1), ("store", 0x2), ("matrix", 0x3), ("vector", 0x4)):
@@ -250,12 +292,18 @@ class Controller(wiring.Component):
         with m.If(word_valid & ~(running & fetching)):
             m.d.sync += word_valid.eq(0)
         with m.If(advance):
-            m.d.sync += [word.eq(beats), word_valid.eq(1), beats_valid.eq(0)]
+            m.d.sync += [word.eq(stepped), word_valid.eq(1), beats_valid.eq(0), decode_addr.eq(assemble_addr)]
         with m.If(word_taken):
-            m.d.sync += [word_valid.eq(0), decode_addr.eq(decode_addr + instruction_bytes)]
+            m.d.sync += word_valid.eq(0)
             m.d.comb += progress.eq(1)
             with m.If(is_end):
                 m.d.sync += fetching.eq(0)
+            with m.If(is_loop):
+                m.d.sync += [loop_active.eq(1), loop_body.eq(decoded.flags), loop_position.eq(0),
+                             loop_left.eq(decoded.imm - 1), loop_start.eq(decode_addr + instruction_bytes),
+                             loop_steps.eq(Cat(decoded.rows, decoded.cols, decoded.stride0, decoded.stride1))]
+                m.d.sync += [loop_increment[f].eq(getattr(decoded, f"addr{f}")) for f in range(4)]
+                m.d.sync += [loop_offset[f].eq(0) for f in range(4)]
         with m.If(word_valid & running & fetching & ~known):
             m.d.sync += [running.eq(0), word_valid.eq(0), self.error.eq(ErrorCode.ILLEGAL_INSTRUCTION),
                          self.error_addr.eq(decode_addr)]
@@ -357,7 +405,8 @@ class Controller(wiring.Component):
 
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), fetching.eq(1), fetch_addr.eq(self.program_addr),
-                         decode_addr.eq(self.program_addr), self.error.eq(ErrorCode.NONE),
+                         decode_addr.eq(self.program_addr), assemble_addr.eq(self.program_addr),
+                         loop_active.eq(0), dropping.eq(0), self.error.eq(ErrorCode.NONE),
                          self.error_addr.eq(0), beat_index.eq(0), word_valid.eq(0), beats_valid.eq(0),
                          idle_cycles.eq(0)]
         return m
