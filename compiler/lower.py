@@ -18,6 +18,7 @@ from functools import partial
 import numpy as np
 
 from compiler.dependencies import synchronise
+from compiler.loops import fold
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
 from golden.quant_ops import QEmbedding, QLinear, QNorm
@@ -102,7 +103,7 @@ class Job:
 
     dram: np.ndarray
     program_addr: int
-    instructions: int
+    instructions: int   # executed, END included (the length of ``program``)
     tokens: int
     start: int
     hidden_addr: int
@@ -117,6 +118,8 @@ class Job:
     layers: list[int] = field(default_factory=list)
     #: tokens per block (:class:`_Emitter`): the job's tokens when its tensors fit the SRAMs at once
     block: int = 0
+    #: 32-byte words of the program in DRAM (loops folded; ``instructions`` counts them expanded)
+    words: int = 0
 
 
 #: The parts of a model an instruction can belong to: the embedding lookup, the layers' QKV
@@ -140,6 +143,9 @@ class Compiler:
     #: the accumulator) so loads run ahead of compute; falls back to one tile per layer when a job
     #: does not fit that way.
     double_buffer: bool = True
+    #: Fold repeated runs of instructions into ``LOOP`` instructions (:mod:`compiler.loops`): a
+    #: smaller program and less fetch traffic, the same instructions executed.
+    loops: bool = True
 
     def __post_init__(self) -> None:
         if self.synchronisation not in ("dependencies", "program_order"):
@@ -264,9 +270,9 @@ class Compiler:
         if len(program) > self.program_bytes:
             raise FitError(f"the program needs {len(program)} bytes; the program area holds {self.program_bytes}")
         dram[self.program_addr:self.program_addr + len(program)] = np.frombuffer(program, dtype=np.uint8)
-        return Job(dram, self.program_addr, len(program) // INSTRUCTION_BYTES, t, start, self.hidden_addr,
+        return Job(dram, self.program_addr, len(emitter.synchronised), t, start, self.hidden_addr,
                    self.logits_addr, cfg.hidden_size, cfg.vocab_size, emitter.synchronised, emitter.sections,
-                   emitter.layers, emitter.block)
+                   emitter.layers, emitter.block, len(program) // INSTRUCTION_BYTES)
 
     def read_outputs(self, job: Job, dram: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The wide (int32) hidden states and logits a finished job left in DRAM."""
@@ -332,7 +338,8 @@ class _Emitter:
             self.synchronised = in_program_order(self.program)
         else:
             self.synchronised = synchronise(self.program, self.c.config)
-        return b"".join(encode(opcode, **fields) for opcode, fields in self.synchronised)
+        words = fold(self.synchronised) if self.c.loops else self.synchronised
+        return b"".join(encode(opcode, **fields) for opcode, fields in words)
 
     # ------------------------------------------------------------------ building blocks
 

@@ -250,7 +250,7 @@ async def run_jobs(dut):
         if step == spec["generate"] - 1:
             break
         job = compiler.job(np.array([token]), len(ids) + step, scratch)
-        chip.write(scratch, job.program_addr, job.program_addr + job.instructions * INSTRUCTION_BYTES)
+        chip.write(scratch, job.program_addr, job.program_addr + job.words * INSTRUCTION_BYTES)
         chip.write(scratch, compiler.ids_addr, compiler.ids_addr + 12 * job.tokens)
         await execute(job, f"decode {step + 1}")
         _, logits = outputs(job)

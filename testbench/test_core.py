@@ -14,6 +14,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from compiler.funcsim import Machine, run_program
+from compiler.loops import fold
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
 from rtl.core.csr import ABORT, BUSY, DONE, ID_VALUE, IRQ_ENABLE
@@ -64,9 +65,14 @@ class TB:
         return status["error"], status["error_addr"], status["cycles"]
 
 
-def assemble(program: list[tuple[Opcode, dict]]) -> np.ndarray:
-    """Encode with program-order semaphores and an END."""
-    words = [encode(op, **fields) for op, fields in in_program_order(program + [(Opcode.END, {})])]
+def assemble(program: list[tuple[Opcode, dict]], loops: bool = False) -> np.ndarray:
+    """Encode with program-order semaphores and an END (``loops``: repeated runs folded into
+    ``LOOP`` instructions)."""
+    ordered = in_program_order(program + [(Opcode.END, {})])
+    if loops:
+        ordered = fold(ordered)
+        assert any(op is Opcode.LOOP for op, _ in ordered), "nothing to fold"
+    words = [encode(op, **fields) for op, fields in ordered]
     return np.frombuffer(b"".join(words), dtype=np.uint8)
 
 
@@ -144,8 +150,8 @@ def fresh_image(tb: TB) -> tuple[np.ndarray, Layout, Layout, Layout]:
     return image, layout, spad, acc
 
 
-async def run_and_compare(tb: TB, program: list, image: np.ndarray) -> int:
-    code = assemble(program)
+async def run_and_compare(tb: TB, program: list, image: np.ndarray, loops: bool = False) -> int:
+    code = assemble(program, loops)
     image[PROGRAM_ADDR:PROGRAM_ADDR + code.size] = code
     want = expected(tb, image)
     if os.environ.get("SCOVILLE_DUMP"):
@@ -376,6 +382,22 @@ async def load_store_round_trip(dut):
                     (Opcode.STORE, dict(flags=flags, addr0=where, addr1=dst, rows=rows, cols=cols, stride0=cols,
                                         stride1=cols))]
     await run_and_compare(tb, program, image)
+
+    # the same copies in a LOOP: each iteration loads the next block into one scratchpad buffer
+    # and stores it further on (the DRAM addresses step, the buffer does not)
+    image, layout, spad, acc = fresh_image(tb)
+    rows, cols, copies = 3, 24, 7
+    src, dst = layout.take(rows * cols * copies), layout.take(rows * cols * copies)
+    image[src:src + rows * cols * copies] = tb.np_rng.integers(0, 256, rows * cols * copies, dtype=np.uint8)
+    where = spad.take(rows * cols)
+    program = []
+    for k in range(copies):
+        step = k * rows * cols
+        program += [(Opcode.LOAD, dict(addr0=src + step, addr1=where, rows=rows, cols=cols, stride0=cols,
+                                       stride1=cols)),
+                    (Opcode.STORE, dict(addr0=where, addr1=dst + step, rows=rows, cols=cols, stride0=cols,
+                                        stride1=cols))]
+    await run_and_compare(tb, program, image, loops=True)
 
 
 def _packed(m, e) -> np.ndarray:
