@@ -9,7 +9,9 @@ decremented; one release per cycle, round robin over the queues) and the unit ha
 was released to it before. When the unit reports the
 instruction done (a ``done`` strobe per queue, in order), every semaphore in its ``signal`` mask
 is incremented. ``END`` stops fetching; the job is finished when every queue has drained and
-every released instruction is done.
+every released instruction is done. ``LOOP`` (``docs/isa.md``) is executed here: the body's
+words are fetched again for each iteration (beats fetched past the body are dropped) and their
+address fields stepped as they are decoded, so the queues see the unrolled program.
 
 Errors stop dispatch at once and latch a code and an address: an undefined opcode
 (``ILLEGAL_INSTRUCTION``, the instruction's address), an operand reaching past the scratchpad or
