@@ -32,7 +32,7 @@ from compiler.profile import Trace
 from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
-__all__ = ["COEFFICIENTS", "duration", "features", "predict", "schedule"]
+__all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "predict", "schedule"]
 
 QUEUES = ("load", "matrix", "vector", "store")
 UNIT_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
@@ -270,6 +270,23 @@ def compare(job, trace, cycles: int, config: ChipConfig, coefficients: dict | No
     _, measured = profile(job, trace, cycles, config)
     _, predicted = profile(job, predicted_trace, predicted_total, config)
     return {part: (measured[part]["cycles"], predicted[part]["cycles"]) for part in measured}
+
+
+def compare_layers(job, trace, cycles: int, config: ChipConfig, coefficients: dict | None = None,
+                   **options) -> dict[tuple[int, str | None], tuple[int, int]]:
+    """(measured, predicted) cycles per transformer layer (``(layer, None)``; -1 is the embedding
+    and the head) and per layer and part (``(layer, part)``), both attributed by completion
+    (:func:`compiler.profile.profile`)."""
+    from compiler.profile import layer_table, profile
+
+    predicted_trace, predicted_total = predict(job.program, config, coefficients, **options)
+    out: dict[tuple[int, str | None], list[int]] = {}
+    for side, (t, total) in enumerate(((trace, cycles), (predicted_trace, predicted_total))):
+        segs, _ = profile(job, t, total, config)
+        for row in layer_table(job, segs, config):
+            for key in ((row["layer"], None), (row["layer"], row["section"])):
+                out.setdefault(key, [0, 0])[side] += row["cycles"]
+    return {key: (m, p) for key, (m, p) in out.items()}
 
 
 # ---------------------------------------------------------------------------------- command line
