@@ -489,37 +489,44 @@ class _Emitter:
             vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
             kc = self.acc.alloc(s, f"layer {layer} key column scales")
             self.op(Opcode.V_SCALE_MUL, addr0=ks, addr1=kc, addr3=pack_scale(int(c_m), int(c_e)), rows=s)
-            for h in range(g * group, (g + 1) * group):
-                # with double buffering, two heads in a row use different buffers, so the next
-                # head's matmuls need not wait for this head's vector instructions
-                second = self.double_buffer and (h - g * group) % 2 == 1
+            # One query row (decode): the group's heads share the keys and values and need no causal
+            # offset of their own, so their rows go through the attention instructions together
+            # (every one of them is row-wise). Otherwise one head at a time.
+            together = group if t == 1 and q is not None else 1
+            for n, h in enumerate(range(g * group, (g + 1) * group, together)):
+                rows = t * together
+                q_stride = heads * d if together == 1 else d   # head h's row r is at q + h*d + r*heads*d
+                # with double buffering, two passes in a row use different buffers, so the next
+                # pass's matmuls need not wait for this one's vector instructions
+                second = self.double_buffer and n % 2 == 1
                 if not second:
                     head_mark = self.marks()
                 if q is not None:
-                    qq, qs = self.quantize(q + h * d, t, d, heads * d, f"layer {layer} queries")
+                    qq, qs = self.quantize(q + h * d, rows, d, q_stride, f"layer {layer} queries")
                 else:
                     rows_addr, scales_addr = self.query_slot(h)
                     qq = self.spad.alloc(t * d, f"layer {layer} queries (int8)")
                     self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d, stride1=d)
                     qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales")
-                scores = self.acc.alloc(t * s, f"layer {layer} scores")
+                scores = self.acc.alloc(rows * s, f"layer {layer} scores")
                 self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
-                        addr2=scores, addr3=s, rows=t, cols=s, imm=d)
+                        addr2=scores, addr3=s, rows=rows, cols=s, imm=d)
                 self.op(Opcode.V_REQUANT, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=qs, addr3=kc,
-                        rows=t, cols=s)
-                totals = self.acc.alloc(t, f"layer {layer} softmax sums")
+                        rows=rows, cols=s)
+                totals = self.acc.alloc(rows, f"layer {layer} softmax sums")
                 self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=s,
-                        addr1=scores, stride1=s, addr2=totals, rows=t, cols=s, imm=p0)
-                self.op(Opcode.V_FOLD_V, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=vs, rows=t, cols=s)
-                pq, ps = self.quantize(scores, t, s, s, f"layer {layer} probabilities")
-                os_ = self.acc.alloc(t, f"layer {layer} output scales")
+                        addr1=scores, stride1=s, addr2=totals, rows=rows, cols=s, imm=p0)
+                self.op(Opcode.V_FOLD_V, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=vs, rows=rows,
+                        cols=s)
+                pq, ps = self.quantize(scores, rows, s, s, f"layer {layer} probabilities")
+                os_ = self.acc.alloc(rows, f"layer {layer} output scales")
                 self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=pack_scale(int(p_m), int(p_e)),
-                        rows=t, cols=s, imm=vs)
-                pv = self.acc.alloc(t * d, f"layer {layer} P@V accumulators")
-                self.op(Opcode.MATMUL, addr0=pq, stride0=s, addr1=vb, stride1=d, addr2=pv, addr3=d, rows=t, cols=d,
-                        imm=s)
+                        rows=rows, cols=s, imm=vs)
+                pv = self.acc.alloc(rows * d, f"layer {layer} P@V accumulators")
+                self.op(Opcode.MATMUL, addr0=pq, stride0=s, addr1=vb, stride1=d, addr2=pv, addr3=d, rows=rows,
+                        cols=d, imm=s)
                 self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
-                        stride1=heads * d, addr2=os_, rows=t, cols=d)
+                        stride1=q_stride, addr2=os_, rows=rows, cols=d)
                 if second or not self.double_buffer:
                     self.release(head_mark)
             self.release(mark)
