@@ -44,6 +44,7 @@ def test_core_faults():
                test_name="faults")
 
 
+@pytest.mark.slow   # a third Verilator build of the chip, about 3 minutes: make test-full
 def test_two_cores_run_at_once():
     run_cocotb(core_design("two_8x8"), "testbench.test_core", testcase=["cores_run_at_once", "host_registers"],
                test_name="cores")
