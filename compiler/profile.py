@@ -229,6 +229,7 @@ def plot_roofline(phases: dict[str, list[dict]], config: ChipConfig, path, *, ti
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     if not phases or not any(phases.values()):
         raise ValueError("no layers to plot")
@@ -252,6 +253,10 @@ def plot_roofline(phases: dict[str, list[dict]], config: ChipConfig, path, *, ti
                          linewidth=0.4, zorder=3)
     roof.set_xscale("log")
     roof.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for axis in (roof.xaxis, roof.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
     roof.set_xlabel("operational intensity (MACs per DRAM byte)")
     roof.set_ylabel("MACs per cycle")
     roof.set_title("roofline: one point per layer and part")
