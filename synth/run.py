@@ -151,9 +151,9 @@ TARGETS = [
     # unit and the sequencer take about 100 DSP blocks, so the array's last two rows (16 of its 64
     # int8 products) are LUT logic.
     # Congestion, not timing, stopped router1 at 87 % of the logic cells (docs/architecture.md, "The
-    # FPGA chip"): router2, and a clock near the post-placement estimate so that few arcs are
-    # critical. Placement is kept for another routing attempt.
-    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 25, ("--router", "router2"),
+    # FPGA chip"): router2, placement and routing for wire length only (--no-tmdriv; also faster),
+    # and a clock near the post-placement estimate. Placement is kept for another routing attempt.
+    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 25, ("--router", "router2", "--no-tmdriv"),
            default=False, soft_multipliers="top.inner.core_*.matrix.array.pe_[67]_*",
            separate_placement=True),
 ]
