@@ -153,6 +153,7 @@ TARGETS = [
     # Congestion, not timing, stopped router1 at 87 % of the logic cells (docs/architecture.md, "The
     # FPGA chip"): router2, placement and routing for wire length only (--no-tmdriv; also faster),
     # and a clock near the post-placement estimate. Placement is kept for another routing attempt.
+    # router2 did not converge either (overused wires stopped falling near 90 000 after 3 iterations).
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 25, ("--router", "router2", "--no-tmdriv"),
            default=False, soft_multipliers="top.inner.core_*.matrix.array.pe_[67]_*",
            separate_placement=True),
