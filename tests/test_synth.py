@@ -58,3 +58,15 @@ def test_figures_are_recorded_for_a_fresh_clone(tmp_path, monkeypatch):
     figures = json.loads(record.read_text())
     assert figures == {"synth.matrix.8x8.ecp5.fmax_mhz": 159.85, "synth.chip.8x8.ecp5.fmax_mhz": 50.0}
     assert json.loads((tmp_path / "build" / "synth.json").read_text()) == {"synth.chip.8x8.ecp5.fmax_mhz": 50.0}
+
+
+def test_chip_routing_starts_from_the_kept_placement(tmp_path):
+    """Placement writes the placed netlist; routing reads it without packing or placing again."""
+    place, route = run.nextpnr_commands(_chip_target(), run.DEVICES["ecp5"], tmp_path)
+    placed = str(tmp_path / "placed.json")
+    assert "--no-route" in place[0] and place[0][place[0].index("--write") + 1] == placed
+    assert route[0][route[0].index("--json") + 1] == placed
+    assert {"--no-pack", "--no-place", "--report"} <= set(route[0])
+    plain = next(t for t in run.TARGETS if t.name == "matrix.8x8.ecp5")
+    [(single, _)] = run.nextpnr_commands(plain, run.DEVICES["ecp5"], tmp_path)
+    assert "--no-route" not in single and "--report" in single
