@@ -211,15 +211,21 @@ class TB:
 
 @cocotb.test()
 async def random_programs_run_in_order_with_semaphores(dut):
+    await run_jobs(dut, lambda rng: random_program(rng, 60))
+
+
+async def run_jobs(dut, make_program, limit: int = 20000) -> None:
+    """Three jobs of ``make_program(rng)`` words, each finishing with every instruction dispatched
+    in order."""
     tb = TB(dut)
     await tb.reset()
     tb.start_models()
     for n in range(3):
-        words = random_program(tb.rng, 60)
+        words = make_program(tb.rng)
         base = 0x1000 * (n + 1)
         tb.load_program(words, base)
         tb.new_job()
-        assert await tb.run(base) == ("finished", 0)
+        assert await tb.run(base, limit=limit) == ("finished", 0)
         await ClockCycles(dut.clk, 2)
         tb.check_dispatch(words)
         assert not int(dut.busy.value)
@@ -251,17 +257,7 @@ def looped_program(rng: random.Random, count: int) -> list[bytes]:
 async def loops_run_their_bodies_with_stepped_addresses(dut):
     """Random programs with loops: every unit gets the expanded stream, in order; the fetch goes
     back for each iteration and drops what it had fetched past the body."""
-    tb = TB(dut)
-    await tb.reset()
-    tb.start_models()
-    for n in range(3):
-        words = looped_program(tb.rng, 40)
-        base = 0x1000 * (n + 1)
-        tb.load_program(words, base)
-        tb.new_job()
-        assert await tb.run(base, limit=40000) == ("finished", 0)
-        await ClockCycles(dut.clk, 2)
-        tb.check_dispatch(words)
+    await run_jobs(dut, lambda rng: looped_program(rng, 40), limit=40000)
 
 
 @cocotb.test()
