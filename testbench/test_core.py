@@ -414,7 +414,7 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
     rng, prng = tb.np_rng, tb.rng
     rows, cols = prng.randint(1, 6), prng.randint(1, 40)
     if opcode == Opcode.V_ROPE:
-        head, heads = prng.choice([2, 4, 6, 8, 16]), prng.randint(1, 3)
+        head, heads = prng.choice([2, 4, 6, 8, 16, 20, 64]), prng.randint(1, 3)
         cols = head * heads
     program = []
 

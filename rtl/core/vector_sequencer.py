@@ -13,9 +13,11 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
   whole job: scale products and the reciprocal (a 15-step restoring divider) per row. It also
-  runs ``V_ROPE``, one rotation pair at a time, with the frequencies read from the accumulator
-  (so one chip serves any head size and RoPE base): phase ``position * frequency``, the sine
-  table twice (sin, and cos a quarter turn on), two products and roundings per pair.
+  runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the frequencies read from the
+  accumulator (so one chip serves any head size and RoPE base): three reads bring a chunk's first
+  elements, second elements and frequencies, then one pair per cycle goes through a three-stage
+  pipeline (phase ``position * frequency``; the sine table twice, sin and cos a quarter turn on;
+  two products and roundings), and the chunk's results leave as two writes.
 
 A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
 
@@ -468,19 +470,35 @@ class VectorSequencer(wiring.Component):
         write_scalar = Signal()
         const_m, const_e = _unpack_m(ins.addr3), _unpack_e(ins.addr3)
         attn = opcode == Opcode.V_ATTN_SCALE
-        # RoPE: rows x heads x pairs; the sine table as two ROM-like arrays (knots, slopes)
+        # RoPE: rows x heads x chunks of up to C pairs. A chunk's first elements, second elements
+        # and frequencies come in as three reads into shift registers; one pair per cycle then goes
+        # through phase -> sine -> rotation (a register after each), the results shift into two
+        # output registers, and the chunk leaves as two writes. The sine table is two ROM-like
+        # arrays (knots, slopes).
         head_dim = ins.addr3[:16]
         half = head_dim[1:16]
-        pair = Signal(16)
+        pair = Signal(16)        # the chunk's first pair within the head
         head_base = Signal(16)   # element offset of the head in the row
         src_row = Signal(32)
         dst_row = Signal(32)
-        x1 = Signal(signed(32))
+        position = Signal(32)    # the row's token position
+        pairs = Signal(range(C + 1))   # pairs in this chunk
+        m.d.comb += pairs.eq(Mux(half - pair < C, half - pair, C))
+        x1s = Signal(32 * C)     # the chunk's first elements, lowest next
+        x2s = Signal(32 * C)     # its second elements
+        freqs = Signal(32 * C)   # its frequencies
+        out1s = Signal(32 * C)   # rotated first elements, shifted in from the top
+        out2s = Signal(32 * C)
+        requested = Signal(2)    # reads of the chunk asked for (x1, x2, frequencies)
+        taken = Signal(2)        # and taken
+        rope_step = Signal(range(C + 3))   # pipeline cycle within the chunk
+        x1 = Signal(signed(32))  # phase stage
         x2 = Signal(signed(32))
         phase = Signal(32)
+        sx1 = Signal(signed(32))  # sine stage
+        sx2 = Signal(signed(32))
         sin = Signal(signed(18))
         cos = Signal(signed(18))
-        out2 = Signal(signed(32))
         sine = nx.sine_table()
         knots = Array(Const(k, signed(18)) for k in sine.knots[:-1])
         slopes = Array(Const(sine.knots[i + 1] - k, signed(18)) for i, k in enumerate(sine.knots[:-1]))
@@ -498,6 +516,8 @@ class VectorSequencer(wiring.Component):
 
         rope = opcode == Opcode.V_ROPE
         write_addr = Signal(32)
+        write_count = Signal(range(C + 1))
+        write_data = Signal(32 * C)
 
         def read_word(state, addr, then):
             """A state that asks the side reader for the one word at ``addr``."""
@@ -506,56 +526,66 @@ class VectorSequencer(wiring.Component):
                 with m.If(side_source.request.ready):
                     m.next = then
 
-        def take_word(store, then):
-            """In a state: take the word read, keeping it with ``store``."""
-            with m.If(scalar_valid):
-                m.d.comb += side_source.response.ready.eq(1)
-                m.d.sync += store
-                m.next = then
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
                 with m.If(scalar_start):
                     m.d.sync += [scalar_row.eq(0), pair.eq(0), head_base.eq(0), src_row.eq(ins.addr0),
-                                 dst_row.eq(ins.addr1)]
+                                 dst_row.eq(ins.addr1), position.eq(ins.imm), requested.eq(0), taken.eq(0)]
                     with m.If(rope):
-                        m.next = "ROPE_X1"
+                        m.next = "ROPE_READ"
                     with m.Else():
                         m.next = "READ_FIRST"
-            # the pair's two elements and its frequency: three reads, then their three words
-            read_word("ROPE_X1", src_row + head_base + pair, "ROPE_X2")
-            read_word("ROPE_X2", src_row + head_base + pair + half, "ROPE_F")
-            read_word("ROPE_F", ins.addr2 + pair, "ROPE_TAKE_X1")
-            with m.State("ROPE_TAKE_X1"):
-                take_word(x1.eq(scalar_word[:32].as_signed()), "ROPE_TAKE_X2")
-            with m.State("ROPE_TAKE_X2"):
-                take_word(x2.eq(scalar_word[:32].as_signed()), "ROPE_TAKE_F")
-            with m.State("ROPE_TAKE_F"):
+            with m.State("ROPE_READ"):
+                # the chunk's three reads go out back to back; their words are taken as they come
+                chunk_x1 = src_row + head_base + pair
+                with m.If(requested != 3):
+                    m.d.comb += [scalar_read.eq(1), scalar_count.eq(pairs),
+                                 scalar_addr.eq(Mux(requested == 0, chunk_x1,
+                                                    Mux(requested == 1, chunk_x1 + half, ins.addr2 + pair)))]
+                    with m.If(side_source.request.ready):
+                        m.d.sync += requested.eq(requested + 1)
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
-                    position = (ins.imm + scalar_row)[:32]
-                    m.d.sync += phase.eq((position * scalar_word[:32])[:32])
-                    m.next = "ROPE_SINE"
-            with m.State("ROPE_SINE"):
-                m.d.sync += [sin.eq(sine_at(phase)), cos.eq(sine_at((phase + (1 << 30))[:32]))]
-                m.next = "ROPE_ROTATE"
-            with m.State("ROPE_ROTATE"):
-                m.d.sync += [r_m.eq(rotate(x1, x2, cos, sin)), out2.eq(rotate(x2, -x1, cos, sin)),
-                             write_addr.eq(dst_row + head_base + pair)]
-                m.next = "ROPE_WRITE1"
+                    m.d.sync += taken.eq(taken + 1)
+                    with m.Switch(taken):
+                        with m.Case(0):
+                            m.d.sync += x1s.eq(scalar_word)
+                        with m.Case(1):
+                            m.d.sync += x2s.eq(scalar_word)
+                        with m.Default():
+                            m.d.sync += [freqs.eq(scalar_word), rope_step.eq(0), requested.eq(0), taken.eq(0)]
+                            m.next = "ROPE_RUN"
+            with m.State("ROPE_RUN"):
+                # cycle k: pair k's phase; k + 1: its sine and cosine; k + 2: its rotation. The
+                # chunk always takes C + 2 cycles: the words past `pairs` are never written.
+                m.d.sync += [
+                    x1.eq(x1s[:32].as_signed()), x2.eq(x2s[:32].as_signed()),
+                    phase.eq((position * freqs[:32])[:32]),
+                    x1s.eq(x1s >> 32), x2s.eq(x2s >> 32), freqs.eq(freqs >> 32),
+                    sx1.eq(x1), sx2.eq(x2),
+                    sin.eq(sine_at(phase)), cos.eq(sine_at((phase + (1 << 30))[:32])),
+                    rope_step.eq(rope_step + 1),
+                ]
+                with m.If(rope_step >= 2):
+                    m.d.sync += [out1s.eq(Cat(out1s[32:], rotate(sx1, sx2, cos, sin)[:32])),
+                                 out2s.eq(Cat(out2s[32:], rotate(sx2, -sx1, cos, sin)[:32]))]
+                with m.If(rope_step == C + 1):
+                    m.d.sync += write_addr.eq(dst_row + head_base + pair)
+                    m.next = "ROPE_WRITE1"
             with m.State("ROPE_WRITE1"):
-                m.d.comb += [write_scalar.eq(1), out_word.eq(r_m)]
+                m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out1s)]
                 with m.If(acc_out.request.ready):
-                    m.d.sync += [write_addr.eq(write_addr + half)]
+                    m.d.sync += write_addr.eq(write_addr + half)
                     m.next = "ROPE_WRITE2"
             with m.State("ROPE_WRITE2"):
-                m.d.comb += [write_scalar.eq(1), out_word.eq(out2)]
+                m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out2s)]
                 with m.If(acc_out.request.ready):
-                    m.d.sync += pair.eq(pair + 1)
-                    m.next = "ROPE_X1"
-                    with m.If(pair == half - 1):
+                    m.d.sync += pair.eq(pair + pairs)
+                    m.next = "ROPE_READ"
+                    with m.If(pair + pairs >= half):
                         m.d.sync += [pair.eq(0), head_base.eq(head_base + head_dim)]
                         with m.If(head_base + head_dim >= cols):
-                            m.d.sync += [head_base.eq(0), scalar_row.eq(scalar_row + 1),
+                            m.d.sync += [head_base.eq(0), scalar_row.eq(scalar_row + 1), position.eq(position + 1),
                                          src_row.eq(src_row + ins.stride0), dst_row.eq(dst_row + ins.stride1)]
                             with m.If(scalar_row == rows - 1):
                                 m.d.comb += scalar_done.eq(1)
@@ -636,9 +666,13 @@ class VectorSequencer(wiring.Component):
             m.d.comb += row_result.eq(out.value[:32])
         beat_taken = Signal()
         with m.If(write_scalar):
-            scalar_destination = Mux(rope, write_addr, ins.addr1 + scalar_row)
-            m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq(scalar_destination[:acc_mask_bits]),
-                         acc_request.count.eq(1), acc_request.data.eq(out_word)]
+            m.d.comb += acc_out.request.valid.eq(1)
+            with m.If(rope):
+                m.d.comb += [acc_request.addr.eq(write_addr[:acc_mask_bits]), acc_request.count.eq(write_count),
+                             acc_request.data.eq(write_data)]
+            with m.Else():
+                m.d.comb += [acc_request.addr.eq((ins.addr1 + scalar_row)[:acc_mask_bits]), acc_request.count.eq(1),
+                             acc_request.data.eq(out_word)]
         with m.Elif(writing & unit.o.valid):
             with m.If(~row_phase):
                 with m.If(output == _Output.QUANT):
