@@ -38,10 +38,12 @@ class FitError(ValueError):
 class _Region:
     """A bump allocator over one memory, with marks to free a layer's temporaries."""
 
-    def __init__(self, name: str, size: int, unit: str):
+    def __init__(self, name: str, size: int, unit: str, align: int = 1):
         self.name, self.size, self.unit, self.top, self.peak = name, size, unit, 0, 0
+        self.align = align
 
-    def alloc(self, amount: int, what: str, align: int = 1) -> int:
+    def alloc(self, amount: int, what: str, align: int | None = None) -> int:
+        align = align or self.align
         base = -(-self.top // align) * align
         if base + amount > self.size:
             raise FitError(f"{what} needs {amount} {self.unit} of {self.name} but only {self.size - base} of "
@@ -312,7 +314,9 @@ class _Emitter:
         spad_ring = config.spad_bytes // 2 if double_buffer else 0
         acc_ring = config.acc_words // 4 if double_buffer else 0
         self.spad = _Region("scratchpad", config.spad_bytes - spad_ring, "bytes")
-        self.acc = _Region("accumulator SRAM", config.acc_words - acc_ring, "words")
+        # accumulator buffers start on a row (``lanes`` words): a matrix result row written at an
+        # unaligned address spans two rows, two read-modify-write cycles instead of one
+        self.acc = _Region("accumulator SRAM", config.acc_words - acc_ring, "words", align=config.lanes)
         self.spad_ring = _Ring("scratchpad", config.spad_bytes - spad_ring, spad_ring, "bytes")
         self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words")
         self.program: list[tuple[Opcode, dict]] = []

@@ -37,8 +37,9 @@ __all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", 
 QUEUES = ("load", "matrix", "vector", "store")
 UNIT_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
 
-#: vector opcodes run on the scalar path of the sequencer (one element at a time)
-SCALAR = {Opcode.V_ROPE, Opcode.V_SCALE_MUL, Opcode.V_ATTN_SCALE}
+#: vector opcodes run on the scalar path of the sequencer (one row at a time); V_ROPE runs there
+#: too, in chunks of up to ``lanes`` rotation pairs (its own family, ``rope``)
+SCALAR = {Opcode.V_SCALE_MUL, Opcode.V_ATTN_SCALE}
 #: passes over each row of the multi-pass vector operations (``rtl/vector/isa.py``)
 PASSES = {Opcode.V_RMSNORM: 2, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
 
@@ -50,6 +51,8 @@ def _family(opcode: Opcode) -> str:
         return "matmul"
     if opcode in SCALAR:
         return "scalar"
+    if opcode is Opcode.V_ROPE:
+        return "rope"
     return "vector"
 
 
@@ -65,6 +68,10 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         k, n = max(fields.get("imm", 0), 1), cols
         tiles = math.ceil(k / config.rows) * math.ceil(n / config.columns)
         return np.array([1.0, tiles, tiles * rows])
+    if family == "rope":
+        # chunks of up to `lanes` rotation pairs, each head's half split separately
+        half = max(fields.get("addr3", 0), 2) // 2
+        return np.array([1.0, rows, rows * math.ceil(cols / (2 * half)) * math.ceil(half / config.lanes)])
     if family == "scalar":
         return np.array([1.0, rows, rows * cols])
     passes = PASSES.get(opcode, 1)
@@ -81,6 +88,7 @@ COEFFICIENTS = {
     "transfer": np.array([64.779, 1.886, 1.008]),
     "matmul": np.array([40.105, 7.597, 1.369]),
     "scalar": np.array([3.522, 4.497, 0.902]),
+    "rope": np.array([3.000, 0.000, 16.000]),
     "vector": np.array([145.685, 0.559, 1.352]),
     "LOAD": np.array([64.971, 1.850, 0.983]),
     "GATHER": np.array([0.490, 63.530, 1.246]),
@@ -227,7 +235,7 @@ def fit(samples: list[tuple[Opcode, dict, int]], config: ChipConfig) -> dict[str
         return coef
 
     out = {}
-    for family in ("transfer", "matmul", "scalar", "vector"):
+    for family in ("transfer", "matmul", "scalar", "rope", "vector"):
         rows = [(features(op, f, config), c) for op, f, c in samples if _family(op) == family]
         out[family] = solve(rows, COEFFICIENTS[family]) if rows else COEFFICIENTS[family]
     for opcode in Opcode:
