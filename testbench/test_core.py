@@ -409,10 +409,18 @@ def _scales(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
     return _packed(rng.integers(1 << 14, 1 << 15, n), rng.integers(lo, hi + 1, n))
 
 
-def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout) -> list:
-    """One vector instruction on random valid operands: LOADs, the instruction, STOREs of every output."""
+#: V_REQUANT's operand variants: column scales with or without a bias, the row scale alone with or
+#: without a bias
+REQUANT_FLAGS = (Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE, Flag.NO_COL_SCALE | Flag.HAS_BIAS)
+
+
+def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout,
+                flags: int | None = None) -> list:
+    """One vector instruction on random valid operands: LOADs, the instruction, STOREs of every
+    output. ``flags``: V_REQUANT's variant (random when None)."""
     rng, prng = tb.np_rng, tb.rng
-    rows, cols = prng.randint(1, 6), prng.randint(1, 40)
+    # now and then a row longer than the side cache (16 chunks of 8 lanes): column operands read per row
+    rows, cols = prng.randint(1, 6), prng.choice([prng.randint(1, 40)] * 3 + [prng.randint(120, 160)])
     if opcode == Opcode.V_ROPE:
         head, heads = prng.choice([2, 4, 6, 8, 16, 20, 64]), prng.randint(1, 3)
         cols = head * heads
@@ -449,7 +457,7 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         fields.update(addr1=q, addr2=scales)
         outputs = [(q, cols, rows, dst_stride, True), (scales, rows, 1, rows, False)]
     elif opcode == Opcode.V_REQUANT:
-        flags = prng.choice([Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE])
+        flags = prng.choice(REQUANT_FLAGS) if flags is None else flags
         row_scales = put(_scales(rng, rows, -24, -16), "row scales")
         col = np.concatenate([_scales(rng, cols, -10, -2), rng.integers(-5000, 5000, cols).astype(np.uint32)])
         fields.update(flags=flags, addr2=row_scales, addr3=put(col, "column scales and bias"))
@@ -509,10 +517,11 @@ async def vector_instructions(dut):
         for opcode in VECTOR_OPCODES:
             if only and opcode.name != only:
                 continue
-            image, layout, spad, acc = fresh_image(tb)
-            program = vector_case(tb, opcode, image, layout, acc, spad)
-            cycles = await run_and_compare(tb, program, image)
-            dut._log.info(f"round {round_} {opcode.name}: {cycles} cycles")
+            for flags in REQUANT_FLAGS if opcode == Opcode.V_REQUANT else (None,):
+                image, layout, spad, acc = fresh_image(tb)
+                program = vector_case(tb, opcode, image, layout, acc, spad, flags)
+                cycles = await run_and_compare(tb, program, image)
+                dut._log.info(f"round {round_} {opcode.name}: {cycles} cycles")
 
 
 async def wait_done(chip: Chip, timeout: int = 300_000) -> dict:

@@ -26,7 +26,7 @@ The instruction is done once its last result is in the SRAM.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader, ChunkSplitter
@@ -67,7 +67,9 @@ class _Field(enum.Enum, shape=2):
     SCALAR = 3       # a word for the scalar path or the exponent scan
 
 
-_side_tag = data.StructLayout({"field": _Field, "last": 1})
+#: ``cached``: the beat's column operands come from the side cache (no SRAM read); ``fill``: this
+#: read of the first row also fills the cache.
+_side_tag = data.StructLayout({"field": _Field, "last": 1, "cached": 1, "fill": 1})
 
 
 #: Each lane instruction as a vector-unit job: the operation, its side operands, its output.
@@ -127,9 +129,12 @@ class VectorSequencer(wiring.Component):
     """
 
     def __init__(self, *, lanes: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15, acc_row_bits: int = 13,
-                 head_dim: int = 64, rope_theta: float = 10000.0):
+                 head_dim: int = 64, rope_theta: float = 10000.0, side_cache_chunks: int = 16):
         if lanes & (lanes - 1) or spad_row_bytes < lanes:
             raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
+        if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
+            raise ValueError(f"side_cache_chunks must be a positive integer, got {side_cache_chunks!r}")
+        self.side_cache_chunks = side_cache_chunks
         self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
         self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
@@ -330,6 +335,11 @@ class VectorSequencer(wiring.Component):
         with m.If(start_streams & (side != _Side.NONE)):
             m.d.sync += [side_active.eq(1), side_row.eq(0), side_c0.eq(0), other_base.eq(ins.addr2),
                          side_step.eq(Mux(needs_row_scale, 0, 1))]
+        # Column operands (scales, bias, gamma/beta, value scales) are the same for every row: the
+        # first row's are kept in the side cache and later rows read only their row scale.
+        cacheable = Signal()
+        m.d.sync += cacheable.eq((side != _Side.OTHER) & (cols <= self.side_cache_chunks * C))
+        from_cache = cacheable & (side_row != 0)
 
         # the scalar path and the exponent scan use the same reader
         scalar_read = Signal()
@@ -344,14 +354,18 @@ class VectorSequencer(wiring.Component):
                     first_addr = Mux(side == _Side.OTHER, other_base,
                                      Mux(side == _Side.ROW_COL, ins.addr3, ins.addr2)) + side_c0
                     m.d.comb += [side_request.addr.eq(first_addr), side_request.count.eq(chunk_count(side_c0)),
-                                 side_tag.field.eq(_Field.FIRST), side_tag.last.eq(~needs_bias)]
+                                 side_tag.field.eq(_Field.FIRST), side_tag.last.eq(~needs_bias),
+                                 side_tag.fill.eq(cacheable)]
                 with m.Default():
                     m.d.comb += [side_request.addr.eq(bias_base + side_c0), side_request.count.eq(chunk_count(side_c0)),
-                                 side_tag.field.eq(_Field.BIAS), side_tag.last.eq(1)]
+                                 side_tag.field.eq(_Field.BIAS), side_tag.last.eq(1), side_tag.fill.eq(cacheable)]
             # ROW without bias has no column read: the row scale alone makes every beat of the row
             row_only = (side == _Side.ROW) & ~needs_bias
             with m.If((side_step == 1) & row_only):
                 m.d.comb += [side_request.count.eq(0), side_tag.field.eq(_Field.FIRST), side_tag.last.eq(1)]
+            with m.If((side_step == 1) & from_cache):
+                m.d.comb += [side_request.count.eq(0), side_tag.field.eq(_Field.FIRST), side_tag.last.eq(1),
+                             side_tag.cached.eq(1), side_tag.fill.eq(0)]
             m.d.comb += side_source.request.valid.eq(1)
             with m.If(side_source.request.ready):
                 next_chunk = Signal()
@@ -359,7 +373,7 @@ class VectorSequencer(wiring.Component):
                     with m.Case(0):
                         m.d.sync += side_step.eq(1)
                     with m.Case(1):
-                        with m.If(needs_bias):
+                        with m.If(needs_bias & ~from_cache):
                             m.d.sync += side_step.eq(2)
                         with m.Else():
                             m.d.comb += next_chunk.eq(1)
@@ -401,8 +415,32 @@ class VectorSequencer(wiring.Component):
                         m.d.comb += [unit.s.valid.eq(1), side_source.response.ready.eq(unit.s.ready)]
                 with m.Case(_Field.SCALAR):
                     pass  # taken by the scalar path or the scan below
-        column = Mux(response_tag.field == _Field.BIAS, first, response.data)  # the first operand's chunk
-        bias = Mux(response_tag.field == _Field.BIAS, response.data, 0)
+        # the side cache: one entry per chunk of the row, written by the first row's responses
+        side_chunk = Signal(range(self.side_cache_chunks))
+        side_chunk_c0 = Signal(16)
+        m.submodules.cache_first = cache_first = memory.Memory(shape=32 * C, depth=self.side_cache_chunks, init=[])
+        m.submodules.cache_bias = cache_bias = memory.Memory(shape=32 * C, depth=self.side_cache_chunks, init=[])
+        cached_first = cache_first.read_port(domain="comb")
+        cached_bias = cache_bias.read_port(domain="comb")
+        fill_first = cache_first.write_port()
+        fill_bias = cache_bias.write_port()
+        response_taken = side_source.response.valid & side_source.response.ready
+        m.d.comb += [cached_first.addr.eq(side_chunk), cached_bias.addr.eq(side_chunk),
+                     fill_first.addr.eq(side_chunk), fill_bias.addr.eq(side_chunk),
+                     fill_first.data.eq(response.data), fill_bias.data.eq(response.data),
+                     fill_first.en.eq(response_taken & response_tag.fill & (response_tag.field == _Field.FIRST)),
+                     fill_bias.en.eq(response_taken & response_tag.fill & (response_tag.field == _Field.BIAS))]
+        with m.If(start_streams):
+            m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
+        with m.Elif(unit.s.valid & unit.s.ready):
+            m.d.sync += [side_chunk.eq(side_chunk + 1), side_chunk_c0.eq(side_chunk_c0 + C)]
+            with m.If(last_chunk_of(side_chunk_c0)):
+                m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
+        # the first operand's chunk and the bias chunk of this beat
+        column = Mux(response_tag.cached, cached_first.data,
+                     Mux(response_tag.field == _Field.BIAS, first, response.data))
+        bias = Mux(response_tag.cached, Mux(needs_bias, cached_bias.data, 0),
+                   Mux(response_tag.field == _Field.BIAS, response.data, 0))
         for lane in range(C):
             word = column.word_select(lane, 32)
             b = side_beat[lane]
