@@ -65,12 +65,14 @@ class _Ring:
     reused only after about ``size`` of later tiles, so the load queue can fetch the next tiles
     while the matrix engine still reads earlier ones (the semaphores order any overlap)."""
 
-    def __init__(self, name: str, base: int, size: int, unit: str):
+    def __init__(self, name: str, base: int, size: int, unit: str, align: int = 1):
         self.name, self.base, self.size, self.unit, self.next = name, base, size, unit, base
+        self.align = align
 
     def alloc(self, amount: int, what: str) -> int:
         if amount > self.size:
             raise FitError(f"{what} needs {amount} {self.unit} but the {self.name} tile ring holds {self.size}")
+        self.next = self.base + -(-(self.next - self.base) // self.align) * self.align
         if self.next + amount > self.base + self.size:
             self.next = self.base
         addr, self.next = self.next, self.next + amount
@@ -318,7 +320,7 @@ class _Emitter:
         # unaligned address spans two rows, two read-modify-write cycles instead of one
         self.acc = _Region("accumulator SRAM", config.acc_words - acc_ring, "words", align=config.lanes)
         self.spad_ring = _Ring("scratchpad", config.spad_bytes - spad_ring, spad_ring, "bytes")
-        self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words")
+        self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words", align=config.lanes)
         self.program: list[tuple[Opcode, dict]] = []
         self.sections: list[str] = []
         self.layers: list[int] = []
@@ -428,10 +430,11 @@ class _Emitter:
             cs = acc_tile(2 * nc, f"{what} scales")
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=1, cols=nc)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.bias + 4 * n0, addr1=cs + nc, rows=1, cols=nc)
-            tmp = acc_tile(t * nc, f"{what} accumulators")
-            self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=nc, rows=t, cols=nc,
+            ncs = -(-nc // self.c.config.lanes) * self.c.config.lanes   # accumulator rows start on a row
+            tmp = acc_tile(t * ncs, f"{what} accumulators")
+            self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=ncs, rows=t, cols=nc,
                     imm=k)
-            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=nc, addr1=out + n0, stride1=n,
+            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=n,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
             self.release(mark)
         return out
@@ -512,17 +515,19 @@ class _Emitter:
                     qq = self.spad.alloc(t * d, f"layer {layer} queries (int8)")
                     self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d, stride1=d)
                     qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales")
-                scores = self.acc.alloc(rows * s, f"layer {layer} scores")
+                # score rows start on accumulator rows, so each matrix result row is one write
+                ss = -(-s // self.c.config.lanes) * self.c.config.lanes
+                scores = self.acc.alloc(rows * ss, f"layer {layer} scores")
                 self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
-                        addr2=scores, addr3=s, rows=rows, cols=s, imm=d)
-                self.op(Opcode.V_REQUANT, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=qs, addr3=kc,
+                        addr2=scores, addr3=ss, rows=rows, cols=s, imm=d)
+                self.op(Opcode.V_REQUANT, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=qs, addr3=kc,
                         rows=rows, cols=s)
                 totals = self.acc.alloc(rows, f"layer {layer} softmax sums")
-                self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=s,
-                        addr1=scores, stride1=s, addr2=totals, rows=rows, cols=s, imm=p0)
-                self.op(Opcode.V_FOLD_V, addr0=scores, stride0=s, addr1=scores, stride1=s, addr2=vs, rows=rows,
+                self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=ss,
+                        addr1=scores, stride1=ss, addr2=totals, rows=rows, cols=s, imm=p0)
+                self.op(Opcode.V_FOLD_V, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=vs, rows=rows,
                         cols=s)
-                pq, ps = self.quantize(scores, rows, s, s, f"layer {layer} probabilities")
+                pq, ps = self.quantize(scores, rows, s, ss, f"layer {layer} probabilities")
                 os_ = self.acc.alloc(rows, f"layer {layer} output scales")
                 self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=pack_scale(int(p_m), int(p_e)),
                         rows=rows, cols=s, imm=vs)

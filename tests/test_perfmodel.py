@@ -15,17 +15,17 @@ LOAD, MATMUL, VADD, STORE, END = Opcode.LOAD, Opcode.MATMUL, Opcode.V_ADD, Opcod
 
 def test_independent_units_overlap_and_semaphores_order():
     program = [(LOAD, {}), (MATMUL, {}), (VADD, {}), (END, {})]
-    issue, done = schedule(program, [10, 20, 30, 0])
+    issue, done = schedule(program, [10, 20, 30, 0], contention=0.0)
     assert list(issue[:3]) == [0, 1, 2] and list(done[:3]) == [10, 21, 32]
     # the vector instruction waits for the matrix one (semaphore 1)
     program = [(LOAD, {}), (MATMUL, {"signal": 2}), (VADD, {"wait": 2}), (END, {})]
-    issue, done = schedule(program, [10, 20, 30, 0])
+    issue, done = schedule(program, [10, 20, 30, 0], contention=0.0)
     assert issue[2] == done[1] == 21 and done[2] == 51
 
 
 def test_load_and_store_share_the_transfer_unit():
     program = [(LOAD, {}), (STORE, {}), (END, {})]
-    issue, done = schedule(program, [10, 10, 0])
+    issue, done = schedule(program, [10, 10, 0], contention=0.0)
     assert issue[1] == done[0] == 10 and done[1] == 20
 
 
