@@ -141,6 +141,7 @@ class Core(wiring.Component):
         wiring.connect(m, transfer.acc, acc.transfer_read)
         wiring.connect(m, controller.matrix, matrix.instruction)
         wiring.connect(m, matrix.spad, spad.matrix_read)
+        wiring.connect(m, matrix.spad_weights, spad.matrix_weight_read)
         wiring.connect(m, matrix.acc, acc.matrix_write)
         wiring.connect(m, controller.vector, vector.instruction)
         wiring.connect(m, vector.acc_read, acc.vector_read)
@@ -175,7 +176,7 @@ class Core(wiring.Component):
         port = self.memory
         moving = {
             "load": moved(engine.dram.read_response),
-            "matrix": moved(matrix.acc, matrix.spad.request),
+            "matrix": moved(matrix.acc, matrix.spad.request, matrix.spad_weights.request),
             "vector": moved(vector.acc_write, vector.spad_write, vector.acc_side.request, vector.acc_read.request,
                             vector.spad_read.request),
             "store": moved(engine.dram.write_data),

@@ -14,7 +14,7 @@ Accumulation wraps at int32, as in the ISA (``docs/isa.md``): sums of int8 produ
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader, ChunkSplitter
@@ -26,13 +26,10 @@ from scoville.isa import Flag, Instruction
 __all__ = ["MatrixUnit"]
 
 
-class _Kind(enum.Enum, shape=2):
-    WEIGHT_ROW = 0   # row i of a weight tile
-    WEIGHT_COLUMN = 1  # column j of a weight tile (B transposed)
-    ACTIVATION = 2
-
-
-_tag_layout = data.StructLayout({"kind": _Kind, "index": 7, "accumulate": 1, "last": 1})
+#: an activation read: the result row's accumulate flag, the tile's last row
+_activation_tag = data.StructLayout({"accumulate": 1, "last": 1})
+#: a weight read: row i of a tile, or column j (B transposed)
+_weight_tag = data.StructLayout({"column": 1, "index": 7})
 
 
 class MatrixUnit(wiring.Component):
@@ -51,7 +48,10 @@ class MatrixUnit(wiring.Component):
     -----
     instruction : In(stream.Signature(Instruction)), one ``MATMUL`` at a time.
     done : Out(1), one-cycle strobe once every result of the instruction is in the accumulator.
-    spad : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes))
+    spad : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)), the activation rows.
+    spad_weights : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)), the weight tiles: a
+        second read port, so the next tile's weights load while the current tile's activations
+        stream (in parallel when the two are in different scratchpad banks).
     acc : Out(stream.Signature(matrix_write_layout(acc_row_bits, columns)))
     busy : Out(1)
     counters : Out(the systolic array's counters)
@@ -73,6 +73,7 @@ class MatrixUnit(wiring.Component):
             "done": Out(1),
             "busy": Out(1),
             "spad": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
+            "spad_weights": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
             "acc": Out(stream.Signature(matrix_write_layout(acc_row_bits, columns))),
             "counters": Out(counters_layout),
         })
@@ -83,8 +84,12 @@ class MatrixUnit(wiring.Component):
         chunk = max(R, C)
         m.submodules.array = array = self.array
         m.submodules.reader = reader = ChunkReader(row_bits=self.spad_row_bits, row_elems=self.spad_row_bytes,
-                                                   elem_bits=8, chunk=chunk, depth=4, tag_bits=_tag_layout.size)
+                                                   elem_bits=8, chunk=chunk, depth=4, tag_bits=_activation_tag.size)
         wiring.connect(m, reader.sram, wiring.flipped(self.spad))
+        m.submodules.weight_reader = weight_reader = ChunkReader(
+            row_bits=self.spad_row_bits, row_elems=self.spad_row_bytes, elem_bits=8, chunk=chunk, depth=4,
+            tag_bits=_weight_tag.size)
+        wiring.connect(m, weight_reader.sram, wiring.flipped(self.spad_weights))
         m.d.comb += self.counters.eq(array.counters)
         spad_mask = (1 << reader.addr_bits) - 1
         acc_addr_bits = self.acc_row_bits + (C.bit_length() - 1)
@@ -99,76 +104,52 @@ class MatrixUnit(wiring.Component):
         m.d.comb += empty.eq((ins.rows == 0) | (ins.cols == 0))
 
         # ------------------------------------------------------------ issue: reads in array order
+        # Two issuers walk the same tiles (N-tiles outer, K-tiles inner): the weight issuer runs
+        # ahead (the array loads a tile into its idle bank while the previous one computes; its
+        # weights port stalls while both banks are taken), the activation issuer sends each
+        # tile's M rows. A tile's activations wait in the array until its weights are loaded.
         n0 = Signal(16)
         k0 = Signal(24)
-        index = Signal(16)        # weight row i / weight column j / activation row m
-        pointer = Signal(32)      # element address of the next read
-        b_k_base = Signal(32)     # B[k0, 0] (plain) ; B^T[n0, 0] (transposed)
-        wn = Signal(range(C + 1))  # columns in this N-tile
+        index = Signal(16)        # activation row m
+        pointer = Signal(32)      # element address of the next activation read
         wk = Signal(range(R + 1))  # rows of K in this K-tile
-        m.d.comb += [
-            wn.eq(Mux(n_cols - n0 < C, n_cols - n0, C)),
-            wk.eq(Mux(k_len - k0 < R, (k_len - k0)[:8], R)),
-        ]
+        m.d.comb += wk.eq(Mux(k_len - k0 < R, (k_len - k0)[:8], R))
         last_k = Signal()
         last_n = Signal()
         m.d.comb += [last_k.eq(k0 + R >= k_len), last_n.eq(n0 + C >= n_cols)]
         request = reader.request.payload
-        tag = data.View(_tag_layout, request.tag)
+        tag = data.View(_activation_tag, request.tag)
+        accepted = self.instruction.valid & self.instruction.ready
 
         with m.FSM(name="issue"):
             with m.State("IDLE"):
                 m.d.comb += self.instruction.ready.eq(~busy)
                 with m.If(self.instruction.valid & ~busy):
                     m.d.sync += [ins.eq(self.instruction.payload), busy.eq(1), n0.eq(0), k0.eq(0), index.eq(0),
-                                 b_k_base.eq(self.instruction.payload.addr1)]
-                    m.next = "START_TILE"
-            with m.State("START_TILE"):
+                                 pointer.eq(self.instruction.payload.addr0)]
+                    m.next = "START"
+            with m.State("START"):
                 with m.If(empty):
                     m.next = "WAIT_RESULTS"
                 with m.Else():
-                    m.d.sync += [index.eq(0),
-                                 pointer.eq(b_k_base + Mux(transposed, k0, n0))]
-                    m.next = "WEIGHTS"
-            with m.State("WEIGHTS"):
-                # plain: row i = B[k0 + i, n0 : n0 + wn]; transposed: column j = B^T[n0 + j, k0 : k0 + wk]
-                count = Mux(transposed, Mux(index < wn, wk, 0), Mux(index < wk, wn, 0))
-                m.d.comb += [
-                    reader.request.valid.eq(1),
-                    request.addr.eq(pointer & spad_mask),
-                    request.count.eq(count),
-                    tag.index.eq(index),
-                ]
-                with m.If(transposed):
-                    m.d.comb += tag.kind.eq(_Kind.WEIGHT_COLUMN)
-                with m.Else():
-                    m.d.comb += tag.kind.eq(_Kind.WEIGHT_ROW)
-                with m.If(reader.request.ready):
-                    m.d.sync += [index.eq(index + 1), pointer.eq(pointer + ins.stride1)]
-                    with m.If(index == Mux(transposed, C - 1, R - 1)):
-                        m.d.sync += [index.eq(0), pointer.eq(ins.addr0 + k0)]
-                        m.next = "ACTIVATIONS"
+                    m.next = "ACTIVATIONS"
             with m.State("ACTIVATIONS"):
                 last_row = index == m_rows - 1
                 m.d.comb += [
                     reader.request.valid.eq(1),
                     request.addr.eq(pointer & spad_mask),
                     request.count.eq(wk),
-                    tag.kind.eq(_Kind.ACTIVATION),
                     tag.accumulate.eq(accumulate_all | (k0 != 0)),
                     tag.last.eq(last_row),
                 ]
                 with m.If(reader.request.ready):
                     m.d.sync += [index.eq(index + 1), pointer.eq(pointer + ins.stride0)]
                     with m.If(last_row):
+                        m.d.sync += index.eq(0)
                         with m.If(~last_k):
-                            m.d.sync += [k0.eq(k0 + R), b_k_base.eq(Mux(transposed, b_k_base,
-                                                                          b_k_base + ins.stride1 * R))]
-                            m.next = "START_TILE"
+                            m.d.sync += [k0.eq(k0 + R), pointer.eq(ins.addr0 + k0 + R)]
                         with m.Elif(~last_n):
-                            m.d.sync += [k0.eq(0), n0.eq(n0 + C),
-                                         b_k_base.eq(Mux(transposed, b_k_base + ins.stride1 * C, ins.addr1))]
-                            m.next = "START_TILE"
+                            m.d.sync += [k0.eq(0), n0.eq(n0 + C), pointer.eq(ins.addr0)]
                         with m.Else():
                             m.next = "WAIT_RESULTS"
             with m.State("WAIT_RESULTS"):
@@ -176,9 +157,59 @@ class MatrixUnit(wiring.Component):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
 
+        w_n0 = Signal(16)
+        w_k0 = Signal(24)
+        w_index = Signal(16)      # weight row i / weight column j
+        w_pointer = Signal(32)
+        b_k_base = Signal(32)     # B[k0, 0] (plain) ; B^T[n0, 0] (transposed)
+        w_wn = Signal(range(C + 1))  # columns in the weight issuer's N-tile
+        w_wk = Signal(range(R + 1))  # rows of K in its K-tile
+        m.d.comb += [
+            w_wn.eq(Mux(n_cols - w_n0 < C, n_cols - w_n0, C)),
+            w_wk.eq(Mux(k_len - w_k0 < R, (k_len - w_k0)[:8], R)),
+        ]
+        w_request = weight_reader.request.payload
+        w_tag = data.View(_weight_tag, w_request.tag)
+        with m.FSM(name="weights"):
+            with m.State("IDLE"):
+                with m.If(accepted):
+                    m.d.sync += [w_n0.eq(0), w_k0.eq(0), b_k_base.eq(self.instruction.payload.addr1)]
+                    m.next = "START_TILE"
+            with m.State("START_TILE"):
+                with m.If(empty):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [w_index.eq(0), w_pointer.eq(b_k_base + Mux(transposed, w_k0, w_n0))]
+                    m.next = "ROWS"
+            with m.State("ROWS"):
+                # plain: row i = B[k0 + i, n0 : n0 + wn]; transposed: column j = B^T[n0 + j, k0 : k0 + wk]
+                count = Mux(transposed, Mux(w_index < w_wn, w_wk, 0), Mux(w_index < w_wk, w_wn, 0))
+                m.d.comb += [
+                    weight_reader.request.valid.eq(1),
+                    w_request.addr.eq(w_pointer & spad_mask),
+                    w_request.count.eq(count),
+                    w_tag.index.eq(w_index),
+                    w_tag.column.eq(transposed),
+                ]
+                with m.If(weight_reader.request.ready):
+                    m.d.sync += [w_index.eq(w_index + 1), w_pointer.eq(w_pointer + ins.stride1)]
+                    with m.If(w_index == Mux(transposed, C - 1, R - 1)):
+                        with m.If(w_k0 + R < k_len):
+                            m.d.sync += [w_k0.eq(w_k0 + R), b_k_base.eq(Mux(transposed, b_k_base,
+                                                                              b_k_base + ins.stride1 * R))]
+                            m.next = "START_TILE"
+                        with m.Elif(w_n0 + C < n_cols):
+                            m.d.sync += [w_k0.eq(0), w_n0.eq(w_n0 + C),
+                                         b_k_base.eq(Mux(transposed, b_k_base + ins.stride1 * C, ins.addr1))]
+                            m.next = "START_TILE"
+                        with m.Else():
+                            m.next = "IDLE"
+
         # ------------------------------------------------------------ responses into the array
         response = reader.response.payload
-        rtag = data.View(_tag_layout, response.tag)
+        rtag = data.View(_activation_tag, response.tag)
+        w_response = weight_reader.response.payload
+        w_rtag = data.View(_weight_tag, w_response.tag)
         tile = Array(Signal(8 * R, name=f"tile_column{j}") for j in range(C))  # transposed tiles
         emitting = Signal()
         emit_row = Signal(range(R))
@@ -186,6 +217,8 @@ class MatrixUnit(wiring.Component):
             array.activations.payload.data.eq(response.data[:8 * R]),
             array.activations.payload.accumulate.eq(rtag.accumulate),
             array.activations.payload.last.eq(rtag.last),
+            array.activations.valid.eq(reader.response.valid),
+            reader.response.ready.eq(array.activations.ready),
         ]
         with m.If(emitting):
             # row i of the tile is byte i of every column
@@ -195,18 +228,15 @@ class MatrixUnit(wiring.Component):
                 m.d.sync += emit_row.eq(emit_row + 1)
                 with m.If(emit_row == R - 1):
                     m.d.sync += [emit_row.eq(0), emitting.eq(0)]
-        with m.Elif(reader.response.valid):
-            with m.Switch(rtag.kind):
-                with m.Case(_Kind.WEIGHT_ROW):
-                    m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(response.data[:8 * C]),
-                                 reader.response.ready.eq(array.weights.ready)]
-                with m.Case(_Kind.WEIGHT_COLUMN):
-                    m.d.comb += reader.response.ready.eq(1)
-                    m.d.sync += tile[rtag.index[:max(1, (C - 1).bit_length())]].eq(response.data[:8 * R])
-                    with m.If(rtag.index == C - 1):
-                        m.d.sync += emitting.eq(1)
-                with m.Case(_Kind.ACTIVATION):
-                    m.d.comb += [array.activations.valid.eq(1), reader.response.ready.eq(array.activations.ready)]
+        with m.Elif(weight_reader.response.valid):
+            with m.If(~w_rtag.column):
+                m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(w_response.data[:8 * C]),
+                             weight_reader.response.ready.eq(array.weights.ready)]
+            with m.Else():
+                m.d.comb += weight_reader.response.ready.eq(1)
+                m.d.sync += tile[w_rtag.index[:max(1, (C - 1).bit_length())]].eq(w_response.data[:8 * R])
+                with m.If(w_rtag.index == C - 1):
+                    m.d.sync += emitting.eq(1)
 
         # ------------------------------------------------------------ results into the accumulator
         m.submodules.splitter = splitter = ChunkSplitter(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,

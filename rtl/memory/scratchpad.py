@@ -90,7 +90,10 @@ class Scratchpad(wiring.Component):
     Ports
     -----
     dma : In(MemoryPortSignature(ADDR_BITS, 8 * row_bytes)), byte addresses ``0 .. depth * row_bytes``.
-    matrix_read, vector_read : In(SramReadSignature(row bits, ArrayLayout(signed(8), row_bytes)))
+    matrix_read, matrix_weight_read, vector_read : In(SramReadSignature(row bits, ArrayLayout(signed(8), row_bytes)))
+        The matrix engine's activation rows and weight tiles (two ports, so a weight tile in one
+        bank loads while activations stream from the other), the vector unit's reads; in that
+        priority order.
     vector_write : In(stream.Signature({addr, data, strb}))
 
     Latency: read data one cycle after the request is taken.
@@ -106,6 +109,7 @@ class Scratchpad(wiring.Component):
         super().__init__({
             "dma": In(MemoryPortSignature(ADDR_BITS, width)),
             "matrix_read": In(SramReadSignature(self.addr_bits, width)),
+            "matrix_weight_read": In(SramReadSignature(self.addr_bits, width)),
             "vector_read": In(SramReadSignature(self.addr_bits, width)),
             "vector_write": In(stream.Signature(write_request_layout(self.addr_bits, width))),
         })
@@ -120,7 +124,8 @@ class Scratchpad(wiring.Component):
         m.submodules.bridge = bridge = MemoryPortBridge(ADDR_BITS, width, self.addr_bits)
         wiring.connect(m, wiring.flipped(self.dma), bridge.port)
         banked_memory(m, depth=self.depth, banks=self.banks, width=width,
-                      readers=[wiring.flipped(self.matrix_read), wiring.flipped(self.vector_read), bridge.read],
+                      readers=[wiring.flipped(self.matrix_read), wiring.flipped(self.matrix_weight_read),
+                               wiring.flipped(self.vector_read), bridge.read],
                       writers=[wiring.flipped(self.vector_write), bridge.write], name="spad")
         return m
 
