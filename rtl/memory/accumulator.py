@@ -9,7 +9,10 @@ from rtl.dma.port import MemoryPortSignature
 from rtl.memory.bridge import MemoryPortBridge, SramReadSignature, write_request_layout
 from rtl.memory.scratchpad import _check_geometry, banked_memory
 
-__all__ = ["Accumulator", "matrix_write_layout"]
+__all__ = ["YIELD_AFTER", "Accumulator", "matrix_write_layout"]
+
+#: The matrix engine's read-modify-write yields one cycle in this many to a client kept waiting.
+YIELD_AFTER = 8
 
 
 def matrix_write_layout(addr_bits: int, lanes: int) -> data.StructLayout:
@@ -110,10 +113,26 @@ class Accumulator(wiring.Component):
         stage1 = Signal(matrix_write_layout(self.addr_bits, self.lanes))
         stage1_valid = Signal()
         incoming = self.matrix_write.payload
+        # The matrix engine has priority, but yields one cycle after another client has waited
+        # YIELD_AFTER - 1 cycles in a row: a long MATMUL into a bank would otherwise hold off a
+        # DMA load or the vector unit on that bank for its whole duration.
+        others = [wiring.flipped(self.vector_read).request, wiring.flipped(self.side_read).request,
+                  wiring.flipped(self.transfer_read).request, dma_read.request]
+        waiting = Signal()
+        m.d.comb += waiting.eq(Cat(r.valid & ~r.ready for r in others).any()
+                               | (self.vector_write.valid & ~self.vector_write.ready)
+                               | (dma_write.valid & ~dma_write.ready))
+        waited = Signal(range(YIELD_AFTER))
+        yielding = Signal()
+        m.d.comb += yielding.eq(waited == YIELD_AFTER - 1)
+        with m.If(waiting & ~yielding):
+            m.d.sync += waited.eq(waited + 1)
+        with m.Else():
+            m.d.sync += waited.eq(0)
         m.d.comb += [
-            rmw_read.request.valid.eq(self.matrix_write.valid),
+            rmw_read.request.valid.eq(self.matrix_write.valid & ~yielding),
             rmw_read.request.payload.eq(incoming.addr),
-            self.matrix_write.ready.eq(rmw_read.request.ready),
+            self.matrix_write.ready.eq(rmw_read.request.ready & ~yielding),
         ]
         m.d.sync += [stage1_valid.eq(self.matrix_write.valid & self.matrix_write.ready), stage1.eq(incoming)]
         old = data.View(data.ArrayLayout(signed(32), self.lanes), rmw_read.data)
