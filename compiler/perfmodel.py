@@ -100,10 +100,9 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     return np.array([1.0, rows * passes, beats * passes])
 
 
-#: Coefficients of :func:`features` (cycles: constant, per row or weight tile, per beat or
-#: activation row per tile or element), per opcode where the traces determine them and per
-#: family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama (16, 64 and
-#: 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
+#: Coefficients of :func:`features` (cycles per term), per opcode where the traces determine
+#: them and per family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama
+#: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
 #: scratchpad, 32K-word accumulator), 64-bit bus, DRAM latency 20.
 COEFFICIENTS = {
     "transfer": np.array([67.333, 1.862, 1.002]),
