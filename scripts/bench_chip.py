@@ -43,7 +43,7 @@ from compiler.perfmodel import compare_layers, predict
 from compiler.profile import layer_table, phases, plot_roofline
 from compiler.rtl_runner import run_rtl
 from scoville.cli import _synthesised_fmax
-from scoville.config import ChipConfig
+from scoville.config import CONFIGS, ChipConfig
 from scoville.models import load_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOTS = REPO_ROOT / "build"
 PROMPT = 16
 #: the 16x16 / 128-bit configuration (not an FPGA one: 64 KiB scratchpad, 64K-word accumulator)
-WIDE = ChipConfig(rows=16, columns=16, lanes=16, bus_bytes=16, spad_bytes=64 * 1024, acc_words=64 * 1024)
+WIDE = CONFIGS["16x16-128b"]
 #: prompt length of the roofline figures (the performance issue's bar)
 ROOFLINE_PROMPT = 64
 #: MiniLM's 64 tokens: this text, encoded and cut to 64 ids
