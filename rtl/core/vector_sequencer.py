@@ -12,7 +12,7 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
 * the *writer* stores each result beat (int8 results of ``V_QUANT`` into the scratchpad), and the
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
-  whole job: scale products and the reciprocal (a 15-step restoring divider) per row. It also
+  whole job: scale products and the reciprocal (a radix-4 restoring divider, 8 steps) per row. It also
   runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the frequencies read from the
   accumulator (so one chip serves any head size and RoPE base): three reads bring a chunk's first
   elements, second elements and frequencies, then one pair per cycle goes through a three-stage
@@ -501,6 +501,7 @@ class VectorSequencer(wiring.Component):
         divisor = Signal(16)
         quotient = Signal(16)
         step = Signal(range(32))
+        prefetched = Signal(2)     # reads of the next row asked for during the division
         shift = Signal(signed(8))  # bit_length(total) - 15
         r_m = Signal(signed(32))
         r_e = Signal(signed(16))
@@ -628,21 +629,28 @@ class VectorSequencer(wiring.Component):
                             with m.If(scalar_row == rows - 1):
                                 m.d.comb += scalar_done.eq(1)
                                 m.next = "IDLE"
-            read_word("READ_FIRST", ins.addr0 + scalar_row, "TAKE_FIRST")
+            # V_ATTN_SCALE asks for a row's sum and P scale back to back, and for the next row's
+            # while it divides, so the reads' latency is hidden after the first row
+            with m.State("READ_FIRST"):
+                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr0 + scalar_row), scalar_count.eq(1)]
+                with m.If(side_source.request.ready):
+                    m.next = "TAKE_FIRST"
+                    with m.If(attn):
+                        m.next = "READ_P"
+            read_word("READ_P", ins.addr2 + scalar_row, "TAKE_FIRST")
             with m.State("TAKE_FIRST"):
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
                     value = scalar_word[:32]
                     with m.If(attn):
                         m.d.sync += total.eq(value)
-                        m.next = "READ_P"
+                        m.next = "TAKE_P"
                     with m.Else():
                         # V_SCALE_MUL: the row's scale x the constant
                         product = _unpack_m(value) * const_m
                         m.d.sync += [r_m.eq(product >> SCALE_BITS),
                                      r_e.eq(_unpack_e(value) + const_e + SCALE_BITS)]
                         m.next = "WRITE"
-            read_word("READ_P", ins.addr2 + scalar_row, "TAKE_P")
             with m.State("TAKE_P"):
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
@@ -655,18 +663,29 @@ class VectorSequencer(wiring.Component):
                     m.d.sync += [shift.eq(length - SCALE_BITS),
                                  divisor.eq(Mux(length >= SCALE_BITS, total >> (length - SCALE_BITS)[:6],
                                                 total << (SCALE_BITS - length)[:6])),
-                                 numerator.eq((1 << 29) - 1), quotient.eq(0), step.eq(0)]
+                                 numerator.eq((1 << 29) - 1), quotient.eq(0), step.eq(0), prefetched.eq(0)]
                     m.next = "DIVIDE"
             with m.State("DIVIDE"):
-                # one quotient bit per cycle, most significant first (quotient < 2**16)
-                trial = Signal(32)
-                bit_index = (15 - step)[:4]
-                m.d.comb += trial.eq(divisor << bit_index)
-                with m.If(numerator >= trial):
-                    m.d.sync += [numerator.eq(numerator - trial), quotient.eq(quotient | (1 << bit_index))]
+                # two quotient bits per cycle (radix 4, restoring), most significant first
+                # (quotient < 2**16): the largest of divisor x {3, 2, 1} << b that fits
+                low = (14 - 2 * step)[:4]
+                once, twice, thrice = Signal(33), Signal(33), Signal(33)
+                m.d.comb += [once.eq(divisor << low), twice.eq(divisor << (low + 1)), thrice.eq(once + twice)]
+                with m.If(numerator >= thrice):
+                    m.d.sync += [numerator.eq(numerator - thrice), quotient.eq(quotient | (3 << low))]
+                with m.Elif(numerator >= twice):
+                    m.d.sync += [numerator.eq(numerator - twice), quotient.eq(quotient | (2 << low))]
+                with m.Elif(numerator >= once):
+                    m.d.sync += [numerator.eq(numerator - once), quotient.eq(quotient | (1 << low))]
                 m.d.sync += step.eq(step + 1)
-                with m.If(step == 15):
+                with m.If(step == 7):
                     m.next = "COMBINE"
+                # the next row's sum, then its P scale
+                with m.If((scalar_row != rows - 1) & (prefetched != 2)):
+                    m.d.comb += [scalar_read.eq(1), scalar_count.eq(1),
+                                 scalar_addr.eq(Mux(prefetched == 0, ins.addr0, ins.addr2) + scalar_row + 1)]
+                    with m.If(side_source.request.ready):
+                        m.d.sync += prefetched.eq(prefetched + 1)
             with m.State("COMBINE"):
                 # (rm, re) = reciprocal x constant; then P scale (exponent + largest V exponent) x that
                 rm = (quotient.as_signed() * const_m) >> SCALE_BITS
@@ -681,6 +700,10 @@ class VectorSequencer(wiring.Component):
                     with m.If(scalar_row == rows - 1):
                         m.d.comb += scalar_done.eq(1)
                         m.next = "IDLE"
+                    with m.Elif(attn & (prefetched == 2)):
+                        m.next = "TAKE_FIRST"
+                    with m.Elif(attn & (prefetched == 1)):
+                        m.next = "READ_P"   # the division ended before the P scale's read was taken
                     with m.Else():
                         m.next = "READ_FIRST"
 
