@@ -34,6 +34,11 @@ A target can name modules whose multipliers are built from LUTs rather than DSP 
 (vector unit and sequencer 101 + systolic array 64 > 156), so on the chip target the int8 x int8
 products of the array's last two rows go through Yosys ``booth`` (a Booth-encoded multiplier of
 adders and LUTs, the same product) before ``synth_ecp5`` and its DSP mapping see them.
+
+nextpnr's ECP5 packer puts only clocks on the global network; a target with
+``Target.global_reset_bel`` (placement kept) gets its reset's flip-flop LSR inputs moved onto a
+DCCA at that bel in ``placed.json`` before routing (:func:`promote_reset`), so that tens of
+thousands of reset arcs leave the fabric to the global router.
 """
 
 from __future__ import annotations
@@ -98,6 +103,10 @@ class Target:
     #: (``placed.json``), so that a second routing attempt with other router options can start from
     #: the same placement (``python -m synth.run --reuse-placement chip``) instead of placing again.
     separate_placement: bool = False
+    #: Between placement and routing, put the reset's flip-flop LSR inputs on a global network
+    #: (a DCCA at this bel, see :func:`promote_reset`) instead of fabric routing; needs
+    #: ``separate_placement``. nextpnr's ECP5 packer promotes only clocks to globals.
+    global_reset_bel: str = ""
 
     @property
     def name(self) -> str:
@@ -141,11 +150,13 @@ TARGETS = [
     Target("dma", "64b", "ecp5", _dma, {"data_width": 64}, 100),
     Target("dma", "128b", "ecp5", _dma, {"data_width": 128}, 100),
     # The vector unit at the FPGA configuration's width (8 lanes), RoPE for 64-wide heads.
-    # Left out of a plain `make synth` until it closes timing: placement alone takes 16-30 minutes,
-    # the post-placement estimate is 80 MHz after the pipelining of 2ce2b02, and router2 does not
-    # converge yet (docs/architecture.md, "Vector unit").
+    # Routed at 88.78 MHz (router1, nextpnr's default) once the reset, 40 000 flip-flop LSR inputs,
+    # is on a global network: nextpnr promotes only clocks, so a DCCA put into the placed netlist
+    # takes it off the fabric (without it router1 stalled near 28 000 unrouted arcs; router2 never
+    # converged). Left out of a plain `make synth`: the whole run takes about 66 minutes (placement
+    # 19, routing 45; docs/architecture.md, "Vector unit"). Placement is kept (--reuse-placement).
     Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100,
-           ("--router", "router2"), default=False),
+           default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
     # The whole single-core chip (core, NoC, memory tile, host registers) in the configuration that
     # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. The vector
     # unit and the sequencer take about 100 DSP blocks, so the array's last two rows (16 of its 64
@@ -216,6 +227,42 @@ def nextpnr_commands(target: Target, device: dict, work: Path) -> list[tuple[lis
             ([*common, "--json", str(placed), "--no-pack", "--no-place", *route], work / "nextpnr.log")]
 
 
+def promote_reset(placed: Path, bel: str, reset: str = "rst$TRELLIS_IO_IN") -> int:
+    """Drive the reset's flip-flop ``LSR`` inputs through a DCCA at ``bel`` (a global network).
+
+    nextpnr's ECP5 packer promotes only clock nets to globals, so the block's synchronous reset
+    (an LSR input of nearly every flip-flop) is routed through the fabric, tens of thousands of
+    arcs across the whole device. A DCCA placed by hand in the placed netlist makes nextpnr's
+    global router take those arcs; LUT inputs of the reset stay on fabric routing. The same
+    logic: only the wire from the pin to the flip-flops changes. Returns how many inputs moved
+    (0 if ``placed`` already has the DCCA).
+    """
+    design = json.loads(placed.read_text())
+    top = design["modules"]["top"]
+    name = f"$gbuf${reset}"
+    if name in top["cells"]:
+        return 0
+    (rst_bit,) = top["netnames"][reset]["bits"]
+    new_bit = 1 + max(bit for net in top["netnames"].values() for bit in net["bits"] if isinstance(bit, int))
+    moved = 0
+    for cell in top["cells"].values():
+        if cell["type"] == "TRELLIS_FF" and cell["connections"].get("LSR") == [rst_bit]:
+            cell["connections"]["LSR"] = [new_bit]
+            moved += 1
+    top["cells"][name] = {
+        "hide_name": 1, "type": "DCCA", "parameters": {},
+        "attributes": {"BEL_STRENGTH": f"{5:032b}", "NEXTPNR_BEL": bel},
+        "port_directions": {"CE": "input", "CLKO": "output", "CLKI": "input"},
+        "connections": {"CE": [], "CLKO": [new_bit], "CLKI": [rst_bit]},
+    }
+    # ECP5_IS_GLOBAL: what nextpnr's packer marks a promoted net with; router1 and router2 then
+    # leave the net to the global router (whose wires have no fabric pips)
+    top["netnames"][f"$glbnet${reset}"] = {"hide_name": 1, "bits": [new_bit],
+                                           "attributes": {"ECP5_IS_GLOBAL": f"{1:032b}"}}
+    placed.write_text(json.dumps(design))
+    return moved
+
+
 def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float]:
     from amaranth.back import rtlil
 
@@ -238,6 +285,8 @@ def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float
 
     pnr_logs = []
     for command, log in commands:
+        if target.global_reset_bel and "--no-place" in command:
+            promote_reset(work / "placed.json", target.global_reset_bel)
         start = time.perf_counter()
         pnr_logs.append(_run(command, log))
         step = "placement" if "--no-route" in command else "routing" if "--no-place" in command else "place and route"
@@ -273,6 +322,8 @@ def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log,
         f"flip-flops (subtracted from ff below; included in the nextpnr utilization)",
         *([f"LUT multipliers (Yosys booth, no DSP blocks): $mul cells of {target.soft_multipliers}"]
           if target.soft_multipliers else []),
+        *([f"reset: flip-flop LSR inputs on a global network (DCCA at {target.global_reset_bel}, "
+           "inserted into the placed netlist before routing)"] if target.global_reset_bel else []),
         "time: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in times.items())
         + (" (routed from an earlier run's placement)" if reused else ""),
         "",
