@@ -35,6 +35,10 @@ class FitError(ValueError):
     """The model or sequence does not fit the configured chip (one line, names what)."""
 
 
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 class _Region:
     """A bump allocator over one memory, with marks to free a layer's temporaries."""
 
@@ -44,7 +48,7 @@ class _Region:
 
     def alloc(self, amount: int, what: str, align: int | None = None) -> int:
         align = align or self.align
-        base = -(-self.top // align) * align
+        base = _round_up(self.top, align)
         if base + amount > self.size:
             raise FitError(f"{what} needs {amount} {self.unit} of {self.name} but only {self.size - base} of "
                            f"{self.size} are free")
@@ -72,7 +76,7 @@ class _Ring:
     def alloc(self, amount: int, what: str) -> int:
         if amount > self.size:
             raise FitError(f"{what} needs {amount} {self.unit} but the {self.name} tile ring holds {self.size}")
-        self.next = self.base + -(-(self.next - self.base) // self.align) * self.align
+        self.next = self.base + _round_up(self.next - self.base, self.align)
         if self.next + amount > self.base + self.size:
             self.next = self.base
         addr, self.next = self.next, self.next + amount
@@ -430,7 +434,7 @@ class _Emitter:
             cs = acc_tile(2 * nc, f"{what} scales")
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=1, cols=nc)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.bias + 4 * n0, addr1=cs + nc, rows=1, cols=nc)
-            ncs = -(-nc // self.c.config.lanes) * self.c.config.lanes   # accumulator rows start on a row
+            ncs = _round_up(nc, self.c.config.lanes)   # accumulator rows start on a row
             tmp = acc_tile(t * ncs, f"{what} accumulators")
             self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=ncs, rows=t, cols=nc,
                     imm=k)
@@ -516,7 +520,7 @@ class _Emitter:
                     self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d, stride1=d)
                     qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales")
                 # score rows start on accumulator rows, so each matrix result row is one write
-                ss = -(-s // self.c.config.lanes) * self.c.config.lanes
+                ss = _round_up(s, self.c.config.lanes)
                 scores = self.acc.alloc(rows * ss, f"layer {layer} scores")
                 self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
                         addr2=scores, addr3=ss, rows=rows, cols=s, imm=d)

@@ -321,7 +321,7 @@ def compare_layers(job, trace, cycles: int, config: ChipConfig, coefficients: di
 
 def _traced_runs():
     """RTL traces the coefficients are fitted to: tiny-llama with 7-, 16-, 64- and 100-token prompts
-    (the last in two token blocks) and one decode token after each, and MiniLM on one sentence,
+    (the last two in token blocks) and one decode token after each, and MiniLM on one sentence,
     on the default chip."""
     from compiler.lower import Compiler
     from compiler.rtl_runner import run_rtl

@@ -69,8 +69,8 @@ CONFIGS = {
     "8x8": ChipConfig(),
     "16x16": ChipConfig(rows=16, columns=16, lanes=16, spad_bytes=512 * 1024, acc_words=128 * 1024, bus_bytes=16),
     "32x32": ChipConfig(rows=32, columns=32, lanes=32, spad_bytes=1024 * 1024, acc_words=256 * 1024, bus_bytes=32),
-    # the performance issue's second configuration (make bench's chip16x16.*, and a trace the
-    # performance model is fitted to): 16x16 on a 128-bit bus, SRAMs of 64 KiB and 64K words
+    # the performance issue's second configuration (make bench's chip16x16.*): 16x16 on a 128-bit
+    # bus, SRAMs of 64 KiB and 64K words
     "16x16-128b": ChipConfig(rows=16, columns=16, lanes=16, bus_bytes=16, spad_bytes=64 * 1024,
                              acc_words=64 * 1024),
 }

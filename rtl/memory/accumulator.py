@@ -116,8 +116,7 @@ class Accumulator(wiring.Component):
         # The matrix engine has priority, but yields one cycle after another client has waited
         # YIELD_AFTER - 1 cycles in a row: a long MATMUL into a bank would otherwise hold off a
         # DMA load or the vector unit on that bank for its whole duration.
-        others = [wiring.flipped(self.vector_read).request, wiring.flipped(self.side_read).request,
-                  wiring.flipped(self.transfer_read).request, dma_read.request]
+        others = [self.vector_read.request, self.side_read.request, self.transfer_read.request, dma_read.request]
         waiting = Signal()
         m.d.comb += waiting.eq(Cat(r.valid & ~r.ready for r in others).any()
                                | (self.vector_write.valid & ~self.vector_write.ready)
