@@ -40,27 +40,40 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 class _Region:
-    """A bump allocator over one memory, with marks to free a layer's temporaries."""
+    """A bump allocator over ``[start, end)`` of one memory, with marks to free a layer's temporaries.
 
-    def __init__(self, name: str, size: int, unit: str, align: int = 1):
-        self.name, self.size, self.unit, self.top, self.peak = name, size, unit, 0, 0
-        self.align = align
+    Two stacks share the region: ``alloc`` grows one up from ``start``, ``alloc(high=True)`` the
+    other down from ``end``, so buffers that two instructions use at once can be put in different
+    banks (the accumulator's banks are the halves of its address range; two reads of one bank
+    take turns). Either stack may use all the space the other leaves.
+    """
 
-    def alloc(self, amount: int, what: str, align: int | None = None) -> int:
+    def __init__(self, name: str, end: int, unit: str, align: int = 1, start: int = 0):
+        self.name, self.unit, self.align = name, unit, align
+        self.size = end - start
+        self.top, self.bottom = start, end     # the low stack's top, the high stack's bottom
+
+    def alloc(self, amount: int, what: str, align: int | None = None, high: bool = False) -> int:
         align = align or self.align
-        base = _round_up(self.top, align)
-        if base + amount > self.size:
-            raise FitError(f"{what} needs {amount} {self.unit} of {self.name} but only {self.size - base} of "
+        base = (self.bottom - amount) // align * align if high else _round_up(self.top, align)
+        if (base < self.top) if high else (base + amount > self.bottom):
+            raise FitError(f"{what} needs {amount} {self.unit} of {self.name} but only {self.free()} of "
                            f"{self.size} are free")
-        self.top = base + amount
-        self.peak = max(self.peak, self.top)
+        if high:
+            self.bottom = base
+        else:
+            self.top = base + amount
         return base
 
-    def mark(self) -> int:
-        return self.top
+    def free(self) -> int:
+        """The largest buffer the region can still take."""
+        return max(self.bottom - _round_up(self.top, self.align), 0)
 
-    def release(self, mark: int) -> None:
-        self.top = mark
+    def mark(self) -> tuple[int, int]:
+        return self.top, self.bottom
+
+    def release(self, mark: tuple[int, int]) -> None:
+        self.top, self.bottom = mark
 
 
 class _Ring:
@@ -318,13 +331,20 @@ class _Emitter:
         config = compiler.config
         self.double_buffer = double_buffer
         spad_ring = config.spad_bytes // 2 if double_buffer else 0
-        acc_ring = config.acc_words // 4 if double_buffer else 0
         self.spad = _Region("scratchpad", config.spad_bytes - spad_ring, "bytes")
-        # accumulator buffers start on a row (``lanes`` words): a matrix result row written at an
-        # unaligned address spans two rows, two read-modify-write cycles instead of one
-        self.acc = _Region("accumulator SRAM", config.acc_words - acc_ring, "words", align=config.lanes)
         self.spad_ring = _Ring("scratchpad", config.spad_bytes - spad_ring, spad_ring, "bytes")
-        self.acc_ring = _Ring("accumulator", config.acc_words - acc_ring, acc_ring, "words", align=config.lanes)
+        # The accumulator's two banks are its halves. Its tile ring (a quarter) is two rings, at the
+        # bottom of the low bank and the top of the high one, which the tiles take in turn: the
+        # matrix engine writes one tile's accumulators while the vector unit requantizes the last
+        # tile's from the other bank (in one bank the two take turns for its port). Buffers
+        # start on a row (``lanes`` words): a matrix result row written at an unaligned address
+        # spans two rows, two read-modify-write cycles instead of one.
+        lanes, words = config.lanes, config.acc_words
+        ring = _round_up(words // 8, lanes) if double_buffer else 0
+        self.acc = _Region("accumulator SRAM", words - ring, "words", align=lanes, start=ring)
+        self.acc_rings = (_Ring("accumulator", 0, ring, "words", align=lanes),
+                          _Ring("accumulator", words - ring, ring, "words", align=lanes))
+        self.turn = 0   # the ring the next tile takes
         self.program: list[tuple[Opcode, dict]] = []
         self.sections: list[str] = []
         self.layers: list[int] = []
@@ -360,8 +380,14 @@ class _Emitter:
         self.spad.release(marks[0])
         self.acc.release(marks[1])
 
-    def load_acc(self, dram: int, words: int, what: str, ring: bool = False) -> int:
-        addr = self.acc_ring.alloc(words, what) if ring and self.double_buffer else self.acc.alloc(words, what)
+    def acc_ring(self) -> _Ring:
+        """The accumulator ring the next tile takes (they alternate between the banks)."""
+        self.turn ^= 1
+        return self.acc_rings[self.turn ^ 1]
+
+    def load_acc(self, dram: int, words: int, what: str, ring: bool = False, high: bool = False) -> int:
+        addr = (self.acc_ring().alloc(words, what) if ring and self.double_buffer
+                else self.acc.alloc(words, what, high=high))
         self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=dram, addr1=addr, rows=1, cols=words,
                 stride0=0, stride1=0)
         return addr
@@ -379,7 +405,7 @@ class _Emitter:
         self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=x, stride0=h, addr1=self.c.x_addr + 4 * b0 * h,
                 stride1=h, rows=self.rows, cols=h)
 
-    def gather(self, table: tuple[int, int, int], ids_offset: int, what: str) -> int:
+    def gather(self, table: tuple[int, int, int], ids_offset: int, what: str, high: bool = False) -> int:
         """Embedding rows for the ids at ``ids_offset`` (in words) of the input buffer -> wide [rows, H]."""
         t, h = self.rows, self.cfg.hidden_size
         table_addr, scales_addr, rows = table
@@ -390,7 +416,7 @@ class _Emitter:
                 stride1=h, imm=rows)
         self.op(Opcode.GATHER, flags=Flag.DST_ACC, addr0=scales_addr, addr1=scales, addr2=ids, rows=t, cols=1,
                 stride0=1, stride1=1, imm=rows)
-        out = self.acc.alloc(t * h, what)
+        out = self.acc.alloc(t * h, what, high=high)
         self.op(Opcode.V_DEQUANT, addr0=rows_sp, stride0=h, addr1=out, stride1=h, addr2=scales, rows=t, cols=h)
         return out
 
@@ -402,40 +428,45 @@ class _Emitter:
                 addr3=norm.inv_h, rows=t, cols=h, imm=norm.eps_q)
         return out
 
-    def quantize(self, x: int, rows: int, cols: int, stride: int, what: str) -> tuple[int, int]:
+    def quantize(self, x: int, rows: int, cols: int, stride: int, what: str, high: bool = False) -> tuple[int, int]:
         q = self.spad.alloc(rows * cols, f"{what} (int8)")
-        scales = self.acc.alloc(rows, f"{what} scales")
+        scales = self.acc.alloc(rows, f"{what} scales", high=high)
         self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=cols, addr2=scales, rows=rows, cols=cols)
         return q, scales
 
-    def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None) -> int:
-        """``requant(xq @ W) + bias`` into a wide [rows, N] buffer, tiled over N to fit the scratchpad."""
+    def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None, high: bool = False) -> int:
+        """``requant(xq @ W) + bias`` into a wide [rows, N] buffer, tiled over N to fit the
+        scratchpad; ``high``: the buffer from the top of the accumulator (the other bank than
+        the operand it is added to or multiplied with)."""
         t, k, n = self.rows, lin.k, lin.n
-        out = dst if dst is not None else self.acc.alloc(t * n, what)
+        out = dst if dst is not None else self.acc.alloc(t * n, what, high=high)
         mark = self.marks()
         columns = self.c.config.columns
-        if self.double_buffer:  # at least two tiles in each ring
+        if self.double_buffer:  # two tiles in the scratchpad ring, one in each accumulator ring
             chunk = min(n, self.spad_ring.size // 2 // max(k, 1) // columns * columns,
-                        self.acc_ring.size // 2 // (t + 2) // columns * columns)
+                        self.acc_rings[0].size // (t + 2) // columns * columns)
             budget = self.spad_ring.size // 2
         else:  # a tile's weights must fit the free scratchpad, its accumulators the free accumulator
-            budget = self.spad.size - self.spad.top
+            budget = self.spad.free()
             chunk = min(n, (budget // max(k, 1)) // columns * columns,
-                        (self.acc.size - self.acc.top) // (t + 2) // columns * columns)
+                        self.acc.free() // (t + 2) // columns * columns)
         if chunk < 1:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
         spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
-        acc_tile = self.acc_ring.alloc if self.double_buffer else self.acc.alloc
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
+            acc_tile = self.acc_ring().alloc if self.double_buffer else self.acc.alloc
             w = spad_tile(k * nc, f"{what} weights")
             self.op(Opcode.LOAD, addr0=lin.weight + n0, addr1=w, rows=k, cols=nc, stride0=n, stride1=nc)
-            cs = acc_tile(2 * nc, f"{what} scales")
+            # the tile's column scales and bias, then its accumulators (rows start on a row), in one
+            # piece of the ring (two could wrap apart and overlap)
+            lanes = self.c.config.lanes
+            ncs = _round_up(nc, lanes)
+            cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
+            tmp = cs + _round_up(2 * nc, lanes)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=1, cols=nc)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.bias + 4 * n0, addr1=cs + nc, rows=1, cols=nc)
-            ncs = _round_up(nc, self.c.config.lanes)   # accumulator rows start on a row
-            tmp = acc_tile(t * ncs, f"{what} accumulators")
             self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=ncs, rows=t, cols=nc,
                     imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=n,
@@ -508,34 +539,36 @@ class _Emitter:
                 rows = t * together
                 q_stride = heads * d if together == 1 else d   # head h's row r is at q + h*d + r*heads*d
                 # with double buffering, two passes in a row use different buffers, so the next
-                # pass's matmuls need not wait for this one's vector instructions
+                # pass's matmuls need not wait for this one's vector instructions; the second
+                # pass's are in the other bank, so its matmuls and the first's vector
+                # instructions do not take turns for one
                 second = self.double_buffer and n % 2 == 1
                 if not second:
                     head_mark = self.marks()
                 if q is not None:
-                    qq, qs = self.quantize(q + h * d, rows, d, q_stride, f"layer {layer} queries")
+                    qq, qs = self.quantize(q + h * d, rows, d, q_stride, f"layer {layer} queries", high=second)
                 else:
                     rows_addr, scales_addr = self.query_slot(h)
                     qq = self.spad.alloc(t * d, f"layer {layer} queries (int8)")
                     self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d, stride1=d)
-                    qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales")
+                    qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales", high=second)
                 # score rows start on accumulator rows, so each matrix result row is one write
                 ss = _round_up(s, self.c.config.lanes)
-                scores = self.acc.alloc(rows * ss, f"layer {layer} scores")
+                scores = self.acc.alloc(rows * ss, f"layer {layer} scores", high=second)
                 self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
                         addr2=scores, addr3=ss, rows=rows, cols=s, imm=d)
                 self.op(Opcode.V_REQUANT, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=qs, addr3=kc,
                         rows=rows, cols=s)
-                totals = self.acc.alloc(rows, f"layer {layer} softmax sums")
+                totals = self.acc.alloc(rows, f"layer {layer} softmax sums", high=second)
                 self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=ss,
                         addr1=scores, stride1=ss, addr2=totals, rows=rows, cols=s, imm=p0)
                 self.op(Opcode.V_FOLD_V, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=vs, rows=rows,
                         cols=s)
-                pq, ps = self.quantize(scores, rows, s, ss, f"layer {layer} probabilities")
-                os_ = self.acc.alloc(rows, f"layer {layer} output scales")
+                pq, ps = self.quantize(scores, rows, s, ss, f"layer {layer} probabilities", high=second)
+                os_ = self.acc.alloc(rows, f"layer {layer} output scales", high=second)
                 self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=pack_scale(int(p_m), int(p_e)),
                         rows=rows, cols=s, imm=vs)
-                pv = self.acc.alloc(rows * d, f"layer {layer} P@V accumulators")
+                pv = self.acc.alloc(rows * d, f"layer {layer} P@V accumulators", high=second)
                 self.op(Opcode.MATMUL, addr0=pq, stride0=s, addr1=vb, stride1=d, addr2=pv, addr3=d, rows=rows,
                         cols=d, imm=s)
                 self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
@@ -626,7 +659,7 @@ class _Emitter:
         a = self.attention(i, self.queries if self.resident else None, b0, causal=True)
         self.section = "out_proj"
         aq, as_ = self.quantize(a, self.rows, cfg.num_heads * d, cfg.num_heads * d, f"layer {i} attention output")
-        o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj")
+        o = self.linear(aq, as_, lp["o"], f"layer {i} o_proj", high=True)
         self.binary(Opcode.V_ADD, xb, o, h, dst=xb)
         # the queries, keys, values and attention buffers are dead once o is in x: the MLP
         # reuses their space, which halves the layer's peak
@@ -636,10 +669,10 @@ class _Emitter:
         self.section = "mlp"
         mq, ms = self.quantize(hn, self.rows, h, h, f"layer {i} MLP input")
         gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
-        up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj")
+        up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj", high=True)
         self.binary(Opcode.V_MUL, gate, up, lp["up"].n, dst=gate)
         gq, gs = self.quantize(gate, self.rows, lp["up"].n, lp["up"].n, f"layer {i} down_proj input")
-        down = self.linear(gq, gs, lp["down"], f"layer {i} down_proj")
+        down = self.linear(gq, gs, lp["down"], f"layer {i} down_proj", high=True)
         self.binary(Opcode.V_ADD, xb, down, h, dst=xb)
         if not self.resident:
             self.store_x(xb, b0)
@@ -668,9 +701,9 @@ class _Emitter:
         out = self.acc.alloc(self.rows * h, "embedding LayerNorm")
         mark = self.marks()
         x = self.gather(c.word, b0, "word embeddings")
-        types = self.gather(c.token_type, t + b0, "token-type embeddings")
+        types = self.gather(c.token_type, t + b0, "token-type embeddings", high=True)
         self.binary(Opcode.V_ADD, x, types, h, dst=x)
-        pos = self.gather(c.position, 2 * t + b0, "position embeddings")
+        pos = self.gather(c.position, 2 * t + b0, "position embeddings", high=True)
         self.binary(Opcode.V_ADD, x, pos, h, dst=x)
         self.section = "norm"
         self.x = self.norm(x, c.emb_norm, Opcode.V_LAYERNORM, "embedding LayerNorm", dst=out)
@@ -698,7 +731,7 @@ class _Emitter:
         a = self.attention(i, self.queries if self.resident else None, b0, causal=False)
         self.section = "out_proj"
         aq, as_ = self.quantize(a, self.rows, h, h, f"layer {i} attention output")
-        o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense")
+        o = self.linear(aq, as_, lp["o"], f"layer {i} attention dense", high=True)
         self.binary(Opcode.V_ADD, xb, o, h, dst=o)
         self.section = "norm"
         self.norm(o, lp["ln1"], Opcode.V_LAYERNORM, f"layer {i} attention LayerNorm", dst=xb)
@@ -708,7 +741,7 @@ class _Emitter:
         yq, ys = self.quantize(xb, self.rows, h, h, f"layer {i} intermediate input")
         inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
         iq, is_ = self.quantize(inter, self.rows, lp["in"].n, lp["in"].n, f"layer {i} output input")
-        out = self.linear(iq, is_, lp["out"], f"layer {i} output dense")
+        out = self.linear(iq, is_, lp["out"], f"layer {i} output dense", high=True)
         self.binary(Opcode.V_ADD, xb, out, h, dst=out)
         self.section = "norm"
         self.norm(out, lp["ln2"], Opcode.V_LAYERNORM, f"layer {i} output LayerNorm", dst=xb)
