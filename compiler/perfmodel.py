@@ -53,6 +53,49 @@ COLUMN_READS = {
 }
 #: passes over each row of the multi-pass vector operations (``rtl/vector/isa.py``)
 PASSES = {Opcode.V_RMSNORM: 2, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
+#: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
+OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
+#: the accumulator's banks (``rtl/core/core.py``): the halves of its address range, each with one
+#: read and one write port that the matrix engine's read-modify-write and the vector unit share
+ACC_BANKS = 2
+#: cycles a V_ROPE chunk takes besides its ``lanes`` pipeline cycles (its three reads, two writes,
+#: the pipeline's fill and drain; ``rtl/core/vector_sequencer.py``, ROPE_*)
+ROPE_CHUNK_EXTRA = 10
+
+
+def _banks(addr: int, words: int, config: ChipConfig) -> set[int]:
+    size = config.acc_words // ACC_BANKS
+    first, last = addr // size, (addr + max(words, 1) - 1) // size
+    return set(range(max(first, 0), min(last, ACC_BANKS - 1) + 1))
+
+
+def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int], set[int]]:
+    """The accumulator banks an instruction reads and writes (column operands, read once or
+    from the side cache, are left out)."""
+    rows, cols = max(fields.get("rows", 0), 1), max(fields.get("cols", 0), 1)
+    a = [fields.get(f"addr{n}", 0) for n in range(4)]
+    if opcode is Opcode.MATMUL:
+        return set(), _banks(a[2], rows * max(fields.get("addr3", 0), cols), config)
+    family = _family(opcode)
+    if family in ("transfer",) or opcode.name[:2] != "V_":
+        return set(), set()
+    span = lambda addr, stride: _banks(addr, (rows - 1) * max(stride, cols) + cols, config)  # noqa: E731
+    if family == "scalar":
+        return _banks(a[0], rows, config), _banks(a[1], rows, config)
+    reads = set() if opcode is Opcode.V_DEQUANT else span(a[0], fields.get("stride0", 0))
+    if opcode in OTHER_OPERAND:
+        reads |= span(a[2], fields.get("imm", 0))
+    writes = _banks(a[2], rows, config) if opcode is Opcode.V_QUANT else span(a[1], fields.get("stride1", 0))
+    return reads, writes
+
+
+def _other_same_bank(opcode: Opcode, fields: dict, config: ChipConfig) -> bool:
+    if opcode not in OTHER_OPERAND:
+        return False
+    rows, cols = max(fields.get("rows", 0), 1), max(fields.get("cols", 0), 1)
+    extent = lambda addr, stride: _banks(addr, (rows - 1) * max(stride, cols) + cols, config)  # noqa: E731
+    return bool(extent(fields.get("addr0", 0), fields.get("stride0", 0))
+                & extent(fields.get("addr2", 0), fields.get("imm", 0)))
 
 
 def _family(opcode: Opcode) -> str:
@@ -85,9 +128,11 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
         return np.array([1.0, tiles, tiles * rows, tiles * max(0, weight_reads + config.columns - rows) / 2])
     if family == "rope":
-        # chunks of up to `lanes` rotation pairs, each head's half split separately
+        # chunks of up to `lanes` rotation pairs, each head's half split separately; a chunk's
+        # pipeline runs `lanes` cycles however many pairs it holds
         half = max(fields.get("addr3", 0), 2) // 2
-        return np.array([1.0, rows * math.ceil(cols / (2 * half)) * math.ceil(half / config.lanes)])
+        chunks = rows * math.ceil(cols / (2 * half)) * math.ceil(half / config.lanes)
+        return np.array([1.0, chunks * (config.lanes + ROPE_CHUNK_EXTRA)])
     if family == "scalar":
         return np.array([1.0, rows, rows * cols])
     passes = PASSES.get(opcode, 1)
@@ -97,6 +142,10 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     side = COLUMN_READS.get(opcode, lambda flags: 0)(fields.get("flags", 0))
     if cols > SIDE_CACHE_CHUNKS * config.lanes:
         beats += side * (rows - 1) * math.ceil(cols / config.lanes) / passes
+    # V_ADD and V_MUL read their second operand with every beat: in the bank of the first, the
+    # two reads take turns
+    if _other_same_bank(opcode, fields, config):
+        beats *= 2
     return np.array([1.0, rows * passes, beats * passes])
 
 
@@ -105,23 +154,23 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
 #: scratchpad, 32K-word accumulator), 64-bit bus, DRAM latency 20.
 COEFFICIENTS = {
-    "transfer": np.array([67.529, 1.863, 1.000]),
-    "matmul": np.array([46.255, -0.110, 1.168, 1.082]),
-    "scalar": np.array([13.967, 4.589, 0.154]),
-    "rope": np.array([3.000, 18.000]),
-    "vector": np.array([140.216, 0.288, 1.131]),
-    "LOAD": np.array([68.303, 1.832, 0.973]),
-    "GATHER": np.array([0.755, 63.503, 1.250]),
+    "transfer": np.array([67.243, 1.898, 0.984]),
+    "matmul": np.array([46.274, 0.010, 1.154, 1.074]),
+    "scalar": np.array([14.030, 4.582, 0.153]),
+    "rope": np.array([3.000, 1.000]),
+    "vector": np.array([136.487, 0.573, 1.064]),
+    "LOAD": np.array([67.938, 1.866, 0.956]),
+    "GATHER": np.array([0.825, 63.733, 1.176]),
     "STORE": np.array([58.390, 4.250, 1.227]),
-    "MATMUL": np.array([46.255, -0.110, 1.168, 1.082]),
-    "V_QUANT": np.array([136.148, -0.100, 1.042]),
-    "V_REQUANT": np.array([133.337, 0.815, 1.521]),
-    "V_DEQUANT": np.array([135.000, 1.000, 1.000]),
-    "V_ADD": np.array([143.695, 0.766, 1.347]),
-    "V_ROPE": np.array([3.000, 18.000]),
-    "V_SOFTMAX_EXP": np.array([136.000, -0.000, 1.000]),
-    "V_FOLD_V": np.array([144.204, -0.296, 1.058]),
-    "V_ATTN_SCALE": np.array([9.208, 14.110, 0.011]),
+    "MATMUL": np.array([46.274, 0.010, 1.154, 1.074]),
+    "V_QUANT": np.array([137.147, -0.101, 1.042]),
+    "V_REQUANT": np.array([128.181, 1.159, 1.401]),
+    "V_DEQUANT": np.array([136.000, 1.000, 1.000]),
+    "V_ADD": np.array([136.000, -0.000, 1.000]),
+    "V_ROPE": np.array([3.000, 1.000]),
+    "V_SOFTMAX_EXP": np.array([137.000, -0.000, 1.000]),
+    "V_FOLD_V": np.array([149.250, -0.718, 1.108]),
+    "V_ATTN_SCALE": np.array([9.773, 13.976, 0.010]),
 }
 
 
@@ -135,17 +184,21 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
     return max(1, round(float(features(opcode, fields, config) @ _coefficients(opcode, coefficients))))
 
 
-#: The vector unit's accumulator reads and the matrix engine's read-modify-write share the
-#: accumulator's banks: while both units run, the vector unit progresses at ``1 / (1 + c)`` of
-#: its speed (the matrix engine has priority and is not slowed). The fit picks ``c`` from a grid
+#: The vector unit's accumulator reads and writes and the matrix engine's read-modify-write share
+#: the accumulator's banks: while a MATMUL writes a bank the vector instruction reads or writes,
+#: the vector unit progresses at ``1 / (1 + c)`` of its speed (the matrix engine has priority and
+#: is not slowed). The fit picks ``c`` from a grid
 #: (0 to 2 in steps of 0.25): the smallest worst error over the layers, then per part.
-CONTENTION = 0.5
+CONTENTION = 1.25
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
-             fetch_cycles: int = 1, contention: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+             fetch_cycles: int = 1, contention: float | None = None,
+             banks: list[tuple[set, set]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Release and completion cycle of each instruction (-1 for control instructions) when the
-    controller runs ``program`` with these uncontended unit ``durations``."""
+    controller runs ``program`` with these uncontended unit ``durations``. ``banks``: each
+    instruction's accumulator banks (read, written; :func:`acc_banks`); without them every
+    MATMUL slows every vector instruction."""
     contention = CONTENTION if contention is None else contention
     n = len(program)
     issue = np.full(n, -1, dtype=np.int64)
@@ -159,8 +212,16 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
     total = sum(QUEUE_OF[op] in QUEUES for op, _ in program)
     turn = 0
 
+    def collide() -> bool:
+        if "matrix" not in running or "vector" not in running:
+            return False
+        if banks is None:
+            return True
+        reads, writes = banks[running["vector"][0]]
+        return bool(banks[running["matrix"][0]][1] & (reads | writes))
+
     def rates() -> dict[str, float]:
-        slow = 1.0 / (1.0 + contention) if "matrix" in running else 1.0
+        slow = 1.0 / (1.0 + contention) if collide() else 1.0
         return {unit: slow if unit == "vector" else 1.0 for unit in running}
 
     def advance(cycles: int) -> None:
@@ -232,7 +293,8 @@ def predict(program: list[tuple[Opcode, dict]], config: ChipConfig, coefficients
     total cycles."""
     durations = [duration(op, fields, config, coefficients) if QUEUE_OF[op] in QUEUES else 0
                  for op, fields in program]
-    issue, done = schedule(program, durations, **options)
+    banks = [acc_banks(op, fields, config) for op, fields in program]
+    issue, done = schedule(program, durations, banks=banks, **options)
     per = {q: [i for i, (op, _) in enumerate(program) if QUEUE_OF[op] == q] for q in QUEUES}
     trace = Trace({q: issue[per[q]] for q in QUEUES}, {q: done[per[q]] for q in QUEUES},
                   {q: np.zeros(len(per[q]), dtype=np.int64) for q in QUEUES})
@@ -267,15 +329,17 @@ def fit(samples: list[tuple[Opcode, dict, int]], config: ChipConfig) -> dict[str
     return out
 
 
-def samples_from_trace(job, trace, contention: float = 0.0) -> list[tuple[Opcode, dict, int]]:
+def samples_from_trace(job, trace, config: ChipConfig, contention: float = 0.0) -> list[tuple[Opcode, dict, int]]:
     """(opcode, fields, uncontended cycles) of every instruction of a traced RTL job: the cycles
     it held its unit, and for a vector instruction less what the matrix engine's contention
-    added: at ``1 / (1 + contention)`` speed for the ``O`` cycles it overlapped a MATMUL, its work
-    is ``D - O * contention / (1 + contention)``."""
+    added: at ``1 / (1 + contention)`` speed for the ``O`` cycles it overlapped a MATMUL writing
+    a bank it reads or writes (:func:`acc_banks`), its work is ``D - O * contention / (1 +
+    contention)``."""
     issue, done, _ = trace.per_instruction(job)
-    matrix = sorted((issue[i], done[i]) for i, (op, _) in enumerate(job.program) if op is Opcode.MATMUL)
-    starts = np.array([a for a, _ in matrix], dtype=np.int64)
-    ends = np.array([b for _, b in matrix], dtype=np.int64)
+    matrix = [i for i, (op, _) in enumerate(job.program) if op is Opcode.MATMUL and issue[i] >= 0]
+    starts = np.array([issue[i] for i in matrix], dtype=np.int64)
+    ends = np.array([done[i] for i in matrix], dtype=np.int64)
+    written = [acc_banks(Opcode.MATMUL, job.program[i][1], config)[1] for i in matrix]
     share = contention / (1 + contention)
     out = []
     for i, (op, fields) in enumerate(job.program):
@@ -283,8 +347,10 @@ def samples_from_trace(job, trace, contention: float = 0.0) -> list[tuple[Opcode
             continue
         cycles = float(done[i] - issue[i])
         if _family(op) == "vector" and share and len(starts):
-            overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, issue[i]), 0, None).sum()
-            cycles -= share * overlap
+            reads, writes = acc_banks(op, fields, config)
+            hit = np.array([bool(w & (reads | writes)) for w in written])
+            overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, issue[i]), 0, None)
+            cycles -= share * (overlap * hit).sum()
         out.append((op, fields, cycles))
     return out
 
@@ -361,7 +427,7 @@ def main(argv: list[str]) -> int:
     coefficients, contention = COEFFICIENTS, CONTENTION
     if "--fit" in argv:
         def fitted(c):
-            samples = [s for _, job, trace, _, _ in runs for s in samples_from_trace(job, trace, c)]
+            samples = [s for _, job, trace, _, config in runs for s in samples_from_trace(job, trace, config, c)]
             return fit(samples, runs[0][4])
 
         def error(c):

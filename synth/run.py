@@ -150,11 +150,12 @@ TARGETS = [
     Target("dma", "64b", "ecp5", _dma, {"data_width": 64}, 100),
     Target("dma", "128b", "ecp5", _dma, {"data_width": 128}, 100),
     # The vector unit at the FPGA configuration's width (8 lanes), RoPE for 64-wide heads.
-    # Routed at 88.78 MHz (router1, nextpnr's default) once the reset, 40 000 flip-flop LSR inputs,
-    # is on a global network: nextpnr promotes only clocks, so a DCCA put into the placed netlist
-    # takes it off the fabric (without it router1 stalled near 28 000 unrouted arcs; router2 never
-    # converged). Left out of a plain `make synth`: the whole run takes about 66 minutes (placement
-    # 19, routing 45; docs/architecture.md, "Vector unit"). Placement is kept (--reuse-placement).
+    # Routed at 108.03 MHz (router1, nextpnr's default) with the reset, 40 000 flip-flop LSR
+    # inputs, on a global network: nextpnr promotes only clocks, so a DCCA put into the placed
+    # netlist takes it off the fabric (without it router1 stalled near 28 000 unrouted arcs;
+    # router2 never converged). Left out of a plain `make synth`: the whole run takes about 33
+    # minutes (placement 16, routing 16; docs/architecture.md, "Vector unit"). Placement is kept
+    # (--reuse-placement).
     Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
     # The whole single-core chip (core, NoC, memory tile, host registers) in the configuration that

@@ -37,6 +37,9 @@ from scoville.isa import INSTRUCTION_BYTES
 
 #: The simulated clock period (any value: only cycles are reported).
 CLOCK_NS = 10
+#: How long a core may stay busy after a job before :meth:`Chip.start` gives up: far longer than
+#: its memory port takes to drain (a few bursts), far shorter than a hang takes to notice.
+DRAIN_CYCLES = 1 << 16
 
 
 class DramBackdoor:
@@ -101,8 +104,13 @@ class Chip(DramBackdoor):
         """Set the window and program address and start the job, interrupt enabled (once the core
         is no longer busy: after an error its memory port drains first). ``on_start`` is called
         just before the start is written."""
+        waited = 0
         while await self.read_csr("STATUS") & BUSY:
+            if waited >= DRAIN_CYCLES:
+                raise RuntimeError(f"the core is still busy {waited} cycles after its last job ended: a DMA "
+                                   "transfer or a program fetch never completed, so the next job cannot start")
             await ClockCycles(self.dut.clk, 16)
+            waited += 16
         await self.write_csr("WINDOW_BASE", window[0])
         await self.write_csr("WINDOW_LIMIT", window[1])
         await self.write_csr("PROGRAM_ADDR", program_addr)
