@@ -162,10 +162,11 @@ TARGETS = [
     # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. The vector
     # unit and the sequencer take about 100 DSP blocks, so the array's last two rows (16 of its 64
     # int8 products) are LUT logic.
-    # Congestion, not timing, stopped router1 at 87 % of the logic cells (docs/architecture.md, "The
-    # FPGA chip"): router2, placement and routing for wire length only (--no-tmdriv; also faster),
-    # and a clock near the post-placement estimate. Placement is kept for another routing attempt.
-    # router2 did not converge either (overused wires stopped falling near 90 000 after 3 iterations).
+    # No run has routed it yet (docs/architecture.md, "The FPGA chip"): router1 stalled at 87 % of
+    # the logic cells, router2 (wire length only) at 90 000 overused wires, and the flow below
+    # (router1, timing-driven, the reset on a global network as for the vector unit) at 94 %
+    # (the chip has grown) with 315 000 of 364 000 arcs left after 22 minutes. Utilization is the
+    # lever. Placement is kept for another routing attempt.
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
            default=False, soft_multipliers="top.inner.core_*.matrix.array.pe_[67]_*",
            separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
