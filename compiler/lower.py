@@ -44,7 +44,7 @@ class _Region:
 
     Two stacks share the region: ``alloc`` grows one up from ``start``, ``alloc(high=True)`` the
     other down from ``end``, so buffers that two instructions use at once can be put in different
-    banks (the accumulator's banks are the halves of its address range; two reads of one bank
+    banks (the accumulator's banks are equal slices of its address range; two reads of one bank
     take turns). Either stack may use all the space the other leaves.
     """
 
@@ -333,12 +333,13 @@ class _Emitter:
         spad_ring = config.spad_bytes // 2 if double_buffer else 0
         self.spad = _Region("scratchpad", config.spad_bytes - spad_ring, "bytes")
         self.spad_ring = _Ring("scratchpad", config.spad_bytes - spad_ring, spad_ring, "bytes")
-        # The accumulator's two banks are its halves. Its tile ring (a quarter) is two rings, at the
-        # bottom of the low bank and the top of the high one, which the tiles take in turn: the
-        # matrix engine writes one tile's accumulators while the vector unit requantizes the last
-        # tile's from the other bank (in one bank the two take turns for its port). Buffers
-        # start on a row (``lanes`` words): a matrix result row written at an unaligned address
-        # spans two rows, two read-modify-write cycles instead of one.
+        # The accumulator's banks (``acc_banks``) are equal slices of its address range. Its tile
+        # ring (a quarter) is two rings of an eighth, at the bottom and at the top (with eight
+        # banks, two banks of their own), which the tiles take in turn: the matrix engine writes
+        # one tile's accumulators while the vector unit requantizes the last tile's from the other
+        # bank and writes the layer's output to a third (in one bank they take turns for its
+        # ports). Buffers start on a row (``lanes`` words): a matrix result row written at an
+        # unaligned address spans two rows, two read-modify-write cycles instead of one.
         lanes, words = config.lanes, config.acc_words
         ring = _round_up(words // 8, lanes) if double_buffer else 0
         self.acc = _Region("accumulator SRAM", words - ring, "words", align=lanes, start=ring)

@@ -55,18 +55,17 @@ COLUMN_READS = {
 PASSES = {Opcode.V_RMSNORM: 2, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
 #: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
 OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
-#: the accumulator's banks (``rtl/core/core.py``): the halves of its address range, each with one
-#: read and one write port that the matrix engine's read-modify-write and the vector unit share
-ACC_BANKS = 2
 #: cycles a V_ROPE chunk takes besides its ``lanes`` pipeline cycles (its three reads, two writes,
 #: the pipeline's fill and drain; ``rtl/core/vector_sequencer.py``, ROPE_*)
 ROPE_CHUNK_EXTRA = 10
 
 
 def _banks(addr: int, words: int, config: ChipConfig) -> set[int]:
-    size = config.acc_words // ACC_BANKS
+    """The accumulator banks (``ChipConfig.acc_banks``, equal slices of the address range) that
+    ``words`` words from ``addr`` touch."""
+    size = config.acc_words // config.acc_banks
     first, last = addr // size, (addr + max(words, 1) - 1) // size
-    return set(range(max(first, 0), min(last, ACC_BANKS - 1) + 1))
+    return set(range(max(first, 0), min(last, config.acc_banks - 1) + 1))
 
 
 def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int], set[int]]:
@@ -152,24 +151,24 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: Coefficients of :func:`features` (cycles per term), per opcode where the traces determine
 #: them and per family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama
 #: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
-#: scratchpad, 32K-word accumulator), 64-bit bus, DRAM latency 20.
+#: scratchpad, 32K-word accumulator in eight banks), 64-bit bus, DRAM latency 20.
 COEFFICIENTS = {
-    "transfer": np.array([67.243, 1.898, 0.984]),
-    "matmul": np.array([46.274, 0.010, 1.154, 1.074]),
-    "scalar": np.array([14.030, 4.582, 0.153]),
+    "transfer": np.array([66.944, 1.919, 0.974]),
+    "matmul": np.array([46.390, 0.065, 1.144, 1.073]),
+    "scalar": np.array([14.260, 4.550, 0.153]),
     "rope": np.array([3.000, 1.000]),
-    "vector": np.array([136.487, 0.573, 1.064]),
-    "LOAD": np.array([67.938, 1.866, 0.956]),
-    "GATHER": np.array([0.825, 63.733, 1.176]),
-    "STORE": np.array([58.390, 4.250, 1.227]),
-    "MATMUL": np.array([46.274, 0.010, 1.154, 1.074]),
+    "vector": np.array([145.835, 0.197, 1.022]),
+    "LOAD": np.array([67.562, 1.887, 0.947]),
+    "GATHER": np.array([0.869, 63.878, 1.129]),
+    "STORE": np.array([58.433, 4.271, 1.217]),
+    "MATMUL": np.array([46.390, 0.065, 1.144, 1.073]),
     "V_QUANT": np.array([137.147, -0.101, 1.042]),
-    "V_REQUANT": np.array([128.181, 1.159, 1.401]),
+    "V_REQUANT": np.array([148.203, 0.437, 1.145]),
     "V_DEQUANT": np.array([136.000, 1.000, 1.000]),
     "V_ADD": np.array([136.000, -0.000, 1.000]),
     "V_ROPE": np.array([3.000, 1.000]),
     "V_SOFTMAX_EXP": np.array([137.000, -0.000, 1.000]),
-    "V_FOLD_V": np.array([149.250, -0.718, 1.108]),
+    "V_FOLD_V": np.array([145.206, -0.296, 1.058]),
     "V_ATTN_SCALE": np.array([9.773, 13.976, 0.010]),
 }
 
@@ -189,7 +188,7 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
 #: the vector unit progresses at ``1 / (1 + c)`` of its speed (the matrix engine has priority and
 #: is not slowed). The fit picks ``c`` from a grid
 #: (0 to 2 in steps of 0.25): the smallest worst error over the layers, then per part.
-CONTENTION = 1.25
+CONTENTION = 1.5
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,

@@ -20,6 +20,10 @@ class ChipConfig:
         Scratchpad capacity (int8 activations and weights).
     acc_words : int
         Accumulator SRAM capacity in int32 words (accumulators, wide tensors, scales).
+    acc_banks : int
+        Banks of the accumulator SRAM (power of two), each an equal slice of its address range
+        with one read and one write port: the matrix engine's read-modify-write and the vector
+        unit's reads and writes only take turns within a bank.
     bus_bytes : int
         Data width of the DRAM port (AXI4 data bus) in bytes.
     dram_bytes : int
@@ -36,6 +40,9 @@ class ChipConfig:
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").
     spad_bytes: int = 32 * 1024
     acc_words: int = 32 * 1024
+    # eight: the compiler's two tile rings are an eighth each, at the two ends, so they are
+    # banks of their own and the buffers between never share a bank with them
+    acc_banks: int = 8
     bus_bytes: int = 8
     dram_bytes: int = 64 * 1024 * 1024
     mesh_width: int = 1
@@ -50,6 +57,9 @@ class ChipConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.acc_banks, int) or not 1 <= self.acc_banks <= 64 \
+                or self.acc_banks & (self.acc_banks - 1):
+            raise ValueError(f"acc_banks must be a power of two from 1 to 64, got {self.acc_banks!r}")
         if self.bus_bytes not in (4, 8, 16, 32, 64):
             raise ValueError(f"bus_bytes must be 4, 8, 16, 32 or 64, got {self.bus_bytes!r}")
         if self.dram_bytes > 1 << 32:

@@ -80,7 +80,8 @@ class Core(wiring.Component):
         self.config = config
         width = 8 * config.bus_bytes
         self.scratchpad = Scratchpad(depth=spad_rows, row_bytes=config.bus_bytes, banks=2)
-        self.accumulator = Accumulator(depth=acc_rows, lanes=config.lanes, dma_width=width, banks=2)
+        self.accumulator = Accumulator(depth=acc_rows, lanes=config.lanes, dma_width=width,
+                                       banks=config.acc_banks)
         self.engine = DmaEngine(data_width=width, spad_bytes=config.spad_bytes, acc_bytes=4 * config.acc_words)
         self.controller = Controller(data_width=min(width, 256), watchdog=watchdog,
                                      spad_bytes=config.spad_bytes, acc_words=config.acc_words)
