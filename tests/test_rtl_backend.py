@@ -13,6 +13,7 @@ from compiler.rtl_runner import run_rtl
 from golden.model import generate, run_model
 from golden.synthetic import write_llama
 from rtl.core.controller import QUEUES
+from scoville.config import CONFIGS
 from scoville.isa import QUEUE_OF
 from scoville.models import load_model
 
@@ -88,6 +89,21 @@ def test_tiny_llama_long_prompt_in_token_blocks():
     job = compiler.job(ids)
     assert job.block < len(ids)
     check_trace(job, rtl.traces[0], rtl.cycles[0], rtl.unit_counters[0], rtl.config)
+
+
+def test_wide_chip():
+    """tiny-llama on the 16x16 array with a 128-bit bus (``CONFIGS["16x16-128b"]``, the
+    performance issue's second configuration): bit for bit, and the performance model (fitted on
+    the 8x8 chip) within 10 % of every layer here too."""
+    ckpt = load_model("tiny-llama")
+    ids = np.arange(1, 33) * 7 % ckpt.config.vocab_size
+    rtl = run_rtl(ckpt, ids, generate=2, config=CONFIGS["16x16-128b"], trace=True)
+    gold_tokens, gold = generate(ckpt, ids, 2, backend="golden")
+    assert_bit_exact(rtl, gold, rtl.tokens, gold_tokens)
+    compiler = Compiler(ckpt, rtl.config)
+    jobs = [compiler.job(ids), compiler.job(rtl.tokens[:1], len(ids))]
+    for job, trace, cycles, units in zip(jobs, rtl.traces, rtl.cycles, rtl.unit_counters, strict=True):
+        check_trace(job, trace, cycles, units, rtl.config)
 
 
 def test_odd_shapes_gqa_one_token(tmp_path):
