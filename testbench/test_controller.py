@@ -68,6 +68,7 @@ class TB:
         self.memory = bytearray(1 << 16)
         self.generation = 0
         self.bad_range = (1 << 30, 1 << 30)  # [lo, hi): fetches there answer SLVERR
+        self.request_ready = 0.7  # how often the memory takes a fetch request offered to it
         self.released = {name: [] for name in QUEUES}
         self.semaphores = [0] * 8
         self.violations = []
@@ -123,13 +124,24 @@ class TB:
                 dut.fetch_response__valid.value = 0
 
     async def _accept_requests(self, requests):
+        """Takes fetch requests with random readiness, and checks the stream rule: a request offered
+        stays offered, unchanged, until it is taken."""
         dut = self.dut
+        offered = None  # the payload of a request offered and not taken at the last edge
         while True:
-            dut.fetch_request__ready.value = int(self.rng.random() < 0.7)
+            dut.fetch_request__ready.value = int(self.rng.random() < self.request_ready)
             await RisingEdge(dut.clk)
-            if int(dut.fetch_request__ready.value) and int(dut.fetch_request__valid.value):
-                payload = int(dut.fetch_request__payload.value)
+            valid, payload = int(dut.fetch_request__valid.value), int(dut.fetch_request__payload.value)
+            if int(dut.rst.value):
+                offered = None
+                continue
+            if offered is not None and (not valid or payload != offered):
+                self.violations.append(f"fetch request for {offered & 0xFFFFFFFF:#x} withdrawn or changed "
+                                       f"before it was taken")
+            taken = valid and int(dut.fetch_request__ready.value)
+            if taken:
                 requests.append((self.generation, payload & 0xFFFFFFFF, payload >> 32))
+            offered = payload if valid and not taken else None
 
     async def unit(self, name: str, busy=(0, 6)):
         """Takes instructions with random readiness, executes each for a random time, pulses done."""
@@ -258,6 +270,39 @@ async def loops_run_their_bodies_with_stepped_addresses(dut):
     """Random programs with loops: every unit gets the expanded stream, in order; the fetch goes
     back for each iteration and drops what it had fetched past the body."""
     await run_jobs(dut, lambda rng: looped_program(rng, 40), limit=40000)
+
+
+@cocotb.test()
+async def fetch_requests_stay_offered_until_taken(dut):
+    """A memory slow to take requests: the next burst is often still offered when END, a loop going
+    back or an error makes it unwanted. It stays offered until taken (the core's read arbiter may
+    already be passing it on to the memory) and its beats are dropped; a withdrawn request left
+    them in the arbiter's fetch buffer, and the core busy, for ever (tiny-llama, 16 tokens, 16x16)."""
+    tb = TB(dut)
+    tb.request_ready = 0.1
+    await tb.reset()
+    tb.start_models()
+    for n in range(6):
+        words = looped_program(tb.rng, 30) if n % 2 else random_program(tb.rng, 30)
+        base = 0x1000 * (n + 1)
+        tb.load_program(words, base)
+        tb.new_job()
+        assert await tb.run(base, limit=60000) == ("finished", 0)
+        await ClockCycles(dut.clk, 2)
+        tb.check_dispatch(words)
+        assert not int(dut.busy.value) and not int(dut.fetch_request__valid.value)
+    for n in range(4):   # an error while the next burst may be offered
+        words = [encode(Opcode.NOP)] * (3 + n) + [bytes([0xEE]) + bytes(INSTRUCTION_BYTES - 1), encode(Opcode.END)]
+        tb.load_program(words, 0x8000)
+        assert await tb.run(0x8000) == ("ILLEGAL_INSTRUCTION", 0x8000 + (3 + n) * INSTRUCTION_BYTES)
+        for _ in range(1000):
+            if not int(dut.fetch_request__valid.value):
+                break
+            await RisingEdge(dut.clk)
+        else:
+            raise AssertionError("the stopped controller's fetch request is never taken")
+        await ClockCycles(dut.clk, 40)  # its beats arrive and are dropped before the next start
+    assert not tb.violations, tb.violations[:3]
 
 
 @cocotb.test()

@@ -8,10 +8,11 @@ is released to its unit only when every semaphore in its ``wait`` mask is non-ze
 decremented; one release per cycle, round robin over the queues) and the unit has finished what
 was released to it before. When the unit reports the
 instruction done (a ``done`` strobe per queue, in order), every semaphore in its ``signal`` mask
-is incremented. ``END`` stops fetching; the job is finished when every queue has drained and
-every released instruction is done. ``LOOP`` (``docs/isa.md``) is executed here: the body's
-words are fetched again for each iteration (beats fetched past the body are dropped) and their
-address fields stepped as they are decoded, so the queues see the unrolled program.
+is incremented. ``END`` stops fetching; the job is finished when every queue has drained,
+every released instruction is done and the beats of every fetch request made have arrived.
+``LOOP`` (``docs/isa.md``) is executed here: the body's words are fetched again for each
+iteration (beats fetched past the body are dropped) and their address fields stepped as they
+are decoded, so the queues see the unrolled program.
 
 Errors stop dispatch at once and latch a code and an address: an undefined opcode
 (``ILLEGAL_INSTRUCTION``, the instruction's address), an operand reaching past the scratchpad or
@@ -177,15 +178,21 @@ class Controller(wiring.Component):
         # ------------------------------------------------------------ fetch: bursts of whole instructions
         room = Signal()  # enough free space downstream for a whole burst is not required: the
         # assembled word waits in `word_valid` until its queue has room, and responses wait for it.
-        dropping = Signal()  # a loop went back to its start: the beats still in flight are not wanted
+        dropping = Signal()  # a loop went back to its start: the beats of earlier requests are not wanted
         m.d.comb += room.eq((outstanding == 0) & ~dropping)
-        with m.If(outstanding == 0):
-            m.d.sync += dropping.eq(0)
+        # A request stays offered, unchanged, until it is taken, even once END, an error or a loop
+        # going back has made it unwanted: the read arbiter may already be passing it on to the
+        # memory, and its beats would then wait in the arbiter's fetch buffer for ever. They are
+        # counted in `outstanding` like any others, and dropped.
+        offered = Signal()  # the request was offered last cycle and not taken
         m.d.comb += [
             self.fetch_request.payload.addr.eq(fetch_addr),
             self.fetch_request.payload.beats.eq(self.burst * ipw),
-            self.fetch_request.valid.eq(running & fetching & room),
+            self.fetch_request.valid.eq(offered | (running & fetching & room)),
         ]
+        m.d.sync += offered.eq(self.fetch_request.valid & ~self.fetch_request.ready)
+        with m.If((outstanding == 0) & ~self.fetch_request.valid):
+            m.d.sync += dropping.eq(0)
         with m.If(self.fetch_request.valid & self.fetch_request.ready):
             m.d.sync += [outstanding.eq(self.burst * ipw), fetch_addr.eq(fetch_addr + self.burst * instruction_bytes)]
 
@@ -247,12 +254,16 @@ class Controller(wiring.Component):
                 with m.If(loop_position + 1 != loop_body):
                     m.d.sync += loop_position.eq(loop_position + 1)
                 with m.Elif(loop_left != 0):
-                    # the body again: drop what is in flight, fetch from its start
-                    m.d.sync += [loop_position.eq(0), loop_left.eq(loop_left - 1), fetch_addr.eq(loop_start),
+                    # the body again: drop what is in flight, fetch from its start (below)
+                    m.d.sync += [loop_position.eq(0), loop_left.eq(loop_left - 1),
                                  assemble_addr.eq(loop_start), beat_index.eq(0), dropping.eq(1)]
                     m.d.sync += [loop_offset[f].eq(loop_offset[f] + loop_increment[f]) for f in range(4)]
                 with m.Else():
                     m.d.sync += loop_active.eq(0)
+        # while dropping, nothing new is requested: the fetch goes back to the body's start once no
+        # request is offered (one offered before the loop went back keeps its address until taken)
+        with m.If(dropping & ~self.fetch_request.valid):
+            m.d.sync += fetch_addr.eq(loop_start)
 
         # the SRAM bounds of the instruction in `word`
         checked, fits = Signal(), Signal()
@@ -391,7 +402,7 @@ class Controller(wiring.Component):
         drained = Signal()
         # levels, not r_rdy: a word just written is not readable yet from a buffered FIFO
         m.d.comb += drained.eq(Cat((fifos[name].level == 0) & (inflight[name].level == 0) for name in QUEUES).all()
-                               & ~word_valid & ~beats_valid & (outstanding == 0))
+                               & ~word_valid & ~beats_valid & ~self.fetch_request.valid & (outstanding == 0))
         m.d.sync += self.finished.eq(0)
         with m.If(running & ~fetching & drained):
             m.d.sync += [running.eq(0), self.finished.eq(1)]

@@ -191,7 +191,7 @@ class Core(wiring.Component):
             controller.start.eq(start),
             controller.program_addr.eq(self.program_addr),
             # a unit stopped by an error stays busy until the next start clears it; the DMA always
-            # drains, and so does a fetch burst in flight (the stopped controller discards it)
+            # drains, and so does a fetch request offered or in flight (the stopped controller discards its beats)
             self.busy.eq(controller.busy | flush | start | engine.busy | arbiter.fetch_pending),
             self.finished.eq(controller.finished),
             self.error.eq(controller.error),

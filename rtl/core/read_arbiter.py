@@ -35,7 +35,7 @@ class ReadArbiter(wiring.Component):
     fetch : In(MemoryPortSignature) (only its read half is used)
     dma : In(MemoryPortSignature)
     memory : Out(MemoryPortSignature)
-    fetch_pending : Out(1), fetch beats requested and not yet taken by the fetch.
+    fetch_pending : Out(1), a fetch request offered, or fetch beats granted and not yet taken by the fetch.
     """
 
     def __init__(self, addr_width: int = 32, data_width: int = 64, depth: int = 16, fetch_buffer: int = 16):
@@ -87,7 +87,7 @@ class ReadArbiter(wiring.Component):
         fetch_granted = granted & pick_fetch
         fetch_taken = self.fetch.read_response.valid & self.fetch.read_response.ready
         m.d.sync += reserved.eq(reserved + (fetch_granted * self.fetch.read_request.payload.beats) - fetch_taken)
-        m.d.comb += self.fetch_pending.eq(reserved != 0)
+        m.d.comb += self.fetch_pending.eq(self.fetch.read_request.valid | (reserved != 0))
 
         owner = owners.r_data[0]
         beats = owners.r_data[1:]
