@@ -68,6 +68,11 @@ def _banks(addr: int, words: int, config: ChipConfig) -> set[int]:
     return set(range(max(first, 0), min(last, config.acc_banks - 1) + 1))
 
 
+def _rows_banks(addr: int, rows: int, cols: int, stride: int, config: ChipConfig) -> set[int]:
+    """The banks ``rows`` rows of ``cols`` words, ``stride`` apart from ``addr``, touch."""
+    return _banks(addr, (rows - 1) * max(stride, cols) + cols, config)
+
+
 def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int], set[int]]:
     """The accumulator banks an instruction reads and writes (column operands, read once or
     from the side cache, are left out)."""
@@ -78,7 +83,7 @@ def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int
     family = _family(opcode)
     if family in ("transfer",) or opcode.name[:2] != "V_":
         return set(), set()
-    span = lambda addr, stride: _banks(addr, (rows - 1) * max(stride, cols) + cols, config)  # noqa: E731
+    span = lambda addr, stride: _rows_banks(addr, rows, cols, stride, config)  # noqa: E731
     if family == "scalar":
         return _banks(a[0], rows, config), _banks(a[1], rows, config)
     reads = set() if opcode is Opcode.V_DEQUANT else span(a[0], fields.get("stride0", 0))
@@ -92,9 +97,8 @@ def _other_same_bank(opcode: Opcode, fields: dict, config: ChipConfig) -> bool:
     if opcode not in OTHER_OPERAND:
         return False
     rows, cols = max(fields.get("rows", 0), 1), max(fields.get("cols", 0), 1)
-    extent = lambda addr, stride: _banks(addr, (rows - 1) * max(stride, cols) + cols, config)  # noqa: E731
-    return bool(extent(fields.get("addr0", 0), fields.get("stride0", 0))
-                & extent(fields.get("addr2", 0), fields.get("imm", 0)))
+    return bool(_rows_banks(fields.get("addr0", 0), rows, cols, fields.get("stride0", 0), config)
+                & _rows_banks(fields.get("addr2", 0), rows, cols, fields.get("imm", 0), config))
 
 
 def _family(opcode: Opcode) -> str:
