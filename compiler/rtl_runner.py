@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -100,7 +99,7 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
     """Run ``ids`` (and ``generate`` greedy tokens) on the simulated chip; ``progress`` shows a bar
     of finished jobs on the terminal; ``trace`` records every instruction's release and completion
     (slower: a Python callback per event)."""
-    from scoville.flow import build, run_cocotb
+    from scoville.flow import build, run_cocotb, run_dir
 
     config = config or ChipConfig()
     ids = ckpt.check_ids(ids)
@@ -113,7 +112,7 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
                 "config": dataclasses.asdict(config), "out": str(out), "latency": latency, "trace": trace}
         stop = threading.Event()
         if progress:
-            log = build(design, waves=waves).build_dir / "runs" / f"model-{os.getpid()}" / "sim.log"
+            log = run_dir(build(design, waves=waves), "model") / "sim.log"
             log.unlink(missing_ok=True)
             threading.Thread(target=_follow, args=(log, max(1, generate or 1), stop), daemon=True).start()
         try:

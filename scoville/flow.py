@@ -10,6 +10,12 @@ One helper used by every block test, benchmark and the RTL backend:
   the Verilog text and the build options (a configuration is built once, however many tests use it);
 * :func:`run_cocotb` runs a cocotb test module against the build and raises when a test fails.
 
+The cache stays bounded: a finished build keeps its binary and generated C++ but drops the
+precompiled headers (two thirds of its size), a build dir keeps its newest :data:`KEEP_RUNS` run
+dirs, and once ``build/sim`` holds more than ``SCOVILLE_SIM_CACHE_GB`` (default 8) the builds
+used least recently (and not in the last hour) are removed. Every RTL edit makes new builds, so
+without this a working copy grows by gigabytes a day.
+
 Waves: ``WAVES=1`` in the environment (or ``waves=True``) builds with ``--trace-fst`` and writes
 ``dump.fst`` into the test directory, whose path is printed.
 
@@ -54,6 +60,13 @@ LINT_WAIVERS = (
 )
 
 PARAMS_ENV = "SCOVILLE_PARAMS"
+
+#: Run directories kept per build (older ones, whose process has ended, are removed).
+KEEP_RUNS = 4
+#: Default bound on ``build/sim`` in GiB (``SCOVILLE_SIM_CACHE_GB`` overrides it).
+SIM_CACHE_GB = 8.0
+#: A build used within this many seconds is never evicted (another process may be running it).
+EVICT_AFTER_S = 3600
 
 
 def verilator_env() -> dict[str, str]:
@@ -230,7 +243,77 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
                     waves=waves,
                     log_file=build_dir / "build.log",
                 )
+                for header in build_dir.glob("*.gch"):
+                    header.unlink()  # only the compile reads them; the binary is the cache
+                _evict_builds(keep=build_dir)
+        (build_dir / "last-used").touch()
     return Build(design, source, build_dir, waves)
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _evict_builds(keep: Path) -> None:
+    """Remove the least recently used builds until ``build/sim`` fits ``SCOVILLE_SIM_CACHE_GB``."""
+    import shutil
+    import time
+
+    limit = float(os.environ.get("SCOVILLE_SIM_CACHE_GB", SIM_CACHE_GB)) * 2**30
+    root = BUILD_ROOT / "sim"
+
+    def last_used(path: Path) -> float:
+        stamp = path / "last-used"
+        return (stamp if stamp.exists() else path).stat().st_mtime
+
+    builds = sorted((d for d in root.iterdir() if d.is_dir() and d != keep), key=last_used)
+    total = sum(_tree_bytes(d) for d in builds) + _tree_bytes(keep)
+    now = time.time()
+    for old in builds:
+        if total <= limit:
+            break
+        if now - last_used(old) < EVICT_AFTER_S:
+            break
+        lock = FileLock(str(old) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except TimeoutError:
+            continue  # being built right now
+        try:
+            size = _tree_bytes(old)
+            shutil.rmtree(old, ignore_errors=True)
+            total -= size
+        finally:
+            lock.release()
+        Path(str(old) + ".lock").unlink(missing_ok=True)
+
+
+def run_dir(result: Build, tag: str) -> Path:
+    """This process's run directory under ``result``; prunes the build's runs to :data:`KEEP_RUNS`."""
+    import shutil
+
+    runs = result.build_dir / "runs"
+    mine = runs / f"{tag}-{os.getpid()}"
+    if runs.exists():
+        others = sorted((d for d in runs.iterdir() if d.is_dir() and d != mine),
+                        key=lambda d: d.stat().st_mtime, reverse=True)
+        for old in others[KEEP_RUNS - 1:]:
+            if not _process_alive(old.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(old, ignore_errors=True)
+    mine.mkdir(parents=True, exist_ok=True)
+    return mine
+
+
+def _process_alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def top_ports(verilog: str, module: str) -> list[str]:
@@ -270,8 +353,7 @@ def run_cocotb(
 
     result = build(design, waves=waves)
     tag = test_name or (testcase if isinstance(testcase, str) else "all")
-    test_dir = result.build_dir / "runs" / f"{tag}-{os.getpid()}"
-    test_dir.mkdir(parents=True, exist_ok=True)
+    test_dir = run_dir(result, tag)
     env = {PARAMS_ENV: json.dumps(dict(design.params))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *sys.path])
     if extra_env:

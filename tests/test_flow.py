@@ -1,0 +1,67 @@
+"""The simulation build cache stays bounded: least recently used builds and old run dirs go."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from scoville import flow
+
+
+def _fake_build(root: Path, name: str, size: int, age_s: float) -> Path:
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "blob").write_bytes(b"\0" * size)
+    stamp = path / "last-used"
+    stamp.touch()
+    used = time.time() - age_s
+    os.utime(stamp, (used, used))
+    return path
+
+
+@pytest.fixture
+def sim_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(flow, "BUILD_ROOT", tmp_path)
+    root = tmp_path / "sim"
+    root.mkdir()
+    return root
+
+
+def test_evicts_least_recently_used_until_under_the_bound(sim_root, monkeypatch):
+    monkeypatch.setenv("SCOVILLE_SIM_CACHE_GB", str(2500 / 2**30))
+    oldest = _fake_build(sim_root, "a-1", 1000, age_s=4 * 3600)
+    older = _fake_build(sim_root, "a-2", 1000, age_s=3 * 3600)
+    recent = _fake_build(sim_root, "b-1", 1000, age_s=2 * 3600)
+    new = _fake_build(sim_root, "c-1", 1000, age_s=0)
+    flow._evict_builds(keep=new)
+    assert not oldest.exists() and not older.exists()
+    assert recent.exists() and new.exists()
+
+
+def test_never_evicts_a_build_used_within_the_hour(sim_root, monkeypatch):
+    monkeypatch.setenv("SCOVILLE_SIM_CACHE_GB", "0")
+    in_use = _fake_build(sim_root, "a-1", 1000, age_s=600)
+    new = _fake_build(sim_root, "b-1", 1000, age_s=0)
+    flow._evict_builds(keep=new)
+    assert in_use.exists() and new.exists()
+
+
+def test_run_dirs_are_pruned_to_the_newest_finished_ones(sim_root):
+    build_dir = sim_root / "d-1"
+    runs = build_dir / "runs"
+    ended = []
+    for i in range(flow.KEEP_RUNS + 3):
+        path = runs / f"model-{999_999_000 + i}"  # no such process
+        path.mkdir(parents=True)
+        t = time.time() - 100 + i
+        os.utime(path, (t, t))
+        ended.append(path)
+    alive = runs / f"model-{os.getppid()}"
+    alive.mkdir()
+    os.utime(alive, (0, 0))  # the oldest, but its process is running
+    result = flow.Build(design=None, verilog=Path(), build_dir=build_dir, waves=False)
+    mine = flow.run_dir(result, "model")
+    assert mine.exists() and alive.exists()
+    kept = [p for p in ended if p.exists()]
+    assert kept == ended[-(flow.KEEP_RUNS - 1):]
