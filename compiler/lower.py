@@ -39,6 +39,16 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _one_run(fields: dict) -> dict:
+    """A LOAD/STORE whose rows follow each other on both sides as one long row: the DMA pays a
+    few cycles per row (a 65-row key load of 16-byte rows: 270 cycles for 130 bus beats)."""
+    rows, cols = fields.get("rows", 0), fields.get("cols", 0)
+    contiguous = fields.get("stride0") == cols == fields.get("stride1")
+    if rows > 1 and contiguous and rows * cols < 1 << 16:
+        return {**fields, "rows": 1, "cols": rows * cols}
+    return fields
+
+
 class _Region:
     """A bump allocator over ``[start, end)`` of one memory, with marks to free a layer's temporaries.
 
@@ -354,6 +364,8 @@ class _Emitter:
         self.layer_mark = (0, 0)
 
     def op(self, opcode: Opcode, **fields) -> None:
+        if opcode in (Opcode.LOAD, Opcode.STORE):
+            fields = _one_run(fields)
         encode(opcode, **fields)  # fields that do not fit fail here, where the caller is known
         self.program.append((opcode, fields))
         self.sections.append(self.section)
