@@ -115,7 +115,7 @@ def _packed_scales(m, e) -> np.ndarray:
 class _Linear:
     weight: int  # DRAM: int8 [K, N]
     scales: int  # DRAM: packed [N]
-    bias: int  # DRAM: int32 [N]
+    bias: int  # DRAM: int32 [N], right after the scales (one LOAD brings both)
     k: int
     n: int
 
@@ -206,9 +206,10 @@ class Compiler:
         for name, value in (("input features", k), ("output features", n)):
             if value >= 1 << 16:
                 raise FitError(f"{what}: {value} {name} exceed the 16-bit size fields")
-        return _Linear(self._put(np.ascontiguousarray(q.weight_t), what),
-                       self._put(_packed_scales(q.col_m, q.col_e), what),
-                       self._put(q.bias.astype(np.int32), what), k, n)
+        weight = self._put(np.ascontiguousarray(q.weight_t), what)
+        # column scales, then the bias: a tile's two rows of them come in one LOAD
+        scales = self._put(np.stack([_packed_scales(q.col_m, q.col_e).view(np.int32), q.bias.astype(np.int32)]), what)
+        return _Linear(weight, scales, scales + 4 * n, k, n)
 
     def _norm(self, q: QNorm, what: str) -> _Norm:
         params = np.concatenate([_packed_scales(q.gamma_m, q.gamma_e).view(np.int32), q.beta.astype(np.int32)])
@@ -478,8 +479,8 @@ class _Emitter:
             ncs = _round_up(nc, lanes)
             cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
             tmp = cs + _round_up(2 * nc, lanes)
-            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=1, cols=nc)
-            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.bias + 4 * n0, addr1=cs + nc, rows=1, cols=nc)
+            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2, cols=nc,
+                    stride0=n, stride1=nc)
             self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=ncs, rows=t, cols=nc,
                     imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=n,
