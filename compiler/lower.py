@@ -339,6 +339,9 @@ class _Emitter:
         self.blocks = [(b0, min(self.block, tokens - b0)) for b0 in range(0, tokens, self.block)]
         self.resident = resident and len(self.blocks) == 1
         self.rows = tokens  # rows of the block being emitted
+        # the attention scores' constant 1 / (127^2 sqrt(D) 2^FRAC), which the cache's key scales carry
+        c_m, c_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX * math.sqrt(self.cfg.head_dim) * (1 << nx.FRAC)))
+        self.score_scale = pack_scale(int(c_m), int(c_e))
         config = compiler.config
         self.double_buffer = double_buffer
         spad_ring = config.spad_bytes // 2 if double_buffer else 0
@@ -498,6 +501,11 @@ class _Emitter:
             for which, src in ((0, k), (1, v)):
                 rows_addr, scales_addr = self.c.kv_slot(layer, g, which)
                 qz, sc = self.quantize(src + g * d, t, d, kv_heads * d, f"layer {layer} new keys/values")
+                if which == 0:
+                    # a key's scale is only ever used times the scores' constant: the cache keeps
+                    # the product, worked out once per key here instead of once per key per query
+                    # block in attention (golden's scale_mul per key, the same values)
+                    self.op(Opcode.V_SCALE_MUL, addr0=sc, addr1=sc, addr3=self.score_scale, rows=t)
                 self.op(Opcode.STORE, addr0=qz, stride0=d, addr1=rows_addr + pos * d, stride1=d, rows=t, cols=d)
                 self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * pos, rows=1, cols=t)
                 if which == 1 or not self.double_buffer:  # keys and values in different buffers
@@ -530,7 +538,6 @@ class _Emitter:
         s = p0 + t if causal else self.p0 + self.t   # keys it may see
         out = self.acc.alloc(t * heads * d, f"layer {layer} attention output")
         mark = self.marks()
-        c_m, c_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX * math.sqrt(d) * (1 << nx.FRAC)))
         p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
         group = heads // kv_heads
         for g in range(kv_heads):
@@ -541,10 +548,8 @@ class _Emitter:
             vb = spad_tile(s * d, f"layer {layer} values")
             self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
             self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
-            ks = self.load_acc(k_scales, s, f"layer {layer} key scales", ring=True)
+            kc = self.load_acc(k_scales, s, f"layer {layer} key column scales", ring=True)  # x the constant
             vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
-            kc = self.acc.alloc(s, f"layer {layer} key column scales")
-            self.op(Opcode.V_SCALE_MUL, addr0=ks, addr1=kc, addr3=pack_scale(int(c_m), int(c_e)), rows=s)
             # One query row (decode): the group's heads share the keys and values and need no causal
             # offset of their own, so their rows go through the attention instructions together
             # (every one of them is row-wise). Otherwise one head at a time.
