@@ -113,11 +113,12 @@ def _packed_scales(m, e) -> np.ndarray:
 
 @dataclass
 class _Linear:
-    weight: int  # DRAM: int8 [K, N]
+    weight: int  # DRAM: int8 [K, N], rows ``stride`` bytes apart
     scales: int  # DRAM: packed [N]
     bias: int  # DRAM: int32 [N], right after the scales (one LOAD brings both)
     k: int
     n: int
+    stride: int  # N rounded up to a whole bus word, so a tile's rows start on scratchpad rows
 
 
 @dataclass
@@ -206,10 +207,15 @@ class Compiler:
         for name, value in (("input features", k), ("output features", n)):
             if value >= 1 << 16:
                 raise FitError(f"{what}: {value} {name} exceed the 16-bit size fields")
-        weight = self._put(np.ascontiguousarray(q.weight_t), what)
+        # rows padded to a whole bus word: a tile's rows land on whole scratchpad rows, where
+        # the matrix engine reads each weight row in one access (two when it straddles a row)
+        stride = _round_up(n, self.config.bus_bytes)
+        padded = np.zeros((k, stride), dtype=np.int8)
+        padded[:, :n] = q.weight_t
+        weight = self._put(padded, what)
         # column scales, then the bias: a tile's two rows of them come in one LOAD
         scales = self._put(np.stack([_packed_scales(q.col_m, q.col_e).view(np.int32), q.bias.astype(np.int32)]), what)
-        return _Linear(weight, scales, scales + 4 * n, k, n)
+        return _Linear(weight, scales, scales + 4 * n, k, n, stride)
 
     def _norm(self, q: QNorm, what: str) -> _Norm:
         params = np.concatenate([_packed_scales(q.gamma_m, q.gamma_e).view(np.int32), q.beta.astype(np.int32)])
@@ -470,12 +476,17 @@ class _Emitter:
         if chunk < 1:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
+        bus = self.c.config.bus_bytes
+        while chunk > columns and k * _round_up(chunk, bus) > budget:
+            chunk -= columns   # a tile's rows are whole bus words in the scratchpad too
         spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
+            ws = _round_up(nc, bus)
             acc_tile = self.acc_ring().alloc if self.double_buffer else self.acc.alloc
-            w = spad_tile(k * nc, f"{what} weights")
-            self.op(Opcode.LOAD, addr0=lin.weight + n0, addr1=w, rows=k, cols=nc, stride0=n, stride1=nc)
+            w = spad_tile(k * ws, f"{what} weights")
+            self.op(Opcode.LOAD, addr0=lin.weight + n0, addr1=w, rows=k, cols=ws if ws + n0 <= lin.stride else nc,
+                    stride0=lin.stride, stride1=ws)
             # the tile's column scales and bias, then its accumulators (rows start on a row), in one
             # piece of the ring (two could wrap apart and overlap)
             lanes = self.c.config.lanes
@@ -484,7 +495,7 @@ class _Emitter:
             tmp = cs + _round_up(2 * nc, lanes)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2, cols=nc,
                     stride0=n, stride1=nc)
-            self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=nc, addr2=tmp, addr3=ncs, rows=t, cols=nc,
+            self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t, cols=nc,
                     imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=n,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
