@@ -451,10 +451,18 @@ class _Emitter:
                 addr3=norm.inv_h, rows=t, cols=h, imm=norm.eps_q)
         return out
 
+    def row8(self, cols: int) -> int:
+        """The scratchpad row stride of ``cols`` int8 values: whole bus words, so that the matrix
+        engine reads each row in one access (a row straddling two scratchpad rows takes two)."""
+        return _round_up(cols, self.c.config.bus_bytes)
+
     def quantize(self, x: int, rows: int, cols: int, stride: int, what: str, high: bool = False) -> tuple[int, int]:
-        q = self.spad.alloc(rows * cols, f"{what} (int8)")
+        """``rows`` int8 rows of ``cols`` values in the scratchpad, :meth:`row8` apart, and their
+        scales in the accumulator."""
+        q = self.spad.alloc(rows * self.row8(cols), f"{what} (int8)")
         scales = self.acc.alloc(rows, f"{what} scales", high=high)
-        self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=cols, addr2=scales, rows=rows, cols=cols)
+        self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=self.row8(cols), addr2=scales, rows=rows,
+                cols=cols)
         return q, scales
 
     def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None, high: bool = False) -> int:
@@ -495,8 +503,8 @@ class _Emitter:
             tmp = cs + _round_up(2 * nc, lanes)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2, cols=nc,
                     stride0=n, stride1=nc)
-            self.op(Opcode.MATMUL, addr0=xq, stride0=k, addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t, cols=nc,
-                    imm=k)
+            self.op(Opcode.MATMUL, addr0=xq, stride0=self.row8(k), addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t,
+                    cols=nc, imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=n,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
             self.release(mark)
@@ -517,7 +525,8 @@ class _Emitter:
                     # the product, worked out once per key here instead of once per key per query
                     # block in attention (golden's scale_mul per key, the same values)
                     self.op(Opcode.V_SCALE_MUL, addr0=sc, addr1=sc, addr3=self.score_scale, rows=t)
-                self.op(Opcode.STORE, addr0=qz, stride0=d, addr1=rows_addr + pos * d, stride1=d, rows=t, cols=d)
+                self.op(Opcode.STORE, addr0=qz, stride0=self.row8(d), addr1=rows_addr + pos * d, stride1=d, rows=t,
+                        cols=d)
                 self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * pos, rows=1, cols=t)
                 if which == 1 or not self.double_buffer:  # keys and values in different buffers
                     self.release(mark)
@@ -535,7 +544,7 @@ class _Emitter:
         for h in range(cfg.num_heads):
             qq, qs = self.quantize(q + h * d, t, d, cfg.num_heads * d, "queries")
             rows_addr, scales_addr = self.query_slot(h)
-            self.op(Opcode.STORE, addr0=qq, stride0=d, addr1=rows_addr + b0 * d, stride1=d, rows=t, cols=d)
+            self.op(Opcode.STORE, addr0=qq, stride0=self.row8(d), addr1=rows_addr + b0 * d, stride1=d, rows=t, cols=d)
             self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=qs, addr1=scales_addr + 4 * b0, rows=1, cols=t)
             self.release(mark)
 
@@ -579,13 +588,14 @@ class _Emitter:
                     qq, qs = self.quantize(q + h * d, rows, d, q_stride, f"layer {layer} queries", high=second)
                 else:
                     rows_addr, scales_addr = self.query_slot(h)
-                    qq = self.spad.alloc(t * d, f"layer {layer} queries (int8)")
-                    self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d, stride1=d)
+                    qq = self.spad.alloc(t * self.row8(d), f"layer {layer} queries (int8)")
+                    self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d,
+                            stride1=self.row8(d))
                     qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales", high=second)
                 # score rows start on accumulator rows, so each matrix result row is one write
                 ss = _round_up(s, self.c.config.lanes)
                 scores = self.acc.alloc(rows * ss, f"layer {layer} scores", high=second)
-                self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=d, addr1=kb, stride1=d,
+                self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=self.row8(d), addr1=kb, stride1=d,
                         addr2=scores, addr3=ss, rows=rows, cols=s, imm=d)
                 self.op(Opcode.V_REQUANT, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=qs, addr3=kc,
                         rows=rows, cols=s)
@@ -599,8 +609,8 @@ class _Emitter:
                 self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=pack_scale(int(p_m), int(p_e)),
                         rows=rows, cols=s, imm=vs)
                 pv = self.acc.alloc(rows * d, f"layer {layer} P@V accumulators", high=second)
-                self.op(Opcode.MATMUL, addr0=pq, stride0=s, addr1=vb, stride1=d, addr2=pv, addr3=d, rows=rows,
-                        cols=d, imm=s)
+                self.op(Opcode.MATMUL, addr0=pq, stride0=self.row8(s), addr1=vb, stride1=d, addr2=pv, addr3=d,
+                        rows=rows, cols=d, imm=s)
                 self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
                         stride1=q_stride, addr2=os_, rows=rows, cols=d)
                 if second or not self.double_buffer:
