@@ -465,12 +465,14 @@ class _Emitter:
                 cols=cols)
         return q, scales
 
-    def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None, high: bool = False) -> int:
-        """``requant(xq @ W) + bias`` into a wide [rows, N] buffer, tiled over N to fit the
-        scratchpad; ``high``: the buffer from the top of the accumulator (the other bank than
-        the operand it is added to or multiplied with)."""
+    def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None, high: bool = False,
+               stride: int | None = None) -> int:
+        """``requant(xq @ W) + bias`` into a wide [rows, N] buffer (rows ``stride`` words apart, N
+        by default), tiled over N to fit the scratchpad; ``high``: the buffer from the top of the
+        accumulator (the other bank than the operand it is added to or multiplied with)."""
         t, k, n = self.rows, lin.k, lin.n
-        out = dst if dst is not None else self.acc.alloc(t * n, what, high=high)
+        stride = stride or n
+        out = dst if dst is not None else self.acc.alloc(t * stride, what, high=high)
         mark = self.marks()
         columns = self.c.config.columns
         if self.double_buffer:  # two tiles in the scratchpad ring, one in each accumulator ring
@@ -505,7 +507,7 @@ class _Emitter:
                     stride0=n, stride1=nc)
             self.op(Opcode.MATMUL, addr0=xq, stride0=self.row8(k), addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t,
                     cols=nc, imm=k)
-            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=n,
+            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=stride,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
             self.release(mark)
         return out
@@ -618,14 +620,24 @@ class _Emitter:
             self.release(mark)
         return out
 
-    def binary(self, opcode: Opcode, a: int, b: int, cols: int, dst: int | None = None, what: str = "") -> int:
-        out = dst if dst is not None else self.acc.alloc(self.rows * cols, what)
-        self.op(opcode, addr0=a, stride0=cols, addr1=out, stride1=cols, addr2=b, imm=cols, rows=self.rows, cols=cols)
+    def binary(self, opcode: Opcode, a: int, b: int, cols: int, dst: int | None = None, what: str = "",
+               stride: int | None = None) -> int:
+        stride = stride or cols
+        out = dst if dst is not None else self.acc.alloc(self.rows * stride, what)
+        self.op(opcode, addr0=a, stride0=stride, addr1=out, stride1=stride, addr2=b, imm=stride, rows=self.rows,
+                cols=cols)
         return out
 
-    def unary(self, opcode: Opcode, a: int, cols: int) -> int:
-        self.op(opcode, addr0=a, stride0=cols, addr1=a, stride1=cols, rows=self.rows, cols=cols)
+    def unary(self, opcode: Opcode, a: int, cols: int, stride: int | None = None) -> int:
+        stride = stride or cols
+        self.op(opcode, addr0=a, stride0=stride, addr1=a, stride1=stride, rows=self.rows, cols=cols)
         return a
+
+    def wide(self, cols: int) -> int:
+        """The accumulator row stride of an intermediate [rows, cols] buffer: whole accumulator
+        rows, so that every row of it starts on one (a row that does not is two SRAM accesses per
+        beat for the vector unit)."""
+        return _round_up(cols, self.c.config.lanes)
 
     def residual(self, x: int | None, b0: int) -> int:
         """The block's residual stream: resident in ACC (``x``), or loaded from DRAM."""
@@ -708,10 +720,11 @@ class _Emitter:
         hn = self.norm(xb, lp["mlp_norm"], Opcode.V_RMSNORM, f"layer {i} MLP norm")
         self.section = "mlp"
         mq, ms = self.quantize(hn, self.rows, h, h, f"layer {i} MLP input")
-        gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj"), lp["gate"].n)
-        up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj", high=True)
-        self.binary(Opcode.V_MUL, gate, up, lp["up"].n, dst=gate)
-        gq, gs = self.quantize(gate, self.rows, lp["up"].n, lp["up"].n, f"layer {i} down_proj input")
+        f, fw = lp["up"].n, self.wide(lp["up"].n)
+        gate = self.unary(Opcode.V_SILU, self.linear(mq, ms, lp["gate"], f"layer {i} gate_proj", stride=fw), f, fw)
+        up = self.linear(mq, ms, lp["up"], f"layer {i} up_proj", high=True, stride=fw)
+        self.binary(Opcode.V_MUL, gate, up, f, dst=gate, stride=fw)
+        gq, gs = self.quantize(gate, self.rows, f, fw, f"layer {i} down_proj input")
         down = self.linear(gq, gs, lp["down"], f"layer {i} down_proj", high=True)
         self.binary(Opcode.V_ADD, xb, down, h, dst=xb)
         if not self.resident:
@@ -779,8 +792,9 @@ class _Emitter:
         self.release(attention_mark)
         self.section = "mlp"
         yq, ys = self.quantize(xb, self.rows, h, h, f"layer {i} intermediate input")
-        inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate"), lp["in"].n)
-        iq, is_ = self.quantize(inter, self.rows, lp["in"].n, lp["in"].n, f"layer {i} output input")
+        f, fw = lp["in"].n, self.wide(lp["in"].n)
+        inter = self.unary(Opcode.V_GELU, self.linear(yq, ys, lp["in"], f"layer {i} intermediate", stride=fw), f, fw)
+        iq, is_ = self.quantize(inter, self.rows, f, fw, f"layer {i} output input")
         out = self.linear(iq, is_, lp["out"], f"layer {i} output dense", high=True)
         self.binary(Opcode.V_ADD, xb, out, h, dst=out)
         self.section = "norm"
