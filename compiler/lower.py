@@ -113,12 +113,24 @@ def _packed_scales(m, e) -> np.ndarray:
 
 @dataclass
 class _Linear:
-    weight: int  # DRAM: int8 [K, N], rows ``stride`` bytes apart
+    """A linear layer's DRAM image. The int8 weights [K, N] are stored in column panels of
+    ``panel`` columns (the last one narrower), each panel [K, its width rounded up to a bus word]
+    contiguous: a tile as wide as a panel is one run of DRAM (one DMA row, where [K, N] rows would
+    be K rows), and every row of it lands on whole scratchpad rows."""
+
+    weight: int  # DRAM: the panels, one after the other
     scales: int  # DRAM: packed [N]
     bias: int  # DRAM: int32 [N], right after the scales (one LOAD brings both)
     k: int
     n: int
-    stride: int  # N rounded up to a whole bus word, so a tile's rows start on scratchpad rows
+    panel: int
+    bus: int
+
+    def at(self, n0: int) -> tuple[int, int]:
+        """DRAM address of weight (0, n0) and the row stride of its panel."""
+        p = n0 // self.panel
+        base = self.weight + p * self.k * _round_up(self.panel, self.bus)
+        return base + n0 - p * self.panel, _round_up(min(self.panel, self.n - p * self.panel), self.bus)
 
 
 @dataclass
@@ -207,15 +219,23 @@ class Compiler:
         for name, value in (("input features", k), ("output features", n)):
             if value >= 1 << 16:
                 raise FitError(f"{what}: {value} {name} exceed the 16-bit size fields")
-        # rows padded to a whole bus word: a tile's rows land on whole scratchpad rows, where
-        # the matrix engine reads each weight row in one access (two when it straddles a row)
-        stride = _round_up(n, self.config.bus_bytes)
-        padded = np.zeros((k, stride), dtype=np.int8)
-        padded[:, :n] = q.weight_t
-        weight = self._put(padded, what)
+        # panels as wide as a double-buffered tile (a quarter of the scratchpad; _Emitter.linear),
+        # rows padded to a whole bus word: a tile's rows land on whole scratchpad rows, where the
+        # matrix engine reads each weight row in one access (two when it straddles a row)
+        bus, columns, budget = self.config.bus_bytes, self.config.columns, self.config.spad_bytes // 4
+        panel = max(columns, min(n, budget // max(k, 1) // columns * columns))
+        while panel > columns and k * _round_up(panel, bus) > budget:
+            panel -= columns
+        parts = []
+        for p0 in range(0, n, panel):
+            width = min(panel, n - p0)
+            block = np.zeros((k, _round_up(width, bus)), dtype=np.int8)
+            block[:, :width] = q.weight_t[:, p0:p0 + width]
+            parts.append(block.ravel())
+        weight = self._put(np.concatenate(parts), what)
         # column scales, then the bias: a tile's two rows of them come in one LOAD
         scales = self._put(np.stack([_packed_scales(q.col_m, q.col_e).view(np.int32), q.bias.astype(np.int32)]), what)
-        return _Linear(weight, scales, scales + 4 * n, k, n, stride)
+        return _Linear(weight, scales, scales + 4 * n, k, n, panel, bus)
 
     def _norm(self, q: QNorm, what: str) -> _Norm:
         params = np.concatenate([_packed_scales(q.gamma_m, q.gamma_e).view(np.int32), q.beta.astype(np.int32)])
@@ -495,8 +515,15 @@ class _Emitter:
             ws = _round_up(nc, bus)
             acc_tile = self.acc_ring().alloc if self.double_buffer else self.acc.alloc
             w = spad_tile(k * ws, f"{what} weights")
-            self.op(Opcode.LOAD, addr0=lin.weight + n0, addr1=w, rows=k, cols=ws if ws + n0 <= lin.stride else nc,
-                    stride0=lin.stride, stride1=ws)
+            # one LOAD per panel the tile touches; a tile that is a whole panel is one DMA row
+            p0 = n0
+            while p0 < n0 + nc:
+                end = min(n0 + nc, (p0 // lin.panel + 1) * lin.panel)
+                addr, pstride = lin.at(p0)
+                whole = p0 % lin.panel == 0 and end - p0 == min(lin.panel, n - p0) and pstride == ws
+                self.op(Opcode.LOAD, addr0=addr, addr1=w + p0 - n0, rows=k, cols=ws if whole else end - p0,
+                        stride0=pstride, stride1=ws)
+                p0 = end
             # the tile's column scales and bias, then its accumulators (rows start on a row), in one
             # piece of the ring (two could wrap apart and overlap)
             lanes = self.c.config.lanes
