@@ -157,22 +157,22 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
 #: scratchpad, 32K-word accumulator in eight banks), 64-bit bus, DRAM latency 20.
 COEFFICIENTS = {
-    "transfer": np.array([49.289, 1.895, 1.041]),
-    "matmul": np.array([46.394, 0.078, 1.143, 1.071]),
-    "scalar": np.array([2.865, 5.731, 0.153]),
+    "transfer": np.array([53.394, 1.437, 1.032]),
+    "matmul": np.array([45.338, 1.003, 1.092, 0.927]),
+    "scalar": np.array([2.756, 5.683, 0.190]),
     "rope": np.array([3.000, 1.000]),
-    "vector": np.array([145.815, 0.197, 1.022]),
-    "LOAD": np.array([48.540, 1.961, 1.004]),
+    "vector": np.array([144.642, 0.371, 1.003]),
+    "LOAD": np.array([54.131, 1.489, 1.000]),
     "GATHER": np.array([0.806, 49.058, 1.107]),
-    "MATMUL": np.array([46.394, 0.078, 1.143, 1.071]),
-    "V_QUANT": np.array([137.147, -0.101, 1.042]),
-    "V_REQUANT": np.array([148.213, 0.437, 1.142]),
+    "MATMUL": np.array([45.338, 1.003, 1.092, 0.927]),
+    "V_QUANT": np.array([137.000, -0.000, 1.000]),
+    "V_REQUANT": np.array([145.819, 0.816, 1.120]),
     "V_DEQUANT": np.array([136.000, 1.000, 1.000]),
     "V_ADD": np.array([136.000, -0.000, 1.000]),
     "V_ROPE": np.array([3.000, 1.000]),
     "V_SOFTMAX_EXP": np.array([137.000, -0.000, 1.000]),
     "V_FOLD_V": np.array([145.206, -0.296, 1.058]),
-    "V_ATTN_SCALE": np.array([9.773, 13.976, 0.010]),
+    "V_ATTN_SCALE": np.array([6.720, 14.255, 0.037]),
 }
 
 
@@ -191,7 +191,7 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
 #: the vector unit progresses at ``1 / (1 + c)`` of its speed (the matrix engine has priority and
 #: is not slowed). The fit picks ``c`` from a grid
 #: (0 to 2 in steps of 0.25): the smallest worst error over the layers, then per part.
-CONTENTION = 1.5
+CONTENTION = 0.0
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
