@@ -187,6 +187,12 @@ class Compiler:
     #: the accumulator) so loads run ahead of compute; falls back to one tile per layer when a job
     #: does not fit that way.
     double_buffer: bool = True
+    #: Weight tiles the scratchpad ring holds (each a ring's fraction wide, and the DRAM panels as
+    #: wide): three for decoders, whose decode jobs stream weights with a matmul per tile as long
+    #: as its load, so a third tile keeps the DMA busy while the matrix engine works on one and
+    #: the vector unit on another; two for encoders, whose jobs (MiniLM on the 8x8 chip) do not use
+    #: the ring and whose wider tiles would span more, narrower panels. None: by architecture.
+    weight_tiles: int | None = None
     #: Fold repeated runs of instructions into ``LOOP`` instructions (:mod:`compiler.loops`): a
     #: smaller program and less fetch traffic, the same instructions executed.
     loops: bool = True
@@ -196,6 +202,10 @@ class Compiler:
             raise ValueError(f"synchronisation must be 'dependencies' or 'program_order', got {self.synchronisation!r}")
         cfg = self.ckpt.config
         self.arch = cfg.arch
+        if self.weight_tiles is None:
+            self.weight_tiles = 3 if self.arch == "llama" else 2
+        if not isinstance(self.weight_tiles, int) or self.weight_tiles < 2:
+            raise ValueError(f"weight_tiles must be an integer >= 2, got {self.weight_tiles!r}")
         self.model = build_model(self.ckpt, "golden")  # the golden backend's prepared weights
         self._image = bytearray()
         self._layout()
@@ -219,10 +229,11 @@ class Compiler:
         for name, value in (("input features", k), ("output features", n)):
             if value >= 1 << 16:
                 raise FitError(f"{what}: {value} {name} exceed the 16-bit size fields")
-        # panels as wide as a double-buffered tile (a quarter of the scratchpad; _Emitter.linear),
+        # panels as wide as a double-buffered tile (a fraction of the ring; _Emitter.linear),
         # rows padded to a whole bus word: a tile's rows land on whole scratchpad rows, where the
         # matrix engine reads each weight row in one access (two when it straddles a row)
-        bus, columns, budget = self.config.bus_bytes, self.config.columns, self.config.spad_bytes // 4
+        bus, columns = self.config.bus_bytes, self.config.columns
+        budget = self.config.spad_bytes // 2 // self.weight_tiles
         panel = max(columns, min(n, budget // max(k, 1) // columns * columns))
         while panel > columns and k * _round_up(panel, bus) > budget:
             panel -= columns
@@ -495,10 +506,10 @@ class _Emitter:
         out = dst if dst is not None else self.acc.alloc(t * stride, what, high=high)
         mark = self.marks()
         columns = self.c.config.columns
-        if self.double_buffer:  # two tiles in the scratchpad ring, one in each accumulator ring
-            chunk = min(n, self.spad_ring.size // 2 // max(k, 1) // columns * columns,
+        if self.double_buffer:  # weight_tiles tiles in the scratchpad ring, one in each accumulator ring
+            chunk = min(n, self.spad_ring.size // self.c.weight_tiles // max(k, 1) // columns * columns,
                         self.acc_rings[0].size // (t + 2) // columns * columns)
-            budget = self.spad_ring.size // 2
+            budget = self.spad_ring.size // self.c.weight_tiles
         else:  # a tile's weights must fit the free scratchpad, its accumulators the free accumulator
             budget = self.spad.free()
             chunk = min(n, (budget // max(k, 1)) // columns * columns,
