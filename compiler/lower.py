@@ -39,6 +39,14 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _fit_rows(width: int, k: int, budget: int, columns: int, bus: int) -> int:
+    """``width`` less whole ``columns`` until a [k, width] int8 tile with rows of whole bus words
+    fits ``budget`` bytes (never below ``columns``)."""
+    while width > columns and k * _round_up(width, bus) > budget:
+        width -= columns
+    return width
+
+
 def _one_run(fields: dict) -> dict:
     """A LOAD/STORE whose rows follow each other on both sides as one long row: the DMA pays a
     few cycles per row (a 65-row key load of 16-byte rows: 270 cycles for 130 bus beats)."""
@@ -234,9 +242,7 @@ class Compiler:
         # matrix engine reads each weight row in one access (two when it straddles a row)
         bus, columns = self.config.bus_bytes, self.config.columns
         budget = self.config.spad_bytes // 2 // self.weight_tiles
-        panel = max(columns, min(n, budget // max(k, 1) // columns * columns))
-        while panel > columns and k * _round_up(panel, bus) > budget:
-            panel -= columns
+        panel = _fit_rows(max(columns, min(n, budget // max(k, 1) // columns * columns)), k, budget, columns, bus)
         parts = []
         for p0 in range(0, n, panel):
             width = min(panel, n - p0)
@@ -518,8 +524,7 @@ class _Emitter:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
         bus = self.c.config.bus_bytes
-        while chunk > columns and k * _round_up(chunk, bus) > budget:
-            chunk -= columns   # a tile's rows are whole bus words in the scratchpad too
+        chunk = _fit_rows(chunk, k, budget, columns, bus)   # a tile's rows are whole bus words in the scratchpad too
         spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)

@@ -11,7 +11,7 @@ One helper used by every block test, benchmark and the RTL backend:
 * :func:`run_cocotb` runs a cocotb test module against the build and raises when a test fails.
 
 The cache stays bounded: a finished build keeps its binary and generated C++ but drops the
-precompiled headers (two thirds of its size), a build dir keeps its newest :data:`KEEP_RUNS` run
+precompiled headers (most of its size), a build dir keeps its newest :data:`KEEP_RUNS` run
 dirs, and once ``build/sim`` holds more than ``SCOVILLE_SIM_CACHE_GB`` (default 8) the builds
 used least recently (and not in the last hour) are removed. Every RTL edit makes new builds, so
 without this a working copy grows by gigabytes a day.
@@ -32,8 +32,10 @@ import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,9 +258,6 @@ def _tree_bytes(path: Path) -> int:
 
 def _evict_builds(keep: Path) -> None:
     """Remove the least recently used builds until ``build/sim`` fits ``SCOVILLE_SIM_CACHE_GB``."""
-    import shutil
-    import time
-
     limit = float(os.environ.get("SCOVILLE_SIM_CACHE_GB", SIM_CACHE_GB)) * 2**30
     root = BUILD_ROOT / "sim"
 
@@ -267,7 +266,8 @@ def _evict_builds(keep: Path) -> None:
         return (stamp if stamp.exists() else path).stat().st_mtime
 
     builds = sorted((d for d in root.iterdir() if d.is_dir() and d != keep), key=last_used)
-    total = sum(_tree_bytes(d) for d in builds) + _tree_bytes(keep)
+    sizes = {d: _tree_bytes(d) for d in builds}
+    total = sum(sizes.values()) + _tree_bytes(keep)
     now = time.time()
     for old in builds:
         if total <= limit:
@@ -280,9 +280,8 @@ def _evict_builds(keep: Path) -> None:
         except TimeoutError:
             continue  # being built right now
         try:
-            size = _tree_bytes(old)
             shutil.rmtree(old, ignore_errors=True)
-            total -= size
+            total -= sizes[old]
         finally:
             lock.release()
         Path(str(old) + ".lock").unlink(missing_ok=True)
@@ -290,8 +289,6 @@ def _evict_builds(keep: Path) -> None:
 
 def run_dir(result: Build, tag: str) -> Path:
     """This process's run directory under ``result``; prunes the build's runs to :data:`KEEP_RUNS`."""
-    import shutil
-
     runs = result.build_dir / "runs"
     mine = runs / f"{tag}-{os.getpid()}"
     if runs.exists():
