@@ -149,6 +149,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     # two reads take turns
     if _other_same_bank(opcode, fields, config):
         beats *= 2
+    # a vector unit narrower than a beat takes it in pieces of `unit_lanes`, while the reads go on
+    beats = max(beats, rows * math.ceil(cols / config.unit_lanes))
     return np.array([1.0, rows * passes, beats * passes])
 
 

@@ -59,15 +59,22 @@ def _resolve_backend(name: str) -> str:
     return name
 
 
-def _synthesised_fmax(config_name: str, root=None) -> float | None:
+def _synthesised_fmax(config, root=None) -> float | None:
     """The chip's Fmax from ``make synth``, if it was measured: ``build/synth.json`` (this
     checkout's last run), else ``synth/reports/figures.json`` (the record kept in the repository).
-    ``root``: the repository (tests point it elsewhere)."""
+    None for a configuration other than the synthesised one (``CONFIGS[config.name]``; the DRAM
+    window aside), even of the same array size. ``root``: the repository (tests point it elsewhere)."""
+    import dataclasses
     import json
     from pathlib import Path
 
+    from scoville.config import CONFIGS
+
+    synthesised = CONFIGS.get(config.name)
+    if synthesised is None or dataclasses.replace(config, dram_bytes=synthesised.dram_bytes) != synthesised:
+        return None
     root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
-    key = f"synth.chip.{config_name}.ecp5.fmax_mhz"
+    key = f"synth.chip.{config.name}.ecp5.fmax_mhz"
     for path in (root / "build" / "synth.json", root / "synth" / "reports" / "figures.json"):
         try:
             value = json.loads(path.read_text()).get(key)
@@ -83,9 +90,9 @@ def _print_rtl_figures(rtl) -> None:
     for phase, cycles, busy, wall in zip(phases, rtl.cycles, rtl.matrix_busy, rtl.sim_wall, strict=True):
         print(f"{phase + ':':12s}{cycles} cycles, matrix-engine utilization {busy / max(cycles, 1):.3f}, "
               f"simulated at {cycles / max(wall, 1e-9):,.0f} cycles/s")
-    fmax = _synthesised_fmax(rtl.config.name)
+    fmax = _synthesised_fmax(rtl.config)
     if fmax is None:
-        print(f"tokens/s:   not known: the {rtl.config.name} chip's Fmax has not been measured (make synth)")
+        print(f"tokens/s:   not known: this {rtl.config.name} chip's Fmax has not been measured (make synth)")
     elif len(rtl.cycles) > 1:
         decode = sum(rtl.cycles[1:]) / (len(rtl.cycles) - 1)
         print(f"tokens/s:   {fmax * 1e6 / decode:,.1f} decode at the synthesised {fmax:.1f} MHz")

@@ -15,7 +15,13 @@ class ChipConfig:
     rows, columns : int
         Systolic array R x C (R is the K extent of a weight tile, C the N extent).
     lanes : int
-        Vector unit lanes (normally ``columns``).
+        Elements per vector beat and int32 words per accumulator row (equal to ``columns``).
+    vector_lanes : int or None
+        Lanes the vector unit computes per cycle: a divisor of ``lanes`` (a unit that takes each
+        beat in ``lanes // vector_lanes`` cycles, with the same results), or None for ``lanes``.
+        The default, 4, is the FPGA chip's: at 8 lanes its vector unit alone would take 44 % of
+        the LFE5U-85F's logic. Set it to None for a chip of full-width beats (every
+        configuration in :data:`CONFIGS` but the default does).
     spad_bytes : int
         Scratchpad capacity (int8 activations and weights).
     acc_words : int
@@ -35,14 +41,16 @@ class ChipConfig:
     rows: int = 8
     columns: int = 8
     lanes: int = 8
+    vector_lanes: int | None = 4
     # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
     # LFE5U-85F's 208 block RAMs; the vector unit takes about 100); tiny-llama fits 32 tokens,
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").
     spad_bytes: int = 32 * 1024
     acc_words: int = 32 * 1024
-    # eight: the compiler's two tile rings are an eighth each, at the two ends, so they are
-    # banks of their own and the buffers between never share a bank with them
-    acc_banks: int = 8
+    # four: the compiler's two tile rings sit at the two ends, in banks of their own whenever a
+    # ring fits a quarter; eight (the other configurations') cost the FPGA chip about 5 000 more
+    # LUTs and save 0.5 % of tiny-llama's prefill 64 (docs/architecture.md, "The FPGA chip")
+    acc_banks: int = 4
     bus_bytes: int = 8
     dram_bytes: int = 64 * 1024 * 1024
     mesh_width: int = 1
@@ -53,6 +61,10 @@ class ChipConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 64:
                 raise ValueError(f"{name} must be an integer from 1 to 64, got {value!r}")
+        if self.vector_lanes is not None and (not isinstance(self.vector_lanes, int) or self.vector_lanes < 1
+                                              or self.lanes % self.vector_lanes):
+            raise ValueError(f"vector_lanes must be a positive divisor of lanes ({self.lanes}), "
+                             f"got {self.vector_lanes!r}")
         for name in ("spad_bytes", "acc_words", "dram_bytes", "mesh_width", "mesh_height"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -66,6 +78,11 @@ class ChipConfig:
             raise ValueError(f"dram_bytes must fit 32-bit addresses, got {self.dram_bytes}")
 
     @property
+    def unit_lanes(self) -> int:
+        """Lanes of the vector unit's datapath."""
+        return self.vector_lanes or self.lanes
+
+    @property
     def name(self) -> str:
         return f"{self.rows}x{self.columns}"
 
@@ -73,14 +90,18 @@ class ChipConfig:
         return asdict(self)
 
 
-#: Configurations used by tests, the FPGA and scaling studies.
+#: Configurations used by tests, the FPGA and scaling studies. Only the default, "8x8" (the FPGA
+#: chip), has a vector unit narrower than its beats; the others keep eight accumulator banks.
+_FULL = {"vector_lanes": None, "acc_banks": 8}
 CONFIGS = {
-    "2x2": ChipConfig(rows=2, columns=2, lanes=2, spad_bytes=64 * 1024, acc_words=16 * 1024),
+    "2x2": ChipConfig(rows=2, columns=2, lanes=2, spad_bytes=64 * 1024, acc_words=16 * 1024, **_FULL),
     "8x8": ChipConfig(),
-    "16x16": ChipConfig(rows=16, columns=16, lanes=16, spad_bytes=512 * 1024, acc_words=128 * 1024, bus_bytes=16),
-    "32x32": ChipConfig(rows=32, columns=32, lanes=32, spad_bytes=1024 * 1024, acc_words=256 * 1024, bus_bytes=32),
+    "16x16": ChipConfig(rows=16, columns=16, lanes=16, spad_bytes=512 * 1024, acc_words=128 * 1024, bus_bytes=16,
+                        **_FULL),
+    "32x32": ChipConfig(rows=32, columns=32, lanes=32, spad_bytes=1024 * 1024, acc_words=256 * 1024, bus_bytes=32,
+                        **_FULL),
     # the performance issue's second configuration (make bench's chip16x16.*): 16x16 on a 128-bit
     # bus, SRAMs of 64 KiB and 64K words
     "16x16-128b": ChipConfig(rows=16, columns=16, lanes=16, bus_bytes=16, spad_bytes=64 * 1024,
-                             acc_words=64 * 1024),
+                             acc_words=64 * 1024, **_FULL),
 }

@@ -109,7 +109,7 @@ def figures() -> dict[str, float]:
     # the performance issue's second configuration: a 16x16 array on a 128-bit bus
     roofline(out, "tiny-llama", ckpt, np.arange(1, ROOFLINE_PROMPT + 1) * 7 % ckpt.config.vocab_size, 2,
              config=WIDE, prefix="chip16x16")
-    fmax = _synthesised_fmax(run.config.name)
+    fmax = _synthesised_fmax(run.config)
     if fmax is not None:
         out["chip.tokens_per_s.tiny-llama"] = round(fmax * 1e6 / run.cycles[1], 2)
     return out

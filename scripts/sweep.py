@@ -39,7 +39,7 @@ def configurations(quick: bool) -> list[ChipConfig]:
         for bus in buses:
             for spad_kib, acc_kwords in ((32, 32), (256, 64)) if not quick else ((256, 64),):
                 out.append(ChipConfig(rows=n, columns=n, lanes=n, bus_bytes=bus, spad_bytes=spad_kib * 1024,
-                                      acc_words=acc_kwords * 1024))
+                                      acc_words=acc_kwords * 1024, vector_lanes=None, acc_banks=8))
     return out
 
 

@@ -159,16 +159,15 @@ TARGETS = [
     Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
     # The whole single-core chip (core, NoC, memory tile, host registers) in the configuration that
-    # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. The vector
-    # unit and the sequencer take about 100 DSP blocks, so the array's last two rows (16 of its 64
-    # int8 products) are LUT logic.
-    # No run has routed it yet (docs/architecture.md, "The FPGA chip"): router1 stalled at 87 % of
-    # the logic cells, router2 (wire length only) at 90 000 overused wires, and the flow below
-    # (router1, timing-driven, the reset on a global network as for the vector unit) at 94 %
-    # (the chip has grown) with 315 000 of 364 000 arcs left after 22 minutes. Utilization is the
-    # lever. Placement is kept for another routing attempt.
+    # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. Earlier runs
+    # (8-lane vector unit, docs/architecture.md, "The FPGA chip") did not route: router1 stalled
+    # at 87 % and 94 % of the logic cells, router2 at 90 000 overused wires. The chip now has a
+    # 4-lane vector unit (ChipConfig.vector_lanes) and four accumulator banks, which frees the DSP
+    # blocks the array's last two rows had to do without, and about a quarter of the logic.
+    # Router1, timing-driven, the reset on a global network as for the vector unit; the
+    # placement is kept for another routing attempt.
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
-           default=False, soft_multipliers="top.inner.core_*.matrix.array.pe_[67]_*",
+           default=False,
            separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
 ]
 

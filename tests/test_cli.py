@@ -123,15 +123,21 @@ def test_synthesised_fmax_falls_back_to_the_committed_record(tmp_path):
     import json
 
     from scoville.cli import _synthesised_fmax
+    from scoville.config import CONFIGS, ChipConfig
+
+    chip = ChipConfig(dram_bytes=1 << 20)     # the runner sizes the DRAM window per job
 
     key = "synth.chip.8x8.ecp5.fmax_mhz"
-    assert _synthesised_fmax("8x8", tmp_path) is None
+    assert _synthesised_fmax(chip, tmp_path) is None
     (tmp_path / "synth" / "reports").mkdir(parents=True)
     (tmp_path / "synth" / "reports" / "figures.json").write_text(json.dumps({key: 51.5}))
-    assert _synthesised_fmax("8x8", tmp_path) == 51.5
-    assert _synthesised_fmax("16x16", tmp_path) is None
+    assert _synthesised_fmax(chip, tmp_path) == 51.5
+    assert _synthesised_fmax(CONFIGS["16x16"], tmp_path) is None
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "synth.json").write_text(json.dumps({"synth.matrix.8x8.ecp5.fmax_mhz": 160.0}))
-    assert _synthesised_fmax("8x8", tmp_path) == 51.5      # this checkout's run lacks the chip
+    assert _synthesised_fmax(chip, tmp_path) == 51.5      # this checkout's run lacks the chip
     (tmp_path / "build" / "synth.json").write_text(json.dumps({key: 48.25}))
-    assert _synthesised_fmax("8x8", tmp_path) == 48.25     # this checkout's own run wins
+    assert _synthesised_fmax(chip, tmp_path) == 48.25     # this checkout's own run wins
+    # another 8x8 chip is not the one synthesised
+    other = ChipConfig(vector_lanes=2 if chip.unit_lanes != 2 else 4)
+    assert _synthesised_fmax(other, tmp_path) is None

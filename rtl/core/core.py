@@ -88,7 +88,7 @@ class Core(wiring.Component):
         self.matrix = MatrixUnit(rows=config.rows, columns=config.columns, spad_row_bytes=config.bus_bytes,
                                  spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits)
         self.transfer = TransferUnit(lanes=config.lanes, acc_row_bits=self.accumulator.addr_bits)
-        self.vector = VectorSequencer(lanes=config.lanes, spad_row_bytes=config.bus_bytes,
+        self.vector = VectorSequencer(lanes=config.lanes, unit_lanes=config.unit_lanes, spad_row_bytes=config.bus_bytes,
                                       spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits)
         super().__init__({
             "memory": Out(MemoryPortSignature(ADDR_BITS, width)),

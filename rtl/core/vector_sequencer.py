@@ -32,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 from rtl.core.chunks import ChunkReader, ChunkSplitter
 from rtl.memory.bridge import SramReadSignature, write_request_layout
 from rtl.vector.isa import Op, OutWidth, lane_input_layout, output_layout, side_layout
+from rtl.vector.narrow import NarrowVectorUnit
 from rtl.vector.unit import VectorUnit
 from scoville import numerics as nx
 from scoville.isa import Flag, Instruction, Opcode
@@ -112,6 +113,9 @@ class VectorSequencer(wiring.Component):
     ----------
     lanes : int
         Vector lanes, also the accumulator's int32 words per row (a power of two).
+    unit_lanes : int, optional
+        Lanes of the vector unit's datapath (default ``lanes``); a divisor of ``lanes`` builds a
+        :class:`rtl.vector.narrow.NarrowVectorUnit`, which takes each beat in pieces.
     spad_row_bytes : int
         Bytes per scratchpad row (at least ``lanes``).
     spad_row_bits, acc_row_bits : int
@@ -129,7 +133,8 @@ class VectorSequencer(wiring.Component):
     """
 
     def __init__(self, *, lanes: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15, acc_row_bits: int = 13,
-                 head_dim: int = 64, rope_theta: float = 10000.0, side_cache_chunks: int = 16):
+                 head_dim: int = 64, rope_theta: float = 10000.0, side_cache_chunks: int = 16,
+                 unit_lanes: int | None = None):
         if lanes & (lanes - 1) or spad_row_bytes < lanes:
             raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
@@ -137,7 +142,10 @@ class VectorSequencer(wiring.Component):
         self.side_cache_chunks = side_cache_chunks
         self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
-        self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
+        if unit_lanes is None or unit_lanes == lanes:
+            self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
+        else:
+            self.unit = NarrowVectorUnit(lanes, unit_lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
         acc_row = SramReadSignature(acc_row_bits, 32 * lanes)
         super().__init__({
             "instruction": In(stream.Signature(Instruction)),

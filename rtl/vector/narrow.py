@@ -1,0 +1,196 @@
+"""A ``lanes``-wide vector unit built from a narrower one, for chips that cannot afford C lanes.
+
+:class:`NarrowVectorUnit` has the ports of ``VectorUnit(lanes)`` and computes the same results,
+bit for bit, with a ``VectorUnit(unit_lanes)`` inside: every input and side beat goes through in
+as many pieces of ``unit_lanes`` elements as it has elements in its row (one to
+``lanes // unit_lanes``), and the pieces of each output beat are put back together. The golden
+functions do not depend on the lane count, so neither do the results; what changes is the
+throughput (a full beat takes ``lanes // unit_lanes`` cycles) and the logic (the unit's lanes,
+about half of the FPGA chip at C = 8, scale with ``unit_lanes``).
+
+The unit's instruction stream says how long the rows are, so the beats need no framing signals:
+each accepted instruction also queues its framing (row length, and how many rows each stream
+carries) for the input splitter, the side splitter and the output combiner, which each follow
+their own stream through it.
+"""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .arith import any_of
+from .isa import (
+    ELEMENTWISE,
+    NEEDS_SIDE,
+    PASSES,
+    Instruction,
+    Op,
+    lane_input_layout,
+    output_layout,
+    side_layout,
+)
+from .unit import VectorUnit
+
+__all__ = ["NarrowVectorUnit"]
+
+#: What a splitter or the combiner needs of an instruction: its row length and how many rows
+#: (row passes, for the input) its stream carries, and whether each row's outputs are beats.
+FRAME = data.StructLayout({"length": unsigned(16), "rows": unsigned(18), "elementwise": unsigned(1)})
+
+
+class NarrowVectorUnit(wiring.Component):
+    """``VectorUnit(lanes)``'s ports and results on ``unit_lanes`` lanes.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat on the ports (C).
+    unit_lanes : int
+        Lanes of the vector unit inside; divides ``lanes``.
+    frame_depth : int
+        Instructions whose beats may be in flight at once (the framing queues' depth); the unit's
+        own queue (``queue_depth``, default 8) is the other limit.
+    **unit_params
+        Passed on to :class:`~rtl.vector.unit.VectorUnit` (``head_dim``, ``ops``, ...).
+
+    Ports: as :class:`~rtl.vector.unit.VectorUnit` at ``lanes``. Latency: the unit's.
+    """
+
+    def __init__(self, lanes: int, unit_lanes: int, frame_depth: int = 8, **unit_params):
+        if not isinstance(lanes, int) or not isinstance(unit_lanes, int) or unit_lanes < 1 \
+                or lanes < unit_lanes or lanes % unit_lanes:
+            raise ValueError(f"unit_lanes must be a positive divisor of lanes, got {unit_lanes!r} for {lanes!r}")
+        if not isinstance(frame_depth, int) or frame_depth < 1:
+            raise ValueError(f"frame_depth must be a positive integer, got {frame_depth!r}")
+        self.lanes, self.unit_lanes, self.frame_depth = lanes, unit_lanes, frame_depth
+        self.unit = VectorUnit(lanes=unit_lanes, **unit_params)
+        self.ops = self.unit.ops
+        super().__init__({
+            "c": In(stream.Signature(Instruction)),
+            "i": In(stream.Signature(lane_input_layout(lanes))),
+            "s": In(stream.Signature(side_layout(lanes))),
+            "o": Out(stream.Signature(output_layout(lanes))),
+        })
+
+    @property
+    def latency(self):
+        """Cycles from an input beat to its output beat (known after elaboration)."""
+        return self.unit.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        frames = {}
+        for name in ("input", "side", "output"):
+            frames[name] = m.submodules[f"{name}_frames"] = SyncFIFOBuffered(width=FRAME.size,
+                                                                             depth=self.frame_depth)
+
+        # ------------------------------------------------------------ instructions
+        ins = self.c.payload
+        op = ins.op.as_value()
+        passes = Signal(2)
+        with m.Switch(op):
+            for code in Op:
+                with m.Case(code):
+                    m.d.comb += passes.eq(PASSES[code])
+        needs_side = Signal()
+        elementwise = Signal()
+        m.d.comb += [needs_side.eq(any_of(op, NEEDS_SIDE)), elementwise.eq(any_of(op, ELEMENTWISE))]
+        # the unit drops an instruction without rows or elements: so do the framing queues
+        empty = (ins.rows == 0) | (ins.length == 0)
+        room = Signal()
+        m.d.comb += [
+            room.eq(frames["input"].w_rdy & frames["side"].w_rdy & frames["output"].w_rdy),
+            unit.c.payload.eq(ins),
+            unit.c.valid.eq(self.c.valid & room),
+            self.c.ready.eq(unit.c.ready & room),
+        ]
+        accepted = self.c.valid & self.c.ready & ~empty
+        rows = {"input": ins.rows * passes, "side": ins.rows, "output": ins.rows}
+        for name, fifo in frames.items():
+            frame = data.View(FRAME, fifo.w_data)
+            m.d.comb += [frame.length.eq(ins.length), frame.rows.eq(rows[name]),
+                         frame.elementwise.eq(elementwise),
+                         fifo.w_en.eq(accepted & (needs_side if name == "side" else 1))]
+
+        self._split(m, self.i, unit.i, frames["input"], lane_input_layout(1).size)
+        self._split(m, self.s, unit.s, frames["side"], side_layout(1).size)
+        self._combine(m, unit.o, self.o, frames["output"])
+        return m
+
+    def _split(self, m, wide, narrow, fifo, elem_bits):
+        """Send each beat of ``wide`` to ``narrow`` in pieces, as many as its row has elements for."""
+        u, pieces = self.unit_lanes, self.lanes // self.unit_lanes
+        frame = data.View(FRAME, fifo.r_data)
+        base = Signal(17)                     # the beat's first element in its row
+        piece = Signal(range(pieces))
+        rows_done = Signal(18)
+        # another piece of this beat holds elements of the row
+        more = Signal()
+        m.d.comb += more.eq((piece != pieces - 1) & (base + (piece + 1) * u < frame.length))
+        row_end = base + self.lanes >= frame.length
+        m.d.comb += [
+            narrow.payload.eq(wide.payload.as_value().word_select(piece, u * elem_bits)),
+            narrow.valid.eq(wide.valid & fifo.r_rdy),
+            wide.ready.eq(narrow.ready & fifo.r_rdy & ~more),
+        ]
+        with m.If(narrow.valid & narrow.ready):
+            with m.If(more):
+                m.d.sync += piece.eq(piece + 1)
+            with m.Else():
+                m.d.sync += piece.eq(0)
+                with m.If(row_end):
+                    m.d.sync += base.eq(0)
+                    with m.If(rows_done + 1 == frame.rows):
+                        m.d.sync += rows_done.eq(0)
+                        m.d.comb += fifo.r_en.eq(1)
+                    with m.Else():
+                        m.d.sync += rows_done.eq(rows_done + 1)
+                with m.Else():
+                    m.d.sync += base.eq(base + self.lanes)
+
+    def _combine(self, m, narrow, wide, fifo):
+        """Put the pieces of each output beat back together (a reduction's beat is one piece)."""
+        u, pieces = self.unit_lanes, self.lanes // self.unit_lanes
+        piece_bits = 32 * u
+        frame = data.View(FRAME, fifo.r_data)
+        position = Signal(17)                 # the piece's first element in its row
+        piece = Signal(range(pieces))
+        rows_done = Signal(18)
+        held = Array(Signal(piece_bits, name=f"held{n}") for n in range(max(pieces - 1, 1)))
+        row_end = Signal()
+        last = Signal()                       # the piece completes a beat
+        m.d.comb += [
+            row_end.eq(~frame.elementwise | (position + u >= frame.length)),
+            last.eq((piece == pieces - 1) | row_end),
+        ]
+        current = narrow.payload.data.as_value()
+        parts = []
+        for n in range(pieces):
+            part = Mux(piece == n, current, 0)
+            if n < pieces - 1:
+                part = Mux(piece > n, held[n], part)
+            parts.append(part)
+        m.d.comb += [
+            wide.payload.data.eq(Cat(*parts)),
+            wide.payload.value.eq(narrow.payload.value),
+            wide.payload.m.eq(narrow.payload.m),
+            wide.payload.e.eq(narrow.payload.e),
+            wide.valid.eq(narrow.valid & fifo.r_rdy & last),
+            narrow.ready.eq(fifo.r_rdy & (wide.ready | ~last)),
+        ]
+        with m.If(narrow.valid & narrow.ready):
+            with m.If(~last):
+                m.d.sync += [held[piece].eq(current), piece.eq(piece + 1), position.eq(position + u)]
+            with m.Else():
+                m.d.sync += piece.eq(0)
+                with m.If(row_end):
+                    m.d.sync += position.eq(0)
+                    with m.If(rows_done + 1 == frame.rows):
+                        m.d.sync += rows_done.eq(0)
+                        m.d.comb += fifo.r_en.eq(1)
+                    with m.Else():
+                        m.d.sync += rows_done.eq(rows_done + 1)
+                with m.Else():
+                    m.d.sync += position.eq(position + u)

@@ -1,0 +1,128 @@
+"""A C-lane vector unit built from a narrower one (``NarrowVectorUnit``) gives golden's results,
+beat for beat as ``VectorUnit(C)`` lays them out, with stalls on every port.
+
+Amaranth's Python simulator at C = 4 around 2- and 1-lane units (no Verilator build); the chip
+runs it through the whole-model tests when its ``vector_lanes`` is below ``lanes``.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from compiler.perfmodel import features
+from rtl.core.vector_sequencer import UNIT_OPS
+from rtl.vector.isa import PASSES, Instruction, Op, lane_input_layout, side_layout
+from rtl.vector.narrow import NarrowVectorUnit
+from rtl.vector.unit import VectorUnit
+from scoville.config import ChipConfig
+from scoville.isa import Opcode
+from testbench.vector import Job, expected_beats, input_beats, random_job, side_beats
+
+LANES = 4
+#: the sequencer's operations, and two reductions (one beat per row)
+OPS = UNIT_OPS | {Op.MAX, Op.SUM_SQUARES}
+
+
+def _run(unit, jobs, rng=None) -> tuple[list[dict], int]:
+    """Queue every job back to back; the output beats in order, and the cycles they took.
+
+    With ``rng``, every producer and the consumer pause at random (about a third of the cycles).
+    """
+    instructions = [Instruction.const(job.instruction()) for job in jobs]
+    inputs = [lane_input_layout(LANES).const(beat) for job in jobs for beat in input_beats(job, LANES)]
+    sides = [side_layout(LANES).const(beat) for job in jobs for beat in side_beats(job, LANES)]
+    expected = sum(len(expected_beats(job, LANES)) for job in jobs)
+    out = []
+    cycles = [0]
+
+    def pause(ctx):
+        return ctx.tick().repeat(int(rng.integers(1, 4))) if rng is not None and rng.random() < 0.3 else None
+
+    def put(stream, payloads):
+        async def testbench(ctx):
+            for payload in payloads:
+                if (wait := pause(ctx)) is not None:
+                    ctx.set(stream.valid, 0)
+                    await wait
+                ctx.set(stream.payload, payload)
+                ctx.set(stream.valid, 1)
+                await ctx.tick().until(stream.ready)
+            ctx.set(stream.valid, 0)
+        return testbench
+
+    async def get(ctx):
+        for cycle in range(60 * expected + 2000):
+            ready = rng is None or rng.random() > 0.3
+            ctx.set(unit.o.ready, ready)
+            _, _, payload, valid = await ctx.tick().sample(unit.o.payload, unit.o.valid)
+            if valid and ready:
+                out.append({"data": [payload.data[j] for j in range(LANES)], "value": payload.value,
+                            "m": payload.m, "e": payload.e})
+                if len(out) == expected:
+                    cycles[0] = cycle + 1
+                    return
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    # the producers run in the background: a unit that stops taking beats ends the run when the
+    # consumer gives up, rather than hanging it
+    sim.add_testbench(put(unit.c, instructions), background=True)
+    sim.add_testbench(put(unit.i, inputs), background=True)
+    sim.add_testbench(put(unit.s, sides), background=True)
+    sim.add_testbench(get)
+    sim.run()
+    return out, cycles[0]
+
+
+def _jobs(rng) -> list[Job]:
+    # lengths around the piece and beat boundaries, and an empty job the unit drops
+    jobs = []
+    for n, op in enumerate(sorted(OPS, key=lambda op: op.value)):
+        length = (1, 2, 3, 5, 6, 7, 9)[n % 7]
+        jobs.append(random_job(op, rng, rows=1 + n % 3, length=length))
+    jobs.insert(3, Job(Op.ADD, np.zeros((0, 4), dtype=np.int64), side_b=np.zeros((0, 4), dtype=np.int64)))
+    return jobs
+
+
+@pytest.mark.parametrize("unit_lanes", [2, 1])
+def test_narrow_unit_equals_golden_with_stalls(unit_lanes):
+    seed = 11 + unit_lanes
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    jobs = _jobs(rng)
+    got, _ = _run(NarrowVectorUnit(LANES, unit_lanes, ops=OPS), jobs, rng)
+    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
+    assert len(got) == len(want)
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"beat {n}: got {g}, golden {w}"
+
+
+def test_narrow_unit_takes_one_cycle_per_piece():
+    # rows of 64 elements: the 4-lane unit streams 16 beats a pass, the 2-lane one 32
+    rng = np.random.default_rng(3)
+    jobs = [random_job(Op.ADD, rng, rows=8, length=64), random_job(Op.RMSNORM, rng, rows=8, length=64)]
+    beats = sum(job.rows * PASSES[job.op] * 64 // LANES for job in jobs)
+    _, wide = _run(VectorUnit(lanes=LANES, ops=OPS), jobs)
+    _, narrow = _run(NarrowVectorUnit(LANES, 2, ops=OPS), jobs)
+    assert narrow - wide == pytest.approx(beats, abs=4)
+
+
+def test_narrow_unit_rejects_widths_that_do_not_divide():
+    for unit_lanes in (0, 3, 8):
+        with pytest.raises(ValueError, match="divisor"):
+            NarrowVectorUnit(LANES, unit_lanes)
+
+
+def test_chip_configuration_takes_a_divisor_of_lanes():
+    assert ChipConfig().unit_lanes == 4 and ChipConfig(vector_lanes=None).unit_lanes == 8
+    for bad in (0, 3, 16, 2.0):
+        with pytest.raises(ValueError, match="vector_lanes"):
+            ChipConfig(vector_lanes=bad)
+
+
+def test_performance_model_counts_the_pieces():
+    # a 64-element row: 8 beats at 8 lanes, 16 pieces on a 4-lane unit, 64 on a 1-lane one
+    fields = {"rows": 10, "cols": 64, "addr0": 0, "addr1": 0}
+    beats = {lanes: features(Opcode.V_QUANT, fields, ChipConfig(vector_lanes=lanes))[2]
+             for lanes in (None, 4, 1)}   # None: a unit as wide as the beats
+    assert beats == {None: 2 * 10 * 8, 4: 2 * 10 * 16, 1: 2 * 10 * 64}
