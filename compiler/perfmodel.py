@@ -157,24 +157,24 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: Coefficients of :func:`features` (cycles per term), per opcode where the traces determine
 #: them and per family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama
 #: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
-#: scratchpad, 32K-word accumulator in eight banks), 64-bit bus, DRAM latency 20.
+#: scratchpad, 32K-word accumulator in four banks, 4-lane vector unit), 64-bit bus, DRAM latency 20.
 COEFFICIENTS = {
-    "transfer": np.array([53.394, 1.437, 1.032]),
-    "matmul": np.array([45.338, 1.003, 1.092, 0.927]),
-    "scalar": np.array([2.756, 5.683, 0.190]),
+    "transfer": np.array([53.445, 1.416, 1.042]),
+    "matmul": np.array([44.935, 1.184, 1.084, 0.887]),
+    "scalar": np.array([2.545, 5.495, 0.295]),
     "rope": np.array([3.000, 1.000]),
-    "vector": np.array([144.642, 0.371, 1.003]),
-    "LOAD": np.array([54.131, 1.489, 1.000]),
-    "GATHER": np.array([0.806, 49.058, 1.107]),
-    "MATMUL": np.array([45.338, 1.003, 1.092, 0.927]),
-    "V_QUANT": np.array([137.000, -0.000, 1.000]),
-    "V_REQUANT": np.array([145.819, 0.816, 1.120]),
-    "V_DEQUANT": np.array([136.000, 1.000, 1.000]),
-    "V_ADD": np.array([136.000, -0.000, 1.000]),
+    "vector": np.array([124.124, 1.149, 0.972]),
+    "LOAD": np.array([54.069, 1.465, 1.012]),
+    "GATHER": np.array([0.903, 49.374, 1.003]),
+    "MATMUL": np.array([44.935, 1.184, 1.084, 0.887]),
+    "V_QUANT": np.array([135.000, -0.000, 1.000]),
+    "V_REQUANT": np.array([118.353, 1.645, 1.020]),
+    "V_DEQUANT": np.array([134.000, 1.000, 1.000]),
+    "V_ADD": np.array([134.000, 0.000, 1.000]),
     "V_ROPE": np.array([3.000, 1.000]),
-    "V_SOFTMAX_EXP": np.array([137.000, -0.000, 1.000]),
-    "V_FOLD_V": np.array([145.206, -0.296, 1.058]),
-    "V_ATTN_SCALE": np.array([6.720, 14.255, 0.037]),
+    "V_SOFTMAX_EXP": np.array([135.000, -0.000, 1.000]),
+    "V_FOLD_V": np.array([143.902, -0.332, 1.030]),
+    "V_ATTN_SCALE": np.array([1.801, 14.004, 0.116]),
 }
 
 
@@ -193,7 +193,7 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
 #: the vector unit progresses at ``1 / (1 + c)`` of its speed (the matrix engine has priority and
 #: is not slowed). The fit picks ``c`` from a grid
 #: (0 to 2 in steps of 0.25): the smallest worst error over the layers, then per part.
-CONTENTION = 0.0
+CONTENTION = 1.0
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
