@@ -80,3 +80,17 @@ def test_chip_routing_starts_from_the_kept_placement(tmp_path):
     plain = next(t for t in run.TARGETS if t.name == "matrix.8x8.ecp5")
     [(single, _)] = run.nextpnr_commands(plain, run.DEVICES["ecp5"], tmp_path)
     assert "--no-route" not in single and "--report" in single
+
+
+def test_routing_run_gets_the_router_it_names(tmp_path):
+    """nextpnr takes the settings saved in a placed netlist over its command line: the flow
+    writes the routing run's router into the netlist first."""
+    placed = tmp_path / "placed.json"
+    placed.write_text(json.dumps({"modules": {"top": {"settings": {"router": "router1", "seed": "1"}}}}))
+    _, route = run.nextpnr_commands(_chip_target(), run.DEVICES["ecp5"], tmp_path)
+    assert run.set_router(placed, route[0])
+    settings = json.loads(placed.read_text())["modules"]["top"]["settings"]
+    wanted = route[0][route[0].index("--router") + 1] if "--router" in route[0] else "router1"
+    assert settings == {"router": wanted, "seed": "1"}
+    assert not run.set_router(placed, route[0])
+    assert run.set_router(placed, [c for c in route[0] if c not in ("--router", "router2")]) == (wanted != "router1")
