@@ -107,6 +107,10 @@ class Target:
     #: (a DCCA at this bel, see :func:`promote_reset`) instead of fabric routing; needs
     #: ``separate_placement``. nextpnr's ECP5 packer promotes only clocks to globals.
     global_reset_bel: str = ""
+    #: DCCA bels for the other nets that drive the LSR inputs of at least
+    #: :data:`GLOBAL_LSR_FANOUT` flip-flops, most first (the core's ``flush``, reset OR start,
+    #: which clears every unit it restarts): see :func:`lsr_nets`.
+    other_reset_bels: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -164,12 +168,13 @@ TARGETS = [
     # at 87 % and 94 % of the logic cells, router2 at 90 000 overused wires. The chip now has a
     # 4-lane vector unit (ChipConfig.vector_lanes) and four accumulator banks, which frees the DSP
     # blocks the array's last two rows had to do without, and about a quarter of the logic.
-    # Timing-driven placement, the reset on a global network as for the vector unit; router1
-    # stalled on this placement too (259 000 of 311 000 arcs left after 9 minutes, two rip-ups
-    # for each arc routed), so router2. The placement is kept for another routing attempt.
-    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40, ("--router", "router2"),
-           default=False,
-           separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
+    # Timing-driven placement, the reset on a global network as for the vector unit. Router1
+    # and router2 both stalled on this placement until the core's flush (reset OR start, the
+    # LSR input of 32 919 flip-flops: every unit the core restarts) went on a global network
+    # too. The placement is kept for another routing attempt.
+    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
+           default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1",
+           other_reset_bels=("X67/Y0/TDCC2",)),
 ]
 
 
@@ -265,6 +270,27 @@ def promote_reset(placed: Path, bel: str, reset: str = "rst$TRELLIS_IO_IN") -> i
     return moved
 
 
+#: A net driving the LSR inputs of this many flip-flops is worth a global network.
+GLOBAL_LSR_FANOUT = 4096
+
+
+def lsr_nets(placed: Path) -> list[tuple[str, int]]:
+    """The nets that drive flip-flop LSR inputs in the placed netlist, with how many, most first."""
+    top = json.loads(placed.read_text())["modules"]["top"]
+    counts: dict[int, int] = {}
+    for cell in top["cells"].values():
+        if cell["type"] == "TRELLIS_FF":
+            for bit in cell["connections"].get("LSR", []):
+                if isinstance(bit, int):
+                    counts[bit] = counts.get(bit, 0) + 1
+    names = {}
+    for name, net in top["netnames"].items():
+        for bit in net["bits"]:
+            if isinstance(bit, int) and bit in counts and (bit not in names or not net.get("hide_name")):
+                names[bit] = name
+    return sorted(((names[bit], count) for bit, count in counts.items() if bit in names), key=lambda nc: -nc[1])
+
+
 def set_router(placed: Path, command: list[str]) -> bool:
     """Make the placed netlist ask for the router that ``command`` names (router1 if none).
 
@@ -311,6 +337,11 @@ def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float
             set_router(work / "placed.json", command)
             if target.global_reset_bel:
                 promote_reset(work / "placed.json", target.global_reset_bel)
+            if target.other_reset_bels:
+                heavy = [name for name, count in lsr_nets(work / "placed.json")
+                         if count >= GLOBAL_LSR_FANOUT and not name.startswith("$glbnet$")]
+                for bel, name in zip(target.other_reset_bels, heavy, strict=False):
+                    promote_reset(work / "placed.json", bel, reset=name)
         start = time.perf_counter()
         pnr_logs.append(_run(command, log))
         step = "placement" if "--no-route" in command else "routing" if "--no-place" in command else "place and route"
@@ -361,6 +392,8 @@ def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log,
           if target.soft_multipliers else []),
         *([f"reset: flip-flop LSR inputs on a global network (DCCA at {target.global_reset_bel}, "
            "inserted into the placed netlist before routing)"] if target.global_reset_bel else []),
+        *([f"other LSR nets of {GLOBAL_LSR_FANOUT}+ flip-flops on global networks (DCCAs at "
+           f"{', '.join(target.other_reset_bels)})"] if target.other_reset_bels else []),
         "time: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in times.items())
         + (" (routed from an earlier run's placement)" if reused else ""),
         "",

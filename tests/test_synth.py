@@ -88,9 +88,37 @@ def test_routing_run_gets_the_router_it_names(tmp_path):
     placed = tmp_path / "placed.json"
     placed.write_text(json.dumps({"modules": {"top": {"settings": {"router": "router1", "seed": "1"}}}}))
     _, route = run.nextpnr_commands(_chip_target(), run.DEVICES["ecp5"], tmp_path)
-    assert run.set_router(placed, route[0])
-    settings = json.loads(placed.read_text())["modules"]["top"]["settings"]
-    wanted = route[0][route[0].index("--router") + 1] if "--router" in route[0] else "router1"
-    assert settings == {"router": wanted, "seed": "1"}
-    assert not run.set_router(placed, route[0])
-    assert run.set_router(placed, [c for c in route[0] if c not in ("--router", "router2")]) == (wanted != "router1")
+    command = [c for c in route[0] if c not in ("--router", "router1", "router2")]
+    assert not run.set_router(placed, command)                  # router1 unless named
+    assert run.set_router(placed, [*command, "--router", "router2"])
+    assert json.loads(placed.read_text())["modules"]["top"]["settings"] == {"router": "router2", "seed": "1"}
+    assert not run.set_router(placed, [*command, "--router", "router2"])
+
+
+def _netlist(lsr_of_ffs: dict[int, int]) -> dict:
+    """A placed netlist with ``count`` flip-flops whose LSR is net bit ``bit``."""
+    cells, n = {}, 0
+    for bit, count in lsr_of_ffs.items():
+        for _ in range(count):
+            cells[f"ff{n}"] = {"type": "TRELLIS_FF", "connections": {"LSR": [bit], "Q": [1000 + n]}}
+            n += 1
+    cells["lut"] = {"type": "LUT4", "connections": {"A": [3], "Z": [4]}}
+    return {"modules": {"top": {"cells": cells, "netnames": {
+        "rst": {"bits": [2]}, "core.flush": {"bits": [3]}, "core.other": {"bits": [5]}, "$auto": {"bits": [4]}}}}}
+
+
+def test_heavy_lsr_nets_move_to_global_networks(tmp_path):
+    placed = tmp_path / "placed.json"
+    placed.write_text(json.dumps(_netlist({2: 10, 3: 30, 5: 2})))
+    assert run.lsr_nets(placed) == [("core.flush", 30), ("rst", 10), ("core.other", 2)]
+    assert run.promote_reset(placed, "X67/Y0/TDCC2", reset="core.flush") == 30
+    assert run.promote_reset(placed, "X67/Y0/TDCC2", reset="core.flush") == 0     # once
+    top = json.loads(placed.read_text())["modules"]["top"]
+    dcca = top["cells"]["$gbuf$core.flush"]
+    assert dcca["type"] == "DCCA" and dcca["connections"]["CLKI"] == [3]
+    (glb,) = dcca["connections"]["CLKO"]
+    moved = [c for c in top["cells"].values() if c["type"] == "TRELLIS_FF" and c["connections"]["LSR"] == [glb]]
+    assert len(moved) == 30
+    assert top["cells"]["lut"]["connections"]["A"] == [3]     # a LUT input of the net stays on the fabric
+    assert top["netnames"]["$glbnet$core.flush"]["bits"] == [glb]
+    assert run.lsr_nets(placed)[0] == ("$glbnet$core.flush", 30)
