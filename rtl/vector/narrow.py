@@ -140,15 +140,7 @@ class NarrowVectorUnit(wiring.Component):
                 m.d.sync += piece.eq(piece + 1)
             with m.Else():
                 m.d.sync += piece.eq(0)
-                with m.If(row_end):
-                    m.d.sync += base.eq(0)
-                    with m.If(rows_done + 1 == frame.rows):
-                        m.d.sync += rows_done.eq(0)
-                        m.d.comb += fifo.r_en.eq(1)
-                    with m.Else():
-                        m.d.sync += rows_done.eq(rows_done + 1)
-                with m.Else():
-                    m.d.sync += base.eq(base + self.lanes)
+                _next_beat(m, row_end, base, self.lanes, rows_done, frame, fifo)
 
     def _combine(self, m, narrow, wide, fifo):
         """Put the pieces of each output beat back together (a reduction's beat is one piece)."""
@@ -185,12 +177,18 @@ class NarrowVectorUnit(wiring.Component):
                 m.d.sync += [held[piece].eq(current), piece.eq(piece + 1), position.eq(position + u)]
             with m.Else():
                 m.d.sync += piece.eq(0)
-                with m.If(row_end):
-                    m.d.sync += position.eq(0)
-                    with m.If(rows_done + 1 == frame.rows):
-                        m.d.sync += rows_done.eq(0)
-                        m.d.comb += fifo.r_en.eq(1)
-                    with m.Else():
-                        m.d.sync += rows_done.eq(rows_done + 1)
-                with m.Else():
-                    m.d.sync += position.eq(position + u)
+                _next_beat(m, row_end, position, u, rows_done, frame, fifo)
+
+
+def _next_beat(m, row_end, position, step, rows_done, frame, fifo) -> None:
+    """Move ``position`` on by ``step`` elements, or to the next row at a row's end; after the
+    frame's last row, take the next frame from ``fifo``."""
+    with m.If(row_end):
+        m.d.sync += position.eq(0)
+        with m.If(rows_done + 1 == frame.rows):
+            m.d.sync += rows_done.eq(0)
+            m.d.comb += fifo.r_en.eq(1)
+        with m.Else():
+            m.d.sync += rows_done.eq(rows_done + 1)
+    with m.Else():
+        m.d.sync += position.eq(position + step)
