@@ -91,10 +91,12 @@ def test_tiny_llama_long_prompt_in_token_blocks():
     check_trace(job, rtl.traces[0], rtl.cycles[0], rtl.unit_counters[0], rtl.config)
 
 
+@pytest.mark.slow
 def test_wide_chip():
     """tiny-llama on the 16x16 array with a 128-bit bus (``CONFIGS["16x16-128b"]``, the
     performance issue's second configuration): bit for bit, and the performance model (fitted on
-    the 8x8 chip) within 10 % of every layer here too."""
+    the 8x8 chip) within 10 % of every layer here too. In ``make test-full``: this chip is a
+    Verilator build of its own (about five of the six minutes the test takes)."""
     ckpt = load_model("tiny-llama")
     ids = np.arange(1, 33) * 7 % ckpt.config.vocab_size
     rtl = run_rtl(ckpt, ids, generate=2, config=CONFIGS["16x16-128b"], trace=True)
@@ -118,9 +120,9 @@ def test_odd_shapes_gqa_one_token(tmp_path):
         assert_bit_exact(rtl, run_model(ckpt, ids, backend="golden"))
 
 
-@pytest.mark.slow
 def test_minilm_sentence():
-    """MiniLM (6 BERT layers) on one sentence: the embedding equals golden's."""
+    """MiniLM (6 BERT layers) on one sentence: the embedding equals golden's (the real checkpoint
+    on the same chip build as the tiny-llama tests, so ``make test`` runs it)."""
     ckpt = load_model("minilm")
     ids = ckpt.encode("A man is eating food.")
     rtl = run_rtl(ckpt, ids)
