@@ -43,6 +43,7 @@ thousands of reset arcs leave the fabric to the global router.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -416,20 +417,29 @@ def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log,
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    reuse_placement = "--reuse-placement" in argv
-    argv = [word for word in argv if word != "--reuse-placement"]
+    parser = argparse.ArgumentParser(
+        prog="python -m synth.run",
+        description="Synthesise, place and route Scoville blocks for FPGAs (Yosys and nextpnr from PyPI).",
+        epilog="targets: " + ", ".join(t.name + ("" if t.default else " (opt-in)") for t in TARGETS))
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help="run the targets whose name contains one of these words (default: every "
+                             "target not marked opt-in)")
+    parser.add_argument("--reuse-placement", action="store_true",
+                        help="route the placement an earlier run kept (placed.json) again, without "
+                             "synthesising or placing")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    chosen = [t for t in TARGETS if (any(word in t.name for word in args.targets) if args.targets else t.default)]
+    if not chosen:
+        parser.error(f"no target matches {' '.join(args.targets)}")
     figures: dict[str, float] = {}
-    for target in TARGETS:
-        if not (any(word in target.name for word in argv) if argv else target.default):
-            continue
-        results = synthesise(target, reuse_placement=True) if reuse_placement else synthesise(target)
+    for target in chosen:
+        results = synthesise(target, reuse_placement=args.reuse_placement)
         for key, value in results.items():
             figures[key] = value
             print(f"{key}: {value}", flush=True)
     path = REPO_ROOT / "build" / "synth.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(path.read_text()) if path.exists() and argv else {}
+    previous = json.loads(path.read_text()) if path.exists() and args.targets else {}
     previous.update(figures)
     path.write_text(json.dumps(previous, indent=1, sort_keys=True) + "\n")
     print(f"# wrote {path}", file=sys.stderr)

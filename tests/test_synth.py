@@ -63,11 +63,22 @@ def test_figures_are_recorded_for_a_fresh_clone(tmp_path, monkeypatch):
     record.write_text(json.dumps({"synth.matrix.8x8.ecp5.fmax_mhz": 159.85}))
     monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(run, "FIGURES_RECORD", record)
-    monkeypatch.setattr(run, "synthesise", lambda target: {f"synth.{target.name}.fmax_mhz": 50.0})
+    monkeypatch.setattr(run, "synthesise",
+                        lambda target, reuse_placement=False: {f"synth.{target.name}.fmax_mhz": 50.0})
     run.main(["chip"])
     figures = json.loads(record.read_text())
     assert figures == {"synth.matrix.8x8.ecp5.fmax_mhz": 159.85, "synth.chip.8x8.ecp5.fmax_mhz": 50.0}
     assert json.loads((tmp_path / "build" / "synth.json").read_text()) == {"synth.chip.8x8.ecp5.fmax_mhz": 50.0}
+
+
+def test_unknown_target_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(run, "FIGURES_RECORD", tmp_path / "figures.json")
+    monkeypatch.setattr(run, "synthesise", lambda target, reuse_placement=False: pytest.fail("ran a target"))
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["no-such-block"])
+    assert exit_info.value.code == 2 and "no target matches no-such-block" in capsys.readouterr().err
+    assert not (tmp_path / "figures.json").exists() and not (tmp_path / "build").exists()
 
 
 def test_chip_routing_starts_from_the_kept_placement(tmp_path):
