@@ -50,8 +50,9 @@ sim: $(STAMP) ## Run the default model (MODEL=, TEXT=, BACKEND=, GENERATE=) and 
 bench: $(STAMP) ## Print the performance figures and write build/bench.json
 	$(PY) -m scripts.bench
 
-sweep: $(STAMP) ## Design-space sweep with the performance model (no simulation); writes build/sweep.png
+sweep: $(STAMP) ## Design-space sweep and what limits the roofline fraction, with the performance model (no simulation); writes build/sweep.png
 	$(PY) -m scripts.sweep
+	$(PY) -m scripts.limits
 
 synth: $(STAMP) ## Synthesise, place and route the blocks; write build/synth.json and synth/reports/ (SYNTH=chip: the whole 8x8 chip, opt-in, over an hour)
 	$(PY) -m synth.run $(SYNTH)

@@ -67,3 +67,27 @@ def test_a_wider_bus_is_not_slower(bus):
     narrow = predict(Compiler(ckpt).job(np.array([3]), 0).program, ChipConfig())[1]
     config = ChipConfig(bus_bytes=bus)
     assert predict(Compiler(ckpt, config).job(np.array([3]), 0).program, config)[1] <= narrow
+
+
+def test_each_overhead_the_limits_table_removes_makes_the_job_faster(monkeypatch):
+    """``scripts.limits`` (in ``make sweep``): taking an overhead away never costs cycles, each one
+    reaches the prediction it names (decode on the default chip), and all of them at once gain
+    more than any one."""
+    from compiler import perfmodel
+    from scripts import limits
+
+    monkeypatch.setattr(limits, "PROMPT", 16)
+    ckpt = load_model("tiny-llama")
+    config = ChipConfig()
+    base = limits.predict_jobs(ckpt, config, perfmodel.COEFFICIENTS)
+    gains = {}
+    for name, (change_c, change_cfg) in limits.OVERHEADS.items():
+        figures = limits.predict_jobs(ckpt, change_cfg(config), change_c(perfmodel.COEFFICIENTS))
+        for phase in ("prefill", "decode"):
+            assert figures[phase][0] <= base[phase][0], (name, phase)
+        gains[name] = base["decode"][0] - figures["decode"][0]
+    assert all(gains[name] > 0 for name in ("vector latency", "DMA per-instruction", "array weight load")), gains
+    coefficients, lifted = limits._all(perfmodel.COEFFICIENTS, config)
+    everything = limits.predict_jobs(ckpt, lifted, coefficients)
+    assert base["decode"][0] - everything["decode"][0] > max(gains.values())
+    assert perfmodel.COEFFICIENTS["vector"][0] > 0   # the table's changes work on copies
