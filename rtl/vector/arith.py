@@ -37,7 +37,17 @@ class Lockstep:
     registers every field. Because every stage moves together, the number of stages between two
     slots never changes: a per-row result that one slot leaves in a register at stage ``k`` is
     seen by every later slot when it reaches stage ``k``.
+
+    Only the :data:`CONTROL_FIELDS` of a slot have a reset: a reset (the core's flush, which
+    restarts every unit) empties the pipeline by clearing them, and every other field is read
+    only where they say the slot holds a beat, so its registers are ``reset_less`` (as the
+    parked fields' block RAMs already are). Per-row registers (:meth:`latch`) are written by a
+    row's beats before the row's later beats read them. On an FPGA this keeps the reset off the
+    flip-flops of the datapath.
     """
+
+    #: Slot fields that say whether the slot holds a beat: registered with a reset.
+    CONTROL_FIELDS = ("valid",)
 
     def __init__(self, m: Module, advance: Signal):
         self.m, self.advance = m, advance
@@ -114,9 +124,10 @@ class Lockstep:
             offset += len(v)
         return out
 
-    def reg(self, value, name: str) -> Signal:
+    def reg(self, value, name: str, reset: bool = False) -> Signal:
+        """``value`` one advance later; without a reset unless ``reset`` (see the class)."""
         value = Value.cast(value)
-        reg = Signal(value.shape(), name=name)
+        reg = Signal(value.shape(), name=name, reset_less=not reset)
         with self.m.If(self.advance):
             self.m.d.sync += reg.eq(value)
         return reg
@@ -126,20 +137,21 @@ class Lockstep:
         per lane, the partial sums of an adder tree)."""
         self.depth += 1
 
-        def register(value, name):
+        def register(value, name, reset):
             if isinstance(value, list):
-                return [register(v, f"{name}_{n}" if isinstance(v, list) else f"{name}{n}")
+                return [register(v, f"{name}_{n}" if isinstance(v, list) else f"{name}{n}", reset)
                         for n, v in enumerate(value)]
-            return self.reg(value, name)
+            return self.reg(value, name, reset)
 
-        return {key: register(value, f"p{self.depth}_{key}") for key, value in slot.items()}
+        return {key: register(value, f"p{self.depth}_{key}", key in self.CONTROL_FIELDS)
+                for key, value in slot.items()}
 
     def latch(self, when, fields: dict, prefix: str) -> dict:
         """Registers loaded from ``fields`` when the pipeline advances and ``when`` holds."""
         out = {}
         for key, value in fields.items():
             value = Value.cast(value)
-            reg = Signal(value.shape(), name=f"{prefix}_{key}")
+            reg = Signal(value.shape(), name=f"{prefix}_{key}", reset_less=True)
             with self.m.If(self.advance & when):
                 self.m.d.sync += reg.eq(value)
             out[key] = reg
