@@ -52,21 +52,28 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        weights = [Signal(signed(8), name=f"weight{bank}") for bank in range(2)]
-        selected_weight = Signal(signed(8))
-        product = Signal(signed(16))
-        for bank, weight in enumerate(weights):
-            with m.If(self.weight_write[bank]):
+        # Every register here is data: whether a row or a weight tile is valid is the array's
+        # bookkeeping (its row flags and bank states), which a reset clears. So these need no
+        # reset (on an FPGA the core's flush stays off their flip-flops).
+        weights = [Signal(signed(8), name=f"weight{bank}", reset_less=True) for bank in range(2)]
+        selected_weight = Signal(signed(8), reset_less=True)
+        product = Signal(signed(16), reset_less=True)
+        activation = Signal(signed(8), reset_less=True)
+        bank = Signal(reset_less=True)
+        psum = Signal(signed(self.psum_width), reset_less=True)
+        for index, weight in enumerate(weights):
+            with m.If(self.weight_write[index]):
                 m.d.sync += weight.eq(self.weight)
         m.d.sync += [
-            self.activation_out.eq(self.activation_in),
-            self.bank_out.eq(self.bank_in),
+            activation.eq(self.activation_in),
+            bank.eq(self.bank_in),
             # The bank is chosen in the cycle before the multiply, so both multiplier inputs come
             # straight from registers (the bank mux sat on the ECP5 critical path).
             selected_weight.eq(Mux(self.bank_in, weights[1], weights[0])),
             # A register after the multiplier keeps the DSP and the adder's carry chain in
             # separate cycles.
-            product.eq(self.activation_out * selected_weight),
-            self.psum_out.eq(self.psum_in + product),
+            product.eq(activation * selected_weight),
+            psum.eq(self.psum_in + product),
         ]
+        m.d.comb += [self.activation_out.eq(activation), self.bank_out.eq(bank), self.psum_out.eq(psum)]
         return m

@@ -206,8 +206,8 @@ class SystolicArray(wiring.Component):
             activation = self.activations.payload.data[k]
             bank = compute_bank
             for stage in range(k):
-                delayed_activation = Signal(signed(8), name=f"skew_a{k}_{stage}")
-                delayed_bank = Signal(name=f"skew_b{k}_{stage}")
+                delayed_activation = Signal(signed(8), name=f"skew_a{k}_{stage}", reset_less=True)
+                delayed_bank = Signal(name=f"skew_b{k}_{stage}", reset_less=True)
                 m.d.sync += [delayed_activation.eq(activation), delayed_bank.eq(bank)]
                 activation, bank = delayed_activation, delayed_bank
             m.d.comb += [pes[k][0].activation_in.eq(activation), pes[k][0].bank_in.eq(bank)]
@@ -218,7 +218,7 @@ class SystolicArray(wiring.Component):
         for j in range(C):
             value = pes[R - 1][j].psum_out
             for stage in range(C - 1 - j):
-                delayed = Signal(signed(self.psum_width), name=f"deskew{j}_{stage}")
+                delayed = Signal(signed(self.psum_width), name=f"deskew{j}_{stage}", reset_less=True)
                 m.d.sync += delayed.eq(value)
                 value = delayed
             result_columns.append(value)
