@@ -312,6 +312,34 @@ async def faults_stop_the_core(dut):
     assert ErrorCode(status["error"]) is ErrorCode.ABORTED, ErrorCode(status["error"])
     await next_job_runs(tb)
 
+    # aborted while the vector unit and the array are in the middle of long instructions: the
+    # next start's flush clears them (only their valid bits and bookkeeping have a reset, the
+    # datapath registers none), and vector jobs with multi-pass rows and a GEMM then run exactly
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    rows = 1000   # every row the same SRAM row (strides 0): long instructions in small SRAMs
+    # no semaphores between them (assemble would chain them in program order): both units at once
+    words = np.frombuffer(b"".join(encode(op, **fields) for op, fields in [
+        (Opcode.V_ADD, dict(addr0=0, addr1=16, addr2=8, rows=rows, cols=8, stride0=0, stride1=0, imm=0)),
+        (Opcode.MATMUL, dict(addr0=0, stride0=0, addr1=64, stride1=8, addr2=64, addr3=0, rows=rows, cols=8, imm=16)),
+        (Opcode.LOAD, dict(load, wait=1 << 6)),
+        (Opcode.END, {}),
+    ]), dtype=np.uint8)
+    image[:words.size] = words
+    tb.write_dram(image)
+    await tb.chip.start(PROGRAM_ADDR, tb.window)
+    await ClockCycles(dut.clk, 400)
+    assert await tb.chip.read_csr("STATUS") == BUSY, (
+        ErrorCode(await tb.chip.read_csr("ERROR_CODE")), hex(await tb.chip.read_csr("ERROR_ADDR")))
+    await tb.chip.write_csr("CONTROL", ABORT | IRQ_ENABLE)
+    status = await tb.chip.wait()
+    assert ErrorCode(status["error"]) is ErrorCode.ABORTED, ErrorCode(status["error"])
+    # both were under way and far from done (the V_ADD alone is 2 000 beats of the 4-lane unit)
+    assert 0 < status["matrix_rows"] < rows and status["vector_busy"] > 0, status
+    for opcode in (Opcode.V_RMSNORM, Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP):
+        image, layout, spad, acc = fresh_image(tb)
+        await run_and_compare(tb, vector_case(tb, opcode, image, layout, acc, spad, None), image)
+    await next_job_runs(tb)
+
 
 @cocotb.test()
 async def host_registers(dut):
