@@ -3,7 +3,7 @@ at a time (no simulation).
 
 For tiny-llama's 64-token prompt and one decode token after it, on the default 8x8 chip and on the
 16x16 / 128-bit configuration, :mod:`compiler.perfmodel` predicts the cycles and the whole job's
-roofline fraction as built, then with each of these removed (``OVERHEADS``):
+roofline fraction (and attention's) as built, then with each of these removed (``OVERHEADS``):
 
 * ``vector latency``: the fixed cost of a vector instruction (the vector unit's pipeline, about
   125 cycles on the 4-lane unit, and the sequencer's handshakes), paid once per instruction
@@ -83,23 +83,24 @@ def _all(c: dict, cfg: ChipConfig) -> tuple[dict, ChipConfig]:
     return c, cfg
 
 
-def predict_jobs(ckpt, config: ChipConfig, coefficients: dict) -> dict[str, tuple[int, float]]:
-    """(cycles, whole-job roofline fraction) of the prompt and the decode token after it."""
+def predict_jobs(ckpt, config: ChipConfig, coefficients: dict) -> dict[str, tuple[int, float, float]]:
+    """(cycles, whole-job roofline fraction, attention's fraction) of the prompt and the decode
+    token after it."""
     compiler = Compiler(ckpt, config)
     ids = np.arange(1, PROMPT + 1) * 7 % ckpt.config.vocab_size
     out = {}
     for phase, job in (("prefill", compiler.job(ids)), ("decode", compiler.job(np.array([1]), PROMPT))):
         trace, cycles = perfmodel.predict(job.program, config, coefficients)
         _, table = profile(job, trace, cycles, config)
-        out[phase] = (cycles, table["model"]["fraction"])
+        out[phase] = (cycles, table["model"]["fraction"], table["attention"]["fraction"])
     return out
 
 
 def main(argv: list[str]) -> int:
     ckpt = load_model("tiny-llama")
     rows = []
-    print(f"{'configuration':24s} {'removed':22s} {'prefill cycles':>15s} {'fraction':>9s} "
-          f"{'decode cycles':>14s} {'fraction':>9s}")
+    print(f"{'configuration':24s} {'removed':22s} {'prefill cycles':>15s} {'fraction':>9s} {'attention':>9s} "
+          f"{'decode cycles':>14s} {'fraction':>9s} {'attention':>9s}")
     for label, config in (("8x8 64b (default)", ChipConfig()), ("16x16 128b", CONFIGS["16x16-128b"])):
         cases = [("nothing (as built)", perfmodel.COEFFICIENTS, config)]
         cases += [(name, change_c(perfmodel.COEFFICIENTS), change_cfg(config))
@@ -112,11 +113,13 @@ def main(argv: list[str]) -> int:
                 continue   # this configuration's vector unit is full width already
             figures = predict_jobs(ckpt, cfg, coefficients)
             row = {"config": label, "removed": name}
-            for phase, (cycles, fraction) in figures.items():
+            for phase, (cycles, fraction, attention) in figures.items():
                 row[f"{phase}.cycles"], row[f"{phase}.fraction"] = cycles, round(fraction, 3)
+                row[f"{phase}.attention"] = round(attention, 3)
             rows.append(row)
             print(f"{label:24s} {name:22s} {row['prefill.cycles']:>15d} {row['prefill.fraction']:>9.3f} "
-                  f"{row['decode.cycles']:>14d} {row['decode.fraction']:>9.3f}", flush=True)
+                  f"{row['prefill.attention']:>9.3f} {row['decode.cycles']:>14d} {row['decode.fraction']:>9.3f} "
+                  f"{row['decode.attention']:>9.3f}", flush=True)
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     (BUILD_ROOT / "limits.json").write_text(json.dumps(rows, indent=1))
     print(f"wrote {BUILD_ROOT / 'limits.json'} (performance model: tiny-llama, {PROMPT}-token prompt and a "

@@ -175,7 +175,7 @@ TARGETS = [
     # too. The placement is kept for another routing attempt.
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1",
-           other_reset_bels=("X67/Y0/TDCC2",)),
+           other_reset_bels=("X67/Y0/TDCC2",), nextpnr_args=("--router", "router2")),
 ]
 
 
