@@ -172,10 +172,13 @@ TARGETS = [
     # Timing-driven placement, the reset on a global network as for the vector unit. Router1
     # and router2 both stalled on this placement until the core's flush (reset OR start, the
     # LSR input of 32 919 flip-flops: every unit the core restarts) went on a global network
-    # too. The placement is kept for another routing attempt.
+    # too; the datapath registers have no reset since c8af825 (12 812 flush inputs left). On that
+    # placement router2 stopped converging at 46 552 overused wires; router1 kept reducing the
+    # unrouted arcs, 20 to 30 a second, 235 576 of 288 690 left after 1 113 s: hours more
+    # (docs/architecture.md, "The fifth run"). The placement is kept for another routing attempt.
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1",
-           other_reset_bels=("X67/Y0/TDCC2",), nextpnr_args=("--router", "router2")),
+           other_reset_bels=("X67/Y0/TDCC2",)),
 ]
 
 
