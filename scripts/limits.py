@@ -17,10 +17,10 @@ roofline fraction (and attention's) as built, then with each of these removed (`
   of one lane per accumulator word;
 
 and with all of them removed at once; then, as the limit of what the vector unit can give, with
-every vector instruction taking one cycle (``all vector work``). A removed overhead is a coefficient of the model set to
-zero (or the configuration changed), so the figures say how much of each gap that overhead
-explains under the model's schedule, not what a redesign would reach. Prints a table and writes
-``build/limits.json``.
+every vector instruction taking one cycle (``all vector work``). A removed overhead is a
+coefficient of the model set to zero (or the configuration changed), so the figures say how much
+of each gap that overhead explains under the model's schedule, not what a redesign would reach.
+Prints a table and writes ``build/limits.json``.
 """
 
 from __future__ import annotations
@@ -71,10 +71,13 @@ OVERHEADS = {
     "array weight load": (lambda c: _zero(c, ["matmul", "MATMUL"], 3), lambda cfg: cfg),
     "narrow vector unit": (lambda c: c, lambda cfg: dataclasses.replace(cfg, vector_lanes=None)),
 }
-#: Not an overhead but the bound on what the others can give: every vector instruction (the
-#: scalar path's and RoPE's included) taking one cycle, so that only the matrix engine, the DMA
-#: and the dependencies between them remain.
-ALL_VECTOR_WORK = "all vector work"
+
+
+def _no_vector_work(c: dict) -> dict:
+    """Not an overhead but the bound on what the others can give: every vector instruction (the
+    scalar path's and RoPE's included) taking one cycle, so that only the matrix engine, the DMA
+    and the dependencies between them remain."""
+    return _zero(c, _vector_keys(c) + ["scalar", "rope", "V_ROPE", "V_ATTN_SCALE"], slice(None))
 
 
 def _all(c: dict, cfg: ChipConfig) -> tuple[dict, ChipConfig]:
@@ -106,8 +109,7 @@ def main(argv: list[str]) -> int:
         cases += [(name, change_c(perfmodel.COEFFICIENTS), change_cfg(config))
                   for name, (change_c, change_cfg) in OVERHEADS.items()]
         cases.append(("all of the above", *_all(perfmodel.COEFFICIENTS, config)))
-        cases.append((ALL_VECTOR_WORK, _zero(perfmodel.COEFFICIENTS, _vector_keys(perfmodel.COEFFICIENTS)
-                                              + ["scalar", "rope", "V_ROPE", "V_ATTN_SCALE"], slice(None)), config))
+        cases.append(("all vector work", _no_vector_work(perfmodel.COEFFICIENTS), config))
         for name, coefficients, cfg in cases:
             if name == "narrow vector unit" and cfg.unit_lanes == config.unit_lanes:
                 continue   # this configuration's vector unit is full width already

@@ -228,6 +228,22 @@ async def next_job_runs(tb: TB) -> None:
     await run_and_compare(tb, random_gemm(tb, image, layout, spad, acc, max_dim=12), image)
 
 
+async def abort_after(tb: TB, words: np.ndarray, cycles: int) -> dict:
+    """Start the program ``words``, let it run ``cycles`` (still busy), abort it: the status of an
+    ``ABORTED`` job."""
+    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
+    image[PROGRAM_ADDR:PROGRAM_ADDR + words.size] = words
+    tb.write_dram(image)
+    await tb.chip.start(PROGRAM_ADDR, tb.window)
+    await ClockCycles(tb.dut.clk, cycles)
+    assert await tb.chip.read_csr("STATUS") == BUSY, (
+        ErrorCode(await tb.chip.read_csr("ERROR_CODE")), hex(await tb.chip.read_csr("ERROR_ADDR")))
+    await tb.chip.write_csr("CONTROL", ABORT | IRQ_ENABLE)
+    status = await tb.chip.wait()
+    assert ErrorCode(status["error"]) is ErrorCode.ABORTED, ErrorCode(status["error"])
+    return status
+
+
 @cocotb.test()
 async def faults_stop_the_core(dut):
     """Illegal instruction, out-of-window descriptor, AXI error response, GATHER id outside its
@@ -300,22 +316,12 @@ async def faults_stop_the_core(dut):
     await next_job_runs(tb)
 
     # the host aborts a job that waits (the watchdog would take its time): ABORTED, then busy falls
-    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
-    words = assemble([(Opcode.LOAD, load), (Opcode.LOAD, dict(load, wait=1 << 6))])
-    image[:words.size] = words
-    tb.write_dram(image)
-    await tb.chip.start(PROGRAM_ADDR, tb.window)
-    await ClockCycles(dut.clk, 500)
-    assert await tb.chip.read_csr("STATUS") == BUSY
-    await tb.chip.write_csr("CONTROL", ABORT | IRQ_ENABLE)
-    status = await tb.chip.wait()
-    assert ErrorCode(status["error"]) is ErrorCode.ABORTED, ErrorCode(status["error"])
+    await abort_after(tb, assemble([(Opcode.LOAD, load), (Opcode.LOAD, dict(load, wait=1 << 6))]), 500)
     await next_job_runs(tb)
 
     # aborted while the vector unit and the array are in the middle of long instructions: the
     # next start's flush clears them (only their valid bits and bookkeeping have a reset, the
     # datapath registers none), and vector jobs with multi-pass rows and a GEMM then run exactly
-    image = np.zeros(tb.dram_bytes, dtype=np.uint8)
     rows = 1000   # every row the same SRAM row (strides 0): long instructions in small SRAMs
     # no semaphores between them (assemble would chain them in program order): both units at once
     words = np.frombuffer(b"".join(encode(op, **fields) for op, fields in [
@@ -324,15 +330,7 @@ async def faults_stop_the_core(dut):
         (Opcode.LOAD, dict(load, wait=1 << 6)),
         (Opcode.END, {}),
     ]), dtype=np.uint8)
-    image[:words.size] = words
-    tb.write_dram(image)
-    await tb.chip.start(PROGRAM_ADDR, tb.window)
-    await ClockCycles(dut.clk, 400)
-    assert await tb.chip.read_csr("STATUS") == BUSY, (
-        ErrorCode(await tb.chip.read_csr("ERROR_CODE")), hex(await tb.chip.read_csr("ERROR_ADDR")))
-    await tb.chip.write_csr("CONTROL", ABORT | IRQ_ENABLE)
-    status = await tb.chip.wait()
-    assert ErrorCode(status["error"]) is ErrorCode.ABORTED, ErrorCode(status["error"])
+    status = await abort_after(tb, words, 400)
     # both were under way and far from done (the V_ADD alone is 2 000 beats of the 4-lane unit)
     assert 0 < status["matrix_rows"] < rows and status["vector_busy"] > 0, status
     for opcode in (Opcode.V_RMSNORM, Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP):
