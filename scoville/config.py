@@ -41,7 +41,7 @@ class ChipConfig:
     rows: int = 8
     columns: int = 8
     lanes: int = 8
-    vector_lanes: int | None = 4
+    vector_lanes: int | None = 2
     # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
     # LFE5U-85F's 208 block RAMs; the vector unit takes about 100); tiny-llama fits 32 tokens,
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").

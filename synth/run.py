@@ -176,7 +176,7 @@ TARGETS = [
     # placement router2 stopped converging at 46 552 overused wires; router1 kept reducing the
     # unrouted arcs, 20 to 30 a second, 235 576 of 288 690 left after 1 113 s: hours more
     # (docs/architecture.md, "The fifth run"). The placement is kept for another routing attempt.
-    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 40,
+    Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 30,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1",
            other_reset_bels=("X67/Y0/TDCC2",)),
 ]
