@@ -157,7 +157,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: Coefficients of :func:`features` (cycles per term), per opcode where the traces determine
 #: them and per family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama
 #: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
-#: scratchpad, 32K-word accumulator in four banks, 4-lane vector unit), 64-bit bus, DRAM latency 20.
+#: scratchpad, 32K-word accumulator in four banks, then a 4-lane vector unit), 64-bit bus, DRAM
+#: latency 20. On the 2-lane default they predict every layer within 3 % (docs/architecture.md).
 COEFFICIENTS = {
     "transfer": np.array([53.445, 1.416, 1.042]),
     "matmul": np.array([44.935, 1.184, 1.084, 0.887]),

@@ -19,9 +19,10 @@ class ChipConfig:
     vector_lanes : int or None
         Lanes the vector unit computes per cycle: a divisor of ``lanes`` (a unit that takes each
         beat in ``lanes // vector_lanes`` cycles, with the same results), or None for ``lanes``.
-        The default, 4, is the FPGA chip's: at 8 lanes its vector unit alone would take 44 % of
-        the LFE5U-85F's logic. Set it to None for a chip of full-width beats (every
-        configuration in :data:`CONFIGS` but the default does).
+        The default, 2, is the FPGA chip's: at 8 lanes its vector unit alone would take 44 % of
+        the LFE5U-85F's logic, and with 4 lanes the chip placed at 78 % but did not route in
+        hours (docs/architecture.md, "The FPGA chip"). Set it to None for a chip of full-width
+        beats (every configuration in :data:`CONFIGS` but the default does).
     spad_bytes : int
         Scratchpad capacity (int8 activations and weights).
     acc_words : int
@@ -43,7 +44,7 @@ class ChipConfig:
     lanes: int = 8
     vector_lanes: int | None = 2
     # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
-    # LFE5U-85F's 208 block RAMs; the vector unit takes about 100); tiny-llama fits 32 tokens,
+    # LFE5U-85F's 208 block RAMs; the whole chip takes 119); tiny-llama fits 32 tokens,
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").
     spad_bytes: int = 32 * 1024
     acc_words: int = 32 * 1024

@@ -164,18 +164,14 @@ TARGETS = [
     Target("vector", "C8", "ecp5", _vector, {"lanes": 8, "head_dim": 64, "rope_theta": 10000.0}, 100,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1"),
     # The whole single-core chip (core, NoC, memory tile, host registers) in the configuration that
-    # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. Earlier runs
-    # (8-lane vector unit, docs/architecture.md, "The FPGA chip") did not route: router1 stalled
-    # at 87 % and 94 % of the logic cells, router2 at 90 000 overused wires. The chip now has a
-    # 4-lane vector unit (ChipConfig.vector_lanes) and four accumulator banks, which frees the DSP
-    # blocks the array's last two rows had to do without, and about a quarter of the logic.
-    # Timing-driven placement, the reset on a global network as for the vector unit. Router1
-    # and router2 both stalled on this placement until the core's flush (reset OR start, the
-    # LSR input of 32 919 flip-flops: every unit the core restarts) went on a global network
-    # too; the datapath registers have no reset since c8af825 (12 812 flush inputs left). On that
-    # placement router2 stopped converging at 46 552 overused wires; router1 kept reducing the
-    # unrouted arcs, 20 to 30 a second, 235 576 of 288 690 left after 1 113 s: hours more
-    # (docs/architecture.md, "The fifth run"). The placement is kept for another routing attempt.
+    # `scoville run` and `make bench` simulate; its Fmax is the one tokens/s uses. Five runs did not
+    # route (docs/architecture.md, "The FPGA chip"): at 87-94 % of the logic cells (8-lane vector
+    # unit) neither router came near; at 78 % (4-lane unit, the flush on a global network, the
+    # datapath registers without a reset) router1 still needed hours. The chip now has a 2-lane
+    # vector unit (ChipConfig.vector_lanes): 70 % of the logic cells. Timing-driven placement at
+    # 30 MHz (the 4-lane chip's post-placement estimate was 32), router1; the reset and the
+    # core's flush (reset OR start, the LSR input of every unit a job restarts) on global
+    # networks. The placement is kept for another routing attempt (--reuse-placement).
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 30,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1",
            other_reset_bels=("X67/Y0/TDCC2",)),

@@ -331,7 +331,7 @@ async def faults_stop_the_core(dut):
         (Opcode.END, {}),
     ]), dtype=np.uint8)
     status = await abort_after(tb, words, 400)
-    # both were under way and far from done (the V_ADD alone is 2 000 beats of the 4-lane unit)
+    # both were under way and far from done (the V_ADD alone is 1 000 rows, each in pieces on the narrow unit)
     assert 0 < status["matrix_rows"] < rows and status["vector_busy"] > 0, status
     for opcode in (Opcode.V_RMSNORM, Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP):
         image, layout, spad, acc = fresh_image(tb)

@@ -30,7 +30,7 @@ def test_chip_target_is_the_simulated_configuration():
 
 
 def test_soft_multipliers_are_mapped_before_synthesis(tmp_path):
-    assert not _chip_target().soft_multipliers   # its DSP blocks suffice since vector_lanes = 4
+    assert not _chip_target().soft_multipliers   # its DSP blocks suffice since vector_lanes <= 4
     target = _soft_target()
     script = run.yosys_script(target, run.DEVICES["ecp5"], tmp_path)
     commands = [command.strip() for command in script.split(";")]

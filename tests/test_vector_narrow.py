@@ -114,7 +114,7 @@ def test_narrow_unit_rejects_widths_that_do_not_divide():
 
 
 def test_chip_configuration_takes_a_divisor_of_lanes():
-    assert ChipConfig().unit_lanes == 4 and ChipConfig(vector_lanes=None).unit_lanes == 8
+    assert ChipConfig().unit_lanes == 2 and ChipConfig(vector_lanes=None).unit_lanes == 8
     for bad in (0, 3, 16, 2.0):
         with pytest.raises(ValueError, match="vector_lanes"):
             ChipConfig(vector_lanes=bad)
