@@ -174,7 +174,7 @@ TARGETS = [
     # networks. The placement is kept for another routing attempt (--reuse-placement).
     Target("chip", "8x8", "ecp5", _chip, {"config": "8x8"}, 30,
            default=False, separate_placement=True, global_reset_bel="X67/Y0/TDCC1",
-           other_reset_bels=("X67/Y0/TDCC2",)),
+           other_reset_bels=("X67/Y0/TDCC2",), nextpnr_args=("--placer", "static")),
 ]
 
 
