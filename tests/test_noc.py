@@ -15,6 +15,7 @@ def request_response_noc(networks, **params):
     return NoC(**params)
 
 
+@pytest.mark.slow   # make test keeps the same testbench on the 3 x 3 NoC, and the 4 x 4 mesh in the soak
 def test_mesh_python_traffic():
     """4 x 4 mesh, 64-bit flits: every pattern from Python at every port, scoreboarded."""
     params = {"width": 4, "height": 4, "flit_width": 64, "depth": 4}
