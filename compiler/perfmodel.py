@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.profile import Trace
-from scoville.config import ChipConfig
+from scoville.config import CONFIGS, ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
 __all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "predict", "schedule"]
@@ -51,8 +51,9 @@ COLUMN_READS = {
     Opcode.V_LAYERNORM: lambda flags: 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_FOLD_V: lambda flags: 1,
 }
-#: passes over each row of the multi-pass vector operations (``rtl/vector/isa.py``)
-PASSES = {Opcode.V_RMSNORM: 2, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
+#: passes over each row of the multi-pass vector operations (the sequencer's, ``rtl/vector/isa.py``;
+#: ``tests/test_perfmodel.py`` checks they agree)
+PASSES = {Opcode.V_RMSNORM: 3, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
 #: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
 OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
 #: cycles a V_ROPE chunk takes besides its ``lanes`` pipeline cycles (its three reads, two writes,
@@ -157,28 +158,28 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: Coefficients of :func:`features` (cycles per term), per opcode where the traces determine
 #: them and per family otherwise; fitted by ``python -m compiler.perfmodel --fit`` to tiny-llama
 #: (7, 16, 64 and 100 tokens, prefill and decode) and MiniLM (8 tokens) on the default 8x8 chip (32 KiB
-#: scratchpad, 32K-word accumulator in four banks, 2-lane vector unit), 64-bit bus, DRAM latency 20.
+#: scratchpad, 32K-word accumulator in four banks, 2-lane vector unit, 64-bit bus), and tiny-llama
+#: (64 tokens and a decode) on the 16x16 / 128-bit chip; DRAM latency 20.
 COEFFICIENTS = {
-    "transfer": np.array([52.949, 1.422, 1.039]),
-    "matmul": np.array([44.930, 1.224, 1.083, 0.881]),
-    "scalar": np.array([2.545, 5.495, 0.295]),
+    "transfer": np.array([52.554, 1.425, 1.038]),
+    "matmul": np.array([45.315, 0.933, 1.088, 0.933]),
+    "scalar": np.array([2.608, 5.524, 0.248]),
     "rope": np.array([3.000, 1.000]),
-    "vector": np.array([113.171, 1.847, 0.951]),
-    "LOAD": np.array([53.383, 1.469, 1.010]),
-    "GATHER": np.array([0.870, 49.418, 1.001]),
-    "MATMUL": np.array([44.930, 1.224, 1.083, 0.881]),
-    "V_QUANT": np.array([133.000, 0.000, 1.000]),
-    "V_REQUANT": np.array([106.337, 2.323, 0.964]),
-    "V_DEQUANT": np.array([132.000, 1.000, 1.000]),
-    "V_ADD": np.array([132.000, -0.000, 1.000]),
-    "V_MUL": np.array([132.000, 4.201, 0.951]),
-    "V_GELU": np.array([113.171, 39.867, 0.951]),
-    "V_RMSNORM": np.array([139.000, 17.563, 0.951]),
-    "V_LAYERNORM": np.array([113.171, 25.830, 0.951]),
+    "vector": np.array([120.106, 0.903, 0.972]),
+    "LOAD": np.array([53.097, 1.474, 1.008]),
+    "GATHER": np.array([1.232, 49.385, 1.000]),
+    "MATMUL": np.array([45.315, 0.933, 1.088, 0.933]),
+    "V_QUANT": np.array([133.963, 0.035, 0.995]),
+    "V_REQUANT": np.array([109.186, 2.107, 0.966]),
+    "V_DEQUANT": np.array([133.497, 1.088, 0.996]),
+    "V_ADD": np.array([133.493, 0.086, 0.996]),
+    "V_MUL": np.array([134.305, 0.149, 0.994]),
+    "V_SILU": np.array([84.695, 6.638, 0.509]),
+    "V_RMSNORM": np.array([141.743, 0.070, 0.993]),
     "V_ROPE": np.array([3.000, 1.000]),
-    "V_SOFTMAX_EXP": np.array([133.000, 0.000, 1.000]),
-    "V_FOLD_V": np.array([141.589, -0.309, 1.016]),
-    "V_ATTN_SCALE": np.array([1.819, 13.999, 0.116]),
+    "V_SOFTMAX_EXP": np.array([133.266, 0.012, 0.999]),
+    "V_FOLD_V": np.array([140.156, -0.025, 1.008]),
+    "V_ATTN_SCALE": np.array([3.909, 13.974, 0.080]),
 }
 
 
@@ -311,53 +312,37 @@ def predict(program: list[tuple[Opcode, dict]], config: ChipConfig, coefficients
 
 # ---------------------------------------------------------------------------------- fitting
 
-def fit(samples: list[tuple[Opcode, dict, int]], config: ChipConfig) -> dict[str, np.ndarray]:
+def fit(samples: list[tuple[Opcode, dict, int, ChipConfig]]) -> dict[str, np.ndarray]:
     """Least-squares coefficients per family, and per opcode where the samples vary enough to
-    determine them, from measured (opcode, fields, duration) samples. The fit minimises relative
-    error, so short instructions count as much as long ones.
-
-    An opcode whose samples determine only some terms (every V_RMSNORM of tiny-llama has 64
-    columns, so its beats are a multiple of its rows) keeps its family's coefficients for the
-    last terms and fits the first ones: the intercept and the cost per row, then the cost per row
-    alone. A norm's row statistic stalls each row (about 30 cycles on the 2-lane unit) in a way
-    the family's coefficients do not show."""
-    def solve(rows, fallback, fixed=()):
-        fixed = np.asarray(fixed, dtype=float)
-        free = rows[0][0].shape[0] - len(fixed)
-        x = np.array([r[0][:free] for r in rows])
-        y = np.array([r[1] - r[0][free:] @ fixed for r in rows], dtype=float)
-        if len(rows) < 2 * free or np.linalg.matrix_rank(x) < free:
+    determine them, from measured (opcode, fields, duration, chip) samples. The fit minimises
+    relative error, so short instructions count as much as long ones. Samples from more than one
+    chip separate terms that one chip's jobs make proportional (every V_RMSNORM of tiny-llama has
+    64 columns, so on one chip its beats are a multiple of its rows)."""
+    def solve(rows, fallback):
+        x = np.array([r[0] for r in rows])
+        y = np.array([r[1] for r in rows], dtype=float)
+        if len(rows) < 2 * x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
             return fallback
-        weight = 1.0 / np.maximum(np.array([r[1] for r in rows], dtype=float), 1.0)
+        weight = 1.0 / np.maximum(y, 1.0)
         coef, *_ = np.linalg.lstsq(x * weight[:, None], y * weight, rcond=None)
-        return np.concatenate([coef, fixed])
+        return coef
 
     out = {}
     for family in ("transfer", "matmul", "scalar", "rope", "vector"):
-        rows = [(features(op, f, config), c) for op, f, c in samples if _family(op) == family]
+        rows = [(features(op, f, config), c) for op, f, c, config in samples if _family(op) == family]
         out[family] = solve(rows, COEFFICIENTS[family]) if rows else COEFFICIENTS[family]
     for opcode in Opcode:
-        rows = [(features(op, f, config), c) for op, f, c in samples if op is opcode]
-        if not rows:
-            continue
-        coef = solve(rows, None)
-        if coef is None and _family(opcode) == "vector":
-            base = out["vector"]
-            coef = solve(rows, None, fixed=base[2:])
-            if coef is None or coef[1] < 0:   # a row costs nothing less than nothing
-                # the per-row term alone: the intercept and the beats keep the family's values
-                x = np.array([r[0][1] for r in rows])
-                y = np.array([r[1] - base[0] - r[0][2] * base[2] for r in rows])
-                weight = 1.0 / np.maximum(np.array([r[1] for r in rows], dtype=float), 1.0) ** 2
-                per_row = float((x * y * weight).sum() / (x * x * weight).sum()) if x.any() else -1.0
-                coef = np.array([base[0], per_row, base[2]]) if len(rows) >= 2 and per_row >= 0 else None
-        if coef is not None:
-            out[opcode.name] = coef
+        rows = [(features(op, f, config), c) for op, f, c, config in samples if op is opcode]
+        if rows:
+            coef = solve(rows, None)
+            if coef is not None:
+                out[opcode.name] = coef
     return out
 
 
-def samples_from_trace(job, trace, config: ChipConfig, contention: float = 0.0) -> list[tuple[Opcode, dict, int]]:
-    """(opcode, fields, uncontended cycles) of every instruction of a traced RTL job: the cycles
+def samples_from_trace(job, trace, config: ChipConfig,
+                       contention: float = 0.0) -> list[tuple[Opcode, dict, int, ChipConfig]]:
+    """(opcode, fields, uncontended cycles, ``config``) of every instruction of a traced RTL job: the cycles
     it held its unit, and for a vector instruction less what the matrix engine's contention
     added: at ``1 / (1 + contention)`` speed for the ``O`` cycles it overlapped a MATMUL writing
     a bank it reads or writes (:func:`acc_banks`), its work is ``D - O * contention / (1 +
@@ -378,7 +363,7 @@ def samples_from_trace(job, trace, config: ChipConfig, contention: float = 0.0) 
             hit = np.array([bool(w & (reads | writes)) for w in written])
             overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, issue[i]), 0, None)
             cycles -= share * (overlap * hit).sum()
-        out.append((op, fields, cycles))
+        out.append((op, fields, cycles, config))
     return out
 
 
@@ -413,9 +398,10 @@ def compare_layers(job, trace, cycles: int, config: ChipConfig, coefficients: di
 # ---------------------------------------------------------------------------------- command line
 
 def _traced_runs():
-    """RTL traces the coefficients are fitted to: tiny-llama with 7-, 16-, 64- and 100-token prompts
-    (the last two in token blocks) and one decode token after each, and MiniLM on one sentence,
-    on the default chip."""
+    """RTL traces the coefficients are fitted to: on the default chip, tiny-llama with 7-, 16-, 64-
+    and 100-token prompts (the last two in token blocks) and one decode token after each, and
+    MiniLM on one sentence; on the 16x16 / 128-bit chip (``make bench``'s second), tiny-llama's
+    64-token prompt and a decode token."""
     from compiler.lower import Compiler
     from compiler.rtl_runner import run_rtl
     from scoville.models import load_model
@@ -435,6 +421,13 @@ def _traced_runs():
     rtl = run_rtl(minilm, ids, trace=True)
     runs.append(("minilm prefill (8)", Compiler(minilm, rtl.config).job(ids), rtl.traces[0], rtl.cycles[0],
                  rtl.config))
+    wide = CONFIGS["16x16-128b"]
+    ids = np.arange(1, 65) * 7 % ckpt.config.vocab_size
+    rtl = run_rtl(ckpt, ids, generate=2, config=wide, trace=True)
+    compiler = Compiler(ckpt, rtl.config)
+    jobs = [compiler.job(ids), compiler.job(rtl.tokens[:1], len(ids))]
+    runs += [(f"16x16 tiny-llama {phase} (64)", job, trace, cycles, rtl.config)
+             for phase, job, trace, cycles in zip(("prefill", "decode"), jobs, rtl.traces, rtl.cycles, strict=True)]
     return runs
 
 
@@ -455,7 +448,7 @@ def main(argv: list[str]) -> int:
     if "--fit" in argv:
         def fitted(c):
             samples = [s for _, job, trace, _, config in runs for s in samples_from_trace(job, trace, config, c)]
-            return fit(samples, runs[0][4])
+            return fit(samples)
 
         def error(c):
             # the worst layer (the performance issue's bar is per layer), then the mean per part

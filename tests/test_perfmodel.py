@@ -91,3 +91,14 @@ def test_each_overhead_the_limits_table_removes_makes_the_job_faster(monkeypatch
     everything = limits.predict_jobs(ckpt, lifted, coefficients)
     assert base["decode"][0] - everything["decode"][0] > max(gains.values())
     assert perfmodel.COEFFICIENTS["vector"][0] > 0   # the table's changes work on copies
+
+
+def test_passes_are_the_sequencers():
+    """The model streams each row of a vector instruction as many times as the hardware does (it
+    once had V_RMSNORM at two passes against the unit's three, and every norm came out short)."""
+    from compiler.perfmodel import PASSES
+    from rtl.core.vector_sequencer import _UNIT_JOBS
+    from rtl.vector.isa import PASSES as UNIT_PASSES
+
+    for opcode, (unit_op, _, _) in _UNIT_JOBS.items():
+        assert PASSES.get(opcode, 1) == UNIT_PASSES[unit_op], opcode
