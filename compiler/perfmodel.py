@@ -408,12 +408,13 @@ def _traced_runs():
 
     runs = []
     ckpt = load_model("tiny-llama")
-    for tokens in (7, 16, 64, 100):
+    chips = [("", tokens, None) for tokens in (7, 16, 64, 100)] + [("16x16 ", 64, CONFIGS["16x16-128b"])]
+    for label, tokens, config in chips:
         ids = np.arange(1, tokens + 1) * 7 % ckpt.config.vocab_size
-        rtl = run_rtl(ckpt, ids, generate=2, trace=True)
+        rtl = run_rtl(ckpt, ids, generate=2, config=config, trace=True)
         compiler = Compiler(ckpt, rtl.config)
         jobs = [compiler.job(ids), compiler.job(rtl.tokens[:1], len(ids))]
-        runs += [(f"tiny-llama {phase} ({tokens})", job, trace, cycles, rtl.config)
+        runs += [(f"{label}tiny-llama {phase} ({tokens})", job, trace, cycles, rtl.config)
                  for phase, job, trace, cycles in zip(("prefill", "decode"), jobs, rtl.traces, rtl.cycles,
                                                       strict=True)]
     minilm = load_model("minilm")
@@ -421,13 +422,6 @@ def _traced_runs():
     rtl = run_rtl(minilm, ids, trace=True)
     runs.append(("minilm prefill (8)", Compiler(minilm, rtl.config).job(ids), rtl.traces[0], rtl.cycles[0],
                  rtl.config))
-    wide = CONFIGS["16x16-128b"]
-    ids = np.arange(1, 65) * 7 % ckpt.config.vocab_size
-    rtl = run_rtl(ckpt, ids, generate=2, config=wide, trace=True)
-    compiler = Compiler(ckpt, rtl.config)
-    jobs = [compiler.job(ids), compiler.job(rtl.tokens[:1], len(ids))]
-    runs += [(f"16x16 tiny-llama {phase} (64)", job, trace, cycles, rtl.config)
-             for phase, job, trace, cycles in zip(("prefill", "decode"), jobs, rtl.traces, rtl.cycles, strict=True)]
     return runs
 
 
