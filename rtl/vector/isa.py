@@ -11,7 +11,7 @@ Per-column operands (the second addend, multipliers, gamma/beta, the RoPE partne
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-__all__ = ["Op", "OutWidth", "Instruction", "PASSES", "NEEDS_SIDE", "ELEMENTWISE", "REDUCTIONS",
+__all__ = ["Op", "OutWidth", "Instruction", "PASSES", "NEEDS_SIDE", "ELEMENTWISE", "REDUCTIONS", "SHORT_PATH",
            "VALUE_BITS", "lane_input_layout", "side_layout", "output_layout", "passes"]
 
 #: Width of the wide representation (int32) on every lane.
@@ -59,6 +59,9 @@ ELEMENTWISE = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.EXP, Op.ROPE, Op
                Op.SOFTMAX, Op.SOFTMAX_EXP, Op.RMSNORM, Op.LAYERNORM)
 #: Operations that emit one beat per row (the result in ``value``).
 REDUCTIONS = (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES)
+#: Single-pass operations whose every step is in the output segment (F): the unit sends their
+#: beats from issue straight to F, past the per-row segments they would only ride through.
+SHORT_PATH = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.ROPE)
 
 
 def passes(op: Op) -> int:

@@ -25,7 +25,7 @@ the pass-1 reduction + S2, the row results and operands across F) wait in block-
 (``Lockstep.park``/``unpark``) rather than in a register per bit per stage.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data as data_lib
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -55,6 +55,7 @@ from .isa import (
     NEEDS_SIDE,
     PASSES,
     ROW_VALUE_BITS,
+    SHORT_PATH,
     Instruction,
     Op,
     OutWidth,
@@ -77,6 +78,7 @@ WINDOW_BITS = 35
 #: What the issue logic needs of a queued job, worked out when it is queued.
 JOB_LAYOUT = data_lib.StructLayout({
     "op": Op, "last_pass": unsigned(2), "needs_side": unsigned(1), "elementwise": unsigned(1),
+    "short": unsigned(1),        # its beats take the short path (isa.SHORT_PATH)
     "softmax": unsigned(1), "causal": unsigned(1), "length": unsigned(16),
     "length_m": signed(18),      # length - lanes: the beat at `base` is a row's last if base >= this
     "length_m2": signed(18),     # length - 2 * lanes: the same for the beat after
@@ -204,6 +206,7 @@ class VectorUnit(wiring.Component):
             job_in.op.eq(incoming.op),
             job_in.needs_side.eq(any_of(incoming.op.as_value(), NEEDS_SIDE)),
             job_in.elementwise.eq(any_of(incoming.op.as_value(), ELEMENTWISE)),
+            job_in.short.eq(any_of(incoming.op.as_value(), SHORT_PATH)),
             job_in.softmax.eq(any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP))),
             job_in.causal.eq(incoming.causal),
             job_in.length.eq(incoming.length),
@@ -253,10 +256,16 @@ class VectorUnit(wiring.Component):
         credit = Signal()
         side_room = Signal()
         needs_side_now = last_pass & cur.needs_side
+        # A beat of a SHORT_PATH operation goes from issue straight to the output segment F, so it
+        # may only go once every beat on the long path has reached F (`long_empty`, registered):
+        # then it cannot meet one at F's entrance or overtake one. A long-path beat admitted after
+        # it reaches F later anyway.
+        long_empty = Signal(init=1)
+        may_go = active & credit & (~cur.short | long_empty)
         m.d.comb += [
-            self.i.ready.eq(active & credit & (~needs_side_now | (self.s.valid & side_room))),
+            self.i.ready.eq(may_go & (~needs_side_now | (self.s.valid & side_room))),
             accept.eq(self.i.valid & self.i.ready),
-            self.s.ready.eq(self.i.valid & active & credit & needs_side_now & side_room),
+            self.s.ready.eq(self.i.valid & may_go & needs_side_now & side_room),
         ]
         m.d.comb += issue_done.eq(accept & last_beat & last_pass & last_row)
         # the flags for the beat after this one, from registers only; admission just selects them
@@ -285,7 +294,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += base.eq(base + lanes)
         op_now = cur.op.as_value()
         slot = {
-            "valid": accept, "op": op_now, "tag": issue_index, "pass_": pass_,
+            "valid": accept, "short": cur.short, "op": op_now, "tag": issue_index, "pass_": pass_,
             "first": base == 0, "last": last_beat, "final": last_pass,
             "emit": last_pass & (cur.elementwise | last_beat),
             "ilast": last_pass & last_row & last_beat, "base": base,
@@ -298,6 +307,8 @@ class VectorUnit(wiring.Component):
         slot.update({"inv_len_m": ins.inv_len_m, "inv_len_e": ins.inv_len_e, "eps": ins.eps,
                      "position": ins.position, "out_width": ins.out_width.as_value()})
         slot = pipe.stage(slot)
+        # what F needs of the instruction: a beat on the short path takes it along in registers
+        short_job = {k: pipe.reg(slot[k], f"short_{k}") for k in ("position", "out_width")}
         job_eps = pipe.park({"eps": slot.pop("eps")})
         job_position = pipe.park({"position": slot.pop("position")})
         job_out_width = pipe.park({"out_width": slot.pop("out_width")})
@@ -305,6 +316,12 @@ class VectorUnit(wiring.Component):
         base, length, limit, is_softmax = (slot.pop(k) for k in ("base", "length", "limit", "softmax"))
         lane_on = [(base + j < length) & (~is_softmax | (base + j < limit)) for j in range(lanes)]
         slot = pipe.stage({**slot, "base": base, "on": lane_on})
+        # the short path leaves here (the beat's fields as they are now) and rejoins at F; on
+        # the long path the beat is a bubble
+        short = slot.pop("short")
+        short_slot = {**slot, **short_job, "valid": slot["valid"] & short}
+        short_depth = pipe.depth
+        slot["valid"] = slot["valid"] & ~short
 
         def built(*ops):
             return [op for op in ops if op in self.ops]
@@ -598,6 +615,30 @@ class VectorUnit(wiring.Component):
         slot = pipe.stage({**slot, "value": Mux(sum_squares | row_sum, slot.pop("sum2"), slot["value"]),
                            "oe": Mux(sum_squares, slot["norm_shift"], slot["oe"])})
 
+        # ---------------------------------------------------------------- the short path rejoins
+        # Beats of the long path that have not reached this point yet: a short-path beat waits
+        # at admission until there are none. The count and its zero test are registered.
+        long_pending = Signal(range(pipe.depth + 2))
+        pending_next = long_pending + (accept & ~cur.short) - slot["valid"]
+        m.d.sync += [long_pending.eq(pending_next), long_empty.eq(pending_next == 0)]
+        slot.update(pipe.unpark(job_position))
+        slot.update(pipe.unpark(job_out_width))
+        # each field from the short path when it holds a beat; the row results it does not have
+        # are those of an operation without any (0), as the long path leaves them
+        take_short = short_slot["valid"]
+
+        def join(long, short, name):
+            if isinstance(long, list):
+                short = short if isinstance(short, list) else [short] * len(long)
+                return [join(a, b, f"{name}{n}") for n, (a, b) in enumerate(zip(long, short, strict=True))]
+            joined = Signal(Value.cast(long).shape(), name=f"join_{name}")
+            m.d.comb += joined.eq(Mux(take_short, short, long))
+            return joined
+
+        slot = {key: join(value, short_slot.get(key, 0), key) for key, value in slot.items()}
+        self.short_latency_offset = pipe.depth - short_depth
+        job_out_width = pipe.park({"out_width": slot.pop("out_width")})
+
         # ---------------------------------------------------------------- F: per-lane outputs
         x = slot["x"]
         # the lane value waits for the output multiply, the beat's row results for the output
@@ -617,7 +658,7 @@ class VectorUnit(wiring.Component):
         # GELU/SiLU: |x|, then the range check, then the tables; RoPE: the element, its pair, its frequency
         gelu = is_op(slot, Op.GELU)
         slot = pipe.stage({**slot, "act_abs": [abs(xj) for xj in x], "act_neg": [xj < 0 for xj in x],
-                           "element": [beat_base + j for j in range(lanes)], **pipe.unpark(job_position),
+                           "element": [beat_base + j for j in range(lanes)], "position": slot.pop("position"),
                            "act_gelu": gelu,
                            "act_limit": Mux(gelu, int(nx.GELU_RANGE) << nx.FRAC, int(nx.SILU_RANGE) << nx.FRAC)})
         limit = slot.pop("act_limit")
@@ -894,6 +935,7 @@ class VectorUnit(wiring.Component):
             m.d.sync += taken.eq(taken + 1)
         m.d.sync += credit.eq((admitted - taken)[:count_bits] < out_depth - 1)
         self.latency = pipe.depth
+        self.short_latency = pipe.depth - self.short_latency_offset
         return m
 
     # ------------------------------------------------------------------------------------------
