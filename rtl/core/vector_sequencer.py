@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader, ChunkSplitter
 from rtl.memory.bridge import SramReadSignature, write_request_layout
-from rtl.vector.isa import Op, OutWidth, lane_input_layout, output_layout, side_layout
+from rtl.vector.isa import PASSES, Op, OutWidth, lane_input_layout, output_layout, side_layout
 from rtl.vector.narrow import NarrowVectorUnit
 from rtl.vector.unit import VectorUnit
 from scoville import numerics as nx
@@ -208,8 +208,7 @@ class VectorSequencer(wiring.Component):
             for code, (unit_op, side_kind, out_kind) in _UNIT_JOBS.items():
                 with m.Case(code):
                     m.d.comb += [op.eq(unit_op), side.eq(side_kind), output.eq(out_kind),
-                                 passes.eq({Op.QUANTIZE: 2, Op.SOFTMAX_EXP: 2, Op.RMSNORM: 3,
-                                            Op.LAYERNORM: 3}.get(unit_op, 1))]
+                                 passes.eq(PASSES[unit_op])]
             with m.Case(Opcode.V_SCALE_MUL, Opcode.V_ATTN_SCALE, Opcode.V_ROPE):
                 m.d.comb += scalar_job.eq(1)
         m.d.comb += [from_spad.eq(opcode == Opcode.V_DEQUANT),
@@ -474,9 +473,15 @@ class VectorSequencer(wiring.Component):
         scan_c0 = Signal(16)
         scan_base = Signal(32)
         scanning = Signal()
-        scan_received = Signal(16)
+        # the columns not received yet, and which lanes of the next chunk hold one: registers,
+        # worked out as the chunk before arrives, so the lane masks in front of the tree of maxima
+        # need no subtraction (cols - received and its comparisons were the FPGA chip's critical
+        # path, docs/architecture.md "The FPGA chip")
+        scan_left = Signal(17)
+        scan_lanes = Signal(C)
         with m.If(scan_start):
-            m.d.sync += [scanning.eq(1), scan_c0.eq(0), scan_received.eq(0), e_max.eq(-(1 << 15)),
+            m.d.sync += [scanning.eq(1), scan_c0.eq(0), e_max.eq(-(1 << 15)),
+                         scan_left.eq(cols), scan_lanes.eq(Cat(*[cols > lane for lane in range(C)])),
                          scan_base.eq(Mux(opcode == Opcode.V_FOLD_V, ins.addr2, ins.imm))]
         scan_issue = Signal()
         with m.If(scanning & (scan_c0 < cols)):
@@ -487,16 +492,16 @@ class VectorSequencer(wiring.Component):
         with m.If(scanning & scalar_valid):
             m.d.comb += side_source.response.ready.eq(1)
             chunk_max = Signal(signed(16))
-            valid_lanes = chunk_count(scan_received)
-            candidates = [Mux(lane < valid_lanes, _unpack_e(words[lane]), -(1 << 15)) for lane in range(C)]
+            candidates = [Mux(scan_lanes[lane], _unpack_e(words[lane]), -(1 << 15)) for lane in range(C)]
             # a tree of maxima, log2(C) compare-and-selects deep: as a chain of C - 1 it was the
             # chip's critical path (docs/architecture.md, "Chip")
             while len(candidates) > 1:
                 pairs = zip(candidates[0::2], candidates[1::2], strict=False)
                 candidates = [Mux(b > a, b, a) for a, b in pairs] + candidates[len(candidates) & ~1:]
             m.d.comb += chunk_max.eq(candidates[0])
-            m.d.sync += [e_max.eq(Mux(chunk_max > e_max, chunk_max, e_max)), scan_received.eq(scan_received + C)]
-            with m.If(last_chunk_of(scan_received)):
+            m.d.sync += [e_max.eq(Mux(chunk_max > e_max, chunk_max, e_max)), scan_left.eq(scan_left - C),
+                         scan_lanes.eq(Cat(*[scan_left > lane + C for lane in range(C)]))]
+            with m.If(scan_left <= C):
                 m.d.sync += scanning.eq(0)
                 m.d.comb += scan_done.eq(1)
 
