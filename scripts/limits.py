@@ -51,7 +51,7 @@ def _zero(coefficients: dict, keys, index: int) -> dict:
 
 def _vector_keys(coefficients: dict) -> list[str]:
     """The coefficient rows of the vector family (not the scalar path or RoPE's chunks)."""
-    keys = ["vector"]
+    keys = ["vector", "vector_short"]
     for key in coefficients:
         opcode = getattr(Opcode, key, None)
         if opcode is not None and perfmodel._family(opcode) == "vector":

@@ -102,3 +102,13 @@ def test_passes_are_the_sequencers():
 
     for opcode, (unit_op, _, _) in _UNIT_JOBS.items():
         assert PASSES.get(opcode, 1) == UNIT_PASSES[unit_op], opcode
+
+
+def test_short_path_opcodes_are_the_units():
+    """The model's short-path opcodes (a fixed cost about a hundred cycles lower) are the
+    instructions whose vector-unit operation takes the unit's short path."""
+    from compiler.perfmodel import SHORT_PATH
+    from rtl.core.vector_sequencer import _UNIT_JOBS
+    from rtl.vector.isa import SHORT_PATH as UNIT_SHORT_PATH
+
+    assert SHORT_PATH == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op in UNIT_SHORT_PATH}
