@@ -561,6 +561,24 @@ class _Emitter:
         d, t, pos = self.cfg.head_dim, self.rows, self.p0 + b0
         kv_heads = self.c.kv_heads
         mark = self.marks()
+        # one token: every group's row at once (one V_QUANT, one STORE of the rows and one of the
+        # scales, each a row per group, a slot apart), where the slot distance fits a stride
+        apart = self.c.kv_slot(layer, 1, 0)[0] - self.c.kv_slot(layer, 0, 0)[0] if kv_heads > 1 else 0
+        if t == 1 and kv_heads > 1 and apart < 1 << 16:
+            for which, src in ((0, k), (1, v)):
+                rows_addr, scales_addr = self.c.kv_slot(layer, 0, which)
+                # group g's row is at src + g * d
+                qz, sc = self.quantize(src, kv_heads, d, d, f"layer {layer} new keys/values")
+                if which == 0:
+                    self.op(Opcode.V_SCALE_MUL, addr0=sc, addr1=sc, addr3=self.score_scale, rows=kv_heads)
+                self.op(Opcode.STORE, addr0=qz, stride0=self.row8(d), addr1=rows_addr + pos * d, stride1=apart,
+                        rows=kv_heads, cols=d)
+                # accumulator transfers count DRAM strides in words too
+                self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, stride0=1, addr1=scales_addr + 4 * pos,
+                        stride1=apart // 4, rows=kv_heads, cols=1)
+                if which == 1 or not self.double_buffer:
+                    self.release(mark)
+            return
         for g in range(kv_heads):
             for which, src in ((0, k), (1, v)):
                 rows_addr, scales_addr = self.c.kv_slot(layer, g, which)
@@ -605,6 +623,9 @@ class _Emitter:
         mark = self.marks()
         p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
         group = heads // kv_heads
+        if t == 1 and q is not None and kv_heads > 1 and self._every_group_at_once(layer, q, out, s, p0, causal):
+            self.release(mark)
+            return out
         for g in range(kv_heads):
             k_rows, k_scales = self.c.kv_slot(layer, g, 0)
             v_rows, v_scales = self.c.kv_slot(layer, g, 1)
@@ -662,6 +683,74 @@ class _Emitter:
                     self.release(head_mark)
             self.release(mark)
         return out
+
+    def _every_group_at_once(self, layer: int, q: int, out: int, s: int, p0: int, causal: bool) -> bool:
+        """Decode attention (one query row per head) of every KV group at once: each group's keys
+        and values are loaded first, and the instructions without a per-group operand (the
+        queries' and the probabilities' V_QUANT, V_SOFTMAX_EXP) run once over every head's row
+        instead of once per group, each paying the vector pipeline's latency once. The matrix
+        engine works on the next group while the vector unit requantizes the last one's scores
+        or outputs. Row-wise, so the results are those of one group at a time bit for bit.
+        Needs double buffering, every group's keys, values and their scales in the tile rings at
+        once (no ring wraps onto a group still in use) and every head's buffers in the SRAMs;
+        returns False, having emitted nothing, where they do not fit."""
+        cfg, c = self.cfg, self.c
+        d, heads, kv_heads = cfg.head_dim, cfg.num_heads, c.kv_heads
+        group = heads // kv_heads
+        lanes = c.config.lanes
+        if not self.double_buffer:
+            return False
+        ring = self.acc_rings[0]
+        ss = _round_up(s, lanes)
+        # every allocation below, each with its alignment's worth of slack
+        acc_words = sum(_round_up(n, lanes) + lanes for n in (heads, heads * ss, heads, heads, heads, heads * d))
+        spad_bytes = heads * (self.row8(d) + self.row8(s))
+        if (2 * kv_heads * (s * d + self.spad_ring.align) > self.spad_ring.size
+                or kv_heads * (_round_up(s, ring.align) + ring.align) > ring.size
+                or acc_words > self.acc.free() or spad_bytes > self.spad.free()):
+            return False
+        groups = []
+        for g in range(kv_heads):
+            k_rows, k_scales = c.kv_slot(layer, g, 0)
+            v_rows, v_scales = c.kv_slot(layer, g, 1)
+            kb = self.spad_ring.alloc(s * d, f"layer {layer} keys")
+            vb = self.spad_ring.alloc(s * d, f"layer {layer} values")
+            self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
+            self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
+            kc = self.load_acc(k_scales, s, f"layer {layer} key column scales", ring=True)  # x the constant
+            vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
+            groups.append((kb, vb, kc, vs))
+        # head h's query row is at q + h * d; row h of every buffer below is head h's
+        qq, qs = self.quantize(q, heads, d, d, f"layer {layer} queries")
+        scores = self.acc.alloc(heads * ss, f"layer {layer} scores")
+        rows = [g * group for g in range(kv_heads)]   # each group's first row
+        for (kb, _, _, _), r in zip(groups, rows, strict=True):
+            self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq + r * self.row8(d), stride0=self.row8(d),
+                    addr1=kb, stride1=d, addr2=scores + r * ss, addr3=ss, rows=group, cols=s, imm=d)
+        for (_, _, kc, _), r in zip(groups, rows, strict=True):
+            self.op(Opcode.V_REQUANT, addr0=scores + r * ss, stride0=ss, addr1=scores + r * ss, stride1=ss,
+                    addr2=qs + r, addr3=kc, rows=group, cols=s)
+        totals = self.acc.alloc(heads, f"layer {layer} softmax sums")
+        # the causal limit of row i is p0 + i >= s - 1: every key of the cache, for every head
+        self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=ss, addr1=scores,
+                stride1=ss, addr2=totals, rows=heads, cols=s, imm=p0)
+        for (_, _, _, vs), r in zip(groups, rows, strict=True):
+            self.op(Opcode.V_FOLD_V, addr0=scores + r * ss, stride0=ss, addr1=scores + r * ss, stride1=ss,
+                    addr2=vs, rows=group, cols=s)
+        pq, ps = self.quantize(scores, heads, s, ss, f"layer {layer} probabilities")
+        os_ = self.acc.alloc(heads, f"layer {layer} output scales")
+        p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
+        for (_, _, _, vs), r in zip(groups, rows, strict=True):
+            self.op(Opcode.V_ATTN_SCALE, addr0=totals + r, addr1=os_ + r, addr2=ps + r,
+                    addr3=pack_scale(int(p_m), int(p_e)), rows=group, cols=s, imm=vs)
+        pv = self.acc.alloc(heads * d, f"layer {layer} P@V accumulators", high=True)
+        for (_, vb, _, _), r in zip(groups, rows, strict=True):
+            self.op(Opcode.MATMUL, addr0=pq + r * self.row8(s), stride0=self.row8(s), addr1=vb, stride1=d,
+                    addr2=pv + r * d, addr3=d, rows=group, cols=d, imm=s)
+        for r in rows:
+            self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv + r * d, stride0=d, addr1=out + r * d,
+                    stride1=d, addr2=os_ + r, rows=group, cols=d)
+        return True
 
     def binary(self, opcode: Opcode, a: int, b: int, cols: int, dst: int | None = None, what: str = "",
                stride: int | None = None) -> int:

@@ -163,3 +163,36 @@ def test_illegal_instruction_and_out_of_range_access_stop_the_program():
     dram[:INSTRUCTION_BYTES] = np.frombuffer(encode(Opcode.NOP), np.uint8)
     dram[INSTRUCTION_BYTES:2 * INSTRUCTION_BYTES] = np.frombuffer(encode(Opcode.END), np.uint8)
     assert run_program(Machine(config, dram.copy()), 0).executed == 2
+
+
+def test_decode_attention_takes_every_kv_group_at_once():
+    """A decode token's attention runs every KV group's rows through one V_SOFTMAX_EXP and one
+    V_QUANT per layer (without double buffering, one group at a time), and writes every group's
+    new key and value rows with one STORE each, and their scales with one more. Both give
+    golden's logits bit for bit."""
+    from dataclasses import replace
+
+    ckpt = load_model("tiny-llama")
+    kv_heads, layers = ckpt.config.num_kv_heads, ckpt.config.num_layers
+    assert kv_heads > 1
+    model = build_model(ckpt, "golden")
+    cache = model.new_cache()
+    ids = ckpt.encode("Once upon a time")
+    prompt = model.forward(ids, cache)
+    token = np.array([int(np.argmax(prompt.logits[-1]))])
+    want = model.forward(token, cache)
+    counts = {}
+    for double_buffer in (True, False):
+        compiler = replace(Compiler(ckpt, ChipConfig()), double_buffer=double_buffer)
+        machine, _, _ = run_job(compiler, ids)
+        job = compiler.job(token, len(ids))
+        _, _, logits = run_job(compiler, token, len(ids), machine.dram)
+        assert_same(logits, want.logits, f"decode, double_buffer={double_buffer}")
+        ops_ = [op for op, _ in job.program]
+        kv_stores = sum(op is Opcode.STORE and section == "attention"
+                        for (op, _), section in zip(job.program, job.sections, strict=True))
+        counts[double_buffer] = (ops_.count(Opcode.V_SOFTMAX_EXP), kv_stores)
+    assert counts[True][0] == layers
+    assert counts[False][0] == layers * kv_heads
+    # the new keys' and values' rows and scales: four STOREs a layer, not four per group
+    assert counts[True][1] == counts[False][1] == layers * 4
