@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from compiler.dependencies import synchronise
+from compiler.dependencies import hoist_loads, synchronise
 from compiler.loops import fold
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
@@ -195,6 +195,9 @@ class Compiler:
     #: the accumulator) so loads run ahead of compute; falls back to one tile per layer when a job
     #: does not fit that way.
     double_buffer: bool = True
+    #: Move each LOAD ahead of the instructions before it that it does not conflict with
+    #: (:func:`compiler.dependencies.hoist_loads`), so that it is fetched, and runs, earlier.
+    hoist_loads: bool = True
     #: Weight tiles the scratchpad ring holds (each a ring's fraction wide, and the DRAM panels as
     #: wide): three for decoders, whose decode jobs stream weights with a matmul per tile as long
     #: as its load, so a third tile keeps the DMA busy while the matrix engine works on one and
@@ -409,6 +412,7 @@ class _Emitter:
         self.section, self.layer = "embed", -1
         self.x = self.queries = self.freqs = None   # resident tensors (ACC addresses)
         self.layer_mark = (0, 0)
+        self.preloaded: dict[int, list] = {}   # layer -> decode attention's buffers (_decode_cache)
 
     def op(self, opcode: Opcode, **fields) -> None:
         if opcode in (Opcode.LOAD, Opcode.STORE):
@@ -424,6 +428,11 @@ class _Emitter:
         else:
             self._bert()
         self.op(Opcode.END)
+        if self.c.hoist_loads:
+            order = hoist_loads(self.program)
+            self.program = [self.program[n] for n in order]
+            self.sections = [self.sections[n] for n in order]
+            self.layers = [self.layers[n] for n in order]
         if self.c.synchronisation == "program_order":
             self.synchronised = in_program_order(self.program)
         else:
@@ -560,6 +569,8 @@ class _Emitter:
         ``p0 + b0 ..``)."""
         d, t, pos = self.cfg.head_dim, self.rows, self.p0 + b0
         kv_heads = self.c.kv_heads
+        if t == 1 and self.resident and self._decode_cache(layer, k, v, pos):
+            return
         mark = self.marks()
         # one token: every group's row at once (one V_QUANT, one STORE of the rows and one of the
         # scales, each a row per group, a slot apart), where the slot distance fits a stride
@@ -684,6 +695,82 @@ class _Emitter:
             self.release(mark)
         return out
 
+    def _every_group_fits(self, s: int) -> bool:
+        """Whether decode attention over ``s`` keys can take every KV group at once
+        (:meth:`_every_group_at_once`): double buffering, every group's keys, values and their
+        scales in the tile rings together (no ring wraps onto a group still in use), and every
+        head's buffers in the SRAMs."""
+        cfg, c = self.cfg, self.c
+        d, heads, kv_heads, lanes = cfg.head_dim, cfg.num_heads, c.kv_heads, c.config.lanes
+        if not self.double_buffer:
+            return False
+        ring = self.acc_rings[0]
+        ss = _round_up(s, lanes)
+        # every allocation of attention, each with its alignment's worth of slack
+        acc_words = sum(_round_up(n, lanes) + lanes for n in (heads, heads * ss, heads, heads, heads, heads * d))
+        spad_bytes = heads * (self.row8(d) + self.row8(s))
+        return (2 * kv_heads * (s * d + self.spad_ring.align) <= self.spad_ring.size
+                and kv_heads * (_round_up(s, ring.align) + ring.align) <= ring.size
+                and acc_words <= self.acc.free() and spad_bytes <= self.spad.free())
+
+    def _group_buffers(self, layer: int, s: int, cached: int) -> list[tuple[int, int, int, int]]:
+        """Every KV group's (keys, values, key scales, value scales) buffers for ``s`` keys, in the
+        tile rings, with the cache's first ``cached`` positions loaded into them."""
+        d = self.cfg.head_dim
+        groups = []
+        for g in range(self.c.kv_heads):
+            k_rows, k_scales = self.c.kv_slot(layer, g, 0)
+            v_rows, v_scales = self.c.kv_slot(layer, g, 1)
+            kb = self.spad_ring.alloc(s * d, f"layer {layer} keys")
+            vb = self.spad_ring.alloc(s * d, f"layer {layer} values")
+            kc = self.acc_ring().alloc(s, f"layer {layer} key column scales")  # x the constant
+            vs = self.acc_ring().alloc(s, f"layer {layer} value scales")
+            if cached:
+                for dram, buf in ((k_rows, kb), (v_rows, vb)):
+                    self.op(Opcode.LOAD, addr0=dram, addr1=buf, rows=cached, cols=d, stride0=d, stride1=d)
+                for dram, buf in ((k_scales, kc), (v_scales, vs)):
+                    self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=dram, addr1=buf, rows=1, cols=cached,
+                            stride0=0, stride1=0)
+            groups.append((kb, vb, kc, vs))
+        return groups
+
+    def _decode_cache(self, layer: int, k: int, v: int, pos: int) -> bool:
+        """One token whose attention follows in this job (:meth:`_every_group_at_once`): load
+        the cache's earlier positions into attention's buffers at once (they wait for nothing,
+        so the loads run during the Q/K/V projections) and quantize the new keys and values
+        straight into the buffers' last row, instead of storing them and loading the whole cache
+        after the stores. They are stored from there: one STORE of every group's rows and one of
+        their scales where the buffers are evenly spaced, else one each per group. False,
+        having emitted nothing, where attention will not take every group at once."""
+        d, kv_heads, s = self.cfg.head_dim, self.c.kv_heads, pos + 1
+        if kv_heads == 1 or not self._every_group_fits(s):
+            return False
+        groups = self._group_buffers(layer, s, pos)
+        for which, src in ((0, k), (1, v)):
+            rows_addr, scales_addr = self.c.kv_slot(layer, 0, which)
+            apart = self.c.kv_slot(layer, 1, which)[0] - rows_addr
+            rows, scales = [], []
+            for g, buffers in enumerate(groups):
+                row, scale = buffers[which] + pos * d, buffers[2 + which] + pos
+                self.op(Opcode.V_QUANT, addr0=src + g * d, stride0=d, addr1=row, stride1=self.row8(d), addr2=scale,
+                        rows=1, cols=d)
+                if which == 0:
+                    self.op(Opcode.V_SCALE_MUL, addr0=scale, addr1=scale, addr3=self.score_scale, rows=1)
+                rows.append(row)
+                scales.append(scale)
+            for addrs, flags, dst, dst_apart, cols in ((rows, 0, rows_addr + pos * d, apart, d),
+                                                      (scales, Flag.DST_ACC, scales_addr + 4 * pos, apart // 4, 1)):
+                steps = {b - a for a, b in zip(addrs, addrs[1:], strict=False)}
+                if len(steps) == 1 and 0 < (step := steps.pop()) < 1 << 16 and apart < 1 << 16:
+                    self.op(Opcode.STORE, flags=flags, addr0=addrs[0], stride0=step, addr1=dst, stride1=dst_apart,
+                            rows=kv_heads, cols=cols)
+                else:
+                    for g, addr in enumerate(addrs):
+                        self.op(Opcode.STORE, flags=flags, addr0=addr, addr1=dst + g * dst_apart * (4 if flags else 1),
+                                rows=1, cols=cols)
+        self.preloaded[layer] = groups
+        return True
+
     def _every_group_at_once(self, layer: int, q: int, out: int, s: int, p0: int, causal: bool) -> bool:
         """Decode attention (one query row per head) of every KV group at once: each group's keys
         and values are loaded first, and the instructions without a per-group operand (the
@@ -698,28 +785,11 @@ class _Emitter:
         d, heads, kv_heads = cfg.head_dim, cfg.num_heads, c.kv_heads
         group = heads // kv_heads
         lanes = c.config.lanes
-        if not self.double_buffer:
-            return False
-        ring = self.acc_rings[0]
         ss = _round_up(s, lanes)
-        # every allocation below, each with its alignment's worth of slack
-        acc_words = sum(_round_up(n, lanes) + lanes for n in (heads, heads * ss, heads, heads, heads, heads * d))
-        spad_bytes = heads * (self.row8(d) + self.row8(s))
-        if (2 * kv_heads * (s * d + self.spad_ring.align) > self.spad_ring.size
-                or kv_heads * (_round_up(s, ring.align) + ring.align) > ring.size
-                or acc_words > self.acc.free() or spad_bytes > self.spad.free()):
+        if not self._every_group_fits(s):
             return False
-        groups = []
-        for g in range(kv_heads):
-            k_rows, k_scales = c.kv_slot(layer, g, 0)
-            v_rows, v_scales = c.kv_slot(layer, g, 1)
-            kb = self.spad_ring.alloc(s * d, f"layer {layer} keys")
-            vb = self.spad_ring.alloc(s * d, f"layer {layer} values")
-            self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
-            self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
-            kc = self.load_acc(k_scales, s, f"layer {layer} key column scales", ring=True)  # x the constant
-            vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
-            groups.append((kb, vb, kc, vs))
+        # every group's keys, values and scales: loaded with the new token's (_decode_cache), or here
+        groups = self.preloaded.pop(layer, None) or self._group_buffers(layer, s, s)
         # head h's query row is at q + h * d; row h of every buffer below is head h's
         qq, qs = self.quantize(q, heads, d, d, f"layer {layer} queries")
         scores = self.acc.alloc(heads * ss, f"layer {layer} scores")

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from compiler.concurrent import Deadlock, read_program, run_concurrent, write_program
-from compiler.dependencies import GROUP_OF, PAIR_SEMAPHORE, Access, apply_edges, dependency_edges, footprint
+from compiler.dependencies import (
+    GROUP_OF,
+    PAIR_SEMAPHORE,
+    Access,
+    apply_edges,
+    dependency_edges,
+    footprint,
+    hoist_loads,
+)
 from compiler.funcsim import ExecutionError, Machine, run_program
 from compiler.lower import Compiler
 from golden.checkpoint import load_checkpoint
@@ -146,8 +154,9 @@ def _caught(compiler, job, dram, want, seeds):
 def test_a_dropped_dependency_is_caught(tiny_llama, kind):
     """Mutation: leave out one edge (a weight load before its matmul, or a matmul before the load
     that overwrites its weights: one weight buffer, no double buffering); some schedule then
-    gives a different DRAM."""
-    compiler = Compiler(tiny_llama, double_buffer=False)
+    gives a different DRAM. Loads stay where the layer emits them (no hoisting), so that the
+    dropped edge's load is still right in front of its matmul."""
+    compiler = Compiler(tiny_llama, double_buffer=False, hoist_loads=False)
     job = compiler.job(np.arange(1, 9))
     want = in_order(compiler, job).dram
     program = read_program(job.dram, job.program_addr)
@@ -218,3 +227,17 @@ def test_gather_reads_its_whole_table():
                                                   stride0=1, stride1=1, imm=10))
     assert Access("dram", 1000, 10, 4, 4) in reads and Access("acc", 0, 1, 3, 3) in reads
     assert writes == [Access("acc", 8, 3, 1, 1)]
+
+
+def test_loads_move_ahead_of_what_they_do_not_touch():
+    """``hoist_loads``: a LOAD moves in front of up to three instructions it shares no memory
+    with, but not in front of one it conflicts with, another LOAD or a control instruction."""
+    load = (Opcode.LOAD, dict(addr0=0x8000, addr1=64, rows=1, cols=8))
+    reads_there = (Opcode.MATMUL, dict(addr0=64, addr1=0, addr2=0, addr3=1, rows=1, cols=1, imm=8))
+    elsewhere = (Opcode.MATMUL, dict(addr0=128, addr1=0, addr2=0, addr3=1, rows=1, cols=1, imm=8))
+    vector = (Opcode.V_ADD, dict(addr0=512, addr1=512, addr2=600, rows=1, cols=8, imm=8))
+    assert hoist_loads([elsewhere, vector, load]) == [2, 0, 1]
+    assert hoist_loads([reads_there, vector, load]) == [0, 2, 1]          # WAR with the matmul
+    assert hoist_loads([load, vector, elsewhere, load]) == [0, 3, 1, 2]   # not past the first load
+    assert hoist_loads([elsewhere] * 5 + [load]) == [0, 1, 5, 2, 3, 4]    # three at most
+    assert hoist_loads([vector, (Opcode.END, {}), load]) == [0, 1, 2]
