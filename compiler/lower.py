@@ -429,7 +429,7 @@ class _Emitter:
             self._bert()
         self.op(Opcode.END)
         if self.c.hoist_loads:
-            order = hoist_loads(self.program)
+            order = hoist_loads(self.program, parts=list(zip(self.layers, self.sections, strict=True)))
             self.program = [self.program[n] for n in order]
             self.sections = [self.sections[n] for n in order]
             self.layers = [self.layers[n] for n in order]

@@ -231,7 +231,8 @@ def test_gather_reads_its_whole_table():
 
 def test_loads_move_ahead_of_what_they_do_not_touch():
     """``hoist_loads``: a LOAD moves in front of up to three instructions it shares no memory
-    with, but not in front of one it conflicts with, another LOAD or a control instruction."""
+    with, but not in front of one it conflicts with, another LOAD, a control instruction or one
+    of another part."""
     load = (Opcode.LOAD, dict(addr0=0x8000, addr1=64, rows=1, cols=8))
     reads_there = (Opcode.MATMUL, dict(addr0=64, addr1=0, addr2=0, addr3=1, rows=1, cols=1, imm=8))
     elsewhere = (Opcode.MATMUL, dict(addr0=128, addr1=0, addr2=0, addr3=1, rows=1, cols=1, imm=8))
@@ -241,3 +242,5 @@ def test_loads_move_ahead_of_what_they_do_not_touch():
     assert hoist_loads([load, vector, elsewhere, load]) == [0, 3, 1, 2]   # not past the first load
     assert hoist_loads([elsewhere] * 5 + [load]) == [0, 1, 5, 2, 3, 4]    # three at most
     assert hoist_loads([vector, (Opcode.END, {}), load]) == [0, 1, 2]
+    # nor out of its part of the model
+    assert hoist_loads([elsewhere, vector, load], parts=["qkv", "attention", "attention"]) == [0, 2, 1]
