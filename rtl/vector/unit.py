@@ -136,8 +136,9 @@ class VectorUnit(wiring.Component):
     o : Out(stream.Signature(output_layout(lanes)))
         Results: one beat per input beat of the last pass, or one per row for reductions.
 
-    Latency: :attr:`latency` cycles from an input beat to its output beat. Throughput: one beat
-    per cycle on ``i``; every port tolerates stalls in every cycle.
+    Latency: :attr:`latency` cycles from an input beat to its output beat, :attr:`short_latency`
+    for the operations of ``isa.SHORT_PATH`` (which skip the per-row segments). Throughput: one
+    beat per cycle on ``i``; every port tolerates stalls in every cycle.
     """
 
     def __init__(self, lanes: int = 4, head_dim: int = 64, rope_theta: float = 10000.0,
@@ -161,7 +162,7 @@ class VectorUnit(wiring.Component):
         self.rope_theta = float(rope_theta)
         self.queue_depth = queue_depth
         self.divide_bits_per_stage = divide_bits_per_stage
-        self.latency = None  # known after elaboration
+        self.latency = self.short_latency = None  # known after elaboration
         super().__init__({
             "c": In(stream.Signature(Instruction)),
             "i": In(stream.Signature(lane_input_layout(lanes))),
@@ -636,7 +637,7 @@ class VectorUnit(wiring.Component):
             return joined
 
         slot = {key: join(value, short_slot.get(key, 0), key) for key, value in slot.items()}
-        self.short_latency_offset = pipe.depth - short_depth
+        skipped = pipe.depth - short_depth   # the stages a short-path beat does not go through
         job_out_width = pipe.park({"out_width": slot.pop("out_width")})
 
         # ---------------------------------------------------------------- F: per-lane outputs
@@ -935,7 +936,7 @@ class VectorUnit(wiring.Component):
             m.d.sync += taken.eq(taken + 1)
         m.d.sync += credit.eq((admitted - taken)[:count_bits] < out_depth - 1)
         self.latency = pipe.depth
-        self.short_latency = pipe.depth - self.short_latency_offset
+        self.short_latency = pipe.depth - skipped
         return m
 
     # ------------------------------------------------------------------------------------------
