@@ -6,8 +6,9 @@ For tiny-llama's 64-token prompt and one decode token after it, on the default 8
 roofline fraction (and attention's) as built, then with each of these removed (``OVERHEADS``):
 
 * ``vector latency``: the fixed cost of a vector instruction (the vector unit's pipeline, about
-  125 cycles on the narrow unit, and the sequencer's handshakes), paid once per instruction
-  because the sequencer runs one instruction at a time and most follow one another's results;
+  134 cycles on its long path and 40 on its short one, with the sequencer's handshakes), paid
+  once per instruction because the sequencer runs one instruction at a time and most follow one
+  another's results;
 * ``DMA per-instruction``: the transfer unit's fixed cost per LOAD/STORE/GATHER row (descriptor
   check, DRAM latency through the NoC, status), paid because one descriptor runs at a time;
 * ``array weight load``: the cycles a matmul tile waits for its weights to enter the array
