@@ -85,19 +85,36 @@ def _synthesised_fmax(config, root=None) -> float | None:
     return None
 
 
+def _synthesised_revision(config, root=None) -> str | None:
+    """The source revision the chip's synthesis report names (``source:`` in
+    ``synth/reports/chip-<config>-ecp5.txt``), so that a tokens/s figure says whose Fmax it uses
+    when the RTL has changed since. None without a report."""
+    from pathlib import Path
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    try:
+        text = (root / "synth" / "reports" / f"chip-{config.name}-ecp5.txt").read_text()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("source:")), None)
+
+
 def _print_rtl_figures(rtl) -> None:
     phases = ["prefill"] + [f"decode {n}" for n in range(1, len(rtl.cycles))]
     for phase, cycles, busy, wall in zip(phases, rtl.cycles, rtl.matrix_busy, rtl.sim_wall, strict=True):
         print(f"{phase + ':':12s}{cycles} cycles, matrix-engine utilization {busy / max(cycles, 1):.3f}, "
               f"simulated at {cycles / max(wall, 1e-9):,.0f} cycles/s")
     fmax = _synthesised_fmax(rtl.config)
+    revision = _synthesised_revision(rtl.config)
+    source = f" (synthesised from revision {revision})" if revision else ""
     if fmax is None:
         print(f"tokens/s:   not known: this {rtl.config.name} chip's Fmax has not been measured (make synth)")
     elif len(rtl.cycles) > 1:
         decode = sum(rtl.cycles[1:]) / (len(rtl.cycles) - 1)
-        print(f"tokens/s:   {fmax * 1e6 / decode:,.1f} decode at the synthesised {fmax:.1f} MHz")
+        print(f"tokens/s:   {fmax * 1e6 / decode:,.1f} decode at {fmax:.1f} MHz{source}")
     else:
-        print(f"tokens/s:   {fmax * 1e6 * len(rtl.outputs.hidden) / rtl.cycles[0]:,.1f} prefill at {fmax:.1f} MHz")
+        print(f"tokens/s:   {fmax * 1e6 * len(rtl.outputs.hidden) / rtl.cycles[0]:,.1f} prefill at {fmax:.1f} MHz"
+              f"{source}")
 
 
 def _profile(ckpt, ids, rtl, model: str, timeline: str | None, roofline: str | None) -> None:

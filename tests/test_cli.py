@@ -141,3 +141,17 @@ def test_synthesised_fmax_falls_back_to_the_committed_record(tmp_path):
     # another 8x8 chip is not the one synthesised
     other = ChipConfig(vector_lanes=2 if chip.unit_lanes != 2 else 4)
     assert _synthesised_fmax(other, tmp_path) is None
+
+
+def test_tokens_per_second_names_the_synthesised_revision(tmp_path):
+    """The Fmax comes from a synthesis of some revision; the report names it, and so does the
+    tokens/s line (the RTL may have changed since)."""
+    from scoville.cli import _synthesised_revision
+    from scoville.config import ChipConfig
+
+    assert _synthesised_revision(ChipConfig(), tmp_path) is None
+    (tmp_path / "synth" / "reports").mkdir(parents=True)
+    (tmp_path / "synth" / "reports" / "chip-8x8-ecp5.txt").write_text(
+        "chip 8x8 on Lattice ECP5 LFE5U-85F\nsource: 389ae37\nfigures:\n  fmax_mhz: 29.61\n")
+    assert _synthesised_revision(ChipConfig(), tmp_path) == "389ae37"
+    assert _synthesised_revision(ChipConfig(), None) is not None    # the committed report
