@@ -35,6 +35,10 @@ class FitError(ValueError):
     """The model or sequence does not fit the configured chip (one line, names what)."""
 
 
+#: V_ATTN_SCALE's constant factor 1/127², as a packed scale (both attention paths use it)
+_PROBABILITY_SCALE = pack_scale(*(int(v) for v in nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))))
+
+
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -632,7 +636,6 @@ class _Emitter:
         s = p0 + t if causal else self.p0 + self.t   # keys it may see
         out = self.acc.alloc(t * heads * d, f"layer {layer} attention output")
         mark = self.marks()
-        p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
         group = heads // kv_heads
         if t == 1 and q is not None and kv_heads > 1 and self._every_group_at_once(layer, q, out, s, p0, causal):
             self.release(mark)
@@ -683,7 +686,7 @@ class _Emitter:
                         cols=s)
                 pq, ps = self.quantize(scores, rows, s, ss, f"layer {layer} probabilities", high=second)
                 os_ = self.acc.alloc(rows, f"layer {layer} output scales", high=second)
-                self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=pack_scale(int(p_m), int(p_e)),
+                self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=_PROBABILITY_SCALE,
                         rows=rows, cols=s, imm=vs)
                 pv = self.acc.alloc(rows * d, f"layer {layer} P@V accumulators", high=second)
                 self.op(Opcode.MATMUL, addr0=pq, stride0=self.row8(s), addr1=vb, stride1=d, addr2=pv, addr3=d,
@@ -809,10 +812,9 @@ class _Emitter:
                     addr2=vs, rows=group, cols=s)
         pq, ps = self.quantize(scores, heads, s, ss, f"layer {layer} probabilities")
         os_ = self.acc.alloc(heads, f"layer {layer} output scales")
-        p_m, p_e = nx.scale_from_float(1.0 / (nx.QMAX * nx.QMAX))
         for (_, _, _, vs), r in zip(groups, rows, strict=True):
             self.op(Opcode.V_ATTN_SCALE, addr0=totals + r, addr1=os_ + r, addr2=ps + r,
-                    addr3=pack_scale(int(p_m), int(p_e)), rows=group, cols=s, imm=vs)
+                    addr3=_PROBABILITY_SCALE, rows=group, cols=s, imm=vs)
         pv = self.acc.alloc(heads * d, f"layer {layer} P@V accumulators", high=True)
         for (_, vb, _, _), r in zip(groups, rows, strict=True):
             self.op(Opcode.MATMUL, addr0=pq + r * self.row8(s), stride0=self.row8(s), addr1=vb, stride1=d,
