@@ -10,7 +10,8 @@ Two parts:
 * :func:`schedule`: the controller's behaviour replayed as events (``rtl/core/controller.py``):
   instructions are fetched in program order into per-queue FIFOs of ``queue_depth`` (fetch stops
   while the next instruction's queue is full), a queue's head is released when its semaphores
-  are non-zero and its unit is idle (load and store share the transfer unit), one release per
+  are non-zero and its unit is idle (load and store share the transfer unit), or, for the matrix
+  unit, when the one instruction it holds is in its drain (:func:`tails`), one release per
   cycle, and a completion signals its semaphores.
 
 :func:`predict` gives each instruction's release and completion cycle, in the same form as the
@@ -32,7 +33,7 @@ from compiler.profile import Trace
 from scoville.config import CONFIGS, ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
-__all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "predict", "schedule"]
+__all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "predict", "schedule", "tails"]
 
 QUEUES = ("load", "matrix", "vector", "store")
 UNIT_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
@@ -62,6 +63,13 @@ SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V, Opcode.V_ADD,
               Opcode.V_SILU}
 #: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
 OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
+#: cycles of a MATMUL's drain beyond the array's R + C: the matrix unit takes the next MATMUL once
+#: it has sent every read of the one it holds (``rtl/core/matrix_unit.py``), and that one is done
+#: about R + C + this later (its last row crosses the array, the splitter, the accumulator's
+#: read-modify-write and the done strobe's pipeline). In traces of tiny-llama's 16-token prompt
+#: and decode on the 8x8 chip, a MATMUL released while the one before was in flight came 24-26
+#: cycles (median) and at most 28 (prompt) and 35 (decode) before that one's done.
+MATRIX_DRAIN = 14
 #: cycles a V_ROPE chunk takes besides its ``lanes`` pipeline cycles (its three reads, two writes,
 #: the pipeline's fill and drain; ``rtl/core/vector_sequencer.py``, ROPE_*)
 ROPE_CHUNK_EXTRA = 10
@@ -214,20 +222,30 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
 CONTENTION = 1.75
 
 
+def tails(config: ChipConfig) -> dict[str, int]:
+    """Per unit, the cycles before its instruction's completion from which it takes the next
+    (:func:`schedule`'s ``tails``): the matrix unit's drain."""
+    return {"matrix": config.rows + config.columns + MATRIX_DRAIN}
+
+
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
              fetch_cycles: int = 1, contention: float | None = None,
-             banks: list[tuple[set, set]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+             banks: list[tuple[set, set]] | None = None,
+             tails: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Release and completion cycle of each instruction (-1 for control instructions) when the
     controller runs ``program`` with these uncontended unit ``durations``. ``banks``: each
     instruction's accumulator banks (read, written; :func:`acc_banks`); without them every
-    MATMUL slows every vector instruction."""
+    MATMUL slows every vector instruction. ``tails``: per unit, the remaining cycles of the
+    instruction it holds at which it takes a second one (two at most); without them, one at a
+    time."""
     contention = CONTENTION if contention is None else contention
     n = len(program)
     issue = np.full(n, -1, dtype=np.int64)
     done = np.full(n, -1, dtype=np.int64)
     fifos = {q: deque() for q in QUEUES}
     semaphores = [0] * SEMAPHORES
-    running: dict[str, list] = {}   # unit -> [instruction, work left]
+    tails = tails or {}
+    running: dict[str, list] = {}   # unit -> [[instruction, work left], ...], oldest first
     next_fetch, fetch_ready = 0, 0
     clock = 0
     finished = 0
@@ -239,8 +257,8 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             return False
         if banks is None:
             return True
-        reads, writes = banks[running["vector"][0]]
-        return bool(banks[running["matrix"][0]][1] & (reads | writes))
+        reads, writes = banks[running["vector"][0][0]]
+        return any(banks[index][1] & (reads | writes) for index, _ in running["matrix"])
 
     def rates() -> dict[str, float]:
         slow = 1.0 / (1.0 + contention) if collide() else 1.0
@@ -248,11 +266,14 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
 
     def advance(cycles: int) -> None:
         for unit, rate in rates().items():
-            running[unit][1] -= rate * cycles
+            for entry in running[unit]:
+                entry[1] -= rate * cycles
 
     while finished < total:
-        for unit in [u for u, (_, left) in running.items() if left <= 1e-9]:
-            index = running.pop(unit)[0]
+        for unit, index in [(u, e[0]) for u, entries in running.items() for e in entries if e[1] <= 1e-9]:
+            running[unit] = [e for e in running[unit] if e[0] != index]
+            if not running[unit]:
+                del running[unit]
             done[index] = clock
             signal = program[index][1].get("signal", 0)
             for s in range(SEMAPHORES):
@@ -280,14 +301,18 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             index = fifos[queue][0]
             wait = program[index][1].get("wait", 0)
             unit = UNIT_OF[queue]
-            if unit in running or any(wait >> s & 1 and semaphores[s] == 0 for s in range(SEMAPHORES)):
+            # a unit takes the next instruction once the one it holds is in its tail (``tails``:
+            # the matrix unit's drain), one at a time
+            if unit in running and (len(running[unit]) > 1 or running[unit][-1][1] > tails.get(unit, 0)):
+                continue
+            if any(wait >> s & 1 and semaphores[s] == 0 for s in range(SEMAPHORES)):
                 continue
             for s in range(SEMAPHORES):
                 if wait >> s & 1:
                     semaphores[s] -= 1
             fifos[queue].popleft()
             issue[index] = clock
-            running[unit] = [index, float(durations[index])]
+            running.setdefault(unit, []).append([index, float(durations[index])])
             turn = (turn + offset + 1) % len(QUEUES)
             released = True
             break
@@ -296,7 +321,9 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             clock += 1
             continue
         # nothing to release: jump to the next completion or fetch
-        steps = [math.ceil(left / rate) for (_, left), rate in zip(running.values(), rates().values(), strict=True)]
+        steps = [math.ceil(left / rate) for unit, rate in rates().items() for _, left in running[unit]]
+        steps += [math.ceil((entries[-1][1] - tails[unit]) / rate) for unit, rate in rates().items()
+                  if len(entries := running[unit]) == 1 and entries[-1][1] > tails.get(unit, 0) > 0]
         if next_fetch < n and fetch_ready > clock:
             steps.append(fetch_ready - clock)
         if not steps:
@@ -316,6 +343,7 @@ def predict(program: list[tuple[Opcode, dict]], config: ChipConfig, coefficients
     durations = [duration(op, fields, config, coefficients) if QUEUE_OF[op] in QUEUES else 0
                  for op, fields in program]
     banks = [acc_banks(op, fields, config) for op, fields in program]
+    options.setdefault("tails", tails(config))
     issue, done = schedule(program, durations, banks=banks, **options)
     per = {q: [i for i, (op, _) in enumerate(program) if QUEUE_OF[op] == q] for q in QUEUES}
     trace = Trace({q: issue[per[q]] for q in QUEUES}, {q: done[per[q]] for q in QUEUES},

@@ -107,7 +107,8 @@ def in_program_order(program: list[tuple[Opcode, dict]]) -> list[tuple[Opcode, d
     """Semaphores that make the queues execute ``program`` (``(opcode, fields)`` pairs) in program
     order: where an instruction's successor goes to another queue, the instruction signals that
     queue's semaphore and the successor waits for it. Instructions in one queue already run in
-    order, one after the other. ``wait``/``signal`` masks given in ``program`` are kept (or-ed).
+    order (the matrix unit overlaps two MATMULs, but each sees what the one before wrote).
+    ``wait``/``signal`` masks given in ``program`` are kept (or-ed).
     """
     chained = [(op, dict(fields)) for op, fields in program]
     queued = [(n, QUEUE_OF[op]) for n, (op, _) in enumerate(chained) if QUEUE_OF[op] != "control"]

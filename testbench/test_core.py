@@ -179,6 +179,77 @@ async def gemm_programs(dut):
         dut._log.info(f"job {job}: {len(program)} instructions, {cycles} cycles")
 
 
+def matmul_run(tb: TB, image: np.ndarray, layout: Layout, spad: Layout, acc: Layout, count: int,
+               shape: tuple[int, int, int] | None = None) -> list[tuple[Opcode, dict]]:
+    """``count`` MATMULs one after another with nothing between them, so that each is taken while
+    the one before drains (random shapes, some empty, B plain or transposed, some accumulating onto
+    the result of the one just before: a read-modify-write of rows the previous instruction is still
+    writing), then a STORE of every result. ``shape``: every MATMUL (m, k, n), B plain, each after the
+    first accumulating onto its result (one STORE)."""
+    rng = tb.rng
+    a_rows, a_cols = 4, 24
+    a_dram, b_dram = layout.take(a_rows * a_cols), layout.take(a_cols * a_cols)
+    image[a_dram:a_dram + a_rows * a_cols] = tb.np_rng.integers(0, 256, a_rows * a_cols, dtype=np.uint8)
+    image[b_dram:b_dram + a_cols * a_cols] = tb.np_rng.integers(0, 256, a_cols * a_cols, dtype=np.uint8)
+    a_spad, b_spad = spad.take(a_rows * a_cols), spad.take(a_cols * a_cols)
+    program = [(Opcode.LOAD, dict(addr0=a_dram, addr1=a_spad, rows=a_rows, cols=a_cols, stride0=a_cols,
+                                  stride1=a_cols)),
+               (Opcode.LOAD, dict(addr0=b_dram, addr1=b_spad, rows=a_cols, cols=a_cols, stride0=a_cols,
+                                  stride1=a_cols))]
+    results, previous = [], None
+    for _ in range(count):
+        if shape is None:
+            m, k, n = rng.choice([0, 1, 1, 2, 3, 4]), rng.randint(1, a_cols), rng.randint(1, a_cols)
+            transposed = rng.random() < 0.4
+        else:
+            (m, k, n), transposed = shape, False
+        flags = Flag.B_TRANSPOSED if transposed else 0
+        if previous is not None and (shape is not None or rng.random() < 0.4):
+            # onto the previous result: same rows, same columns or fewer
+            c_acc, c_stride, m = previous[:3]
+            n = n if shape is not None else rng.randint(1, previous[3])
+            flags |= Flag.ACCUMULATE
+        else:
+            c_stride = n + rng.randint(0, 3)
+            c_acc = acc.take(max(m, 1) * c_stride)
+            results.append((c_acc, c_stride, m, n))
+        program.append((Opcode.MATMUL, dict(flags=flags, addr0=a_spad, stride0=a_cols, addr1=b_spad,
+                                            stride1=a_cols, addr2=c_acc, addr3=c_stride, rows=m, cols=n, imm=k)))
+        previous = (c_acc, c_stride, m, n) if m else None
+    for c_acc, c_stride, m, n in results:
+        if m:
+            c_dram = layout.take(4 * m * n, 4)
+            program.append((Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=c_acc, stride0=c_stride, addr1=c_dram,
+                                               stride1=n, rows=m, cols=n)))
+    return program
+
+
+@cocotb.test()
+async def back_to_back_matmuls(dut):
+    """MATMULs that follow one another overlap (the next is taken while the one before drains)
+    and still equal the functional simulator byte for byte: random runs with accumulation onto
+    the previous result and empty instructions; then a run of one-tile, one-row MATMULs (a decode's
+    shape) costs each well under what one alone costs, the drain it used to wait for."""
+    tb = TB(dut)
+    latency = tb.rng.choice([0, 8, 40])
+    await tb.reset(latency=latency)
+    dut._log.info(f"DRAM latency {latency}")
+    for job in range(int(os.environ.get("SCOVILLE_JOBS", "4"))):
+        image, layout, spad, acc = fresh_image(tb)
+        cycles = await run_and_compare(tb, matmul_run(tb, image, layout, spad, acc, tb.rng.randint(4, 12)), image)
+        dut._log.info(f"job {job}: {cycles} cycles")
+    R, C = tb.config.rows, tb.config.columns
+    runs = {}
+    for count in (1, 17):
+        image, layout, spad, acc = fresh_image(tb)
+        runs[count] = await run_and_compare(tb, matmul_run(tb, image, layout, spad, acc, count, (1, R, C)), image)
+    each = (runs[17] - runs[1]) / 16
+    dut._log.info(f"one-row, one-tile MATMULs: one alone {runs[1]} cycles, 17 in {runs[17]}: {each:.1f} each")
+    # one at a time, each took its weight load (R), the row through the array (R + C), the
+    # accumulator and the handshakes: 50 cycles at 8x8. Two in flight halve that: 25 at 8x8
+    assert each <= 2 * R + C + 8, f"back-to-back MATMULs took {each:.1f} cycles each: they do not overlap"
+
+
 @cocotb.test()
 async def gather_rows(dut):
     """GATHER of int8 and int32 table rows by ids loaded into the accumulator."""

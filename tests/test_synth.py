@@ -74,7 +74,8 @@ def test_figures_are_recorded_for_a_fresh_clone(tmp_path, monkeypatch):
 def test_unknown_target_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(run, "FIGURES_RECORD", tmp_path / "figures.json")
-    monkeypatch.setattr(run, "synthesise", lambda target, reuse_placement=False, seed=run.SEED: pytest.fail("ran a target"))
+    monkeypatch.setattr(run, "synthesise",
+                        lambda target, reuse_placement=False, seed=run.SEED: pytest.fail("ran a target"))
     with pytest.raises(SystemExit) as exit_info:
         run.main(["no-such-block"])
     assert exit_info.value.code == 2 and "no target matches no-such-block" in capsys.readouterr().err

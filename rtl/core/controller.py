@@ -102,6 +102,10 @@ class Controller(wiring.Component):
         A unit stopped on an error (the DMA's out-of-window or bus error, say).
     unit_progress
         A unit moved data this cycle: a long instruction is not a stall.
+    unit_overlap : In(4)
+        Per queue: its unit holds one released instruction and takes the next now (the matrix
+        unit, once it has sent every read of the one it holds), so that the next is offered
+        before the first is done; at most two are then in flight. Low: one at a time.
     unit_busy, unit_waiting : Out(4)
         Per queue (load, matrix, vector, store): an instruction released to the unit is not done
         yet; the queue's next instruction is waiting for a semaphore (performance counters).
@@ -142,6 +146,7 @@ class Controller(wiring.Component):
             "unit_error_code": In(ErrorCode),
             "unit_error_addr": In(addr_width),
             "unit_progress": In(1),
+            "unit_overlap": In(len(QUEUES)),
             "unit_busy": Out(len(QUEUES)),
             "unit_waiting": Out(len(QUEUES)),
         }
@@ -336,8 +341,10 @@ class Controller(wiring.Component):
             # Only an idle unit gets an offer: an offer is held until the unit takes it, and one held
             # by a busy unit would keep every other queue from being released meanwhile.
             unit_idle = Signal(name=f"{name}_unit_idle")
-            m.d.comb += unit_idle.eq(Cat(inflight[q].level == 0 for q in self.unit_queues[name]).all())
             index = QUEUES.index(name)
+            m.d.comb += unit_idle.eq(Cat((inflight[q].level == 0)
+                                         | ((inflight[q].level == 1) & self.unit_overlap[QUEUES.index(q)])
+                                         for q in self.unit_queues[name]).all())
             m.d.comb += [self.unit_busy[index].eq(inflight[name].level != 0),
                          self.unit_waiting[index].eq(running & fifos[name].r_rdy & ~ok)]
             port = getattr(self, name)

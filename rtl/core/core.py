@@ -152,6 +152,7 @@ class Core(wiring.Component):
         wiring.connect(m, vector.spad_write, spad.vector_write)
         m.d.comb += [controller.load_done.eq(transfer.load_done), controller.store_done.eq(transfer.store_done),
                      controller.matrix_done.eq(matrix.done), controller.vector_done.eq(vector.done),
+                     controller.unit_overlap[QUEUES.index("matrix")].eq(matrix.overlap),
                      self.matrix_counters.eq(matrix.counters)]
 
         # a malformed vector instruction (the sequencer names no address: addr0 of the instruction)

@@ -11,10 +11,18 @@ path, with element masks for tiles that stop before a row's end or straddle two 
 
 Accumulation wraps at int32, as in the ISA (``docs/isa.md``): sums of int8 products over
 ``K < 2**17`` never wrap.
+
+Two instructions overlap: the unit takes the next ``MATMUL`` as soon as it has sent every read of
+the one it holds, so the next one's first weight tile loads, and its rows stream, while the last
+tile's results of the one before still cross the array and the accumulator (about R + C + 10
+cycles; in a decode, where every tile has one row, that was most of a short instruction's fixed
+cost). Results leave the array in order, so each instruction's ``done`` comes in order, once its
+own last result is written: an instruction's results are walked against its own fields, kept in
+a two-entry queue from the moment it is taken until its last result row is written.
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader, ChunkSplitter
@@ -46,14 +54,18 @@ class MatrixUnit(wiring.Component):
 
     Ports
     -----
-    instruction : In(stream.Signature(Instruction)), one ``MATMUL`` at a time.
-    done : Out(1), one-cycle strobe once every result of the instruction is in the accumulator.
+    instruction : In(stream.Signature(Instruction)), ``MATMUL`` s; ``ready`` once every read of the
+        previous one is sent, with at most two instructions in the unit.
+    done : Out(1), one-cycle strobe per instruction, in order, once every result of it is in the
+        accumulator.
     spad : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)), the activation rows.
     spad_weights : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)), the weight tiles: a
         second read port, so the next tile's weights load while the current tile's activations
         stream (in parallel when the two are in different scratchpad banks).
     acc : Out(stream.Signature(matrix_write_layout(acc_row_bits, columns)))
-    busy : Out(1)
+    busy : Out(1), an instruction is in the unit.
+    overlap : Out(1), the unit holds one instruction and would take the next (``instruction.ready``
+        while one is in flight), so that the controller can offer it without waiting for ``done``.
     counters : Out(the systolic array's counters)
     """
 
@@ -72,6 +84,7 @@ class MatrixUnit(wiring.Component):
             "instruction": In(stream.Signature(Instruction)),
             "done": Out(1),
             "busy": Out(1),
+            "overlap": Out(1),
             "spad": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
             "spad_weights": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
             "acc": Out(stream.Signature(matrix_write_layout(acc_row_bits, columns))),
@@ -94,9 +107,7 @@ class MatrixUnit(wiring.Component):
         spad_mask = (1 << reader.addr_bits) - 1
         acc_addr_bits = self.acc_row_bits + (C.bit_length() - 1)
 
-        ins = Signal(Instruction)
-        busy = Signal()
-        m.d.comb += self.busy.eq(busy)
+        ins = Signal(Instruction)   # the instruction whose reads are being sent
         m_rows, n_cols, k_len = ins.rows, ins.cols, ins.imm[:24]
         transposed = ins.flags[Flag.B_TRANSPOSED.bit_length() - 1]
         accumulate_all = ins.flags[Flag.ACCUMULATE.bit_length() - 1]
@@ -121,16 +132,28 @@ class MatrixUnit(wiring.Component):
         tag = data.View(_activation_tag, request.tag)
         accepted = self.instruction.valid & self.instruction.ready
 
-        with m.FSM(name="issue"):
+        # What the result walker needs of each instruction, from its acceptance until its last
+        # result row is taken: the one whose results are arriving, and the one whose reads are
+        # being sent (a result row of the later one is at least R + C cycles behind its reads).
+        out_layout = data.StructLayout({"rows": 16, "cols": 16, "k": 24, "base": 32, "stride": 32})
+        m.submodules.outstanding = outstanding = fifo.SyncFIFO(width=out_layout.size, depth=2)
+        payload = self.instruction.payload
+        m.d.comb += [outstanding.w_data.eq(Cat(payload.rows, payload.cols, payload.imm[:24], payload.addr2,
+                                               payload.addr3)),
+                     outstanding.w_en.eq(accepted)]
+        head = data.View(out_layout, outstanding.r_data)
+        done_pipe = Signal(4)   # a strobe per instruction: its last result row taken, then written
+        weights_idle = Signal()
+
+        with m.FSM(name="issue") as issue:
             with m.State("IDLE"):
-                m.d.comb += self.instruction.ready.eq(~busy)
-                with m.If(self.instruction.valid & ~busy):
-                    m.d.sync += [ins.eq(self.instruction.payload), busy.eq(1), n0.eq(0), k0.eq(0), index.eq(0),
-                                 pointer.eq(self.instruction.payload.addr0)]
+                m.d.comb += self.instruction.ready.eq(weights_idle & outstanding.w_rdy)
+                with m.If(accepted):
+                    m.d.sync += [ins.eq(payload), n0.eq(0), k0.eq(0), index.eq(0), pointer.eq(payload.addr0)]
                     m.next = "START"
             with m.State("START"):
                 with m.If(empty):
-                    m.next = "WAIT_RESULTS"
+                    m.next = "IDLE"
                 with m.Else():
                     m.next = "ACTIVATIONS"
             with m.State("ACTIVATIONS"):
@@ -151,11 +174,7 @@ class MatrixUnit(wiring.Component):
                         with m.Elif(~last_n):
                             m.d.sync += [k0.eq(0), n0.eq(n0 + C), pointer.eq(ins.addr0)]
                         with m.Else():
-                            m.next = "WAIT_RESULTS"
-            with m.State("WAIT_RESULTS"):
-                with m.If(self.done):
-                    m.d.sync += busy.eq(0)
-                    m.next = "IDLE"
+                            m.next = "IDLE"
 
         w_n0 = Signal(16)
         w_k0 = Signal(24)
@@ -170,7 +189,7 @@ class MatrixUnit(wiring.Component):
         ]
         w_request = weight_reader.request.payload
         w_tag = data.View(_weight_tag, w_request.tag)
-        with m.FSM(name="weights"):
+        with m.FSM(name="weights") as weights:
             with m.State("IDLE"):
                 with m.If(accepted):
                     m.d.sync += [w_n0.eq(0), w_k0.eq(0), b_k_base.eq(self.instruction.payload.addr1)]
@@ -241,14 +260,17 @@ class MatrixUnit(wiring.Component):
         # ------------------------------------------------------------ results into the accumulator
         m.submodules.splitter = splitter = ChunkSplitter(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
                                                          chunk=C, flags=1)
+        # the walker's place in the head instruction's result, relative to its C address (addr2)
         out_n0 = Signal(16)
         out_k0 = Signal(24)
         out_m = Signal(16)
-        out_pointer = Signal(32)
+        out_offset = Signal(32)
         out_wn = Signal(range(C + 1))
-        m.d.comb += out_wn.eq(Mux(n_cols - out_n0 < C, n_cols - out_n0, C))
+        m.d.comb += out_wn.eq(Mux(head.cols - out_n0 < C, head.cols - out_n0, C))
         final = Signal()
-        m.d.comb += final.eq((out_m == m_rows - 1) & (out_k0 + R >= k_len) & (out_n0 + C >= n_cols))
+        m.d.comb += final.eq((out_m == head.rows - 1) & (out_k0 + R >= head.k) & (out_n0 + C >= head.cols))
+        out_pointer = Signal(32)
+        m.d.comb += out_pointer.eq(head.base + out_offset)
         m.d.comb += [
             splitter.request.valid.eq(array.results.valid),
             splitter.request.payload.addr.eq(out_pointer[:acc_addr_bits]),
@@ -257,16 +279,23 @@ class MatrixUnit(wiring.Component):
             splitter.request.payload.flags.eq(array.results.payload.accumulate),
             array.results.ready.eq(splitter.request.ready),
         ]
-        with m.If(self.instruction.valid & self.instruction.ready):
-            m.d.sync += [out_n0.eq(0), out_k0.eq(0), out_m.eq(0), out_pointer.eq(self.instruction.payload.addr2)]
+        head_empty = (head.rows == 0) | (head.cols == 0)
+        finished = Signal()     # the head instruction's last result row is taken (or it has none)
+        with m.If(outstanding.r_rdy & head_empty):
+            m.d.comb += finished.eq(1)
         with m.Elif(array.results.valid & array.results.ready):
-            m.d.sync += [out_m.eq(out_m + 1), out_pointer.eq(out_pointer + ins.addr3)]
-            with m.If(out_m == m_rows - 1):
+            m.d.sync += [out_m.eq(out_m + 1), out_offset.eq(out_offset + head.stride)]
+            with m.If(out_m == head.rows - 1):
                 m.d.sync += out_m.eq(0)
-                with m.If(out_k0 + R < k_len):
-                    m.d.sync += [out_k0.eq(out_k0 + R), out_pointer.eq(ins.addr2 + out_n0)]
+                with m.If(out_k0 + R < head.k):
+                    m.d.sync += [out_k0.eq(out_k0 + R), out_offset.eq(out_n0)]
                 with m.Else():
-                    m.d.sync += [out_k0.eq(0), out_n0.eq(out_n0 + C), out_pointer.eq(ins.addr2 + out_n0 + C)]
+                    m.d.sync += [out_k0.eq(0), out_n0.eq(out_n0 + C), out_offset.eq(out_n0 + C)]
+            with m.If(final):
+                m.d.comb += finished.eq(1)
+        with m.If(finished):
+            m.d.sync += [out_n0.eq(0), out_k0.eq(0), out_m.eq(0), out_offset.eq(0)]
+        m.d.comb += outstanding.r_en.eq(finished)
         row = splitter.rows.payload
         m.d.comb += [
             self.acc.valid.eq(splitter.rows.valid),
@@ -277,19 +306,14 @@ class MatrixUnit(wiring.Component):
             splitter.rows.ready.eq(self.acc.ready),
         ]
 
-        # done: the last result row has left the splitter, and the accumulator's read-modify-write
+        # done: the last result row has left the splitter (taken by the accumulator in the cycle
+        # `finished` is set: the splitter is combinational), and the accumulator's read-modify-write
         # pipeline (two cycles) has written it
-        results_done = Signal()
-        settle = Signal(2)
-        with m.If(self.instruction.valid & self.instruction.ready):
-            m.d.sync += results_done.eq(0)
-        with m.Elif(array.results.valid & array.results.ready & final):
-            m.d.sync += results_done.eq(1)
-        waiting = Signal()
-        m.d.comb += waiting.eq(busy & (results_done | empty) & splitter.idle)
-        with m.If(waiting & ~self.done):
-            m.d.sync += settle.eq(settle + 1)
-        with m.Else():
-            m.d.sync += settle.eq(0)
-        m.d.comb += self.done.eq(waiting & (settle == 3))
+        m.d.sync += done_pipe.eq(Cat(finished, done_pipe[:-1]))
+        m.d.comb += [
+            self.done.eq(done_pipe[-1]),
+            weights_idle.eq(weights.ongoing("IDLE")),
+            self.busy.eq(~issue.ongoing("IDLE") | ~weights_idle | outstanding.r_rdy | done_pipe.any()),
+            self.overlap.eq(self.instruction.ready & outstanding.r_rdy),
+        ]
         return m
