@@ -23,6 +23,12 @@ class ChipConfig:
         the LFE5U-85F's logic, and with 4 lanes the chip placed at 78 % but did not route in
         hours (docs/architecture.md, "The FPGA chip"). Set it to None for a chip of full-width
         beats (every configuration in :data:`CONFIGS` but the default does).
+    vector_stage_merge : int
+        The vector unit's pipeline stages per register stage (1 to 3,
+        ``rtl.vector.unit.VectorUnit``'s ``stage_merge``): 1 registers every stage, as the unit
+        is built for 100 MHz and more; the default, 2, halves its latency (64 cycles instead of 123
+        on the long path, 17 instead of 29 on the short one at 2 lanes) with paths about twice as
+        long, for the FPGA chip clocked near 30 MHz, where a decode waits on that latency.
     spad_bytes : int
         Scratchpad capacity (int8 activations and weights).
     acc_words : int
@@ -43,6 +49,7 @@ class ChipConfig:
     columns: int = 8
     lanes: int = 8
     vector_lanes: int | None = 2
+    vector_stage_merge: int = 2
     # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
     # LFE5U-85F's 208 block RAMs; the whole chip takes 119); tiny-llama fits 32 tokens,
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").
@@ -66,6 +73,8 @@ class ChipConfig:
                                               or self.lanes % self.vector_lanes):
             raise ValueError(f"vector_lanes must be a positive divisor of lanes ({self.lanes}), "
                              f"got {self.vector_lanes!r}")
+        if self.vector_stage_merge not in (1, 2, 3):
+            raise ValueError(f"vector_stage_merge must be 1, 2 or 3, got {self.vector_stage_merge!r}")
         for name in ("spad_bytes", "acc_words", "dram_bytes", "mesh_width", "mesh_height"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

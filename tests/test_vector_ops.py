@@ -152,3 +152,26 @@ def test_single_pass_operations_take_the_short_path():
     assert len(got) == len(want)
     for n, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, f"beat {n}: got {g}, golden {w}"
+
+
+@pytest.mark.parametrize("merge", [2, 3])
+def test_merged_stages_equal_golden_with_less_latency(merge):
+    """``stage_merge``: the same pipeline with a register stage for every ``merge`` stages (the
+    ROM's and the issue's kept) gives golden's results for every operation, long and short path
+    jobs mixed, the output stalling, with about ``1 / merge`` of the latency."""
+    rng = np.random.default_rng(merge)
+    jobs = [random_job(op, rng, rows=2, length=5) for op in sorted(Op, key=lambda op: op.value)]
+    jobs += [random_job(op, rng, rows=1, length=3) for op in (Op.QUANTIZE, Op.REQUANT, Op.RMSNORM, Op.ADD,
+                                                              Op.SOFTMAX, Op.ROPE, Op.MUL)]
+    unit = VectorUnit(lanes=LANES, stage_merge=merge)
+    got = _run(unit, jobs, stall=0.3, seed=merge)
+    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
+    assert len(got) == len(want)
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"stage_merge {merge}, beat {n}: got {g}, golden {w}"
+    full = VectorUnit(lanes=LANES)
+    Simulator(full)
+    assert unit.latency <= full.latency // merge + 4 and unit.short_latency <= full.short_latency // merge + 4, \
+        (unit.latency, unit.short_latency, full.latency, full.short_latency)
+    with pytest.raises(ValueError, match="stage_merge"):
+        VectorUnit(lanes=LANES, stage_merge=4)

@@ -121,6 +121,8 @@ class VectorSequencer(wiring.Component):
     spad_row_bits, acc_row_bits : int
         Row-address widths of the scratchpad and the accumulator.
     head_dim, rope_theta : the vector unit's RoPE tables.
+    stage_merge : int
+        The vector unit's pipeline stages per register stage (``VectorUnit``'s).
 
     Ports
     -----
@@ -134,7 +136,7 @@ class VectorSequencer(wiring.Component):
 
     def __init__(self, *, lanes: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15, acc_row_bits: int = 13,
                  head_dim: int = 64, rope_theta: float = 10000.0, side_cache_chunks: int = 16,
-                 unit_lanes: int | None = None):
+                 unit_lanes: int | None = None, stage_merge: int = 1):
         if lanes & (lanes - 1) or spad_row_bytes < lanes:
             raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
@@ -143,9 +145,11 @@ class VectorSequencer(wiring.Component):
         self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
         if unit_lanes is None or unit_lanes == lanes:
-            self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
+            self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS,
+                                   stage_merge=stage_merge)
         else:
-            self.unit = NarrowVectorUnit(lanes, unit_lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS)
+            self.unit = NarrowVectorUnit(lanes, unit_lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS,
+                                         stage_merge=stage_merge)
         acc_row = SramReadSignature(acc_row_bits, 32 * lanes)
         super().__init__({
             "instruction": In(stream.Signature(Instruction)),

@@ -49,10 +49,14 @@ class Lockstep:
     #: Slot fields that say whether the slot holds a beat: registered with a reset.
     CONTROL_FIELDS = ("valid",)
 
-    def __init__(self, m: Module, advance: Signal):
+    def __init__(self, m: Module, advance: Signal, merge: int = 1):
         self.m, self.advance = m, advance
+        #: stages registered so far: the pipeline's depth, and what park/unpark delays count
         self.depth = 0
         self.delay_lines = 0
+        #: :meth:`stage` calls per register stage (1: each is a register stage)
+        self.merge = merge
+        self.stages = 0
 
     def park(self, fields: dict) -> "Parked":
         """Take ``fields`` out of the pipeline here; :meth:`unpark` gives them back further on.
@@ -132,9 +136,18 @@ class Lockstep:
             self.m.d.sync += reg.eq(value)
         return reg
 
-    def stage(self, slot: dict) -> dict:
+    def stage(self, slot: dict, keep: bool = False) -> dict:
         """Register every field of ``slot`` (a value, a list of values, or a list of such lists:
-        per lane, the partial sums of an adder tree)."""
+        per lane, the partial sums of an adder tree).
+
+        With ``merge`` > 1 only every ``merge``-th call registers (and those with ``keep``: a
+        stage whose inputs include a synchronous memory's read data must stay one); the others
+        return ``slot`` as it is, so their logic runs on into the next stage's in the same cycle.
+        Every delay (:meth:`unpark`) and position (:meth:`latch`) counts register stages, so the
+        pipeline means the same with fewer, longer stages."""
+        self.stages += 1
+        if not keep and self.stages % self.merge:
+            return dict(slot)
         self.depth += 1
 
         def register(value, name, reset):

@@ -117,6 +117,11 @@ class VectorUnit(wiring.Component):
         Instructions in flight (a power of two).
     divide_bits_per_stage : int
         Quotient bits per pipeline stage of the two dividers (fewer: higher Fmax, more latency).
+    stage_merge : int
+        Pipeline stages per register stage, 1 to 3 (``Lockstep``'s ``merge``): 1 registers every
+        stage, as the unit is built for 100 MHz and more; 2 keeps about every other register,
+        so the latency is about half and the longest path about twice as long (for a chip
+        clocked far below the unit's own Fmax, the FPGA chip's 30 MHz).
     ops : iterable of Op, optional
         The operations built (default: every one). The logic only another operation needs is
         left out, so a user that never issues ``ROPE`` saves its phase products, sine tables and
@@ -142,7 +147,7 @@ class VectorUnit(wiring.Component):
     """
 
     def __init__(self, lanes: int = 4, head_dim: int = 64, rope_theta: float = 10000.0,
-                 queue_depth: int = 8, divide_bits_per_stage: int = 2, ops=None):
+                 queue_depth: int = 8, divide_bits_per_stage: int = 2, stage_merge: int = 1, ops=None):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
         if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
@@ -153,6 +158,8 @@ class VectorUnit(wiring.Component):
             raise ValueError(f"queue_depth must be a power of two >= 2, got {queue_depth!r}")
         if divide_bits_per_stage not in (1, 2, 3, 4):
             raise ValueError(f"divide_bits_per_stage must be 1..4, got {divide_bits_per_stage!r}")
+        if stage_merge not in (1, 2, 3):
+            raise ValueError(f"stage_merge must be 1, 2 or 3, got {stage_merge!r}")
         ops = frozenset(Op) if ops is None else frozenset(ops)
         if not ops or not all(isinstance(op, Op) for op in ops):
             raise ValueError(f"ops must be a non-empty set of Op, got {ops!r}")
@@ -162,6 +169,7 @@ class VectorUnit(wiring.Component):
         self.rope_theta = float(rope_theta)
         self.queue_depth = queue_depth
         self.divide_bits_per_stage = divide_bits_per_stage
+        self.stage_merge = stage_merge
         self.latency = self.short_latency = None  # known after elaboration
         super().__init__({
             "c": In(stream.Signature(Instruction)),
@@ -176,7 +184,7 @@ class VectorUnit(wiring.Component):
         m = Module()
         lanes = self.lanes
         advance = Signal()
-        pipe = Lockstep(m, advance)
+        pipe = Lockstep(m, advance, merge=self.stage_merge)
 
         # ---------------------------------------------------------------- instruction queue
         depth = self.queue_depth
@@ -307,7 +315,7 @@ class VectorUnit(wiring.Component):
         ins = instruction(issue_index)
         slot.update({"inv_len_m": ins.inv_len_m, "inv_len_e": ins.inv_len_e, "eps": ins.eps,
                      "position": ins.position, "out_width": ins.out_width.as_value()})
-        slot = pipe.stage(slot)
+        slot = pipe.stage(slot, keep=True)   # the input register
         # what F needs of the instruction: a beat on the short path takes it along in registers
         short_job = {k: pipe.reg(slot[k], f"short_{k}") for k in ("position", "out_width")}
         job_eps = pipe.park({"eps": slot.pop("eps")})
@@ -316,7 +324,7 @@ class VectorUnit(wiring.Component):
         # the lane mask (row end, softmax mask) from the registered beat position
         base, length, limit, is_softmax = (slot.pop(k) for k in ("base", "length", "limit", "softmax"))
         lane_on = [(base + j < length) & (~is_softmax | (base + j < limit)) for j in range(lanes)]
-        slot = pipe.stage({**slot, "base": base, "on": lane_on})
+        slot = pipe.stage({**slot, "base": base, "on": lane_on}, keep=True)
         # the short path leaves here (the beat's fields as they are now) and rejoins at F; on
         # the long path the beat is a bubble
         short = slot.pop("short")
@@ -723,7 +731,8 @@ class VectorUnit(wiring.Component):
                 frac.append(phase[:sine.frac_bits])
         for key in ("act_g", "act_neg", "phase"):
             slot.pop(key)
-        slot = pipe.stage({**slot, "phi": phi, "sin_frac": sin_frac, "cos_frac": cos_frac})
+        # the ROM's read data comes a register later than its address: this stage stays one
+        slot = pipe.stage({**slot, "phi": phi, "sin_frac": sin_frac, "cos_frac": cos_frac}, keep=True)
         # the ROM words are registered before the interpolation multiplies them
         slot = pipe.stage({**slot, "sin_rom": sin_rom, "cos_rom": cos_rom})
 
@@ -751,6 +760,12 @@ class VectorUnit(wiring.Component):
         side_needed = Signal()
         m.d.comb += side_needed.eq(slot["valid"] & slot["final"] & is_op(slot, *NEEDS_SIDE))
         side_depth = 1 << (pipe.depth + 2).bit_length()
+        # a side beat is written into the FIFO at admission and readable two cycles later; a
+        # short-path beat, the quickest, must not reach this stage sooner (merged stages bring it
+        # closer)
+        if pipe.depth - skipped < 3:
+            raise ValueError(f"stage_merge {self.stage_merge}: a short-path beat reaches the side FIFO "
+                             f"{pipe.depth - skipped} cycles after admission, before its side beat can")
         m.submodules.side_fifo = side_fifo = SyncFIFOBuffered(width=side_layout(lanes).size, depth=side_depth)
         m.d.comb += [
             side_fifo.w_data.eq(self.s.payload.as_value()),
@@ -902,7 +917,7 @@ class VectorUnit(wiring.Component):
                           Mux(out_width == 3, symmetric, slot["int32"][j])))
             data.append(Mux(slot["on"][j] & is_op(slot, *ELEMENTWISE), sat, 0)[:32].as_signed())
         out = pipe.stage({"valid": slot["valid"], "emit": slot["emit"], "ilast": slot["ilast"], "data": data,
-                          "value": slot["value"], "om": slot["om"], "oe": slot["oe"]})
+                          "value": slot["value"], "om": slot["om"], "oe": slot["oe"]}, keep=True)
 
         # ---------------------------------------------------------------- output FIFO and credits
         # room for every beat in flight plus a margin: the credit below is a cycle late
