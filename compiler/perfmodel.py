@@ -22,6 +22,7 @@ it over array sizes, bus widths, SRAM sizes (``scripts/sweep.py``).
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 from collections import deque
@@ -33,7 +34,8 @@ from compiler.profile import Trace
 from scoville.config import CONFIGS, ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
-__all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "predict", "schedule", "tails"]
+__all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "merge_saving", "predict", "schedule",
+           "tails", "vector_latencies"]
 
 QUEUES = ("load", "matrix", "vector", "store")
 UNIT_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
@@ -208,10 +210,37 @@ def _fallback(opcode: Opcode) -> str:
     return "vector_short" if opcode in SHORT_PATH else _family(opcode)
 
 
+@functools.cache
+def vector_latencies(unit_lanes: int, stage_merge: int) -> tuple[int, int]:
+    """The latency of the core's vector unit (``unit_lanes`` lanes, the sequencer's operations) on
+    its long and its short path, from its elaboration."""
+    from amaranth.hdl import Fragment
+
+    from rtl.core.vector_sequencer import UNIT_OPS
+    from rtl.vector.unit import VectorUnit
+
+    unit = VectorUnit(lanes=unit_lanes, ops=UNIT_OPS, stage_merge=stage_merge)
+    Fragment.get(unit, None)
+    return unit.latency, unit.short_latency
+
+
+def merge_saving(opcode: Opcode, config: ChipConfig) -> int:
+    """Cycles of latency a vector instruction saves on a unit with merged stages
+    (``ChipConfig.vector_stage_merge``) against one with every stage registered: the
+    coefficients are in the terms of the latter (their traces are converted, see
+    :func:`samples_from_trace`)."""
+    if config.vector_stage_merge == 1 or _family(opcode) != "vector":
+        return 0
+    path = 1 if opcode in SHORT_PATH else 0
+    return (vector_latencies(config.unit_lanes, 1)[path]
+            - vector_latencies(config.unit_lanes, config.vector_stage_merge)[path])
+
+
 def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dict | None = None) -> int:
     """Cycles ``opcode`` keeps its unit busy."""
     coefficients = coefficients or COEFFICIENTS
-    return max(1, round(float(features(opcode, fields, config) @ _coefficients(opcode, coefficients))))
+    cycles = float(features(opcode, fields, config) @ _coefficients(opcode, coefficients))
+    return max(1, round(cycles - merge_saving(opcode, config)))
 
 
 #: The vector unit's accumulator reads and writes and the matrix engine's read-modify-write share
@@ -398,7 +427,8 @@ def samples_from_trace(job, trace, config: ChipConfig,
     for i, (op, fields) in enumerate(job.program):
         if issue[i] < 0:
             continue
-        cycles = float(done[i] - issue[i])
+        # in the terms of a vector unit with every stage registered, as the coefficients are
+        cycles = float(done[i] - issue[i]) + merge_saving(op, config)
         if _family(op) == "vector" and share and len(starts):
             reads, writes = acc_banks(op, fields, config)
             hit = np.array([bool(w & (reads | writes)) for w in written])
