@@ -131,8 +131,9 @@ class _Linear:
     be K rows), and every row of it lands on whole scratchpad rows."""
 
     weight: int  # DRAM: the panels, one after the other
-    scales: int  # DRAM: packed [N]
-    bias: int  # DRAM: int32 [N], right after the scales (one LOAD brings both)
+    #: DRAM: per panel, its packed column scales then its int32 bias ([2, width], panel after
+    #: panel): a tile's two rows come in one LOAD, and a whole layer's in one DMA row
+    scales: int
     k: int
     n: int
     panel: int
@@ -143,6 +144,11 @@ class _Linear:
         p = n0 // self.panel
         base = self.weight + p * self.k * _round_up(self.panel, self.bus)
         return base + n0 - p * self.panel, _round_up(min(self.panel, self.n - p * self.panel), self.bus)
+
+    def scale_at(self, n0: int) -> tuple[int, int]:
+        """DRAM address of column n0's scale, and the words from it to its bias (its panel's width)."""
+        p0 = n0 // self.panel * self.panel
+        return self.scales + 4 * (p0 + n0), min(self.panel, self.n - p0)
 
 
 @dataclass
@@ -257,9 +263,12 @@ class Compiler:
             block[:, :width] = q.weight_t[:, p0:p0 + width]
             parts.append(block.ravel())
         weight = self._put(np.concatenate(parts), what)
-        # column scales, then the bias: a tile's two rows of them come in one LOAD
-        scales = self._put(np.stack([_packed_scales(q.col_m, q.col_e).view(np.int32), q.bias.astype(np.int32)]), what)
-        return _Linear(weight, scales, scales + 4 * n, k, n, panel, bus)
+        # per panel, its column scales then its bias: a tile's two rows of them come in one LOAD
+        col = _packed_scales(q.col_m, q.col_e).view(np.int32)
+        bias = q.bias.astype(np.int32)
+        scales = self._put(np.concatenate([np.concatenate([col[p0:p0 + panel], bias[p0:p0 + panel]])
+                                           for p0 in range(0, n, panel)]), what)
+        return _Linear(weight, scales, k, n, panel, bus)
 
     def _norm(self, q: QNorm, what: str) -> _Norm:
         params = np.concatenate([_packed_scales(q.gamma_m, q.gamma_e).view(np.int32), q.beta.astype(np.int32)])
@@ -539,6 +548,25 @@ class _Emitter:
         bus = self.c.config.bus_bytes
         chunk = _fit_rows(chunk, k, budget, columns, bus)   # a tile's rows are whole bus words in the scratchpad too
         spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
+        lanes = self.c.config.lanes
+        # When every tile is a whole panel (a decode's are), every tile's scales and bias come in
+        # one LOAD (one DMA row) before the first: one descriptor's fixed cost instead of one per
+        # tile, on the DMA a decode waits on. Panel p's [scales | bias] lands 2 p0 words on. They
+        # go into the ring the first tile takes, as its scales would: space the vector unit
+        # finished with long ago, so that this LOAD, and the weight loads behind it in the load
+        # queue, need not wait for it (from the bump allocator it waited on the last layer's
+        # requantization, and the decode took 10 % longer)
+        layer_scales = None
+        ring = self.acc_rings[self.turn]
+        # the scales, and after them every tile this ring takes (the even ones), without a wrap
+        # that would put a tile's accumulators over the scales while later tiles still read them
+        tiles = -(-n // chunk)
+        room = _round_up(2 * n, lanes) + -(-tiles // 2) * t * _round_up(chunk, lanes)
+        if self.double_buffer and chunk == lin.panel and n > chunk and room <= ring.size // 2:
+            layer_scales = ring.alloc(room, f"{what} scales and accumulators")
+            ring.next = layer_scales + _round_up(2 * n, lanes)
+            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales, addr1=layer_scales, rows=1, cols=2 * n)
+        tile_mark = self.marks()
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
             ws = _round_up(nc, bus)
@@ -553,19 +581,28 @@ class _Emitter:
                 self.op(Opcode.LOAD, addr0=addr, addr1=w + p0 - n0, rows=k, cols=ws if whole else end - p0,
                         stride0=pstride, stride1=ws)
                 p0 = end
-            # the tile's column scales and bias, then its accumulators (rows start on a row), in one
-            # piece of the ring (two could wrap apart and overlap)
-            lanes = self.c.config.lanes
+            # the tile's column scales and bias (a LOAD per panel it touches), then its accumulators
+            # (rows start on a row), in one piece of the ring (two could wrap apart and overlap)
             ncs = _round_up(nc, lanes)
-            cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
-            tmp = cs + _round_up(2 * nc, lanes)
-            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2, cols=nc,
-                    stride0=n, stride1=nc)
+            if layer_scales is not None:
+                cs = layer_scales + 2 * n0
+                tmp = acc_tile(t * ncs, f"{what} accumulators")
+            else:
+                cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
+                tmp = cs + _round_up(2 * nc, lanes)
+                p0 = n0
+                while p0 < n0 + nc:
+                    end = min(n0 + nc, (p0 // lin.panel + 1) * lin.panel)
+                    addr, width = lin.scale_at(p0)
+                    self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=addr, addr1=cs + p0 - n0, rows=2, cols=end - p0,
+                            stride0=width, stride1=nc)
+                    p0 = end
             self.op(Opcode.MATMUL, addr0=xq, stride0=self.row8(k), addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t,
                     cols=nc, imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=stride,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
-            self.release(mark)
+            self.release(tile_mark)
+        self.release(mark)
         return out
 
     def store_kv(self, layer: int, k: int, v: int, b0: int) -> None:

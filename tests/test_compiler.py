@@ -165,6 +165,36 @@ def test_illegal_instruction_and_out_of_range_access_stop_the_program():
     assert run_program(Machine(config, dram.copy()), 0).executed == 2
 
 
+def test_decode_loads_a_layers_scales_once():
+    """In a decode (every tile a whole weight panel) each linear layer of more than one tile loads
+    every tile's column scales and bias with one LOAD (without double buffering, one or more per
+    tile), and the logits stay golden's bit for bit."""
+    from dataclasses import replace
+
+    ckpt = load_model("tiny-llama")
+    model = build_model(ckpt, "golden")
+    cache = model.new_cache()
+    ids = ckpt.encode("Once upon a time")
+    prompt = model.forward(ids, cache)
+    token = np.array([int(np.argmax(prompt.logits[-1]))])
+    want = model.forward(token, cache)
+    for double_buffer in (True, False):
+        compiler = replace(Compiler(ckpt, ChipConfig()), double_buffer=double_buffer)
+        machine, _, _ = run_job(compiler, ids)
+        job = compiler.job(token, len(ids))
+        _, _, logits = run_job(compiler, token, len(ids), machine.dram)
+        assert_same(logits, want.logits, f"decode, double_buffer={double_buffer}")
+        linears = [lin for layer in compiler.layers for lin in layer.values() if hasattr(lin, "panel")]
+        linears.append(compiler.lm_head)
+        several = [lin for lin in linears if lin.n > lin.panel]
+        assert several, "no layer of several tiles"
+        for lin in several:
+            loads = [f for op, f in job.program if op is Opcode.LOAD and f.get("flags", 0) & Flag.DST_ACC
+                     and lin.scales <= f["addr0"] < lin.scales + 8 * lin.n]
+            # without double buffering the tiles are not panels: a LOAD per panel a tile touches
+            assert len(loads) == 1 if double_buffer else len(loads) >= -(-lin.n // lin.panel), (lin, loads)
+
+
 def test_decode_attention_takes_every_kv_group_at_once():
     """A decode token's attention runs every KV group's rows through one V_SOFTMAX_EXP and one
     V_QUANT per layer (without double buffering, one group at a time), and writes every group's

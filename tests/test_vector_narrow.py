@@ -126,3 +126,10 @@ def test_performance_model_counts_the_pieces():
     beats = {lanes: features(Opcode.V_QUANT, fields, ChipConfig(vector_lanes=lanes))[2]
              for lanes in (None, 4, 1)}   # None: a unit as wide as the beats
     assert beats == {None: 2 * 10 * 8, 4: 2 * 10 * 16, 1: 2 * 10 * 64}
+
+
+def test_chip_configuration_takes_one_to_three_merged_stages():
+    assert ChipConfig().vector_stage_merge == 2
+    for bad in (0, 4, 1.5, None):
+        with pytest.raises(ValueError, match="vector_stage_merge"):
+            ChipConfig(vector_stage_merge=bad)
