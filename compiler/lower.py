@@ -131,9 +131,12 @@ class _Linear:
     be K rows), and every row of it lands on whole scratchpad rows."""
 
     weight: int  # DRAM: the panels, one after the other
-    #: DRAM: per panel, its packed column scales then its int32 bias ([2, width], panel after
-    #: panel): a tile's two rows come in one LOAD, and a whole layer's in one DMA row
+    #: DRAM: the packed column scales [N] then the int32 bias [N]: any tile's two rows of them
+    #: come in one LOAD
     scales: int
+    #: DRAM: the same per panel, its scales then its bias ([2, width], panel after panel): a
+    #: layer whose tiles are its panels loads every tile's in one DMA row
+    panel_scales: int
     k: int
     n: int
     panel: int
@@ -145,10 +148,6 @@ class _Linear:
         base = self.weight + p * self.k * _round_up(self.panel, self.bus)
         return base + n0 - p * self.panel, _round_up(min(self.panel, self.n - p * self.panel), self.bus)
 
-    def scale_at(self, n0: int) -> tuple[int, int]:
-        """DRAM address of column n0's scale, and the words from it to its bias (its panel's width)."""
-        p0 = n0 // self.panel * self.panel
-        return self.scales + 4 * (p0 + n0), min(self.panel, self.n - p0)
 
 
 @dataclass
@@ -263,12 +262,14 @@ class Compiler:
             block[:, :width] = q.weight_t[:, p0:p0 + width]
             parts.append(block.ravel())
         weight = self._put(np.concatenate(parts), what)
-        # per panel, its column scales then its bias: a tile's two rows of them come in one LOAD
+        # column scales, then the bias: a tile's two rows of them come in one LOAD; and the same
+        # per panel (its scales, then its bias), for a layer whose tiles are its panels
         col = _packed_scales(q.col_m, q.col_e).view(np.int32)
         bias = q.bias.astype(np.int32)
-        scales = self._put(np.concatenate([np.concatenate([col[p0:p0 + panel], bias[p0:p0 + panel]])
-                                           for p0 in range(0, n, panel)]), what)
-        return _Linear(weight, scales, k, n, panel, bus)
+        scales = self._put(np.stack([col, bias]), what)
+        panel_scales = self._put(np.concatenate([np.concatenate([col[p0:p0 + panel], bias[p0:p0 + panel]])
+                                                 for p0 in range(0, n, panel)]), what)
+        return _Linear(weight, scales, panel_scales, k, n, panel, bus)
 
     def _norm(self, q: QNorm, what: str) -> _Norm:
         params = np.concatenate([_packed_scales(q.gamma_m, q.gamma_e).view(np.int32), q.beta.astype(np.int32)])
@@ -565,7 +566,7 @@ class _Emitter:
         if self.double_buffer and chunk == lin.panel and n > chunk and room <= ring.size // 2:
             layer_scales = ring.alloc(room, f"{what} scales and accumulators")
             ring.next = layer_scales + _round_up(2 * n, lanes)
-            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales, addr1=layer_scales, rows=1, cols=2 * n)
+            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.panel_scales, addr1=layer_scales, rows=1, cols=2 * n)
         tile_mark = self.marks()
         for n0 in range(0, n, chunk):
             nc = min(chunk, n - n0)
@@ -581,8 +582,8 @@ class _Emitter:
                 self.op(Opcode.LOAD, addr0=addr, addr1=w + p0 - n0, rows=k, cols=ws if whole else end - p0,
                         stride0=pstride, stride1=ws)
                 p0 = end
-            # the tile's column scales and bias (a LOAD per panel it touches), then its accumulators
-            # (rows start on a row), in one piece of the ring (two could wrap apart and overlap)
+            # the tile's column scales and bias, then its accumulators (rows start on a row), in one
+            # piece of the ring (two could wrap apart and overlap)
             ncs = _round_up(nc, lanes)
             if layer_scales is not None:
                 cs = layer_scales + 2 * n0
@@ -590,13 +591,8 @@ class _Emitter:
             else:
                 cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
                 tmp = cs + _round_up(2 * nc, lanes)
-                p0 = n0
-                while p0 < n0 + nc:
-                    end = min(n0 + nc, (p0 // lin.panel + 1) * lin.panel)
-                    addr, width = lin.scale_at(p0)
-                    self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=addr, addr1=cs + p0 - n0, rows=2, cols=end - p0,
-                            stride0=width, stride1=nc)
-                    p0 = end
+                self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2, cols=nc,
+                        stride0=n, stride1=nc)
             self.op(Opcode.MATMUL, addr0=xq, stride0=self.row8(k), addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t,
                     cols=nc, imm=k)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=stride,
