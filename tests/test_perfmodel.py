@@ -39,6 +39,35 @@ def test_a_full_queue_stops_fetch_in_program_order():
     assert issue_deep[6] == 6
 
 
+def test_the_matrix_unit_takes_the_next_matmul_in_its_drain():
+    """With a tail, the matrix unit takes a second MATMUL that many cycles before the first one is
+    done, never a third before the first is done, and they complete in order."""
+    program = [(MATMUL, {})] * 3 + [(END, {})]
+    issue, done = schedule(program, [100, 100, 100, 0], contention=0.0)
+    assert list(issue[:3]) == [0, 100, 200]
+    issue, done = schedule(program, [100, 100, 100, 0], contention=0.0, tails={"matrix": 30})
+    assert list(issue[:3]) == [0, 70, 140] and list(done[:3]) == [100, 170, 240]
+    # a long tail: still two at most, the third waits for the first's completion
+    issue, done = schedule(program, [100, 100, 100, 0], contention=0.0, tails={"matrix": 1000})
+    assert list(issue[:3]) == [0, 1, 100] and list(done[:3]) == [100, 101, 200]
+
+
+def test_merged_vector_stages_save_their_latency():
+    """A chip whose vector unit merges stages predicts each vector instruction shorter by the
+    latency the unit saves on its path (the elaborated unit's), and nothing else."""
+    from dataclasses import replace
+
+    from compiler.perfmodel import merge_saving, vector_latencies
+
+    merged, full = ChipConfig(), replace(ChipConfig(), vector_stage_merge=1)
+    (long_m, short_m), (long_f, short_f) = vector_latencies(2, 2), vector_latencies(2, 1)
+    assert long_m < long_f - 50 and short_m < short_f - 8
+    fields = {"rows": 4, "cols": 64}
+    assert duration(Opcode.V_QUANT, fields, full) - duration(Opcode.V_QUANT, fields, merged) == long_f - long_m
+    assert duration(VADD, fields, full) - duration(VADD, fields, merged) == short_f - short_m
+    assert merge_saving(MATMUL, merged) == merge_saving(Opcode.V_ROPE, merged) == merge_saving(VADD, full) == 0
+
+
 def test_contention_slows_the_vector_unit_while_the_matrix_engine_runs():
     program = [(MATMUL, {}), (VADD, {}), (END, {})]
     _, done = schedule(program, [100, 20, 0], contention=1.0)
