@@ -5,8 +5,9 @@ For tiny-llama's 64-token prompt and one decode token after it, on the default 8
 16x16 / 128-bit configuration, :mod:`compiler.perfmodel` predicts the cycles and the whole job's
 roofline fraction (and attention's) as built, then with each of these removed (``OVERHEADS``):
 
-* ``vector latency``: the fixed cost of a vector instruction (the vector unit's pipeline, about
-  134 cycles on its long path and 40 on its short one, with the sequencer's handshakes), paid
+* ``vector latency``: the fixed cost of a vector instruction (the vector unit's pipeline with
+  the sequencer's handshakes: about 75 cycles on its long path and 15-25 on its short one with
+  the chip's merged stages, 134 and 25-40 with every stage a register), paid
   once per instruction because the sequencer runs one instruction at a time and most follow one
   another's results;
 * ``DMA per-instruction``: the transfer unit's fixed cost per LOAD/STORE/GATHER row (descriptor
