@@ -108,11 +108,13 @@ class _Ring:
         self.name, self.base, self.size, self.unit, self.next = name, base, size, unit, base
         self.align = align
 
-    def alloc(self, amount: int, what: str) -> int:
-        if amount > self.size:
-            raise FitError(f"{what} needs {amount} {self.unit} but the {self.name} tile ring holds {self.size}")
+    def alloc(self, amount: int, what: str, room: int = 0) -> int:
+        """``amount`` in one piece, with ``room`` more free right after it for the allocations
+        that follow (they take it without a wrap)."""
+        if amount + room > self.size:
+            raise FitError(f"{what} needs {amount + room} {self.unit} but the {self.name} tile ring holds {self.size}")
         self.next = self.base + _round_up(self.next - self.base, self.align)
-        if self.next + amount > self.base + self.size:
+        if self.next + amount + room > self.base + self.size:
             self.next = self.base
         addr, self.next = self.next, self.next + amount
         return addr
@@ -562,10 +564,10 @@ class _Emitter:
         # the scales, and after them every tile this ring takes (the even ones), without a wrap
         # that would put a tile's accumulators over the scales while later tiles still read them
         tiles = -(-n // chunk)
-        room = _round_up(2 * n, lanes) + -(-tiles // 2) * t * _round_up(chunk, lanes)
-        if self.double_buffer and chunk == lin.panel and n > chunk and room <= ring.size // 2:
-            layer_scales = ring.alloc(room, f"{what} scales and accumulators")
-            ring.next = layer_scales + _round_up(2 * n, lanes)
+        scales_words = _round_up(2 * n, lanes)
+        room = -(-tiles // 2) * t * _round_up(chunk, lanes)
+        if self.double_buffer and chunk == lin.panel and n > chunk and scales_words + room <= ring.size // 2:
+            layer_scales = ring.alloc(scales_words, f"{what} scales", room=room)
             self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.panel_scales, addr1=layer_scales, rows=1, cols=2 * n)
         tile_mark = self.marks()
         for n0 in range(0, n, chunk):

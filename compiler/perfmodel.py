@@ -331,7 +331,7 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             wait = program[index][1].get("wait", 0)
             unit = UNIT_OF[queue]
             # a unit takes the next instruction once the one it holds is in its tail (``tails``:
-            # the matrix unit's drain), one at a time
+            # the matrix unit's drain), two at most
             if unit in running and (len(running[unit]) > 1 or running[unit][-1][1] > tails.get(unit, 0)):
                 continue
             if any(wait >> s & 1 and semaphores[s] == 0 for s in range(SEMAPHORES)):

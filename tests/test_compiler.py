@@ -165,13 +165,12 @@ def test_illegal_instruction_and_out_of_range_access_stop_the_program():
     assert run_program(Machine(config, dram.copy()), 0).executed == 2
 
 
-def test_decode_loads_a_layers_scales_once():
-    """In a decode (every tile a whole weight panel) each linear layer of more than one tile loads
-    every tile's column scales and bias with one LOAD of their per-panel copy (without double
-    buffering, a LOAD per tile), and the logits stay golden's bit for bit."""
+def _decode_jobs(ckpt):
+    """For double buffering on and off: (double_buffer, compiler, job) of the decode token after
+    "Once upon a time" on the default chip, once the prompt and that decode have run on the
+    functional simulator and given golden's logits bit for bit."""
     from dataclasses import replace
 
-    ckpt = load_model("tiny-llama")
     model = build_model(ckpt, "golden")
     cache = model.new_cache()
     ids = ckpt.encode("Once upon a time")
@@ -184,6 +183,14 @@ def test_decode_loads_a_layers_scales_once():
         job = compiler.job(token, len(ids))
         _, _, logits = run_job(compiler, token, len(ids), machine.dram)
         assert_same(logits, want.logits, f"decode, double_buffer={double_buffer}")
+        yield double_buffer, compiler, job
+
+
+def test_decode_loads_a_layers_scales_once():
+    """In a decode (every tile a whole weight panel) each linear layer of more than one tile loads
+    every tile's column scales and bias with one LOAD of their per-panel copy (without double
+    buffering, a LOAD per tile), and the logits stay golden's bit for bit."""
+    for double_buffer, compiler, job in _decode_jobs(load_model("tiny-llama")):
         linears = [lin for layer in compiler.layers for lin in layer.values() if hasattr(lin, "panel")]
         linears.append(compiler.lm_head)
         several = [lin for lin in linears if lin.n > lin.panel]
@@ -201,24 +208,11 @@ def test_decode_attention_takes_every_kv_group_at_once():
     V_QUANT per layer (without double buffering, one group at a time), and writes every group's
     new key and value rows with one STORE each, and their scales with one more. Both give
     golden's logits bit for bit."""
-    from dataclasses import replace
-
     ckpt = load_model("tiny-llama")
     kv_heads, layers = ckpt.config.num_kv_heads, ckpt.config.num_layers
     assert kv_heads > 1
-    model = build_model(ckpt, "golden")
-    cache = model.new_cache()
-    ids = ckpt.encode("Once upon a time")
-    prompt = model.forward(ids, cache)
-    token = np.array([int(np.argmax(prompt.logits[-1]))])
-    want = model.forward(token, cache)
     counts = {}
-    for double_buffer in (True, False):
-        compiler = replace(Compiler(ckpt, ChipConfig()), double_buffer=double_buffer)
-        machine, _, _ = run_job(compiler, ids)
-        job = compiler.job(token, len(ids))
-        _, _, logits = run_job(compiler, token, len(ids), machine.dram)
-        assert_same(logits, want.logits, f"decode, double_buffer={double_buffer}")
+    for double_buffer, _, job in _decode_jobs(ckpt):
         ops_ = [op for op, _ in job.program]
         kv_stores = sum(op is Opcode.STORE and section == "attention"
                         for (op, _), section in zip(job.program, job.sections, strict=True))
