@@ -130,6 +130,10 @@ def _family(opcode: Opcode) -> str:
     return "vector"
 
 
+#: Cycles from a weight tile's last row read to the array using it (see :func:`features`).
+WEIGHT_SEEN = 2
+
+
 def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     """The terms an instruction's duration is linear in (see :data:`COEFFICIENTS`)."""
     rows, cols = max(fields.get("rows", 0), 1), max(fields.get("cols", 0), 1)
@@ -142,11 +146,14 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         k, n = max(fields.get("imm", 0), 1), cols
         tiles = math.ceil(k / config.rows) * math.ceil(n / config.columns)
         # a tile's weights (R rows, or C columns of B transposed) load into the array's idle bank
-        # while the previous tile's activation rows stream; that bank frees C cycles after the
-        # rows of the tile before it, so two tiles take the longer of 2 x rows and rows + weight
-        # reads + C (a term for the rows, and one for what the weights add when they are longer)
+        # while the previous tile's activation rows stream, one read a cycle; that bank frees the
+        # cycle after the rows of the tile before it (the weights reach the columns with the
+        # activations' skew) and a loaded tile is seen 2 cycles after its last weight, so a tile
+        # takes the longest of its rows, its weight reads and half of rows + weight reads + 2
+        # (a term for the rows, and one for what the weights add when they are longer)
         weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
-        return np.array([1.0, tiles, tiles * rows, tiles * max(0, weight_reads + config.columns - rows) / 2])
+        extra = max(weight_reads, (weight_reads + WEIGHT_SEEN + rows) / 2) - rows
+        return np.array([1.0, tiles, tiles * rows, tiles * max(0.0, extra)])
     if family == "rope":
         # chunks of up to `lanes` rotation pairs, each head's half split separately; a chunk's
         # pipeline runs `lanes` cycles however many pairs it holds

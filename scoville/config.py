@@ -26,9 +26,10 @@ class ChipConfig:
     vector_stage_merge : int
         The vector unit's pipeline stages per register stage (1 to 3,
         ``rtl.vector.unit.VectorUnit``'s ``stage_merge``): 1 registers every stage, as the unit
-        is built for 100 MHz and more; the default, 2, halves its latency (64 cycles instead of 123
-        on the long path, 17 instead of 29 on the short one at 2 lanes) with paths about twice as
-        long, for the FPGA chip clocked near 30 MHz, where a decode waits on that latency.
+        is built for 100 MHz and more; 2 halves its latency (64 cycles instead of 123 on the long
+        path, 17 instead of 29 on the short one at 2 lanes) with paths about twice as long; the
+        default, 3, takes it to 44 and 12, for the FPGA chip clocked near 30 MHz, where a decode
+        waits on that latency.
     spad_bytes : int
         Scratchpad capacity (int8 activations and weights).
     acc_words : int
@@ -49,7 +50,7 @@ class ChipConfig:
     columns: int = 8
     lanes: int = 8
     vector_lanes: int | None = 2
-    vector_stage_merge: int = 2
+    vector_stage_merge: int = 3
     # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
     # LFE5U-85F's 208 block RAMs; the whole chip takes 119); tiny-llama fits 32 tokens,
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").

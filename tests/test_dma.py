@@ -21,7 +21,7 @@ def dma_design(width: int) -> Design:
 def test_dma_directed(width):
     run_cocotb(dma_design(width), "testbench.test_dma",
                testcase=["long_transfers_cross_pages", "bus_errors_stop_cleanly", "out_of_window_makes_no_access",
-                         "bursts_in_flight"],
+                         "bursts_in_flight", "descriptors_back_to_back"],
                test_name="directed")
 
 

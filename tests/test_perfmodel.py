@@ -60,7 +60,7 @@ def test_merged_vector_stages_save_their_latency():
     from compiler.perfmodel import merge_saving, vector_latencies
 
     merged, full = ChipConfig(), replace(ChipConfig(), vector_stage_merge=1)
-    (long_m, short_m), (long_f, short_f) = vector_latencies(2, 2), vector_latencies(2, 1)
+    (long_m, short_m), (long_f, short_f) = vector_latencies(2, merged.vector_stage_merge), vector_latencies(2, 1)
     assert long_m < long_f - 50 and short_m < short_f - 8
     fields = {"rows": 4, "cols": 64}
     assert duration(Opcode.V_QUANT, fields, full) - duration(Opcode.V_QUANT, fields, merged) == long_f - long_m

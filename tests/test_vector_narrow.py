@@ -129,7 +129,7 @@ def test_performance_model_counts_the_pieces():
 
 
 def test_chip_configuration_takes_one_to_three_merged_stages():
-    assert ChipConfig().vector_stage_merge == 2
+    assert ChipConfig().vector_stage_merge == 3
     for bad in (0, 4, 1.5, None):
         with pytest.raises(ValueError, match="vector_stage_merge"):
             ChipConfig(vector_stage_merge=bad)

@@ -104,8 +104,9 @@ class Controller(wiring.Component):
         A unit moved data this cycle: a long instruction is not a stall.
     unit_overlap : In(4)
         Per queue: its unit holds one released instruction and takes the next now (the matrix
-        unit, once it has sent every read of the one it holds), so that the next is offered
-        before the first is done; at most two are then in flight. Low: one at a time.
+        unit, once it has sent every read of the one it holds; the transfer unit, once the one it
+        holds is a descriptor out), so that the next is offered before the first is done; at most
+        two are then in flight. Low: one at a time.
     unit_busy, unit_waiting : Out(4)
         Per queue (load, matrix, vector, store): an instruction released to the unit is not done
         yet; the queue's next instruction is waiting for a semaphore (performance counters).

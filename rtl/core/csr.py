@@ -144,7 +144,9 @@ class HostCsr(wiring.Component):
         table = {
             REGISTERS["ID"]: Const(ID_VALUE, 32),
             REGISTERS["CONTROL"]: Cat(Const(0, 2), irq_enable),
-            REGISTERS["STATUS"]: Cat(self.busy, done, has_error),
+            # DONE is set the cycle after ``finished``, when BUSY has already fallen: read in that
+            # cycle, STATUS would say neither
+            REGISTERS["STATUS"]: Cat(self.busy, done | self.finished, has_error),
             REGISTERS["ERROR_CODE"]: self.error.as_value(),
             REGISTERS["ERROR_ADDR"]: self.error_addr,
             REGISTERS["PROGRAM_ADDR"]: self.program_addr,

@@ -194,7 +194,7 @@ class MatrixUnit(wiring.Component):
                 with m.If(accepted):
                     m.d.sync += [w_n0.eq(0), w_k0.eq(0), b_k_base.eq(self.instruction.payload.addr1)]
                     m.next = "START_TILE"
-            with m.State("START_TILE"):
+            with m.State("START_TILE"):   # the instruction's first tile
                 with m.If(empty):
                     m.next = "IDLE"
                 with m.Else():
@@ -212,15 +212,18 @@ class MatrixUnit(wiring.Component):
                 ]
                 with m.If(weight_reader.request.ready):
                     m.d.sync += [w_index.eq(w_index + 1), w_pointer.eq(w_pointer + ins.stride1)]
+                    # the next tile's first read follows this tile's last in the next cycle (a
+                    # decode's tiles are R reads each, so a cycle between them was 1/R of its time)
                     with m.If(w_index == Mux(transposed, C - 1, R - 1)):
+                        m.d.sync += w_index.eq(0)
                         with m.If(w_k0 + R < k_len):
-                            m.d.sync += [w_k0.eq(w_k0 + R), b_k_base.eq(Mux(transposed, b_k_base,
-                                                                              b_k_base + ins.stride1 * R))]
-                            m.next = "START_TILE"
+                            next_base = Mux(transposed, b_k_base, b_k_base + ins.stride1 * R)
+                            m.d.sync += [w_k0.eq(w_k0 + R), b_k_base.eq(next_base),
+                                         w_pointer.eq(next_base + Mux(transposed, w_k0 + R, w_n0))]
                         with m.Elif(w_n0 + C < n_cols):
-                            m.d.sync += [w_k0.eq(0), w_n0.eq(w_n0 + C),
-                                         b_k_base.eq(Mux(transposed, b_k_base + ins.stride1 * C, ins.addr1))]
-                            m.next = "START_TILE"
+                            next_base = Mux(transposed, b_k_base + ins.stride1 * C, ins.addr1)
+                            m.d.sync += [w_k0.eq(0), w_n0.eq(w_n0 + C), b_k_base.eq(next_base),
+                                         w_pointer.eq(next_base + Mux(transposed, 0, w_n0 + C))]
                         with m.Else():
                             m.next = "IDLE"
 

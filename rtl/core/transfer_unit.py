@@ -1,16 +1,20 @@
 """The transfer unit of a core: executes the load queue (``LOAD``, ``GATHER``) and the store queue
 (``STORE``) as DMA descriptors.
 
-One instruction runs at a time (the DMA engine is shared and moves one descriptor at a time);
-when both queues offer one, they take turns. ``LOAD``/``STORE`` are one 2D descriptor each.
-``GATHER`` reads each row's id from the accumulator, checks it against the table size (``imm``)
-and moves that table row: one descriptor per row. An instruction is done once the DMA has
-reported every descriptor's status; a DMA error (window or bus) or an id outside the table stops
-the unit and reports an error code and address, which stops the core.
+``LOAD``/``STORE`` are one 2D descriptor each, sent as soon as the unit takes the instruction:
+the DMA engine checks the next while one runs and issues its rows right behind the last one's,
+so the unit has up to two descriptors out and takes the next ``LOAD``/``STORE`` while one
+is under way (``overlap``). When both queues offer one, they take turns. ``GATHER`` reads each
+row's id from the accumulator, checks it against the table size (``imm``) and moves that table
+row: one descriptor per row, after every descriptor before it has reported. An instruction is
+done once the DMA has reported its descriptors' status, in the order the instructions were taken.
+A DMA error (window or bus) or an id outside the table stops the unit and reports an error code
+and address, which stops the core; the unit then takes the statuses of descriptors still out, so
+the engine drains.
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader
@@ -40,6 +44,8 @@ class TransferUnit(wiring.Component):
     acc : Out(SramReadSignature(acc_row_bits, 32 * lanes)), for ``GATHER`` ids.
     error, error_code, error_addr : Out; ``error`` is a one-cycle strobe.
     busy : Out(1)
+    overlap : Out(1), the unit holds an instruction and would take another now (``LOAD``/``STORE``
+        descriptors out: one), so that the controller can offer it before the first is done.
     """
 
     def __init__(self, *, lanes: int = 8, acc_row_bits: int = 13):
@@ -56,6 +62,7 @@ class TransferUnit(wiring.Component):
             "error_code": Out(ErrorCode),
             "error_addr": Out(ADDR_BITS),
             "busy": Out(1),
+            "overlap": Out(1),
         })
 
     def elaborate(self, platform):
@@ -75,27 +82,50 @@ class TransferUnit(wiring.Component):
         def finish(m):
             m.d.comb += [self.load_done.eq(~from_store), self.store_done.eq(from_store)]
 
+        # LOAD/STORE descriptors sent whose status has not come: which queue each is done for
+        m.submodules.out = out = fifo.SyncFIFO(width=1, depth=2)
+        stopping = Signal()     # an error status came: send nothing more
+        failure = Signal()      # this cycle's status of an outstanding descriptor is an error
+        status_error = self.status.payload.error != DmaError.OK
+
+        def report_error(m):
+            error = self.status.payload.error
+            bus = ((error == DmaError.READ_SLVERR) | (error == DmaError.READ_DECERR)
+                   | (error == DmaError.WRITE_SLVERR) | (error == DmaError.WRITE_DECERR))
+            m.d.comb += [self.error.eq(1), self.error_addr.eq(self.status.payload.fault_addr)]
+            with m.If(bus):
+                m.d.comb += self.error_code.eq(ErrorCode.DMA_BUS_ERROR)
+            with m.Else():
+                m.d.comb += self.error_code.eq(ErrorCode.OUT_OF_WINDOW)
+
         with m.FSM(name="transfer") as fsm:
             with m.State("IDLE"):
                 take_store = self.store.valid & (turn | ~self.load.valid)
-                with m.If(take_store):
+                room = out.w_rdy & ~stopping & ~failure
+                with m.If(stopping | failure):
+                    m.next = "STOPPED"
+                with m.Elif(take_store & room):
                     m.d.comb += self.store.ready.eq(1)
                     m.d.sync += [ins.eq(self.store.payload), from_store.eq(1), turn.eq(0)]
                     m.next = "DESCRIPTOR"
-                with m.Elif(self.load.valid):
+                with m.Elif(self.load.valid & room):
                     m.d.comb += self.load.ready.eq(1)
                     m.d.sync += [ins.eq(self.load.payload), from_store.eq(0), turn.eq(1), row.eq(0)]
                     with m.If(self.load.payload.opcode == Opcode.GATHER):
-                        m.next = "GATHER_ID"
+                        m.next = "GATHER_WAIT"
                     with m.Else():
                         m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):
                 # LOAD: DRAM -> SRAM; STORE: SRAM -> DRAM. Accumulator addresses and strides are words.
                 width_log2 = Mux(to_acc, 2, 0)
                 sram_space = Mux(to_acc, Space.ACC, Space.SPAD)
-                with m.If((ins.rows == 0) | (ins.cols == 0)):
-                    finish(m)
-                    m.next = "IDLE"
+                with m.If(stopping | failure):
+                    m.next = "STOPPED"
+                with m.Elif((ins.rows == 0) | (ins.cols == 0)):
+                    # nothing to move: done once those before it are (dones come in order)
+                    with m.If(~out.r_rdy):
+                        finish(m)
+                        m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [
                         self.descriptor.valid.eq(1),
@@ -115,7 +145,14 @@ class TransferUnit(wiring.Component):
                         m.d.comb += [desc.src.eq(ins.addr0), desc.dst.eq(ins.addr1 << width_log2),
                                      desc.src_space.eq(Space.DRAM), desc.dst_space.as_value().eq(sram_space)]
                     with m.If(self.descriptor.ready):
-                        m.next = "STATUS"
+                        m.d.comb += [out.w_en.eq(1), out.w_data.eq(from_store)]
+                        m.next = "IDLE"
+            with m.State("GATHER_WAIT"):
+                # a GATHER's rows follow every descriptor before it, one at a time
+                with m.If(stopping | failure):
+                    m.next = "STOPPED"
+                with m.Elif(~out.r_rdy):
+                    m.next = "GATHER_ID"
             with m.State("GATHER_ID"):
                 with m.If(row == ins.rows):
                     finish(m)
@@ -153,27 +190,35 @@ class TransferUnit(wiring.Component):
                 with m.Else():
                     m.d.comb += desc.dst_space.eq(Space.SPAD)
                 with m.If(self.descriptor.ready):
-                    m.next = "STATUS"
-            with m.State("STATUS"):
+                    m.next = "GATHER_STATUS"
+            with m.State("GATHER_STATUS"):
                 m.d.comb += self.status.ready.eq(1)
                 with m.If(self.status.valid):
-                    error = self.status.payload.error
-                    with m.If(error != DmaError.OK):
-                        bus = ((error == DmaError.READ_SLVERR) | (error == DmaError.READ_DECERR)
-                               | (error == DmaError.WRITE_SLVERR) | (error == DmaError.WRITE_DECERR))
-                        m.d.comb += [self.error.eq(1), self.error_addr.eq(self.status.payload.fault_addr)]
-                        with m.If(bus):
-                            m.d.comb += self.error_code.eq(ErrorCode.DMA_BUS_ERROR)
-                        with m.Else():
-                            m.d.comb += self.error_code.eq(ErrorCode.OUT_OF_WINDOW)
+                    with m.If(status_error):
+                        report_error(m)
                         m.next = "STOPPED"
-                    with m.Elif((ins.opcode == Opcode.GATHER) & ~from_store):
+                    with m.Else():
                         m.d.sync += row.eq(row + 1)
                         m.next = "GATHER_ID"
-                    with m.Else():
-                        finish(m)
-                        m.next = "IDLE"
             with m.State("STOPPED"):
                 pass  # until the core's next start resets the unit
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+        # the statuses of LOAD/STORE descriptors, in order: a done strobe each, or the error that
+        # stops the unit; once stopped, the statuses of those still out are taken and dropped
+        with m.If(out.r_rdy):
+            m.d.comb += self.status.ready.eq(1)
+            with m.If(self.status.valid):
+                m.d.comb += out.r_en.eq(1)
+                with m.If(fsm.ongoing("STOPPED") | stopping):
+                    pass
+                with m.Elif(status_error):
+                    m.d.comb += failure.eq(1)
+                    m.d.sync += stopping.eq(1)
+                    report_error(m)
+                with m.Else():
+                    m.d.comb += [self.load_done.eq(~out.r_data[0]), self.store_done.eq(out.r_data[0])]
+        m.d.comb += [
+            self.busy.eq(~fsm.ongoing("IDLE") | out.r_rdy),
+            self.overlap.eq(fsm.ongoing("IDLE") & out.r_rdy & out.w_rdy & ~stopping),
+        ]
         return m

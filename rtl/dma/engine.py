@@ -25,7 +25,8 @@ def _row_layout(bytes_per_beat: int) -> data.StructLayout:
 
 
 class DmaEngine(wiring.Component):
-    """Moves 1D/2D/3D strided blocks between three memory ports, one descriptor at a time.
+    """Moves 1D/2D/3D strided blocks between three memory ports, descriptors in order and one
+    behind the other without a gap.
 
     A descriptor (:class:`rtl.dma.descriptor.Descriptor`) is first checked: every byte it would
     touch must lie in the job window ``[window_base, window_limit)`` for DRAM, or inside the SRAM
@@ -42,11 +43,19 @@ class DmaEngine(wiring.Component):
     the data. Full rate: one word per cycle once a row is under way (a misaligned row costs one
     extra cycle).
 
+    Descriptors overlap: the next one is taken and checked while one runs, and its rows are issued
+    as soon as the last row of the one before is, when both move between the same two memories
+    (otherwise once the one before has finished). So the DRAM latency and the check are paid once
+    for a run of descriptors, not once each. Each descriptor reports its status in order, once its
+    last write is acknowledged; up to two wait for their status (``descriptor.ready`` stays low
+    while two do).
+
     A bus error (SLVERR/DECERR on a read beat or a write response) stops the descriptor
     cleanly: no new rows are issued, the rows already requested are drained with zero write
     strobes (so the bus protocol completes and nothing more is written), and the status reports
-    the first error and its address. The engine accepts the next descriptor once the status has
-    been taken: taking the status is what clears the error.
+    the first error and its address. Every descriptor taken before the engine is empty again
+    reports that error too and moves nothing; so does every one behind a descriptor that failed
+    its check. Once the last status of them is taken, the engine starts afresh.
 
     Parameters
     ----------
@@ -95,9 +104,12 @@ class DmaEngine(wiring.Component):
         shift = nbytes.bit_length() - 1
         ports = {Space.DRAM: self.dram, Space.SPAD: self.spad, Space.ACC: self.acc}
 
-        desc = Signal(Descriptor)
+        desc = Signal(Descriptor)   # the descriptor being checked (or waiting to start)
+        run = Signal(Descriptor)    # the descriptor whose rows are being issued (or were last)
         row_bytes = Signal(COUNT_BITS + 3)
-        m.d.comb += row_bytes.eq(desc.count[0] << desc.elem_log2)
+        m.d.comb += row_bytes.eq(run.count[0] << run.elem_log2)
+        check_row_bytes = Signal(COUNT_BITS + 3)
+        m.d.comb += check_row_bytes.eq(desc.count[0] << desc.elem_log2)
 
         error = Signal(DmaError)
         fault_addr = Signal(ADDR_BITS)
@@ -141,7 +153,12 @@ class DmaEngine(wiring.Component):
         rows_left = Signal(COUNT_BITS)
         planes_left = Signal(COUNT_BITS)
         generating = Signal()
+        generated = Signal()      # the running descriptor's last row is issued this cycle
         outstanding = Signal(16)  # write requests awaiting their response
+        # rows issued and rows whose write was acknowledged, since reset (wrapping): a descriptor
+        # is complete once the acknowledged count reaches the issued count at its end
+        issued_total = Signal(16)
+        acked_total = Signal(16)
 
         src_offset = row_src[:shift]
         dst_offset = row_dst[:shift]
@@ -175,18 +192,20 @@ class DmaEngine(wiring.Component):
         ]
         with m.If(issue_row):
             with m.If(rows_left > 1):
-                m.d.sync += [rows_left.eq(rows_left - 1), row_src.eq(row_src + desc.src_stride[0]),
-                             row_dst.eq(row_dst + desc.dst_stride[0])]
+                m.d.sync += [rows_left.eq(rows_left - 1), row_src.eq(row_src + run.src_stride[0]),
+                             row_dst.eq(row_dst + run.dst_stride[0])]
             with m.Elif(planes_left > 1):
-                next_src = plane_src + desc.src_stride[1]
-                next_dst = plane_dst + desc.dst_stride[1]
-                m.d.sync += [planes_left.eq(planes_left - 1), rows_left.eq(desc.count[1]),
+                next_src = plane_src + run.src_stride[1]
+                next_dst = plane_dst + run.dst_stride[1]
+                m.d.sync += [planes_left.eq(planes_left - 1), rows_left.eq(run.count[1]),
                              plane_src.eq(next_src), plane_dst.eq(next_dst),
                              row_src.eq(next_src), row_dst.eq(next_dst)]
             with m.Else():
                 m.d.sync += generating.eq(0)
+                m.d.comb += generated.eq(1)
 
-        # ---- port selection (the descriptor is fixed while it runs)
+        # ---- port selection: the running descriptor's (one that follows it without waiting for
+        # its rows to finish moves between the same two memories)
         read_response = Signal(self.dram.read_response.payload.shape())
         read_response_valid = Signal()
         read_response_ready = Signal()
@@ -198,8 +217,8 @@ class DmaEngine(wiring.Component):
         read_requests_ready = Signal()
         write_requests_ready = Signal()
         for space, port in ports.items():
-            is_src = desc.src_space == space
-            is_dst = desc.dst_space == space
+            is_src = run.src_space == space
+            is_dst = run.dst_space == space
             m.d.comb += [
                 port.read_request.valid.eq(is_src & read_requests.r_rdy),
                 port.read_request.payload.eq(read_requests.r_data),
@@ -278,16 +297,49 @@ class DmaEngine(wiring.Component):
             m.d.comb += [record_error.eq(1), record_addr.eq(write_response.fault_addr),
                          record_code.eq(Mux(write_response.resp == Resp.SLVERR,
                                             DmaError.WRITE_SLVERR, DmaError.WRITE_DECERR))]
-        m.d.sync += outstanding.eq(outstanding + issue_row - write_response_valid)
+        m.d.sync += [outstanding.eq(outstanding + issue_row - write_response_valid),
+                     issued_total.eq(issued_total + issue_row), acked_total.eq(acked_total + write_response_valid)]
 
         # ---- control
-        m.d.comb += self.status.payload.error.eq(error)
-        m.d.comb += self.status.payload.fault_addr.eq(fault_addr)
-        with m.FSM():
+        # Descriptors taken and not yet reported, in order, once their rows are issued (or at
+        # once for one that moves nothing): the issued-row count that completes each, and the code
+        # it reports unless a bus error came first.
+        entry = data.StructLayout({"end": 16, "error": DmaError, "fault_addr": ADDR_BITS})
+        m.submodules.reports = reports = fifo.SyncFIFO(width=entry.size, depth=2)
+        head = data.View(entry, reports.r_data)
+        pushed = data.View(entry, reports.w_data)
+        # a descriptor failed its check: the ones taken behind it do not run and report its code
+        failed = Signal()
+        failed_code = Signal(DmaError)
+        failed_addr = Signal(ADDR_BITS)
+        stopped = Signal()
+        m.d.comb += stopped.eq(aborting | failed)
+
+        with m.If(generated | (generating & aborting)):
+            # the running descriptor's rows are all issued (a bus error issues no more)
+            m.d.comb += [reports.w_en.eq(1), pushed.end.eq(issued_total + issue_row), pushed.error.eq(DmaError.OK)]
+        with m.If(generating & aborting):
+            m.d.sync += generating.eq(0)
+
+        complete = Signal()
+        # acknowledged rows at or past the head's end (wrapping: fewer than 2**15 rows in flight),
+        # as the rows of the descriptors behind it may be acknowledged before its status is taken
+        behind = Signal(16)
+        m.d.comb += [
+            behind.eq(acked_total - head.end),
+            complete.eq(reports.r_rdy & ~behind[15]),
+            self.status.valid.eq(complete),
+            self.status.payload.error.eq(Mux(aborting, error, head.error)),
+            self.status.payload.fault_addr.eq(Mux(aborting, fault_addr, head.fault_addr)),
+        ]
+        reported = Signal()
+        m.d.comb += [reported.eq(complete & self.status.ready), reports.r_en.eq(reported)]
+
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.descriptor.ready.eq(1)
                 with m.If(self.descriptor.valid):
-                    m.d.sync += [desc.eq(self.descriptor.payload), error.eq(DmaError.OK)]
+                    m.d.sync += desc.eq(self.descriptor.payload)
                     m.d.sync += [p.eq(0) for p in products]
                     m.next = "PREPARE"
             with m.State("PREPARE"):
@@ -307,37 +359,51 @@ class DmaEngine(wiring.Component):
                     m.d.sync += [row_multiplier.eq(row_multiplier >> 1), plane_multiplier.eq(plane_multiplier >> 1)]
             with m.State("SUM"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [src_last.eq(products[0] + products[1] + desc.src + row_bytes - 1),
-                             dst_last.eq(products[2] + products[3] + desc.dst + row_bytes - 1)]
+                m.d.sync += [src_last.eq(products[0] + products[1] + desc.src + check_row_bytes - 1),
+                             dst_last.eq(products[2] + products[3] + desc.dst + check_row_bytes - 1)]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
+                # starts the descriptor once the one before has issued its last row (and, between
+                # other memories, once it has finished), or records what it reports
                 m.d.comb += self.busy.eq(1)
                 empty = (desc.count[0] == 0) | (desc.count[1] == 0) | (desc.count[2] == 0)
-                m.d.sync += [row_src.eq(desc.src), plane_src.eq(desc.src), row_dst.eq(desc.dst),
-                             plane_dst.eq(desc.dst), rows_left.eq(desc.count[1]),
-                             planes_left.eq(desc.count[2])]
+                code = Signal(DmaError)
+                code_addr = Signal(ADDR_BITS)
                 with m.If((desc.src_space.as_value() == 3) | (desc.dst_space.as_value() == 3)):
-                    m.d.sync += error.eq(DmaError.BAD_SPACE)
-                    m.next = "REPORT"
+                    m.d.comb += code.eq(DmaError.BAD_SPACE)
                 with m.Elif(empty):
-                    m.next = "REPORT"
+                    pass
                 with m.Elif(~inside(desc.src_space, desc.src, src_last)):
-                    m.d.sync += [error.eq(DmaError.SRC_WINDOW), fault_addr.eq(desc.src)]
-                    m.next = "REPORT"
+                    m.d.comb += [code.eq(DmaError.SRC_WINDOW), code_addr.eq(desc.src)]
                 with m.Elif(~inside(desc.dst_space, desc.dst, dst_last)):
-                    m.d.sync += [error.eq(DmaError.DST_WINDOW), fault_addr.eq(desc.dst)]
-                    m.next = "REPORT"
-                with m.Else():
-                    m.d.sync += generating.eq(1)
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(aborting):
-                    m.d.sync += generating.eq(0)
-                with m.If(~generating & (outstanding == 0)):
-                    m.next = "REPORT"
-            with m.State("REPORT"):
-                m.d.comb += [self.busy.eq(1), self.status.valid.eq(1)]
-                with m.If(self.status.ready):
-                    m.next = "IDLE"
+                    m.d.comb += [code.eq(DmaError.DST_WINDOW), code_addr.eq(desc.dst)]
+                runs = ~empty & (code == DmaError.OK) & ~stopped
+                # between the same two memories, and not within one (where its reads could pass
+                # the writes before it)
+                same_memories = ((desc.src_space == run.src_space) & (desc.dst_space == run.dst_space)
+                                 & (desc.src_space != desc.dst_space))
+                with m.If(~generating & reports.w_rdy):
+                    with m.If(runs):
+                        with m.If((outstanding == 0) | same_memories):
+                            m.d.sync += [run.eq(desc), generating.eq(1),
+                                         row_src.eq(desc.src), plane_src.eq(desc.src), row_dst.eq(desc.dst),
+                                         plane_dst.eq(desc.dst), rows_left.eq(desc.count[1]),
+                                         planes_left.eq(desc.count[2])]
+                            m.next = "IDLE"
+                    with m.Else():
+                        # reports once every descriptor before it has: its own code, or the one
+                        # that stopped it
+                        m.d.comb += [reports.w_en.eq(1), pushed.end.eq(issued_total)]
+                        with m.If(failed):
+                            m.d.comb += [pushed.error.eq(failed_code), pushed.fault_addr.eq(failed_addr)]
+                        with m.Else():
+                            m.d.comb += [pushed.error.eq(code), pushed.fault_addr.eq(code_addr)]
+                        with m.If((code != DmaError.OK) & ~failed):
+                            m.d.sync += [failed.eq(1), failed_code.eq(code), failed_addr.eq(code_addr)]
+                        m.next = "IDLE"
+        with m.If(generating | reports.r_rdy):
+            m.d.comb += self.busy.eq(1)
+        with m.If(reported & (reports.level == 1) & ~generating & fsm.ongoing("IDLE")):
+            # the last status is taken and no descriptor waits: a failure stops nothing after it
+            m.d.sync += [error.eq(DmaError.OK), failed.eq(0)]
         return m

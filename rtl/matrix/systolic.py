@@ -96,8 +96,11 @@ class SystolicArray(wiring.Component):
     + 2 (:attr:`latency`). Throughput: one row per cycle. Back-pressure on ``results`` does not
     stop the array: rows are admitted only while the output FIFO has room reserved for every row
     in flight (credit counting), so no enable signal fans out to the processing elements.
-    A weight bank is rewritten at the earliest ``columns`` cycles after its tile's last row entered
-    (the time that row needs to pass the bank's last column).
+    Weight rows reach the columns with the same skew as the activations (column j is written j
+    cycles after column 0), so a bank is rewritten column by column right behind the last
+    activation row that reads it: the next tile's first weight row is taken the cycle after the
+    row that releases the bank, with no drain. A tile whose activations are one row (a decode)
+    therefore costs its R weight rows and nothing more.
     """
 
     def __init__(self, rows: int = 8, columns: int = 8):
@@ -129,12 +132,9 @@ class SystolicArray(wiring.Component):
         compute_bank = Signal()                # bank the next activation row uses
         load_bank = Signal()                   # bank the next weight beat writes
         load_row = Signal(range(max(R, 2)))
-        drain = [Signal(range(C + 1), name=f"drain{bank}") for bank in range(2)]
         reserved = Signal(range(self.fifo_depth + 1))   # FIFO entries promised to rows in flight
 
-        load_drain = Signal(range(C + 1))
-        m.d.comb += load_drain.eq(Cat(*drain).word_select(load_bank, len(drain[0])))
-        m.d.comb += self.weights.ready.eq(~loaded.bit_select(load_bank, 1) & (load_drain == 0))
+        m.d.comb += self.weights.ready.eq(~loaded.bit_select(load_bank, 1))
         has_room = Signal()
         m.d.comb += has_room.eq(reserved < self.fifo_depth)
         m.d.comb += self.activations.ready.eq(loaded.bit_select(compute_bank, 1) & has_room)
@@ -146,7 +146,9 @@ class SystolicArray(wiring.Component):
             row_accept.eq(self.activations.valid & self.activations.ready),
         ]
 
-        # Weight beats are registered once before they fan out to a row of the array.
+        # Weight beats are registered once before they fan out to a row of the array, then reach
+        # column j j cycles later, as the activations do: column j of a bank is still read by the
+        # releasing row's activations j cycles after column 0, so it is rewritten j cycles later.
         write_valid = Signal()
         write_row = Signal(range(max(R, 2)))
         write_bank = Signal()
@@ -157,6 +159,21 @@ class SystolicArray(wiring.Component):
             write_bank.eq(load_bank),
             write_data.eq(self.weights.payload),
         ]
+        column_write = []   # per column: (valid, row, bank, weight), skewed
+        valid, row_index, bank_index = write_valid, write_row, write_bank
+        for j in range(C):
+            weight = write_data.data[j]
+            for stage in range(j):
+                delayed = Signal(signed(8), name=f"skew_w{j}_{stage}", reset_less=True)
+                m.d.sync += delayed.eq(weight)
+                weight = delayed
+            column_write.append((valid, row_index, bank_index, weight))
+            if j < C - 1:
+                next_valid = Signal(name=f"skew_wv{j}")
+                next_row = Signal(range(max(R, 2)), name=f"skew_wr{j}", reset_less=True)
+                next_bank = Signal(name=f"skew_wb{j}", reset_less=True)
+                m.d.sync += [next_valid.eq(valid), next_row.eq(row_index), next_bank.eq(bank_index)]
+                valid, row_index, bank_index = next_valid, next_row, next_bank
 
         with m.If(weight_accept):
             with m.If(load_row == R - 1):
@@ -177,20 +194,17 @@ class SystolicArray(wiring.Component):
                 m.d.sync += loaded[bank].eq(1)
             with m.Elif(clear_loaded):
                 m.d.sync += loaded[bank].eq(0)
-            with m.If(clear_loaded):
-                m.d.sync += drain[bank].eq(C)
-            with m.Elif(drain[bank] != 0):
-                m.d.sync += drain[bank].eq(drain[bank] - 1)
 
         # ---- the array -----------------------------------------------------------------------
         pes = [[ProcessingElement(self.psum_width) for _ in range(C)] for _ in range(R)]
         for k in range(R):
             for j in range(C):
                 m.submodules[f"pe_{k}_{j}"] = pe = pes[k][j]
+                valid, row_index, bank_index, weight = column_write[j]
                 m.d.comb += [
-                    pe.weight.eq(write_data.data[j]),
-                    pe.weight_write.eq(Cat(write_valid & (write_row == k) & (write_bank == 0),
-                                           write_valid & (write_row == k) & (write_bank == 1))),
+                    pe.weight.eq(weight),
+                    pe.weight_write.eq(Cat(valid & (row_index == k) & (bank_index == 0),
+                                           valid & (row_index == k) & (bank_index == 1))),
                 ]
                 if j > 0:
                     m.d.comb += [pe.activation_in.eq(pes[k][j - 1].activation_out),
