@@ -11,8 +11,8 @@ Two parts:
   instructions are fetched in program order into per-queue FIFOs of ``queue_depth`` (fetch stops
   while the next instruction's queue is full), a queue's head is released when its semaphores
   are non-zero and its unit is idle (load and store share the transfer unit), or, for the matrix
-  unit, when the one instruction it holds is in its drain (:func:`tails`), one release per
-  cycle, and a completion signals its semaphores.
+  and the transfer unit, when the one instruction it holds is in its drain or overlap
+  (:func:`tails`), one release per cycle, and a completion signals its semaphores.
 
 :func:`predict` gives each instruction's release and completion cycle, in the same form as the
 RTL's trace (:class:`compiler.profile.Trace`), so :func:`compiler.profile.profile` attributes
@@ -72,6 +72,11 @@ OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
 #: and decode on the 8x8 chip, a MATMUL released while the one before was in flight came 24-26
 #: cycles (median) and at most 28 (prompt) and 35 (decode) before that one's done.
 MATRIX_DRAIN = 14
+#: cycles before a LOAD/STORE's completion from which the transfer unit takes the next: the DMA
+#: engine checks the next descriptor while one runs and issues its rows right behind (``rtl/dma/
+#: engine.py``), so the next one's fixed cost (the check, the DRAM latency, the status: the
+#: constant of ``LOAD``'s coefficients) passes while the one before finishes.
+TRANSFER_OVERLAP = 45
 #: cycles a V_ROPE chunk takes besides its ``lanes`` pipeline cycles (its three reads, two writes,
 #: the pipeline's fill and drain; ``rtl/core/vector_sequencer.py``, ROPE_*)
 ROPE_CHUNK_EXTRA = 10
@@ -258,10 +263,22 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
 CONTENTION = 1.75
 
 
+def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
+    """Whether ``following`` may start in ``held``'s tail. The DMA engine starts a descriptor's
+    rows behind the last one's only between the same two memories, so a LOAD follows a LOAD, and
+    a STORE a STORE, with the same SRAM (``Flag.DST_ACC``); a GATHER's rows go one descriptor at
+    a time, after every one before them."""
+    (op, fields), (next_op, next_fields) = held, following
+    if _family(op) != "transfer":
+        return True
+    return (op == next_op and op is not Opcode.GATHER
+            and (fields.get("flags", 0) & Flag.DST_ACC) == (next_fields.get("flags", 0) & Flag.DST_ACC))
+
+
 def tails(config: ChipConfig) -> dict[str, int]:
     """Per unit, the cycles before its instruction's completion from which it takes the next
-    (:func:`schedule`'s ``tails``): the matrix unit's drain."""
-    return {"matrix": config.rows + config.columns + MATRIX_DRAIN}
+    (:func:`schedule`'s ``tails``): the matrix unit's drain, the transfer unit's overlap."""
+    return {"matrix": config.rows + config.columns + MATRIX_DRAIN, "transfer": TRANSFER_OVERLAP}
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
@@ -338,9 +355,12 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             wait = program[index][1].get("wait", 0)
             unit = UNIT_OF[queue]
             # a unit takes the next instruction once the one it holds is in its tail (``tails``:
-            # the matrix unit's drain), two at most
-            if unit in running and (len(running[unit]) > 1 or running[unit][-1][1] > tails.get(unit, 0)):
-                continue
+            # the matrix unit's drain, the transfer unit's overlap), two at most
+            if unit in running:
+                held = running[unit][-1]
+                if len(running[unit]) > 1 or held[1] > (tails.get(unit, 0) if _overlaps(program[held[0]], program[index])
+                                                        else 0):
+                    continue
             if any(wait >> s & 1 and semaphores[s] == 0 for s in range(SEMAPHORES)):
                 continue
             for s in range(SEMAPHORES):

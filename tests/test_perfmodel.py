@@ -52,6 +52,21 @@ def test_the_matrix_unit_takes_the_next_matmul_in_its_drain():
     assert list(issue[:3]) == [0, 1, 100] and list(done[:3]) == [100, 101, 200]
 
 
+def test_the_transfer_unit_overlaps_descriptors_between_the_same_memories():
+    """A LOAD starts in the tail of a LOAD into the same SRAM (the DMA engine issues its rows
+    right behind), not of a LOAD into the other SRAM, a STORE or a GATHER."""
+    from scoville.isa import Flag
+
+    load, load_acc = (Opcode.LOAD, {}), (Opcode.LOAD, {"flags": Flag.DST_ACC})
+    store, gather = (Opcode.STORE, {}), (Opcode.GATHER, {})
+    tails = {"transfer": 40}
+    for second, overlaps in ((load, True), (load_acc, False), (store, False), (gather, False)):
+        program = [load, second, (END, {})]
+        issue, done = schedule(program, [100, 100, 0], contention=0.0, tails=tails)
+        assert issue[1] == (60 if overlaps else 100), (second, issue)
+        assert list(done[:2]) == ([100, 160] if overlaps else [100, 200])
+
+
 def test_merged_vector_stages_save_their_latency():
     """A chip whose vector unit merges stages predicts each vector instruction shorter by the
     latency the unit saves on its path (the elaborated unit's), and nothing else."""

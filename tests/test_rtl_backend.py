@@ -54,9 +54,10 @@ def check_trace(job, trace, cycles, units, config):
     real = np.array([q in QUEUES for q in queues])
     assert (issue[real] >= 0).all() and (done[real] > issue[real]).all()
     assert done.max() <= cycles, (done.max(), cycles)
-    # a unit holds one instruction at a time (load and store share the transfer unit), the matrix
-    # unit two: the next is taken while the one before drains, and they finish in order
-    for unit, held in ((("load", "store"), 1), (("matrix",), 2), (("vector",), 1)):
+    # the vector unit holds one instruction at a time; the matrix unit two (the next is taken
+    # while the one before drains) and the transfer unit two (load and store share it: the next
+    # descriptor goes out while one runs); they finish in order
+    for unit, held in ((("load", "store"), 2), (("matrix",), 2), (("vector",), 1)):
         mine = [i for i, q in enumerate(queues) if q in unit]
         order = sorted(mine, key=lambda i: issue[i])
         assert all(done[a] <= issue[b] for a, b in zip(order, order[held:], strict=False)), unit
