@@ -35,7 +35,7 @@ from scoville.config import CONFIGS, ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
 __all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "merge_saving", "predict", "schedule",
-           "tails", "vector_latencies"]
+           "tails", "vector_latencies", "write_duty"]
 
 QUEUES = ("load", "matrix", "vector", "store")
 UNIT_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
@@ -72,6 +72,10 @@ OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
 #: and decode on the 8x8 chip, a MATMUL released while the one before was in flight came 24-26
 #: cycles (median) and at most 28 (prompt) and 35 (decode) before that one's done.
 MATRIX_DRAIN = 14
+#: A DMA transfer into or out of an accumulator bank a MATMUL is writing gets the bank's port one
+#: cycle in ``rtl.memory.accumulator.YIELD_AFTER`` (the matrix engine's read-modify-write has
+#: priority and yields after the DMA has waited that long), so it progresses at that fraction.
+DMA_YIELD = 8
 #: cycles before a LOAD/STORE's completion from which the transfer unit takes the next: the DMA
 #: engine checks the next descriptor while one runs and issues its rows right behind (``rtl/dma/
 #: engine.py``), so the next one's fixed cost (the check, the DRAM latency, the status: the
@@ -103,7 +107,14 @@ def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int
     if opcode is Opcode.MATMUL:
         return set(), _banks(a[2], rows * max(fields.get("addr3", 0), cols), config)
     family = _family(opcode)
-    if family in ("transfer",) or opcode.name[:2] != "V_":
+    if family == "transfer":
+        # the DMA's side of a LOAD into, or a STORE from, the accumulator (word addresses)
+        if not fields.get("flags", 0) & Flag.DST_ACC or opcode is Opcode.GATHER:
+            return set(), set()
+        if opcode is Opcode.LOAD:
+            return set(), _rows_banks(a[1], rows, cols, fields.get("stride1", 0), config)
+        return _rows_banks(a[0], rows, cols, fields.get("stride0", 0), config), set()
+    if opcode.name[:2] != "V_":
         return set(), set()
     span = lambda addr, stride: _rows_banks(addr, rows, cols, stride, config)  # noqa: E731
     if family == "scalar":
@@ -263,6 +274,17 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
 CONTENTION = 1.75
 
 
+def write_duty(opcode: Opcode, fields: dict, config: ChipConfig) -> float:
+    """The fraction of a MATMUL's cycles in which it writes a result row into the accumulator: its
+    rows over a tile's cycles (:func:`features`); a decode's one row per tile leaves the port free
+    most of the time, a prefill's tiles write every cycle."""
+    if opcode is not Opcode.MATMUL:
+        return 0.0
+    rows = max(fields.get("rows", 0), 1)
+    weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
+    return rows / max(rows, weight_reads, (weight_reads + WEIGHT_SEEN + rows) / 2)
+
+
 def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
     """Whether ``following`` may start in ``held``'s tail. The DMA engine starts a descriptor's
     rows behind the last one's only between the same two memories, so a LOAD follows a LOAD, and
@@ -284,11 +306,14 @@ def tails(config: ChipConfig) -> dict[str, int]:
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
              fetch_cycles: int = 1, contention: float | None = None,
              banks: list[tuple[set, set]] | None = None,
-             tails: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+             tails: dict[str, int] | None = None,
+             duties: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Release and completion cycle of each instruction (-1 for control instructions) when the
     controller runs ``program`` with these uncontended unit ``durations``. ``banks``: each
     instruction's accumulator banks (read, written; :func:`acc_banks`); without them every
-    MATMUL slows every vector instruction. ``tails``: per unit, the remaining cycles of the
+    MATMUL slows every vector instruction. ``duties``: of each MATMUL, the fraction of its cycles
+    in which it writes the accumulator (:func:`write_duty`; 1 without them), which a DMA transfer
+    to or from one of the banks it writes has to wait for. ``tails``: per unit, the remaining cycles of the
     instruction it holds at which it takes a second one (two at most); without them, one at a
     time."""
     contention = CONTENTION if contention is None else contention
@@ -305,17 +330,21 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
     total = sum(QUEUE_OF[op] in QUEUES for op, _ in program)
     turn = 0
 
-    def collide() -> bool:
-        if "matrix" not in running or "vector" not in running:
+    def collide(unit: str = "vector") -> bool:
+        if "matrix" not in running or unit not in running:
             return False
         if banks is None:
-            return True
-        reads, writes = banks[running["vector"][0][0]]
+            return unit == "vector"
+        reads, writes = banks[running[unit][0][0]]
         return any(banks[index][1] & (reads | writes) for index, _ in running["matrix"])
 
     def rates() -> dict[str, float]:
-        slow = 1.0 / (1.0 + contention) if collide() else 1.0
-        return {unit: slow if unit == "vector" else 1.0 for unit in running}
+        dma = 1.0
+        if collide("transfer"):
+            duty = max(1.0 if duties is None else duties[index] for index, _ in running["matrix"])
+            dma = max(1.0 - duty, 1.0 / DMA_YIELD)
+        slow = {"vector": 1.0 / (1.0 + contention) if collide() else 1.0, "transfer": dma}
+        return {unit: slow.get(unit, 1.0) for unit in running}
 
     def advance(cycles: int) -> None:
         for unit, rate in rates().items():
@@ -400,6 +429,7 @@ def predict(program: list[tuple[Opcode, dict]], config: ChipConfig, coefficients
                  for op, fields in program]
     banks = [acc_banks(op, fields, config) for op, fields in program]
     options.setdefault("tails", tails(config))
+    options.setdefault("duties", [write_duty(op, fields, config) for op, fields in program])
     issue, done = schedule(program, durations, banks=banks, **options)
     per = {q: [i for i, (op, _) in enumerate(program) if QUEUE_OF[op] == q] for q in QUEUES}
     trace = Trace({q: issue[per[q]] for q in QUEUES}, {q: done[per[q]] for q in QUEUES},

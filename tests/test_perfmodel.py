@@ -67,6 +67,22 @@ def test_the_transfer_unit_overlaps_descriptors_between_the_same_memories():
         assert list(done[:2]) == ([100, 160] if overlaps else [100, 200])
 
 
+def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
+    """A LOAD into an accumulator bank a MATMUL writes gets the port when the MATMUL does not
+    write it, and one cycle in DMA_YIELD when it always does; another bank is not slowed."""
+    from compiler.perfmodel import DMA_YIELD, write_duty
+    from scoville.config import ChipConfig
+
+    program = [(MATMUL, {}), (LOAD, {}), (END, {})]
+    for duty, bank, rate in ((1.0, 0, 1 / DMA_YIELD), (0.25, 0, 0.75), (1.0, 1, 1.0)):
+        _, done = schedule(program, [1000, 100, 0], contention=0.0, banks=[(set(), {0}), (set(), {bank}), (set(), set())],
+                           duties=[duty, 0.0, 0.0])
+        assert abs(done[1] - (1 + 100 / rate)) <= 2, (duty, bank, done)
+    # a decode's one-row tiles write one cycle in eight on 8x8, a 64-row prefill's every cycle
+    config = ChipConfig()
+    assert write_duty(MATMUL, {"rows": 1}, config) == 1 / 8 and write_duty(MATMUL, {"rows": 64}, config) == 1.0
+
+
 def test_merged_vector_stages_save_their_latency():
     """A chip whose vector unit merges stages predicts each vector instruction shorter by the
     latency the unit saves on its path (the elaborated unit's), and nothing else."""
