@@ -350,8 +350,8 @@ async def descriptors_back_to_back(dut):
     beats = len(loads) * row // tb.word_bytes
     tb.dut._log.info(f"{len(loads)} loads of {row} bytes back to back: {cycles} cycles ({beats} beats)")
     # AxiRam pauses 20 % of the beats on every channel here; one descriptor at a time paid about
-    # 50 cycles each (about 2 100 in all)
-    assert cycles <= 1.4 * beats + 20 * len(loads) + 100, f"{cycles} cycles for {beats} beats"
+    # 50 cycles each: 1 860 cycles on the 64-bit bus, where this engine takes 1 333
+    assert cycles <= 1.4 * beats + 5 * len(loads) + 100, f"{cycles} cycles for {beats} beats"
 
     # a descriptor that fails its check: those before it move, it and the one behind it do not
     good = dma_model.descriptor(0x3000, 0x100, Space.DRAM, Space.SPAD, [900])
