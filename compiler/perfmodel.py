@@ -297,10 +297,13 @@ def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool
             and (fields.get("flags", 0) & Flag.DST_ACC) == (next_fields.get("flags", 0) & Flag.DST_ACC))
 
 
-def tails(config: ChipConfig) -> dict[str, int]:
+def tails(config: ChipConfig, coefficients: dict | None = None) -> dict[str, int]:
     """Per unit, the cycles before its instruction's completion from which it takes the next
-    (:func:`schedule`'s ``tails``): the matrix unit's drain, the transfer unit's overlap."""
-    return {"matrix": config.rows + config.columns + MATRIX_DRAIN, "transfer": TRANSFER_OVERLAP}
+    (:func:`schedule`'s ``tails``): the matrix unit's drain, the transfer unit's overlap (no more
+    than a LOAD's fixed cost in ``coefficients``: only that part passes beside the one before)."""
+    fixed = _coefficients(Opcode.LOAD, coefficients or COEFFICIENTS)[0]
+    return {"matrix": config.rows + config.columns + MATRIX_DRAIN,
+            "transfer": max(0, min(TRANSFER_OVERLAP, math.floor(fixed)))}
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
@@ -428,7 +431,7 @@ def predict(program: list[tuple[Opcode, dict]], config: ChipConfig, coefficients
     durations = [duration(op, fields, config, coefficients) if QUEUE_OF[op] in QUEUES else 0
                  for op, fields in program]
     banks = [acc_banks(op, fields, config) for op, fields in program]
-    options.setdefault("tails", tails(config))
+    options.setdefault("tails", tails(config, coefficients))
     options.setdefault("duties", [write_duty(op, fields, config) for op, fields in program])
     issue, done = schedule(program, durations, banks=banks, **options)
     per = {q: [i for i, (op, _) in enumerate(program) if QUEUE_OF[op] == q] for q in QUEUES}
