@@ -47,8 +47,9 @@ class DmaEngine(wiring.Component):
     as soon as the last row of the one before is, when both move between the same two memories
     (otherwise once the one before has finished). So the DRAM latency and the check are paid once
     for a run of descriptors, not once each. Each descriptor reports its status in order, once its
-    last write is acknowledged; up to two wait for their status (``descriptor.ready`` stays low
-    while two do).
+    last write is acknowledged. The engine holds up to three: two whose rows are issued, waiting
+    for their writes, and one checked and waiting to start (``descriptor.ready`` is low from when
+    it takes one until that one starts).
 
     A bus error (SLVERR/DECERR on a read beat or a write response) stops the descriptor
     cleanly: no new rows are issued, the rows already requested are drained with zero write
