@@ -31,7 +31,8 @@ CORES = ["8x8", pytest.param("4x4", marks=pytest.mark.slow)]
 @pytest.mark.parametrize("name", CORES)
 def test_core_gemm_programs(name):
     run_cocotb(core_design(name), "testbench.test_core",
-               testcase=["load_store_round_trip", "gather_rows", "gemm_programs", "back_to_back_matmuls"],
+               testcase=["load_store_round_trip", "gather_rows", "gemm_programs", "back_to_back_matmuls",
+                         "back_to_back_loads"],
                test_name="programs")
 
 
