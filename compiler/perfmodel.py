@@ -150,6 +150,14 @@ def _family(opcode: Opcode) -> str:
 WEIGHT_SEEN = 2
 
 
+def _tile_cycles(rows: int, fields: dict, config: ChipConfig) -> float:
+    """A MATMUL tile's cycles when its weights come one read a cycle (:func:`features`): the
+    longest of its ``rows``, its weight reads (R rows, or C columns of B transposed) and half of
+    both plus :data:`WEIGHT_SEEN`."""
+    weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
+    return max(rows, weight_reads, (weight_reads + WEIGHT_SEEN + rows) / 2)
+
+
 def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     """The terms an instruction's duration is linear in (see :data:`COEFFICIENTS`)."""
     rows, cols = max(fields.get("rows", 0), 1), max(fields.get("cols", 0), 1)
@@ -167,9 +175,7 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         # activations' skew) and a loaded tile is seen 2 cycles after its last weight, so a tile
         # takes the longest of its rows, its weight reads and half of rows + weight reads + 2
         # (a term for the rows, and one for what the weights add when they are longer)
-        weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
-        extra = max(weight_reads, (weight_reads + WEIGHT_SEEN + rows) / 2) - rows
-        return np.array([1.0, tiles, tiles * rows, tiles * max(0.0, extra)])
+        return np.array([1.0, tiles, tiles * rows, tiles * (_tile_cycles(rows, fields, config) - rows)])
     if family == "rope":
         # chunks of up to `lanes` rotation pairs, each head's half split separately; a chunk's
         # pipeline runs `lanes` cycles however many pairs it holds
@@ -281,8 +287,7 @@ def write_duty(opcode: Opcode, fields: dict, config: ChipConfig) -> float:
     if opcode is not Opcode.MATMUL:
         return 0.0
     rows = max(fields.get("rows", 0), 1)
-    weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
-    return rows / max(rows, weight_reads, (weight_reads + WEIGHT_SEEN + rows) / 2)
+    return rows / _tile_cycles(rows, fields, config)
 
 
 def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
