@@ -101,7 +101,7 @@ class TransferUnit(wiring.Component):
         with m.FSM(name="transfer") as fsm:
             with m.State("IDLE"):
                 take_store = self.store.valid & (turn | ~self.load.valid)
-                room = out.w_rdy & ~stopping & ~failure
+                room = out.w_rdy
                 with m.If(stopping | failure):
                     m.next = "STOPPED"
                 with m.Elif(take_store & room):

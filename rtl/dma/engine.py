@@ -155,9 +155,9 @@ class DmaEngine(wiring.Component):
         planes_left = Signal(COUNT_BITS)
         generating = Signal()
         generated = Signal()      # the running descriptor's last row is issued this cycle
-        outstanding = Signal(16)  # write requests awaiting their response
         # rows issued and rows whose write was acknowledged, since reset (wrapping): a descriptor
-        # is complete once the acknowledged count reaches the issued count at its end
+        # is complete once the acknowledged count reaches the issued count at its end, and no
+        # write awaits its response when the two are equal
         issued_total = Signal(16)
         acked_total = Signal(16)
 
@@ -298,8 +298,7 @@ class DmaEngine(wiring.Component):
             m.d.comb += [record_error.eq(1), record_addr.eq(write_response.fault_addr),
                          record_code.eq(Mux(write_response.resp == Resp.SLVERR,
                                             DmaError.WRITE_SLVERR, DmaError.WRITE_DECERR))]
-        m.d.sync += [outstanding.eq(outstanding + issue_row - write_response_valid),
-                     issued_total.eq(issued_total + issue_row), acked_total.eq(acked_total + write_response_valid)]
+        m.d.sync += [issued_total.eq(issued_total + issue_row), acked_total.eq(acked_total + write_response_valid)]
 
         # ---- control
         # Descriptors taken and not yet reported, in order, once their rows are issued (or at
@@ -385,7 +384,7 @@ class DmaEngine(wiring.Component):
                                  & (desc.src_space != desc.dst_space))
                 with m.If(~generating & reports.w_rdy):
                     with m.If(runs):
-                        with m.If((outstanding == 0) | same_memories):
+                        with m.If((issued_total == acked_total) | same_memories):
                             m.d.sync += [run.eq(desc), generating.eq(1),
                                          row_src.eq(desc.src), plane_src.eq(desc.src), row_dst.eq(desc.dst),
                                          plane_dst.eq(desc.dst), rows_left.eq(desc.count[1]),
