@@ -292,14 +292,16 @@ def write_duty(opcode: Opcode, fields: dict, config: ChipConfig) -> float:
 
 def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
     """Whether ``following`` may start in ``held``'s tail. The DMA engine starts a descriptor's
-    rows behind the last one's only between the same two memories, so a LOAD follows a LOAD, and
-    a STORE a STORE, with the same SRAM (``Flag.DST_ACC``); a GATHER's rows go one descriptor at
-    a time, after every one before them."""
+    rows behind the last one's when both read the same memory and neither writes it: a LOAD
+    follows a LOAD (from DRAM, into either SRAM), and a STORE a STORE from the same SRAM
+    (``Flag.DST_ACC``); a GATHER's rows go one descriptor at a time, after every one before them."""
     (op, fields), (next_op, next_fields) = held, following
     if _family(op) != "transfer":
         return True
-    return (op == next_op and op is not Opcode.GATHER
-            and (fields.get("flags", 0) & Flag.DST_ACC) == (next_fields.get("flags", 0) & Flag.DST_ACC))
+    if op != next_op or op is Opcode.GATHER:
+        return False
+    same_sram = (fields.get("flags", 0) & Flag.DST_ACC) == (next_fields.get("flags", 0) & Flag.DST_ACC)
+    return op is Opcode.LOAD or same_sram
 
 
 def tails(config: ChipConfig, coefficients: dict | None = None) -> dict[str, int]:
@@ -395,8 +397,8 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             # the matrix unit's drain, the transfer unit's overlap), two at most
             if unit in running:
                 held = running[unit][-1]
-                if len(running[unit]) > 1 or held[1] > (tails.get(unit, 0) if _overlaps(program[held[0]], program[index])
-                                                        else 0):
+                tail = tails.get(unit, 0) if _overlaps(program[held[0]], program[index]) else 0
+                if len(running[unit]) > 1 or held[1] > tail:
                     continue
             if any(wait >> s & 1 and semaphores[s] == 0 for s in range(SEMAPHORES)):
                 continue

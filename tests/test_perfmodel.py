@@ -52,16 +52,20 @@ def test_the_matrix_unit_takes_the_next_matmul_in_its_drain():
     assert list(issue[:3]) == [0, 1, 100] and list(done[:3]) == [100, 101, 200]
 
 
-def test_the_transfer_unit_overlaps_descriptors_between_the_same_memories():
-    """A LOAD starts in the tail of a LOAD into the same SRAM (the DMA engine issues its rows
-    right behind), not of a LOAD into the other SRAM, a STORE or a GATHER."""
+def test_the_transfer_unit_overlaps_descriptors_reading_the_same_memory():
+    """A LOAD starts in the tail of a LOAD into either SRAM (both read DRAM: the DMA engine
+    issues its rows right behind), a STORE in the tail of a STORE from the same SRAM; not a STORE
+    from the other SRAM, a LOAD behind a STORE or the other way round, or a GATHER."""
     from scoville.isa import Flag
 
     load, load_acc = (Opcode.LOAD, {}), (Opcode.LOAD, {"flags": Flag.DST_ACC})
-    store, gather = (Opcode.STORE, {}), (Opcode.GATHER, {})
+    store, store_acc = (Opcode.STORE, {}), (Opcode.STORE, {"flags": Flag.DST_ACC})
+    gather = (Opcode.GATHER, {})
     tails = {"transfer": 40}
-    for second, overlaps in ((load, True), (load_acc, False), (store, False), (gather, False)):
-        program = [load, second, (END, {})]
+    cases = [(load, load, True), (load, load_acc, True), (load_acc, load, True), (store, store, True),
+             (store, store_acc, False), (load, store, False), (store, load, False), (load, gather, False)]
+    for first, second, overlaps in cases:
+        program = [first, second, (END, {})]
         issue, done = schedule(program, [100, 100, 0], contention=0.0, tails=tails)
         assert issue[1] == (60 if overlaps else 100), (second, issue)
         assert list(done[:2]) == ([100, 160] if overlaps else [100, 200])
@@ -75,8 +79,8 @@ def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
 
     program = [(MATMUL, {}), (LOAD, {}), (END, {})]
     for duty, bank, rate in ((1.0, 0, 1 / DMA_YIELD), (0.25, 0, 0.75), (1.0, 1, 1.0)):
-        _, done = schedule(program, [1000, 100, 0], contention=0.0, banks=[(set(), {0}), (set(), {bank}), (set(), set())],
-                           duties=[duty, 0.0, 0.0])
+        banks = [(set(), {0}), (set(), {bank}), (set(), set())]
+        _, done = schedule(program, [1000, 100, 0], contention=0.0, banks=banks, duties=[duty, 0.0, 0.0])
         assert abs(done[1] - (1 + 100 / rate)) <= 2, (duty, bank, done)
     # a decode's one-row tiles write one cycle in eight on 8x8, a 64-row prefill's every cycle
     config = ChipConfig()

@@ -1,6 +1,6 @@
 """The DMA engine: executes descriptors between DRAM, scratchpad and accumulator memory ports."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,6 +21,7 @@ def _row_layout(bytes_per_beat: int) -> data.StructLayout:
         "shift": range(bytes_per_beat),  # (dst offset - src offset) mod bytes per word
         "first_strb": bytes_per_beat,
         "last_strb": bytes_per_beat,
+        "dst": 2,                 # the memory (Space) its words go to
     })
 
 
@@ -44,12 +45,14 @@ class DmaEngine(wiring.Component):
     extra cycle).
 
     Descriptors overlap: the next one is taken and checked while one runs, and its rows are issued
-    as soon as the last row of the one before is, when both move between the same two memories
-    (otherwise once the one before has finished). So the DRAM latency and the check are paid once
-    for a run of descriptors, not once each. Each descriptor reports its status in order, once its
-    last write is acknowledged. The engine holds up to three: two whose rows are issued, waiting
-    for their writes, and one checked and waiting to start (``descriptor.ready`` is low from when
-    it takes one until that one starts).
+    as soon as the last row of the one before is, when both read the same memory and neither
+    writes it (a run of LOADs from DRAM, into the scratchpad and the accumulator in any order);
+    otherwise once the one before has finished. So the DRAM latency and the check are paid once
+    for a run of descriptors, not once each. Every row carries its destination, and the writes
+    acknowledged are counted per destination memory, so each descriptor reports its status in
+    order, once its own last write is acknowledged. The engine holds up to three: two whose rows
+    are issued, waiting for their writes, and one checked and waiting to start
+    (``descriptor.ready`` is low from when it takes one until that one starts).
 
     A bus error (SLVERR/DECERR on a read beat or a write response) stops the descriptor
     cleanly: no new rows are issued, the rows already requested are drained with zero write
@@ -142,7 +145,7 @@ class DmaEngine(wiring.Component):
         read_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=2)
         # as deep as the row queue: a destination that takes one request at a time (an SRAM)
         # must not hold back the reads of the rows behind it
-        write_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS, depth=self.rows_in_flight)
+        write_requests = fifo.SyncFIFO(width=ADDR_BITS + BEATS_BITS + 2, depth=self.rows_in_flight)
         row_layout = _row_layout(nbytes)
         rows = fifo.SyncFIFOBuffered(width=row_layout.size, depth=self.rows_in_flight)
         m.submodules.read_requests = read_requests
@@ -155,11 +158,14 @@ class DmaEngine(wiring.Component):
         planes_left = Signal(COUNT_BITS)
         generating = Signal()
         generated = Signal()      # the running descriptor's last row is issued this cycle
-        # rows issued and rows whose write was acknowledged, since reset (wrapping): a descriptor
-        # is complete once the acknowledged count reaches the issued count at its end, and no
-        # write awaits its response when the two are equal
-        issued_total = Signal(16)
-        acked_total = Signal(16)
+        # per destination memory, rows issued and rows whose write was acknowledged, since reset
+        # (wrapping): a descriptor is complete once its memory's acknowledged count reaches the
+        # issued count at its end (the memories acknowledge independently), and no write awaits
+        # its response when every pair is equal
+        issued_to = Array(Signal(16, name=f"issued_to_{space.name.lower()}") for space in ports)
+        acked_from = Array(Signal(16, name=f"acked_from_{space.name.lower()}") for space in ports)
+        settled = Signal()
+        m.d.comb += settled.eq(Cat(issued == acked for issued, acked in zip(issued_to, acked_from, strict=True)).all())
 
         src_offset = row_src[:shift]
         dst_offset = row_dst[:shift]
@@ -177,6 +183,7 @@ class DmaEngine(wiring.Component):
             row_record.beats_out.eq(beats_out),
             row_record.prime.eq(src_offset > dst_offset),
             row_record.shift.eq(dst_offset - src_offset),
+            row_record.dst.eq(run.dst_space),
         ]
         all_bytes = Const((1 << nbytes) - 1, nbytes)
         m.d.comb += [row_record.first_strb.eq(all_bytes << dst_offset),
@@ -187,7 +194,7 @@ class DmaEngine(wiring.Component):
             read_requests.w_en.eq(issue_row),
             read_requests.w_data.eq(Cat(row_src, beats_in)),
             write_requests.w_en.eq(issue_row),
-            write_requests.w_data.eq(Cat(row_dst, beats_out)),
+            write_requests.w_data.eq(Cat(row_dst, beats_out, run.dst_space)),
             rows.w_en.eq(issue_row),
             rows.w_data.eq(row_record),
         ]
@@ -205,40 +212,46 @@ class DmaEngine(wiring.Component):
                 m.d.sync += generating.eq(0)
                 m.d.comb += generated.eq(1)
 
-        # ---- port selection: the running descriptor's (one that follows it without waiting for
-        # its rows to finish moves between the same two memories)
+        # ---- port selection: reads from the running descriptor's source (one that follows it
+        # without waiting for its rows to finish reads the same memory); writes to the destination
+        # each row carries
         read_response = Signal(self.dram.read_response.payload.shape())
         read_response_valid = Signal()
         read_response_ready = Signal()
-        write_response = Signal(self.dram.write_response.payload.shape())
-        write_response_valid = Signal()
         write_data = Signal(self.dram.write_data.payload.shape())
+        write_data_dst = Signal(2)
         write_data_valid = Signal()
         write_data_ready = Signal()
         read_requests_ready = Signal()
         write_requests_ready = Signal()
+        request_bits = ADDR_BITS + BEATS_BITS
+        write_request_dst = write_requests.r_data[request_bits:]
         for space, port in ports.items():
             is_src = run.src_space == space
-            is_dst = run.dst_space == space
             m.d.comb += [
                 port.read_request.valid.eq(is_src & read_requests.r_rdy),
                 port.read_request.payload.eq(read_requests.r_data),
                 port.read_response.ready.eq(is_src & read_response_ready),
-                port.write_request.valid.eq(is_dst & write_requests.r_rdy),
-                port.write_request.payload.eq(write_requests.r_data),
-                port.write_data.valid.eq(is_dst & write_data_valid),
+                port.write_request.valid.eq((write_request_dst == space.value) & write_requests.r_rdy),
+                port.write_request.payload.eq(write_requests.r_data[:request_bits]),
+                port.write_data.valid.eq((write_data_dst == space.value) & write_data_valid),
                 port.write_data.payload.eq(write_data),
-                port.write_response.ready.eq(is_dst),
+                port.write_response.ready.eq(1),   # one for each write request sent it
             ]
             with m.If(is_src):
                 m.d.comb += [read_requests_ready.eq(port.read_request.ready),
                              read_response_valid.eq(port.read_response.valid),
                              read_response.eq(port.read_response.payload)]
-            with m.If(is_dst):
-                m.d.comb += [write_requests_ready.eq(port.write_request.ready),
-                             write_data_ready.eq(port.write_data.ready),
-                             write_response_valid.eq(port.write_response.valid),
-                             write_response.eq(port.write_response.payload)]
+            with m.If(write_request_dst == space.value):
+                m.d.comb += write_requests_ready.eq(port.write_request.ready)
+            with m.If(write_data_dst == space.value):
+                m.d.comb += write_data_ready.eq(port.write_data.ready)
+            with m.If(port.write_response.valid):
+                m.d.sync += acked_from[space.value].eq(acked_from[space.value] + 1)
+                with m.If(port.write_response.payload.resp.as_value()[1]):
+                    m.d.comb += [record_error.eq(1), record_addr.eq(port.write_response.payload.fault_addr),
+                                 record_code.eq(Mux(port.write_response.payload.resp == Resp.SLVERR,
+                                                    DmaError.WRITE_SLVERR, DmaError.WRITE_DECERR))]
         m.d.comb += [read_requests.r_en.eq(read_requests_ready),
                      write_requests.r_en.eq(write_requests_ready)]
 
@@ -252,6 +265,7 @@ class DmaEngine(wiring.Component):
         # A skid register behind the output register: the realigner sees a registered "room"
         # rather than the destination's ready (which comes through the AXI master from WREADY).
         skid = Signal(self.dram.write_data.payload.shape())
+        skid_dst = Signal(2)
         skid_valid = Signal()
         out_free = ~skid_valid
         current = Mux(need_input, read_response.data, 0)
@@ -280,11 +294,12 @@ class DmaEngine(wiring.Component):
                                   & Mux(count_out == row.beats_out - 1, row.last_strb, ~0)))
         sent = write_data_valid & write_data_ready
         with m.If(emit & write_data_valid & ~write_data_ready):
-            m.d.sync += [skid_valid.eq(1), skid.data.eq(aligned), skid.strb.eq(strobe)]
+            m.d.sync += [skid_valid.eq(1), skid.data.eq(aligned), skid.strb.eq(strobe), skid_dst.eq(row.dst)]
         with m.Elif(emit):
-            m.d.sync += [write_data_valid.eq(1), write_data.data.eq(aligned), write_data.strb.eq(strobe)]
+            m.d.sync += [write_data_valid.eq(1), write_data.data.eq(aligned), write_data.strb.eq(strobe),
+                         write_data_dst.eq(row.dst)]
         with m.Elif(sent & skid_valid):
-            m.d.sync += [write_data.eq(skid), skid_valid.eq(0)]
+            m.d.sync += [write_data.eq(skid), write_data_dst.eq(skid_dst), skid_valid.eq(0)]
         with m.Elif(sent):
             m.d.sync += write_data_valid.eq(0)
         with m.If(emit):
@@ -294,17 +309,14 @@ class DmaEngine(wiring.Component):
             with m.Else():
                 m.d.sync += count_out.eq(count_out + 1)
 
-        with m.If(write_response_valid & write_response.resp.as_value()[1]):
-            m.d.comb += [record_error.eq(1), record_addr.eq(write_response.fault_addr),
-                         record_code.eq(Mux(write_response.resp == Resp.SLVERR,
-                                            DmaError.WRITE_SLVERR, DmaError.WRITE_DECERR))]
-        m.d.sync += [issued_total.eq(issued_total + issue_row), acked_total.eq(acked_total + write_response_valid)]
+        with m.If(issue_row):
+            m.d.sync += issued_to[run.dst_space.as_value()].eq(issued_to[run.dst_space.as_value()] + 1)
 
         # ---- control
         # Descriptors taken and not yet reported, in order, once their rows are issued (or at
-        # once for one that moves nothing): the issued-row count that completes each, and the code
-        # it reports unless a bus error came first.
-        entry = data.StructLayout({"end": 16, "error": DmaError, "fault_addr": ADDR_BITS})
+        # once for one that moves nothing): its destination, the count of rows issued to it that
+        # completes it, and the code it reports unless a bus error came first.
+        entry = data.StructLayout({"dst": 2, "end": 16, "error": DmaError, "fault_addr": ADDR_BITS})
         m.submodules.reports = reports = fifo.SyncFIFO(width=entry.size, depth=2)
         head = data.View(entry, reports.r_data)
         pushed = data.View(entry, reports.w_data)
@@ -317,16 +329,19 @@ class DmaEngine(wiring.Component):
 
         with m.If(generated | (generating & aborting)):
             # the running descriptor's rows are all issued (a bus error issues no more)
-            m.d.comb += [reports.w_en.eq(1), pushed.end.eq(issued_total + issue_row), pushed.error.eq(DmaError.OK)]
+            m.d.comb += [reports.w_en.eq(1), pushed.dst.eq(run.dst_space),
+                         pushed.end.eq(issued_to[run.dst_space.as_value()] + issue_row),
+                         pushed.error.eq(DmaError.OK)]
         with m.If(generating & aborting):
             m.d.sync += generating.eq(0)
 
         complete = Signal()
-        # acknowledged rows at or past the head's end (wrapping: fewer than 2**15 rows in flight),
-        # as the rows of the descriptors behind it may be acknowledged before its status is taken
+        # its memory's acknowledged rows at or past the head's end (wrapping: fewer than 2**15 rows
+        # in flight), as the rows of the descriptors behind it may be acknowledged before its
+        # status is taken
         behind = Signal(16)
         m.d.comb += [
-            behind.eq(acked_total - head.end),
+            behind.eq(acked_from[head.dst] - head.end),
             complete.eq(reports.r_rdy & ~behind[15]),
             self.status.valid.eq(complete),
             self.status.payload.error.eq(Mux(aborting, error, head.error)),
@@ -378,13 +393,14 @@ class DmaEngine(wiring.Component):
                 with m.Elif(~inside(desc.dst_space, desc.dst, dst_last)):
                     m.d.comb += [code.eq(DmaError.DST_WINDOW), code_addr.eq(desc.dst)]
                 runs = ~empty & (code == DmaError.OK) & ~stopped
-                # between the same two memories, and not within one (where its reads could pass
-                # the writes before it)
-                same_memories = ((desc.src_space == run.src_space) & (desc.dst_space == run.dst_space)
-                                 & (desc.src_space != desc.dst_space))
+                # reading the memory the one before reads, which neither writes: then its reads
+                # cannot pass a write before it, nor its writes a read (every descriptor in flight
+                # reads that memory and writes another)
+                same_source = ((desc.src_space == run.src_space) & (desc.src_space != desc.dst_space)
+                               & (run.src_space != run.dst_space))
                 with m.If(~generating & reports.w_rdy):
                     with m.If(runs):
-                        with m.If((issued_total == acked_total) | same_memories):
+                        with m.If(settled | same_source):
                             m.d.sync += [run.eq(desc), generating.eq(1),
                                          row_src.eq(desc.src), plane_src.eq(desc.src), row_dst.eq(desc.dst),
                                          plane_dst.eq(desc.dst), rows_left.eq(desc.count[1]),
@@ -393,7 +409,9 @@ class DmaEngine(wiring.Component):
                     with m.Else():
                         # reports once every descriptor before it has: its own code, or the one
                         # that stopped it
-                        m.d.comb += [reports.w_en.eq(1), pushed.end.eq(issued_total)]
+                        # (its end: what is issued to the memory it names, or to DRAM for none)
+                        dst = Mux(desc.dst_space.as_value() == 3, Space.DRAM.value, desc.dst_space.as_value())
+                        m.d.comb += [reports.w_en.eq(1), pushed.dst.eq(dst), pushed.end.eq(issued_to[dst])]
                         with m.If(failed):
                             m.d.comb += [pushed.error.eq(failed_code), pushed.fault_addr.eq(failed_addr)]
                         with m.Else():
