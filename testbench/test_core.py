@@ -284,6 +284,40 @@ async def back_to_back_loads(dut):
 
 
 @cocotb.test()
+async def transposed_tiles(dut):
+    """A MATMUL with B transposed and one activation row (attention's scores in a decode) costs
+    about max(R, C) cycles a tile: the next tile's C columns fill one tile buffer while the rows
+    of the one before enter the array from the other. With one buffer a tile cost C + R and more.
+    The results equal the functional simulator."""
+    tb = TB(dut)
+    await tb.reset()
+    R, C = tb.config.rows, tb.config.columns
+    k, n = R, 16 * C
+    runs = {}
+    for cols in (C, n):
+        image, layout, spad, acc = fresh_image(tb)
+        a_dram, b_dram, c_dram = layout.take(k), layout.take(n * k), layout.take(4 * n, 4)
+        image[a_dram:a_dram + k] = tb.np_rng.integers(0, 256, k, dtype=np.uint8)
+        image[b_dram:b_dram + n * k] = tb.np_rng.integers(0, 256, n * k, dtype=np.uint8)
+        a_spad, b_spad, c_acc = spad.take(k), spad.take(n * k), acc.take(n)
+        program = [
+            (Opcode.LOAD, dict(addr0=a_dram, addr1=a_spad, rows=1, cols=k)),
+            (Opcode.LOAD, dict(addr0=b_dram, addr1=b_spad, rows=1, cols=n * k)),
+            # C starts at zero (from DRAM) in both runs, which differ only in the MATMUL
+            (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=c_dram, addr1=c_acc, rows=1, cols=n)),
+            (Opcode.MATMUL, dict(flags=Flag.B_TRANSPOSED, addr0=a_spad, stride0=k, addr1=b_spad, stride1=k,
+                                 addr2=c_acc, addr3=n, rows=1, cols=cols, imm=k)),
+            (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=c_acc, addr1=c_dram, rows=1, cols=n)),
+        ]
+        runs[cols] = await run_and_compare(tb, program, image)
+    each = (runs[n] - runs[C]) / (n // C - 1)
+    dut._log.info(f"B transposed, one row, {R}x{C}: {runs[C]} cycles for one tile, {runs[n]} for {n // C}: "
+                  f"{each:.1f} a tile more")
+    bound = max(R, C) + 3
+    assert each <= bound, f"a transposed tile took {each:.1f} cycles (> {bound})"
+
+
+@cocotb.test()
 async def gather_rows(dut):
     """GATHER of int8 and int32 table rows by ids loaded into the accumulator."""
     tb = TB(dut)

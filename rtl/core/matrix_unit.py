@@ -4,8 +4,9 @@
 the scratchpad at any element address and row stride, C ``[M, N]`` int32 in the accumulator at
 any word address and row stride (``addr3``). The product is cut into weight tiles of R x C (K and
 N padded with zeros); for each N-tile and each K-tile the unit loads the tile's R weight rows
-(read as C columns and transposed in a tile buffer when B is transposed), then streams the M
-activation rows ``A[:, K-tile]``. Result rows overwrite C on the first K-tile and add into it on
+(read as C columns into one of two tile buffers and transposed when B is transposed: one
+buffer fills while the other's rows enter the array), then streams the M activation rows
+``A[:, K-tile]``. Result rows overwrite C on the first K-tile and add into it on
 the others (and on every tile with ``ACCUMULATE``), through the accumulator's read-modify-write
 path, with element masks for tiles that stop before a row's end or straddle two accumulator rows.
 
@@ -232,8 +233,13 @@ class MatrixUnit(wiring.Component):
         rtag = data.View(_activation_tag, response.tag)
         w_response = weight_reader.response.payload
         w_rtag = data.View(_weight_tag, w_response.tag)
-        tile = Array(Signal(8 * R, name=f"tile_column{j}") for j in range(C))  # transposed tiles
-        emitting = Signal()
+        # B transposed: a tile's C columns fill one of two tile buffers while the other's R rows
+        # enter the array (row i is byte i of every column), so a tile costs max(C, R) cycles, not
+        # C + R. A plain weight row passes straight through once no buffered tile is waiting.
+        tiles = [Array(Signal(8 * R, name=f"tile{b}_column{j}") for j in range(C)) for b in range(2)]
+        full = Signal(2)        # the buffer holds a whole tile not yet sent into the array
+        fill = Signal()         # the buffer the next column goes into
+        emit = Signal()         # the buffer whose rows go into the array next
         emit_row = Signal(range(R))
         m.d.comb += [
             array.activations.payload.data.eq(response.data[:8 * R]),
@@ -242,23 +248,26 @@ class MatrixUnit(wiring.Component):
             array.activations.valid.eq(reader.response.valid),
             reader.response.ready.eq(array.activations.ready),
         ]
-        with m.If(emitting):
-            # row i of the tile is byte i of every column
+        with m.If(full.bit_select(emit, 1)):
             m.d.comb += [array.weights.valid.eq(1),
-                         array.weights.payload.data.eq(Cat(tile[j].word_select(emit_row, 8) for j in range(C)))]
+                         array.weights.payload.data.eq(Cat(Mux(emit, tiles[1][j], tiles[0][j]).word_select(emit_row, 8)
+                                                           for j in range(C)))]
             with m.If(array.weights.ready):
                 m.d.sync += emit_row.eq(emit_row + 1)
                 with m.If(emit_row == R - 1):
-                    m.d.sync += [emit_row.eq(0), emitting.eq(0)]
-        with m.Elif(weight_reader.response.valid):
-            with m.If(~w_rtag.column):
-                m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(w_response.data[:8 * C]),
-                             weight_reader.response.ready.eq(array.weights.ready)]
+                    m.d.sync += [emit_row.eq(0), full.bit_select(emit, 1).eq(0), emit.eq(~emit)]
+        with m.Elif(weight_reader.response.valid & ~w_rtag.column & (full == 0)):
+            m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(w_response.data[:8 * C]),
+                         weight_reader.response.ready.eq(array.weights.ready)]
+        with m.If(weight_reader.response.valid & w_rtag.column & ~full.bit_select(fill, 1)):
+            column = w_rtag.index[:max(1, (C - 1).bit_length())]
+            m.d.comb += weight_reader.response.ready.eq(1)
+            with m.If(fill):
+                m.d.sync += tiles[1][column].eq(w_response.data[:8 * R])
             with m.Else():
-                m.d.comb += weight_reader.response.ready.eq(1)
-                m.d.sync += tile[w_rtag.index[:max(1, (C - 1).bit_length())]].eq(w_response.data[:8 * R])
-                with m.If(w_rtag.index == C - 1):
-                    m.d.sync += emitting.eq(1)
+                m.d.sync += tiles[0][column].eq(w_response.data[:8 * R])
+            with m.If(w_rtag.index == C - 1):
+                m.d.sync += [full.bit_select(fill, 1).eq(1), fill.eq(~fill)]
 
         # ------------------------------------------------------------ results into the accumulator
         m.submodules.splitter = splitter = ChunkSplitter(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
