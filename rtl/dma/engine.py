@@ -409,9 +409,9 @@ class DmaEngine(wiring.Component):
                     with m.Else():
                         # reports once every descriptor before it has: its own code, or the one
                         # that stopped it
-                        # (its end: what is issued to the memory it names, or to DRAM for none)
-                        dst = Mux(desc.dst_space.as_value() == 3, Space.DRAM.value, desc.dst_space.as_value())
-                        m.d.comb += [reports.w_en.eq(1), pushed.dst.eq(dst), pushed.end.eq(issued_to[dst])]
+                        # (it waits for no write of its own: the ones before it report first)
+                        m.d.comb += [reports.w_en.eq(1), pushed.dst.eq(Space.DRAM.value),
+                                     pushed.end.eq(acked_from[Space.DRAM.value])]
                         with m.If(failed):
                             m.d.comb += [pushed.error.eq(failed_code), pushed.fault_addr.eq(failed_addr)]
                         with m.Else():
