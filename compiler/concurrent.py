@@ -3,7 +3,7 @@ in-order queues that only the semaphores order, in an interleaving chosen by a s
 generator (or a fixed queue priority), so a missing dependency shows up as a different DRAM.
 
 The model follows ``rtl/core/controller.py``: instructions are fetched in program order into one
-FIFO per queue (``queue_depth`` deep; fetch waits while the target is full; ``END`` stops it); a
+FIFO per queue (``queue_depth`` deep, the chip's by default; fetch waits while the target is full; ``END`` stops it); a
 queue's head is released when every semaphore in its ``wait`` mask is non-zero (each is then
 decremented), up to ``inflight`` released instructions per queue; a queue's released
 instructions complete in order, and completing increments the ``signal`` semaphores (8-bit
@@ -68,7 +68,7 @@ def _bits(mask: int) -> list[int]:
 
 
 def run_concurrent(machine: Machine, program_addr: int, *, seed: int | None = 0,
-                   priority: tuple[str, ...] | None = None, queue_depth: int = 4, inflight: int = 4,
+                   priority: tuple[str, ...] | None = None, queue_depth: int | None = None, inflight: int = 4,
                    max_steps: int = 50_000_000) -> ScheduleReport:
     """Run the program at ``program_addr`` on ``machine`` in one interleaving.
 
@@ -77,6 +77,7 @@ def run_concurrent(machine: Machine, program_addr: int, *, seed: int | None = 0,
     taken and fetching comes last, which lets the preferred queues run as far ahead as the
     semaphores allow (the worst case for semaphore counts).
     """
+    queue_depth = queue_depth or machine.config.queue_depth
     rng = random.Random(seed)
     fifos = {q: deque() for q in QUEUES}
     running = {q: deque() for q in QUEUES}

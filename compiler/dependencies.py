@@ -311,7 +311,7 @@ def _overlap(a: list[Access], b: list[Access]) -> bool:
     return False
 
 
-def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 3, parts: list | None = None) -> list[int]:
+def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list | None = None) -> list[int]:
     """An order of ``program`` in which each LOAD comes before the instructions in front of it
     that it does not conflict with (RAW, WAR or WAW in any memory), up to ``window`` of them,
     but never before another LOAD, a control instruction or, given ``parts`` (a label per
@@ -322,11 +322,13 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 3, parts: list
     while they do (the next weight tile during a layer's vector work). Every pair that conflicts
     keeps its order, so the program computes the same.
 
-    The window is short on purpose: with the performance model (tiny-llama, 64-token prompt and
-    a decode token, 8x8 and 16x16), 2 to 5 instructions shorten both jobs (decode by 2-6 %,
-    prefill by 1-2 %), while 8 or more make the decode slower than no hoisting at all: the
-    hoisted loads fill the 4-deep load queue ahead of their turn and stop the fetch. Keeping
-    loads within their part costs the 8x8 prompt about 1 % of that and the decode nothing."""
+    The window was picked with the performance model (tiny-llama, 64-token prompt and a decode
+    token after 64, 8x8 and 16x16 / 128-bit). With 4-deep queues 2 to 5 instructions shortened
+    both jobs (decode by 2-6 %, prefill by 1-2 %) and 8 or more made the decode slower than no
+    hoisting at all: the hoisted loads filled the load queue ahead of their turn and stopped the
+    fetch. With the chip's 16-deep queues, 6 (and 12) take the 16x16 decode from 12 711 cycles
+    (3) to 12 596 and leave the 8x8 one at 25 517; across parts, 12 takes the 8x8 decode to
+    27 308. Keeping loads within their part costs the 8x8 prompt about 1 %."""
     footprints = [footprint(op, fields) if QUEUE_OF[op] != "control" else ([], []) for op, fields in program]
     order: list[int] = []
     for index, (opcode, _) in enumerate(program):

@@ -439,6 +439,7 @@ def predict(program: list[tuple[Opcode, dict]], config: ChipConfig, coefficients
                  for op, fields in program]
     banks = [acc_banks(op, fields, config) for op, fields in program]
     options.setdefault("tails", tails(config, coefficients))
+    options.setdefault("queue_depth", config.queue_depth)
     options.setdefault("duties", [write_duty(op, fields, config) for op, fields in program])
     issue, done = schedule(program, durations, banks=banks, **options)
     per = {q: [i for i, (op, _) in enumerate(program) if QUEUE_OF[op] == q] for q in QUEUES}

@@ -230,7 +230,7 @@ def test_gather_reads_its_whole_table():
 
 
 def test_loads_move_ahead_of_what_they_do_not_touch():
-    """``hoist_loads``: a LOAD moves in front of up to three instructions it shares no memory
+    """``hoist_loads``: a LOAD moves in front of up to six instructions it shares no memory
     with, but not in front of one it conflicts with, another LOAD, a control instruction or one
     of another part."""
     load = (Opcode.LOAD, dict(addr0=0x8000, addr1=64, rows=1, cols=8))
@@ -240,7 +240,8 @@ def test_loads_move_ahead_of_what_they_do_not_touch():
     assert hoist_loads([elsewhere, vector, load]) == [2, 0, 1]
     assert hoist_loads([reads_there, vector, load]) == [0, 2, 1]          # WAR with the matmul
     assert hoist_loads([load, vector, elsewhere, load]) == [0, 3, 1, 2]   # not past the first load
-    assert hoist_loads([elsewhere] * 5 + [load]) == [0, 1, 5, 2, 3, 4]    # three at most
+    assert hoist_loads([elsewhere] * 8 + [load]) == [0, 1, 8, 2, 3, 4, 5, 6, 7]    # six at most
+    assert hoist_loads([elsewhere] * 5 + [load], window=3) == [0, 1, 5, 2, 3, 4]
     assert hoist_loads([vector, (Opcode.END, {}), load]) == [0, 1, 2]
     # nor out of its part of the model
     assert hoist_loads([elsewhere, vector, load], parts=["qkv", "attention", "attention"]) == [0, 2, 1]

@@ -39,6 +39,22 @@ def test_a_full_queue_stops_fetch_in_program_order():
     assert issue_deep[6] == 6
 
 
+def test_the_chip_queue_depth_is_the_models():
+    """``predict`` replays the controller with the chip's ``queue_depth``; the RTL's core is built
+    with it (``rtl/core/core.py``), and a depth the controller cannot build is refused."""
+    program = [(LOAD, {"rows": 1, "cols": 4096})] * 6 + [(MATMUL, {}), (END, {})]
+    _, deep = predict(program, ChipConfig())
+    _, shallow = predict(program, ChipConfig(queue_depth=4))
+    assert ChipConfig().queue_depth == 16 and deep == shallow   # the MATMUL waits for nothing either way
+    trace, _ = predict(program, ChipConfig(queue_depth=4))
+    assert trace.issue["matrix"][0] > trace.issue["load"][1]    # fetched behind the fifth load
+    trace, _ = predict(program, ChipConfig())
+    assert trace.issue["matrix"][0] < trace.issue["load"][1]
+    for bad in (3, 1, 128, "8"):
+        with pytest.raises(ValueError, match="queue_depth"):
+            ChipConfig(queue_depth=bad)
+
+
 def test_the_matrix_unit_takes_the_next_matmul_in_its_drain():
     """With a tail, the matrix unit takes a second MATMUL that many cycles before the first one is
     done, never a third before the first is done, and they complete in order."""
