@@ -150,12 +150,32 @@ def _family(opcode: Opcode) -> str:
 WEIGHT_SEEN = 2
 
 
+def weight_reads(fields: dict, config: ChipConfig) -> int:
+    """Cycles a MATMUL's weight tile takes to read: its C columns when B is transposed (into a
+    tile buffer, whose rows then go into the array while the next tile's columns come), R / 2
+    with an even R when B and its row stride are on scratchpad rows (two rows a cycle, the
+    second through the scratchpad's pair port: ``rtl/core/matrix_unit.py``), R otherwise."""
+    if fields.get("flags", 0) & Flag.B_TRANSPOSED:
+        return config.columns
+    row = config.bus_bytes   # the scratchpad's row (the core's spad_row_bytes)
+    if config.rows % 2 == 0 and fields.get("addr1", 0) % row == 0 and fields.get("stride1", 0) % row == 0:
+        return config.rows // 2
+    return config.rows
+
+
 def _tile_cycles(rows: int, fields: dict, config: ChipConfig) -> float:
-    """A MATMUL tile's cycles when its weights come one read a cycle (:func:`features`): the
-    longest of its ``rows``, its weight reads (R rows, or C columns of B transposed) and half of
-    both plus :data:`WEIGHT_SEEN`."""
-    weight_reads = config.columns if fields.get("flags", 0) & Flag.B_TRANSPOSED else config.rows
-    return max(rows, weight_reads, (weight_reads + WEIGHT_SEEN + rows) / 2)
+    """A MATMUL tile's cycles (:func:`features`): the longest of its ``rows``, its
+    :func:`weight_reads` and half of a weight bank's turn round, ``rows`` plus
+    :data:`WEIGHT_SEEN` plus the cycles from the bank's release to its next tile's last beat.
+    That is the weight reads, or R with an even R: the array takes a released bank's first beat
+    of two rows R / 2 cycles late (``rtl/matrix/systolic.py``), and B read a row at a time (off
+    scratchpad rows) then comes in R more cycles."""
+    reads = weight_reads(fields, config)
+    turn = reads
+    if config.rows % 2 == 0:
+        turn = config.rows if reads != config.rows or fields.get("flags", 0) & Flag.B_TRANSPOSED \
+            else config.rows + config.rows // 2
+    return max(rows, reads, (turn + WEIGHT_SEEN + rows) / 2)
 
 
 def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
@@ -169,8 +189,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     if family == "matmul":
         k, n = max(fields.get("imm", 0), 1), cols
         tiles = math.ceil(k / config.rows) * math.ceil(n / config.columns)
-        # a tile's weights (R rows, or C columns of B transposed) load into the array's idle bank
-        # while the previous tile's activation rows stream, one read a cycle; that bank frees the
+        # a tile's weights (:func:`weight_reads`) load into the array's idle bank while the
+        # previous tile's activation rows stream; that bank frees the
         # cycle after the rows of the tile before it (the weights reach the columns with the
         # activations' skew) and a loaded tile is seen 2 cycles after its last weight, so a tile
         # takes the longest of its rows, its weight reads and half of rows + weight reads + 2

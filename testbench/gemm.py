@@ -41,7 +41,8 @@ class GemmPlan:
     activation_beats: list[int]
 
     @classmethod
-    def build(cls, a: np.ndarray, b: np.ndarray, rows: int, columns: int) -> GemmPlan:
+    def build(cls, a: np.ndarray, b: np.ndarray, rows: int, columns: int, weight_rows: int = 1) -> GemmPlan:
+        """``weight_rows`` tile rows per weight beat (the array's), row k in the low bits."""
         m, k = a.shape
         k2, n = b.shape
         if k != k2:
@@ -60,7 +61,7 @@ class GemmPlan:
         for nt in range(n_tiles):
             for kt in range(k_tiles):
                 tile = b_pad[kt * rows:(kt + 1) * rows, nt * columns:(nt + 1) * columns]
-                weight_beats += _pack_rows(tile)
+                weight_beats += _pack_rows(tile.reshape(rows // weight_rows, weight_rows * columns))
                 flags = accumulate_bit if kt else 0
                 beats = [beat | flags for beat in a_slices[kt]]
                 beats[-1] |= last_bit
@@ -91,14 +92,14 @@ def _pauses(probability: float, rng: random.Random):
 async def run_gemm(dut, a: np.ndarray, b: np.ndarray, rows: int, columns: int, *,
                    rng: random.Random | None = None, weight_pause: float = 0.0,
                    activation_pause: float = 0.0, result_pause: float = 0.0,
-                   timeout: int = 2000) -> GemmResult:
+                   timeout: int = 2000, weight_rows: int = 1) -> GemmResult:
     """Run ``a @ b`` through the array under ``dut`` (reset and clocked already).
 
     ``*_pause`` is the probability that a port idles in a given cycle (source not valid, sink
     not ready). Raises ``TimeoutError`` when nothing moves for ``timeout`` cycles.
     """
     rng = rng or random.Random(0)
-    plan = GemmPlan.build(a, b, rows, columns)
+    plan = GemmPlan.build(a, b, rows, columns, weight_rows)
     m, n = a.shape[0], b.shape[1]
     w_pause = _pauses(weight_pause, rng)
     a_pause = _pauses(activation_pause, rng)

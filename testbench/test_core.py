@@ -92,7 +92,8 @@ class Layout:
 def random_gemm(tb: TB, image: np.ndarray, layout: Layout, spad: Layout, acc: Layout,
                 max_dim: int = 40) -> list[tuple[Opcode, dict]]:
     """LOAD A and B at random alignments and strides, MATMUL (plain or B transposed, overwrite or
-    accumulate onto a loaded C), STORE C."""
+    accumulate onto a loaded C), STORE C. Half the time B and its stride are on scratchpad rows,
+    as the compiler lays out weights: the matrix unit then reads two of its rows a cycle."""
     rng = tb.rng
     m, k, n = rng.randint(1, max_dim), rng.randint(1, max_dim), rng.randint(1, max_dim)
     transposed = rng.random() < 0.4
@@ -106,9 +107,13 @@ def random_gemm(tb: TB, image: np.ndarray, layout: Layout, spad: Layout, acc: La
     image[c_dram:c_dram + 4 * m * n] = tb.np_rng.integers(0, 256, 4 * m * n, dtype=np.uint8)
     a_stride = k + rng.randint(0, 9)
     b_stride = b_cols + rng.randint(0, 9)
+    row = tb.config.bus_bytes
+    on_rows = rng.random() < 0.5
+    if on_rows:
+        b_stride = -(-b_stride // row) * row
     c_stride = n + rng.randint(0, 5)
     a_spad = spad.take(m * a_stride)
-    b_spad = spad.take(b_rows * b_stride)
+    b_spad = spad.take(b_rows * b_stride, row if on_rows else 1)
     c_acc = acc.take(m * c_stride)
     program = [
         (Opcode.LOAD, dict(addr0=a_dram, addr1=a_spad, rows=m, cols=k, stride0=k, stride1=a_stride)),

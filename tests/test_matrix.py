@@ -5,16 +5,20 @@ import pytest
 from rtl.matrix.systolic import SystolicArray
 from scoville.flow import Design, run_cocotb
 
-CONFIGS = [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4), (1, 3)]
+#: rows, columns, weight rows per beat
+CONFIGS = [(2, 2, 1), (4, 4, 1), (8, 8, 1), (4, 8, 1), (8, 4, 1), (1, 3, 1), (2, 2, 2), (8, 8, 2), (4, 8, 2),
+           (16, 4, 2)]
 
 
-def array_design(rows: int, columns: int) -> Design:
-    return Design(f"systolic_{rows}x{columns}", SystolicArray, {"rows": rows, "columns": columns})
+def array_design(rows: int, columns: int, weight_rows: int = 1) -> Design:
+    name = f"systolic_{rows}x{columns}" + (f"_w{weight_rows}" if weight_rows > 1 else "")
+    return Design(name, SystolicArray, {"rows": rows, "columns": columns, "weight_rows": weight_rows})
 
 
-@pytest.mark.parametrize("rows,columns", CONFIGS, ids=[f"{r}x{c}" for r, c in CONFIGS])
-def test_systolic_array(rows, columns):
-    run_cocotb(array_design(rows, columns), "testbench.test_matrix",
+@pytest.mark.parametrize("rows,columns,weight_rows", CONFIGS,
+                         ids=[f"{r}x{c}" + (f"-w{w}" if w > 1 else "") for r, c, w in CONFIGS])
+def test_systolic_array(rows, columns, weight_rows):
+    run_cocotb(array_design(rows, columns, weight_rows), "testbench.test_matrix",
                testcase=["small_gemm", "random_shapes_with_stalls", "extreme_values",
                          "weight_reload_between_short_tiles", "utilization_bar"],
                test_name="default")
@@ -32,7 +36,8 @@ def test_systolic_array_big_shapes(rows, columns, gemm):
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")
-@pytest.mark.parametrize("bad", [{"rows": 0}, {"columns": 65}, {"rows": 2.0}, {"columns": True}])
+@pytest.mark.parametrize("bad", [{"rows": 0}, {"columns": 65}, {"rows": 2.0}, {"columns": True},
+                                 {"weight_rows": 3}, {"rows": 3, "weight_rows": 2}])
 def test_systolic_array_rejects_bad_parameters(bad):
     with pytest.raises(ValueError, match="rows|columns"):
         SystolicArray(**bad)

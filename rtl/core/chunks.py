@@ -7,7 +7,7 @@ to ``chunk`` elements (``chunk <= row_elems``) touches one row, or two when it c
 boundary; these blocks turn such runs into row accesses.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,14 +30,19 @@ def _check(row_elems: int, elem_bits: int, chunk: int) -> None:
         raise ValueError(f"chunk must be an integer from 1 to row_elems ({row_elems}), got {chunk!r}")
 
 
-def chunk_request_layout(addr_bits: int, chunk: int, tag_bits: int = 0) -> data.StructLayout:
+def chunk_request_layout(addr_bits: int, chunk: int, tag_bits: int = 0, pair: bool = False) -> data.StructLayout:
     """A run of ``count`` (0 to ``chunk``) elements starting at element address ``addr``; ``tag``
-    comes back with the run (what the caller wants it for)."""
-    return data.StructLayout({"addr": addr_bits, "count": range(chunk + 1)} | ({"tag": tag_bits} if tag_bits else {}))
+    comes back with the run (what the caller wants it for). ``pair``: a second run, ``count2``
+    elements at ``addr2``, read in the same cycle (it must lie within one row)."""
+    second = {"addr2": addr_bits, "count2": range(chunk + 1)} if pair else {}
+    return data.StructLayout({"addr": addr_bits, "count": range(chunk + 1)} | second
+                             | ({"tag": tag_bits} if tag_bits else {}))
 
 
-def chunk_response_layout(chunk: int, elem_bits: int, tag_bits: int = 0) -> data.StructLayout:
-    return data.StructLayout({"data": chunk * elem_bits} | ({"tag": tag_bits} if tag_bits else {}))
+def chunk_response_layout(chunk: int, elem_bits: int, tag_bits: int = 0, pair: bool = False) -> data.StructLayout:
+    """The run's elements (and the second run's above them, with ``pair``)."""
+    return data.StructLayout({"data": (2 if pair else 1) * chunk * elem_bits}
+                             | ({"tag": tag_bits} if tag_bits else {}))
 
 
 def chunk_write_layout(addr_bits: int, chunk: int, elem_bits: int, flags: int) -> data.StructLayout:
@@ -71,36 +76,41 @@ class ChunkReader(wiring.Component):
         Responses buffered.
     tag_bits : int
         Bits of the tag each request carries to its response.
+    pair : bool
+        Each request also names a second run (``addr2``, ``count2``) within one row, read through
+        ``pair_sram`` in the cycle of the first run's last row read, and the response carries both.
 
     Ports
     -----
-    request : In(stream.Signature(chunk_request_layout(row_bits + log2(row_elems), chunk, tag_bits)))
-    response : Out(stream.Signature(chunk_response_layout(chunk, elem_bits, tag_bits)))
+    request : In(stream.Signature(chunk_request_layout(row_bits + log2(row_elems), chunk, tag_bits, pair)))
+    response : Out(stream.Signature(chunk_response_layout(chunk, elem_bits, tag_bits, pair)))
     sram : Out(SramReadSignature(row_bits, row_elems * elem_bits))
+    pair_sram : Out(SramReadSignature(...)), with ``pair``: a read port that is always ready.
 
     Latency: a response is offered two cycles after its last row read is taken.
     """
 
     def __init__(self, *, row_bits: int, row_elems: int, elem_bits: int, chunk: int, depth: int = 4,
-                 tag_bits: int = 0):
+                 tag_bits: int = 0, pair: bool = False):
         _check(row_elems, elem_bits, chunk)
         if not isinstance(row_bits, int) or row_bits < 1:
             raise ValueError(f"row_bits must be a positive integer, got {row_bits!r}")
         self.row_bits, self.row_elems, self.elem_bits, self.chunk, self.depth = \
             row_bits, row_elems, elem_bits, chunk, depth
-        self.tag_bits = tag_bits
+        self.tag_bits, self.pair = tag_bits, pair
         self.addr_bits = row_bits + _log2(row_elems)
         super().__init__({
-            "request": In(stream.Signature(chunk_request_layout(self.addr_bits, chunk, tag_bits))),
-            "response": Out(stream.Signature(chunk_response_layout(chunk, elem_bits, tag_bits))),
+            "request": In(stream.Signature(chunk_request_layout(self.addr_bits, chunk, tag_bits, pair))),
+            "response": Out(stream.Signature(chunk_response_layout(chunk, elem_bits, tag_bits, pair))),
             "sram": Out(SramReadSignature(row_bits, row_elems * elem_bits)),
-        })
+        } | ({"pair_sram": Out(SramReadSignature(row_bits, row_elems * elem_bits))} if pair else {}))
 
     def elaborate(self, platform):
         m = Module()
         offset_bits = _log2(self.row_elems)
         eb, width = self.elem_bits, self.row_elems * self.elem_bits
-        m.submodules.responses = responses = fifo.SyncFIFOBuffered(width=self.chunk * eb + self.tag_bits,
+        runs = 2 if self.pair else 1
+        m.submodules.responses = responses = fifo.SyncFIFOBuffered(width=runs * self.chunk * eb + self.tag_bits,
                                                                    depth=self.depth)
 
         head = self.request.payload
@@ -169,9 +179,24 @@ class ChunkReader(wiring.Component):
         m.d.comb += shifted.eq(pair >> (tag_offset * eb))
         mask = Signal(self.chunk * eb)
         m.d.comb += mask.eq((Const(1, self.chunk * eb + 1) << (tag_count * eb)) - 1)
+        second_run = []
+        if self.pair:
+            # the second run: one row read beside the first run's last, through the port of its own
+            offset2 = Signal(range(self.row_elems))
+            m.d.comb += [offset2.eq(head.addr2[:offset_bits] if offset_bits else 0),
+                         self.pair_sram.request.valid.eq(advance & (head.count2 != 0)),
+                         self.pair_sram.request.payload.eq(head.addr2[offset_bits:])]
+            tag_offset2 = Signal(range(self.row_elems))
+            tag_count2 = Signal(range(self.chunk + 1))
+            m.d.sync += [tag_offset2.eq(offset2), tag_count2.eq(Mux(advance, head.count2, 0))]
+            mask2 = Signal(self.chunk * eb)
+            m.d.comb += mask2.eq((Const(1, self.chunk * eb + 1) << (tag_count2 * eb)) - 1)
+            shifted2 = Signal(width)
+            m.d.comb += shifted2.eq(Mux(tag_count2 != 0, self.pair_sram.data, 0) >> (tag_offset2 * eb))
+            second_run = [shifted2[:self.chunk * eb] & mask2]
         m.d.comb += [
             responses.w_en.eq(tag_valid & tag_complete),
-            responses.w_data.eq(Cat(shifted[:self.chunk * eb] & mask, tag_tag[:self.tag_bits])),
+            responses.w_data.eq(Cat(shifted[:self.chunk * eb] & mask, *second_run, tag_tag[:self.tag_bits])),
             self.response.valid.eq(responses.r_rdy),
             self.response.payload.eq(responses.r_data),
             responses.r_en.eq(self.response.ready),

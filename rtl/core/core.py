@@ -144,6 +144,7 @@ class Core(wiring.Component):
         wiring.connect(m, controller.matrix, matrix.instruction)
         wiring.connect(m, matrix.spad, spad.matrix_read)
         wiring.connect(m, matrix.spad_weights, spad.matrix_weight_read)
+        wiring.connect(m, matrix.spad_pair, spad.matrix_pair_read)
         wiring.connect(m, matrix.acc, acc.matrix_write)
         wiring.connect(m, controller.vector, vector.instruction)
         wiring.connect(m, vector.acc_read, acc.vector_read)

@@ -37,8 +37,8 @@ __all__ = ["MatrixUnit"]
 
 #: an activation read: the result row's accumulate flag, the tile's last row
 _activation_tag = data.StructLayout({"accumulate": 1, "last": 1})
-#: a weight read: row i of a tile, or column j (B transposed)
-_weight_tag = data.StructLayout({"column": 1, "index": 7})
+#: a weight read: row i of a tile, or column j (B transposed); ``pair``: rows i and i + 1 at once
+_weight_tag = data.StructLayout({"column": 1, "pair": 1, "index": 7})
 
 
 class MatrixUnit(wiring.Component):
@@ -63,6 +63,8 @@ class MatrixUnit(wiring.Component):
     spad_weights : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)), the weight tiles: a
         second read port, so the next tile's weights load while the current tile's activations
         stream (in parallel when the two are in different scratchpad banks).
+    spad_pair : Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)), with an even R: the
+        second weight row of each cycle, on a scratchpad port that is always ready.
     acc : Out(stream.Signature(matrix_write_layout(acc_row_bits, columns)))
     busy : Out(1), an instruction is in the unit.
     overlap : Out(1), the unit holds one instruction and would take the next (``instruction.ready``
@@ -80,7 +82,9 @@ class MatrixUnit(wiring.Component):
             raise ValueError("rows and columns must be at most 64")
         self.rows, self.columns = rows, columns
         self.spad_row_bytes, self.spad_row_bits, self.acc_row_bits = spad_row_bytes, spad_row_bits, acc_row_bits
-        self.array = SystolicArray(rows, columns)
+        #: weight rows a cycle into the array: two when R is even
+        self.weight_rows = 2 if rows % 2 == 0 else 1
+        self.array = SystolicArray(rows, columns, weight_rows=self.weight_rows)
         super().__init__({
             "instruction": In(stream.Signature(Instruction)),
             "done": Out(1),
@@ -88,13 +92,14 @@ class MatrixUnit(wiring.Component):
             "overlap": Out(1),
             "spad": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
             "spad_weights": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
+            "spad_pair": Out(SramReadSignature(spad_row_bits, 8 * spad_row_bytes)),
             "acc": Out(stream.Signature(matrix_write_layout(acc_row_bits, columns))),
             "counters": Out(counters_layout),
         })
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self.rows, self.columns
+        R, C, P = self.rows, self.columns, self.weight_rows
         chunk = max(R, C)
         m.submodules.array = array = self.array
         m.submodules.reader = reader = ChunkReader(row_bits=self.spad_row_bits, row_elems=self.spad_row_bytes,
@@ -102,8 +107,10 @@ class MatrixUnit(wiring.Component):
         wiring.connect(m, reader.sram, wiring.flipped(self.spad))
         m.submodules.weight_reader = weight_reader = ChunkReader(
             row_bits=self.spad_row_bits, row_elems=self.spad_row_bytes, elem_bits=8, chunk=chunk, depth=4,
-            tag_bits=_weight_tag.size)
+            tag_bits=_weight_tag.size, pair=P == 2)
         wiring.connect(m, weight_reader.sram, wiring.flipped(self.spad_weights))
+        if P == 2:
+            wiring.connect(m, weight_reader.pair_sram, wiring.flipped(self.spad_pair))
         m.d.comb += self.counters.eq(array.counters)
         spad_mask = (1 << reader.addr_bits) - 1
         acc_addr_bits = self.acc_row_bits + (C.bit_length() - 1)
@@ -190,6 +197,12 @@ class MatrixUnit(wiring.Component):
         ]
         w_request = weight_reader.request.payload
         w_tag = data.View(_weight_tag, w_request.tag)
+        # B's rows two at a time when every tile row is one scratchpad row (B and its row stride on
+        # row boundaries, as the compiler lays out weights): row i + 1 through the pair port
+        row_mask = self.spad_row_bytes - 1
+        pairing = Signal()
+        if P == 2:
+            m.d.comb += pairing.eq(~transposed & ((ins.addr1 & row_mask) == 0) & ((ins.stride1 & row_mask) == 0))
         with m.FSM(name="weights") as weights:
             with m.State("IDLE"):
                 with m.If(accepted):
@@ -210,12 +223,18 @@ class MatrixUnit(wiring.Component):
                     w_request.count.eq(count),
                     w_tag.index.eq(w_index),
                     w_tag.column.eq(transposed),
+                    w_tag.pair.eq(pairing),
                 ]
+                step = Mux(pairing, 2, 1)
+                if P == 2:
+                    m.d.comb += [w_request.addr2.eq((w_pointer + ins.stride1) & spad_mask),
+                                 w_request.count2.eq(Mux(pairing & (w_index + 1 < w_wk), w_wn, 0))]
                 with m.If(weight_reader.request.ready):
-                    m.d.sync += [w_index.eq(w_index + 1), w_pointer.eq(w_pointer + ins.stride1)]
+                    m.d.sync += [w_index.eq(w_index + step), w_pointer.eq(w_pointer + Mux(pairing, ins.stride1 << 1,
+                                                                                          ins.stride1))]
                     # the next tile's first read follows this tile's last in the next cycle (a
                     # decode's tiles are R reads each, so a cycle between them was 1/R of its time)
-                    with m.If(w_index == Mux(transposed, C - 1, R - 1)):
+                    with m.If(w_index == Mux(transposed, C - 1, R - step)):
                         m.d.sync += w_index.eq(0)
                         with m.If(w_k0 + R < k_len):
                             next_base = Mux(transposed, b_k_base, b_k_base + ins.stride1 * R)
@@ -236,11 +255,15 @@ class MatrixUnit(wiring.Component):
         # B transposed: a tile's C columns fill one of two tile buffers while the other's R rows
         # enter the array (row i is byte i of every column), so a tile costs max(C, R) cycles, not
         # C + R. A plain weight row passes straight through once no buffered tile is waiting.
+        # With two rows a beat (even R) the buffer's rows go in two at a time, and plain rows read
+        # one at a time (B off row boundaries) wait in `half` for the next.
         tiles = [Array(Signal(8 * R, name=f"tile{b}_column{j}") for j in range(C)) for b in range(2)]
         full = Signal(2)        # the buffer holds a whole tile not yet sent into the array
         fill = Signal()         # the buffer the next column goes into
         emit = Signal()         # the buffer whose rows go into the array next
         emit_row = Signal(range(R))
+        half = Signal(8 * C)    # an even plain row read alone, waiting for the odd one
+        half_valid = Signal()
         m.d.comb += [
             array.activations.payload.data.eq(response.data[:8 * R]),
             array.activations.payload.accumulate.eq(rtag.accumulate),
@@ -249,16 +272,33 @@ class MatrixUnit(wiring.Component):
             reader.response.ready.eq(array.activations.ready),
         ]
         with m.If(full.bit_select(emit, 1)):
+            buffered = [Mux(emit, tiles[1][j], tiles[0][j]) for j in range(C)]
             m.d.comb += [array.weights.valid.eq(1),
-                         array.weights.payload.data.eq(Cat(Mux(emit, tiles[1][j], tiles[0][j]).word_select(emit_row, 8)
-                                                           for j in range(C)))]
+                         array.weights.payload.data.eq(Cat(buffered[j].word_select(emit_row + p, 8)
+                                                           for p in range(P) for j in range(C)))]
             with m.If(array.weights.ready):
-                m.d.sync += emit_row.eq(emit_row + 1)
-                with m.If(emit_row == R - 1):
+                m.d.sync += emit_row.eq(emit_row + P)
+                with m.If(emit_row == R - P):
                     m.d.sync += [emit_row.eq(0), full.bit_select(emit, 1).eq(0), emit.eq(~emit)]
         with m.Elif(weight_reader.response.valid & ~w_rtag.column & (full == 0)):
-            m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(w_response.data[:8 * C]),
-                         weight_reader.response.ready.eq(array.weights.ready)]
+            if P == 1:
+                m.d.comb += [array.weights.valid.eq(1), array.weights.payload.data.eq(w_response.data[:8 * C]),
+                             weight_reader.response.ready.eq(array.weights.ready)]
+            else:
+                with m.If(w_rtag.pair):
+                    second = w_response.data[8 * chunk:8 * chunk + 8 * C]
+                    m.d.comb += [array.weights.valid.eq(1),
+                                 array.weights.payload.data.eq(Cat(w_response.data[:8 * C], second)),
+                                 weight_reader.response.ready.eq(array.weights.ready)]
+                with m.Elif(~half_valid):
+                    m.d.comb += weight_reader.response.ready.eq(1)
+                    m.d.sync += [half.eq(w_response.data[:8 * C]), half_valid.eq(1)]
+                with m.Else():
+                    m.d.comb += [array.weights.valid.eq(1),
+                                 array.weights.payload.data.eq(Cat(half, w_response.data[:8 * C])),
+                                 weight_reader.response.ready.eq(array.weights.ready)]
+                    with m.If(array.weights.ready):
+                        m.d.sync += half_valid.eq(0)
         with m.If(weight_reader.response.valid & w_rtag.column & ~full.bit_select(fill, 1)):
             column = w_rtag.index[:max(1, (C - 1).bit_length())]
             m.d.comb += weight_reader.response.ready.eq(1)

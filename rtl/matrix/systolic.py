@@ -1,6 +1,6 @@
 """R x C int8 weight-stationary systolic array with double-buffered weights and stream ports."""
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -17,9 +17,10 @@ RESULT_BITS = 32
 COUNTER_BITS = 32
 
 
-def weight_row_layout(columns: int) -> data.StructLayout:
-    """One row of a weight tile: ``columns`` int8 weights (row k of the R x C tile)."""
-    return data.StructLayout({"data": data.ArrayLayout(signed(8), columns)})
+def weight_row_layout(columns: int, rows: int = 1) -> data.StructLayout:
+    """A weight beat: ``rows`` consecutive rows of a weight tile, ``columns`` int8 weights each
+    (rows k, k + 1, ... of the R x C tile; row k in ``data[0 : columns]``)."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(8), columns * rows)})
 
 
 def activation_row_layout(rows: int) -> data.StructLayout:
@@ -78,12 +79,16 @@ class SystolicArray(wiring.Component):
         R, the K extent of a weight tile (activation row length), 1 to :data:`MAX_DIM`.
     columns : int
         C, the N extent of a weight tile (result row length), 1 to :data:`MAX_DIM`.
+    weight_rows : int
+        Tile rows per weight beat, 1 or 2 (a divisor of ``rows``): with 2 a tile loads in R / 2
+        beats, so a tile whose activations are one row (a decode) costs R / 2 cycles and the
+        matrix engine outruns a DRAM that brings one tile row a cycle.
 
     Ports
     -----
-    weights : In(stream.Signature(weight_row_layout(columns)))
-        Weight tiles, ``rows`` beats each, tile row 0 first. A tile may load while the previous
-        one computes; the port stalls while both banks are taken.
+    weights : In(stream.Signature(weight_row_layout(columns, weight_rows)))
+        Weight tiles, ``rows / weight_rows`` beats each, tile row 0 first. A tile may load while
+        the previous one computes; the port stalls while both banks are taken.
     activations : In(stream.Signature(activation_row_layout(rows)))
         Activation rows for the oldest loaded tile; the row with ``last`` set releases the tile.
     results : Out(stream.Signature(result_row_layout(columns)))
@@ -100,14 +105,17 @@ class SystolicArray(wiring.Component):
     cycles after column 0), so a bank is rewritten column by column right behind the last
     activation row that reads it: the next tile's first weight row is taken the cycle after the
     row that releases the bank, with no drain. A tile whose activations are one row (a decode)
-    therefore costs its R weight rows and nothing more.
+    therefore costs its R / ``weight_rows`` weight beats and nothing more.
     """
 
-    def __init__(self, rows: int = 8, columns: int = 8):
+    def __init__(self, rows: int = 8, columns: int = 8, weight_rows: int = 1):
         _check_dim("rows", rows)
         _check_dim("columns", columns)
+        if weight_rows not in (1, 2) or rows % weight_rows:
+            raise ValueError(f"weight_rows must be 1 or 2 and divide rows ({rows}), got {weight_rows!r}")
         self.rows = rows
         self.columns = columns
+        self.weight_rows = weight_rows
         self.psum_width = psum_width(rows)
         #: Cycles from acceptance of an activation row to its result row being written to the FIFO.
         self.pipeline_depth = rows + columns + 1
@@ -117,7 +125,7 @@ class SystolicArray(wiring.Component):
         # margin makes the array run at one row per cycle with an always-ready sink.
         self.fifo_depth = self.pipeline_depth + 4
         super().__init__({
-            "weights": In(stream.Signature(weight_row_layout(columns))),
+            "weights": In(stream.Signature(weight_row_layout(columns, weight_rows))),
             "activations": In(stream.Signature(activation_row_layout(rows))),
             "results": Out(stream.Signature(result_row_layout(columns))),
             "counters": Out(counters_layout),
@@ -125,7 +133,7 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self.rows, self.columns
+        R, C, P = self.rows, self.columns, self.weight_rows
 
         # ---- control: which bank holds which tile --------------------------------------------
         loaded = Signal(2)                     # bank holds a complete tile not yet released
@@ -134,7 +142,18 @@ class SystolicArray(wiring.Component):
         load_row = Signal(range(max(R, 2)))
         reserved = Signal(range(self.fifo_depth + 1))   # FIFO entries promised to rows in flight
 
-        m.d.comb += self.weights.ready.eq(~loaded.bit_select(load_bank, 1))
+        # With P rows a beat, beat b writes rows P b .. P b + P - 1, which the releasing activation
+        # row reaches up to P b + P - 1 cycles after its release (the input skew). A bank takes
+        # its next tile's first beat R / P cycles later than with one row a beat (`cooldown`),
+        # so beat b is no earlier than row P b + P - 1 would have been: each row is rewritten
+        # right behind the last activation that reads it, as with one row a beat. The other
+        # bank's tile loads meanwhile, so back to back one-row tiles take about R / P + 1 cycles.
+        cooldown = [Signal(range(R // P + 1), name=f"cooldown{bank}") for bank in range(2)]
+        free = Signal()
+        m.d.comb += free.eq(~loaded.bit_select(load_bank, 1))
+        if P > 1:
+            m.d.comb += free.eq(~loaded.bit_select(load_bank, 1) & (Mux(load_bank, cooldown[1], cooldown[0]) == 0))
+        m.d.comb += self.weights.ready.eq(free)
         has_room = Signal()
         m.d.comb += has_room.eq(reserved < self.fifo_depth)
         m.d.comb += self.activations.ready.eq(loaded.bit_select(compute_bank, 1) & has_room)
@@ -152,22 +171,25 @@ class SystolicArray(wiring.Component):
         write_valid = Signal()
         write_row = Signal(range(max(R, 2)))
         write_bank = Signal()
-        write_data = Signal(weight_row_layout(C))
+        write_data = Signal(weight_row_layout(C, P))
         m.d.sync += [
             write_valid.eq(weight_accept),
             write_row.eq(load_row),
             write_bank.eq(load_bank),
             write_data.eq(self.weights.payload),
         ]
-        column_write = []   # per column: (valid, row, bank, weight), skewed
+        column_write = []   # per column: (valid, first row of the beat, bank, its P weights), skewed
         valid, row_index, bank_index = write_valid, write_row, write_bank
         for j in range(C):
-            weight = write_data.data[j]
-            for stage in range(j):
-                delayed = Signal(signed(8), name=f"skew_w{j}_{stage}", reset_less=True)
-                m.d.sync += delayed.eq(weight)
-                weight = delayed
-            column_write.append((valid, row_index, bank_index, weight))
+            weights = []
+            for p in range(P):
+                weight = write_data.data[p * C + j]
+                for stage in range(j):
+                    delayed = Signal(signed(8), name=f"skew_w{j}_{p}_{stage}", reset_less=True)
+                    m.d.sync += delayed.eq(weight)
+                    weight = delayed
+                weights.append(weight)
+            column_write.append((valid, row_index, bank_index, weights))
             if j < C - 1:
                 next_valid = Signal(name=f"skew_wv{j}")
                 next_row = Signal(range(max(R, 2)), name=f"skew_wr{j}", reset_less=True)
@@ -176,10 +198,10 @@ class SystolicArray(wiring.Component):
                 valid, row_index, bank_index = next_valid, next_row, next_bank
 
         with m.If(weight_accept):
-            with m.If(load_row == R - 1):
+            with m.If(load_row == R - P):
                 m.d.sync += [load_row.eq(0), load_bank.eq(~load_bank)]
             with m.Else():
-                m.d.sync += load_row.eq(load_row + 1)
+                m.d.sync += load_row.eq(load_row + P)
 
         release = Signal()
         m.d.comb += release.eq(row_accept & self.activations.payload.last)
@@ -188,23 +210,30 @@ class SystolicArray(wiring.Component):
         for bank in range(2):
             # A tile counts as loaded once its last row is written (one cycle after the beat), so
             # even a one-row array reads the new weights and not the old ones.
-            set_loaded = write_valid & (write_row == R - 1) & (write_bank == bank)
+            set_loaded = write_valid & (write_row == R - P) & (write_bank == bank)
             clear_loaded = release & (compute_bank == bank)
             with m.If(set_loaded):
                 m.d.sync += loaded[bank].eq(1)
             with m.Elif(clear_loaded):
                 m.d.sync += loaded[bank].eq(0)
+            if P > 1:
+                with m.If(clear_loaded):
+                    m.d.sync += cooldown[bank].eq(R // P)
+                with m.Elif(cooldown[bank] != 0):
+                    m.d.sync += cooldown[bank].eq(cooldown[bank] - 1)
 
         # ---- the array -----------------------------------------------------------------------
         pes = [[ProcessingElement(self.psum_width) for _ in range(C)] for _ in range(R)]
         for k in range(R):
             for j in range(C):
                 m.submodules[f"pe_{k}_{j}"] = pe = pes[k][j]
-                valid, row_index, bank_index, weight = column_write[j]
+                # a beat's first row is a multiple of P, so row k takes weight k % P of the beat
+                valid, row_index, bank_index, weights = column_write[j]
+                first = k - k % P
                 m.d.comb += [
-                    pe.weight.eq(weight),
-                    pe.weight_write.eq(Cat(valid & (row_index == k) & (bank_index == 0),
-                                           valid & (row_index == k) & (bank_index == 1))),
+                    pe.weight.eq(weights[k % P]),
+                    pe.weight_write.eq(Cat(valid & (row_index == first) & (bank_index == 0),
+                                           valid & (row_index == first) & (bank_index == 1))),
                 ]
                 if j > 0:
                     m.d.comb += [pe.activation_in.eq(pes[k][j - 1].activation_out),

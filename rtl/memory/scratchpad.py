@@ -19,7 +19,7 @@ def _check_geometry(depth: int, banks: int) -> None:
 
 
 def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: list, writers: list,
-                  name: str) -> None:
+                  name: str, own_readers: list = ()) -> None:
     """``banks`` SRAMs of ``depth / banks`` words; the bank is the high part of the word address,
     so the two halves of a double buffer live in different banks.
 
@@ -27,6 +27,9 @@ def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: lis
     write-request streams; both in priority order, first wins when two ask for the same bank in
     the same cycle (the loser sees ``ready`` low and waits). Each bank has one read and one
     write port; a read in the cycle of a write to the same word returns the new data.
+    ``own_readers`` get a read port of their own on every bank (``ready`` always high): the
+    memory is read twice a cycle (on an FPGA whose block RAMs have two ports, one of them
+    taken by writes, each bank is stored twice).
     """
     rows = depth // banks
     row_bits = (rows - 1).bit_length()
@@ -38,12 +41,18 @@ def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: lis
     read_bank = [Signal(range(banks), name=f"{name}_read_bank{n}") for n in range(len(readers))]
     read_grant = [Signal(name=f"{name}_read_grant{n}") for n in range(len(readers))]
     bank_ports = []
+    own_ports = [[] for _ in own_readers]
     for b in range(banks):
         mem = memory.Memory(shape=width, depth=rows, init=[])
         m.submodules[f"{name}_bank{b}"] = mem
         write = mem.write_port(granularity=8)
         read = mem.read_port(transparent_for=(write,))
         bank_ports.append(read)
+        for n, reader in enumerate(own_readers):
+            own = mem.read_port(transparent_for=(write,))
+            own_ports[n].append(own)
+            with m.If(reader.request.valid & (bank_of(reader.request.payload) == b)):
+                m.d.comb += [own.addr.eq(reader.request.payload[:row_bits]), own.en.eq(1)]
         taken = Const(0, 1)
         for reader in readers:
             wants = reader.request.valid & (bank_of(reader.request.payload) == b)
@@ -60,6 +69,14 @@ def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: lis
                 m.d.comb += [writer.ready.eq(1), write.addr.eq(writer.payload.addr[:row_bits]),
                              write.data.eq(writer.payload.data), write.en.eq(writer.payload.strb)]
             taken = taken | wants
+    for n, reader in enumerate(own_readers):
+        own_bank = Signal(range(banks), name=f"{name}_own_bank{n}")
+        m.d.comb += reader.request.ready.eq(1)
+        m.d.sync += [reader.data_valid.eq(reader.request.valid), own_bank.eq(bank_of(reader.request.payload))]
+        with m.Switch(own_bank):
+            for b in range(banks):
+                with m.Case(b):
+                    m.d.comb += reader.data.eq(own_ports[n][b].data)
     for n, reader in enumerate(readers):
         m.d.sync += [read_grant[n].eq(reader.request.valid & reader.request.ready),
                      read_bank[n].eq(bank_of(reader.request.payload))]
@@ -94,6 +111,10 @@ class Scratchpad(wiring.Component):
         The matrix engine's activation rows and weight tiles (two ports, so a weight tile in one
         bank loads while activations stream from the other), the vector unit's reads; in that
         priority order.
+    matrix_pair_read : In(SramReadSignature(...))
+        The matrix engine's second weight row of each cycle: a read port of its own on every
+        bank, always ready, so two tile rows come in one cycle whatever bank they are in (each
+        bank is read twice a cycle; on the ECP5 its block RAMs are doubled).
     vector_write : In(stream.Signature({addr, data, strb}))
 
     Latency: read data one cycle after the request is taken.
@@ -110,6 +131,7 @@ class Scratchpad(wiring.Component):
             "dma": In(MemoryPortSignature(ADDR_BITS, width)),
             "matrix_read": In(SramReadSignature(self.addr_bits, width)),
             "matrix_weight_read": In(SramReadSignature(self.addr_bits, width)),
+            "matrix_pair_read": In(SramReadSignature(self.addr_bits, width)),
             "vector_read": In(SramReadSignature(self.addr_bits, width)),
             "vector_write": In(stream.Signature(write_request_layout(self.addr_bits, width))),
         })
@@ -126,6 +148,7 @@ class Scratchpad(wiring.Component):
         banked_memory(m, depth=self.depth, banks=self.banks, width=width,
                       readers=[wiring.flipped(self.matrix_read), wiring.flipped(self.matrix_weight_read),
                                wiring.flipped(self.vector_read), bridge.read],
-                      writers=[wiring.flipped(self.vector_write), bridge.write], name="spad")
+                      writers=[wiring.flipped(self.vector_write), bridge.write], name="spad",
+                      own_readers=[wiring.flipped(self.matrix_pair_read)])
         return m
 
