@@ -4,8 +4,10 @@
 the scratchpad at any element address and row stride, C ``[M, N]`` int32 in the accumulator at
 any word address and row stride (``addr3``). The product is cut into weight tiles of R x C (K and
 N padded with zeros); for each N-tile and each K-tile the unit loads the tile's R weight rows
-(read as C columns into one of two tile buffers and transposed when B is transposed: one
-buffer fills while the other's rows enter the array), then streams the M activation rows
+(two a cycle with an even R when B and its row stride are on scratchpad rows, the second through
+the scratchpad's pair port; read as C columns into one of two tile buffers and transposed when B
+is transposed: one buffer fills while the other's rows enter the array), then streams the M
+activation rows
 ``A[:, K-tile]``. Result rows overwrite C on the first K-tile and add into it on
 the others (and on every tile with ``ACCUMULATE``), through the accumulator's read-modify-write
 path, with element masks for tiles that stop before a row's end or straddle two accumulator rows.

@@ -81,8 +81,9 @@ class SystolicArray(wiring.Component):
         C, the N extent of a weight tile (result row length), 1 to :data:`MAX_DIM`.
     weight_rows : int
         Tile rows per weight beat, 1 or 2 (a divisor of ``rows``): with 2 a tile loads in R / 2
-        beats, so a tile whose activations are one row (a decode) costs R / 2 cycles and the
-        matrix engine outruns a DRAM that brings one tile row a cycle.
+        beats, so back-to-back tiles whose activations are one row (a decode) cost about
+        R / 2 + 1 cycles each, not R, and the matrix engine outruns a DRAM that brings one tile
+        row a cycle.
 
     Ports
     -----
@@ -105,7 +106,9 @@ class SystolicArray(wiring.Component):
     cycles after column 0), so a bank is rewritten column by column right behind the last
     activation row that reads it: the next tile's first weight row is taken the cycle after the
     row that releases the bank, with no drain. A tile whose activations are one row (a decode)
-    therefore costs its R / ``weight_rows`` weight beats and nothing more.
+    therefore costs its R weight rows and nothing more; with two rows a beat a released bank
+    takes its first beat R / 2 cycles late (see ``elaborate``), and while it waits the other bank
+    loads, so such tiles cost about R / 2 + 1 cycles each.
     """
 
     def __init__(self, rows: int = 8, columns: int = 8, weight_rows: int = 1):
