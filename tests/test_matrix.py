@@ -25,12 +25,13 @@ def test_systolic_array(rows, columns, weight_rows):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rows,columns,gemm", [(8, 8, "256x256x256"), (3, 5, "128x255x255"),
-                                               (16, 16, "256x256x256")], ids=["8x8", "3x5", "16x16"])
-def test_systolic_array_big_shapes(rows, columns, gemm):
+@pytest.mark.parametrize("rows,columns,weight_rows,gemm",
+                         [(8, 8, 1, "256x256x256"), (3, 5, 1, "128x255x255"), (16, 16, 1, "256x256x256"),
+                          (8, 8, 2, "256x256x256")], ids=["8x8", "3x5", "16x16", "8x8-w2"])
+def test_systolic_array_big_shapes(rows, columns, weight_rows, gemm):
     """Shapes up to a few hundred per dimension and the utilization bar (256^3 on 8x8 and 16x16)
     (K and N multiples of R and C: padding is not counted as a stall)."""
-    run_cocotb(array_design(rows, columns), "testbench.test_matrix",
+    run_cocotb(array_design(rows, columns, weight_rows), "testbench.test_matrix",
                testcase=["random_shapes_with_stalls", "utilization_bar"], test_name="big",
                extra_env={"SCOVILLE_MAX_DIM": "300", "SCOVILLE_GEMM": gemm})
 
