@@ -53,6 +53,8 @@ def test_the_chip_queue_depth_is_the_models():
     for bad in (3, 1, 128, "8"):
         with pytest.raises(ValueError, match="queue_depth"):
             ChipConfig(queue_depth=bad)
+    from rtl.core.core import Core
+    assert Core(ChipConfig(queue_depth=8)).controller.queue_depth == 8
 
 
 def test_the_matrix_unit_takes_the_next_matmul_in_its_drain():
