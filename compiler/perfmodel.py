@@ -150,17 +150,22 @@ def _family(opcode: Opcode) -> str:
 WEIGHT_SEEN = 2
 
 
+def _paired(fields: dict, config: ChipConfig) -> bool:
+    """Whether the matrix unit reads B two rows a cycle (the second through the scratchpad's pair
+    port, ``rtl/core/matrix_unit.py``): an even R, B plain, B and its row stride on scratchpad
+    rows (the core's ``spad_row_bytes`` is the bus word)."""
+    row = config.bus_bytes
+    return (config.rows % 2 == 0 and not fields.get("flags", 0) & Flag.B_TRANSPOSED
+            and fields.get("addr1", 0) % row == 0 and fields.get("stride1", 0) % row == 0)
+
+
 def weight_reads(fields: dict, config: ChipConfig) -> int:
     """Cycles a MATMUL's weight tile takes to read: its C columns when B is transposed (into a
     tile buffer, whose rows then go into the array while the next tile's columns come), R / 2
-    with an even R when B and its row stride are on scratchpad rows (two rows a cycle, the
-    second through the scratchpad's pair port: ``rtl/core/matrix_unit.py``), R otherwise."""
+    when :func:`_paired`, R otherwise."""
     if fields.get("flags", 0) & Flag.B_TRANSPOSED:
         return config.columns
-    row = config.bus_bytes   # the scratchpad's row (the core's spad_row_bytes)
-    if config.rows % 2 == 0 and fields.get("addr1", 0) % row == 0 and fields.get("stride1", 0) % row == 0:
-        return config.rows // 2
-    return config.rows
+    return config.rows // 2 if _paired(fields, config) else config.rows
 
 
 def _tile_cycles(rows: int, fields: dict, config: ChipConfig) -> float:
@@ -172,9 +177,9 @@ def _tile_cycles(rows: int, fields: dict, config: ChipConfig) -> float:
     scratchpad rows) then comes in R more cycles."""
     reads = weight_reads(fields, config)
     turn = reads
-    if config.rows % 2 == 0:
-        turn = config.rows if reads != config.rows or fields.get("flags", 0) & Flag.B_TRANSPOSED \
-            else config.rows + config.rows // 2
+    if config.rows % 2 == 0:   # the array takes two rows a beat
+        plain_unpaired = not fields.get("flags", 0) & Flag.B_TRANSPOSED and not _paired(fields, config)
+        turn = config.rows + config.rows // 2 if plain_unpaired else config.rows
     return max(rows, reads, (turn + WEIGHT_SEEN + rows) / 2)
 
 

@@ -7,7 +7,7 @@ to ``chunk`` elements (``chunk <= row_elems``) touches one row, or two when it c
 boundary; these blocks turn such runs into row accesses.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -188,11 +188,11 @@ class ChunkReader(wiring.Component):
                          self.pair_sram.request.payload.eq(head.addr2[offset_bits:])]
             tag_offset2 = Signal(range(self.row_elems))
             tag_count2 = Signal(range(self.chunk + 1))
-            m.d.sync += [tag_offset2.eq(offset2), tag_count2.eq(Mux(advance, head.count2, 0))]
+            m.d.sync += [tag_offset2.eq(offset2), tag_count2.eq(head.count2)]
             mask2 = Signal(self.chunk * eb)
             m.d.comb += mask2.eq((Const(1, self.chunk * eb + 1) << (tag_count2 * eb)) - 1)
             shifted2 = Signal(width)
-            m.d.comb += shifted2.eq(Mux(tag_count2 != 0, self.pair_sram.data, 0) >> (tag_offset2 * eb))
+            m.d.comb += shifted2.eq(self.pair_sram.data >> (tag_offset2 * eb))   # zero past count2: mask2
             second_run = [shifted2[:self.chunk * eb] & mask2]
         m.d.comb += [
             responses.w_en.eq(tag_valid & tag_complete),

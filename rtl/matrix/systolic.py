@@ -151,11 +151,10 @@ class SystolicArray(wiring.Component):
         # so beat b is no earlier than row P b + P - 1 would have been: each row is rewritten
         # right behind the last activation that reads it, as with one row a beat. The other
         # bank's tile loads meanwhile, so back to back one-row tiles take about R / P + 1 cycles.
-        cooldown = [Signal(range(R // P + 1), name=f"cooldown{bank}") for bank in range(2)]
-        free = Signal()
-        m.d.comb += free.eq(~loaded.bit_select(load_bank, 1))
-        if P > 1:
-            m.d.comb += free.eq(~loaded.bit_select(load_bank, 1) & (Mux(load_bank, cooldown[1], cooldown[0]) == 0))
+        cooldown = [Signal(range(R // P + 1), name=f"cooldown{bank}") for bank in range(2)] if P > 1 else []
+        free = ~loaded.bit_select(load_bank, 1)
+        if cooldown:
+            free = free & (Mux(load_bank, cooldown[1], cooldown[0]) == 0)
         m.d.comb += self.weights.ready.eq(free)
         has_room = Signal()
         m.d.comb += has_room.eq(reserved < self.fifo_depth)
@@ -219,7 +218,7 @@ class SystolicArray(wiring.Component):
                 m.d.sync += loaded[bank].eq(1)
             with m.Elif(clear_loaded):
                 m.d.sync += loaded[bank].eq(0)
-            if P > 1:
+            if cooldown:
                 with m.If(clear_loaded):
                     m.d.sync += cooldown[bank].eq(R // P)
                 with m.Elif(cooldown[bank] != 0):
