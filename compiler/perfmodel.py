@@ -172,14 +172,14 @@ def _tile_cycles(rows: int, fields: dict, config: ChipConfig) -> float:
     """A MATMUL tile's cycles (:func:`features`): the longest of its ``rows``, its
     :func:`weight_reads` and half of a weight bank's turn round, ``rows`` plus
     :data:`WEIGHT_SEEN` plus the cycles from the bank's release to its next tile's last beat.
-    That is the weight reads, or R with an even R: the array takes a released bank's first beat
-    of two rows R / 2 cycles late (``rtl/matrix/systolic.py``), and B read a row at a time (off
-    scratchpad rows) then comes in R more cycles."""
+    That is the weight reads, or with an even R the array's cooldown (``SystolicArray.cooldown``,
+    max(R / 2 - 2, 0) cycles: a released bank's first beat of two rows comes that late) and its
+    R / 2 beats; B read a row at a time (off scratchpad rows) then comes in R / 2 more cycles."""
     reads = weight_reads(fields, config)
     turn = reads
     if config.rows % 2 == 0:   # the array takes two rows a beat
         plain_unpaired = not fields.get("flags", 0) & Flag.B_TRANSPOSED and not _paired(fields, config)
-        turn = config.rows + config.rows // 2 if plain_unpaired else config.rows
+        turn = max(config.rows // 2 - 2, 0) + config.rows // 2 + (config.rows // 2 if plain_unpaired else 0)
     return max(rows, reads, (turn + WEIGHT_SEEN + rows) / 2)
 
 

@@ -129,11 +129,12 @@ async def weight_reload_between_short_tiles(dut):
         # longer of 2R, 2M and R + M + 1 cycles. The first load and the last row's way through
         # the array come once. (With a drain of C cycles, 8x8 at M = 1 took 9 cycles a tile.)
         # With two rows a beat a tile's R / 2 beats load in R / 2 cycles, but a bank takes its
-        # first beat R / 2 cycles after its release (so each row is still rewritten behind the
-        # last activation that reads it): a bank turns round in R + M + 1 cycles either way, and
-        # the other bank loads meanwhile.
+        # first beat max(R / 2 - 2, 0) cycles after the cycle that frees it (so each row is still
+        # rewritten behind the last activation that reads it): a bank turns round in
+        # max(R - 1, R / 2 + 1) + M cycles, and the other bank loads meanwhile.
         beats = tb.rows // tb.weight_rows
-        per_two_tiles = max(2 * beats, 2 * m, tb.rows + m + 1)
+        turn = tb.rows + 1 if tb.weight_rows == 1 else max(tb.rows - 1, tb.rows // 2 + 1)
+        per_two_tiles = max(2 * beats, 2 * m, turn + m)
         bound = tiles * per_two_tiles // 2 + 2 * (tb.rows + tb.columns) + 8
         assert result.cycles <= bound, f"M={m}: {result.cycles} cycles for {tiles} tiles > {bound}"
 

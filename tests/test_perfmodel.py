@@ -100,11 +100,11 @@ def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
         banks = [(set(), {0}), (set(), {bank}), (set(), set())]
         _, done = schedule(program, [1000, 100, 0], contention=0.0, banks=banks, duties=[duty, 0.0, 0.0])
         assert abs(done[1] - (1 + 100 / rate)) <= 2, (duty, bank, done)
-    # a decode's one-row tiles write one cycle in 5.5 on 8x8 (weights two rows a cycle, a bank
-    # turning round in R + 3), one in eight with B off scratchpad rows (a row a cycle); a 64-row
+    # a decode's one-row tiles write one cycle in 4.5 on 8x8 (weights two rows a cycle, a bank
+    # turning round in R + 1), one in eight with B off scratchpad rows (a row a cycle); a 64-row
     # prefill's every cycle
     config = ChipConfig()
-    assert write_duty(MATMUL, {"rows": 1}, config) == 2 / 11 and write_duty(MATMUL, {"rows": 64}, config) == 1.0
+    assert write_duty(MATMUL, {"rows": 1}, config) == 2 / 9 and write_duty(MATMUL, {"rows": 64}, config) == 1.0
     assert write_duty(MATMUL, {"rows": 1, "stride1": 3}, config) == 1 / 8
 
 

@@ -82,8 +82,8 @@ class SystolicArray(wiring.Component):
     weight_rows : int
         Tile rows per weight beat, 1 or 2 (a divisor of ``rows``): with 2 a tile loads in R / 2
         beats, so back-to-back tiles whose activations are one row (a decode) cost about
-        R / 2 + 1 cycles each, not R, and the matrix engine outruns a DRAM that brings one tile
-        row a cycle.
+        R / 2 cycles each (R / 2 + 1 with R = 2), not R, and the matrix engine outruns a DRAM
+        that brings one tile row a cycle.
 
     Ports
     -----
@@ -107,8 +107,8 @@ class SystolicArray(wiring.Component):
     activation row that reads it: the next tile's first weight row is taken the cycle after the
     row that releases the bank, with no drain. A tile whose activations are one row (a decode)
     therefore costs its R weight rows and nothing more; with two rows a beat a released bank
-    takes its first beat R / 2 cycles late (see ``elaborate``), and while it waits the other bank
-    loads, so such tiles cost about R / 2 + 1 cycles each.
+    takes its first beat :attr:`cooldown` (R / 2 - 2) cycles late (see ``elaborate``), and while
+    it waits the other bank loads, so such tiles cost about R / 2 cycles each.
     """
 
     def __init__(self, rows: int = 8, columns: int = 8, weight_rows: int = 1):
@@ -120,6 +120,9 @@ class SystolicArray(wiring.Component):
         self.columns = columns
         self.weight_rows = weight_rows
         self.psum_width = psum_width(rows)
+        #: With two rows a beat: cycles a released bank waits, after the cycle that frees it,
+        #: before it takes its next tile's first beat (``elaborate`` says why R / 2 - 2).
+        self.cooldown = max(rows // 2 - 2, 0) if weight_rows == 2 else 0
         #: Cycles from acceptance of an activation row to its result row being written to the FIFO.
         self.pipeline_depth = rows + columns + 1
         #: Cycles from acceptance of an activation row to its result row being offered.
@@ -145,13 +148,19 @@ class SystolicArray(wiring.Component):
         load_row = Signal(range(max(R, 2)))
         reserved = Signal(range(self.fifo_depth + 1))   # FIFO entries promised to rows in flight
 
-        # With P rows a beat, beat b writes rows P b .. P b + P - 1, which the releasing activation
-        # row reaches up to P b + P - 1 cycles after its release (the input skew). A bank takes
-        # its next tile's first beat R / P cycles later than with one row a beat (`cooldown`),
-        # so beat b is no earlier than row P b + P - 1 would have been: each row is rewritten
-        # right behind the last activation that reads it, as with one row a beat. The other
-        # bank's tile loads meanwhile, so back to back one-row tiles take about R / P + 1 cycles.
-        cooldown = [Signal(range(R // P + 1), name=f"cooldown{bank}") for bank in range(2)] if P > 1 else []
+        # When a bank may be rewritten: the releasing activation row, accepted in cycle t, reads
+        # row k of column j in cycle t + k + j (the input skew), and a weight beat taken in cycle
+        # tau writes column j at the end of cycle tau + 1 + j (the write register, then the
+        # weights' skew). So row k may be written by a beat taken from t + k - 1 on. With one
+        # row a beat, beat k comes no earlier than t + 1 + k (the bank frees the cycle after its
+        # release). With two, beat b writes rows 2b and 2b + 1 and must wait for t + 2b: the last,
+        # b = R / 2 - 1, for t + R - 2, so the first beat waits for t + R / 2 - 1, `cooldown`
+        # cycles after the cycle that frees the bank. Each row is then rewritten right behind the
+        # last activation that reads it (one cycle less and the last tiles of tests/test_matrix.py
+        # with two rows on 8x8 meet the next tile's weights). The other bank's tile loads
+        # meanwhile, so back to back one-row tiles take about R / 2 cycles.
+        cooldown = [Signal(range(self.cooldown + 1), name=f"cooldown{bank}") for bank in range(2)] \
+            if self.cooldown else []
         free = ~loaded.bit_select(load_bank, 1)
         if cooldown:
             free = free & (Mux(load_bank, cooldown[1], cooldown[0]) == 0)
@@ -220,7 +229,7 @@ class SystolicArray(wiring.Component):
                 m.d.sync += loaded[bank].eq(0)
             if cooldown:
                 with m.If(clear_loaded):
-                    m.d.sync += cooldown[bank].eq(R // P)
+                    m.d.sync += cooldown[bank].eq(self.cooldown)
                 with m.Elif(cooldown[bank] != 0):
                     m.d.sync += cooldown[bank].eq(cooldown[bank] - 1)
 
