@@ -537,10 +537,20 @@ class _Emitter:
         out = dst if dst is not None else self.acc.alloc(t * stride, what, high=high)
         mark = self.marks()
         columns = self.c.config.columns
+        bus = self.c.config.bus_bytes
+        kc = k   # rows of K a weight tile holds
         if self.double_buffer:  # weight_tiles tiles in the scratchpad ring, one in each accumulator ring
-            chunk = min(n, self.spad_ring.size // self.c.weight_tiles // max(k, 1) // columns * columns,
-                        self.acc_rings[0].size // (t + 2) // columns * columns)
             budget = self.spad_ring.size // self.c.weight_tiles
+            # a tile too long for its share of the ring (MiniLM's down projection, K = 1536, on
+            # the 8x8 chip) is cut along K into pieces that fit, whole array tiles and scratchpad
+            # rows each: the pieces' MATMULs accumulate, so loads still run ahead of the matrix
+            # engine instead of the job falling back to one buffer and loading between matmuls
+            step = math.lcm(self.c.config.rows, bus)
+            longest = budget // _round_up(columns, bus) // step * step
+            if k * _round_up(columns, bus) > budget and longest:
+                kc = _round_up(-(-k // -(-k // longest)), step)   # pieces of about equal length
+            chunk = min(n, budget // max(kc, 1) // columns * columns,
+                        self.acc_rings[0].size // (t + 2) // columns * columns)
         else:  # a tile's weights must fit the free scratchpad, its accumulators the free accumulator
             budget = self.spad.free()
             chunk = min(n, (budget // max(k, 1)) // columns * columns,
@@ -548,8 +558,7 @@ class _Emitter:
         if chunk < 1:
             raise FitError(f"{what}: a {k} x {columns} weight tile does not fit the {budget} free bytes of "
                            f"scratchpad")
-        bus = self.c.config.bus_bytes
-        chunk = _fit_rows(chunk, k, budget, columns, bus)   # a tile's rows are whole bus words in the scratchpad too
+        chunk = _fit_rows(chunk, kc, budget, columns, bus)   # a tile's rows are whole bus words in the scratchpad too
         spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
         lanes = self.c.config.lanes
         # When every tile is a whole panel (a decode's are), every tile's scales and bias come in
@@ -574,29 +583,32 @@ class _Emitter:
             nc = min(chunk, n - n0)
             ws = _round_up(nc, bus)
             acc_tile = self.acc_ring().alloc if self.double_buffer else self.acc.alloc
-            w = spad_tile(k * ws, f"{what} weights")
-            # one LOAD per panel the tile touches; a tile that is a whole panel is one DMA row
-            p0 = n0
-            while p0 < n0 + nc:
-                end = min(n0 + nc, (p0 // lin.panel + 1) * lin.panel)
-                addr, pstride = lin.at(p0)
-                whole = p0 % lin.panel == 0 and end - p0 == min(lin.panel, n - p0) and pstride == ws
-                self.op(Opcode.LOAD, addr0=addr, addr1=w + p0 - n0, rows=k, cols=ws if whole else end - p0,
-                        stride0=pstride, stride1=ws)
-                p0 = end
-            # the tile's column scales and bias, then its accumulators (rows start on a row), in one
-            # piece of the ring (two could wrap apart and overlap)
             ncs = _round_up(nc, lanes)
-            if layer_scales is not None:
-                cs = layer_scales + 2 * n0
-                tmp = acc_tile(t * ncs, f"{what} accumulators")
-            else:
-                cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
-                tmp = cs + _round_up(2 * nc, lanes)
-                self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2, cols=nc,
-                        stride0=n, stride1=nc)
-            self.op(Opcode.MATMUL, addr0=xq, stride0=self.row8(k), addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t,
-                    cols=nc, imm=k)
+            for k0 in range(0, k, kc):
+                kk = min(kc, k - k0)
+                w = spad_tile(kk * ws, f"{what} weights")
+                # one LOAD per panel the tile touches; a tile that is a whole panel is one DMA row
+                p0 = n0
+                while p0 < n0 + nc:
+                    end = min(n0 + nc, (p0 // lin.panel + 1) * lin.panel)
+                    addr, pstride = lin.at(p0)
+                    whole = p0 % lin.panel == 0 and end - p0 == min(lin.panel, n - p0) and pstride == ws
+                    self.op(Opcode.LOAD, addr0=addr + k0 * pstride, addr1=w + p0 - n0, rows=kk,
+                            cols=ws if whole else end - p0, stride0=pstride, stride1=ws)
+                    p0 = end
+                if k0 == 0:
+                    # the tile's column scales and bias, then its accumulators (rows start on a
+                    # row), in one piece of the ring (two could wrap apart and overlap)
+                    if layer_scales is not None:
+                        cs = layer_scales + 2 * n0
+                        tmp = acc_tile(t * ncs, f"{what} accumulators")
+                    else:
+                        cs = acc_tile(_round_up(2 * nc, lanes) + t * ncs, f"{what} scales and accumulators")
+                        tmp = cs + _round_up(2 * nc, lanes)
+                        self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=lin.scales + 4 * n0, addr1=cs, rows=2,
+                                cols=nc, stride0=n, stride1=nc)
+                self.op(Opcode.MATMUL, flags=Flag.ACCUMULATE if k0 else 0, addr0=xq + k0, stride0=self.row8(k),
+                        addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t, cols=nc, imm=kk)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=stride,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
             self.release(tile_mark)
