@@ -212,8 +212,8 @@ class Compiler:
     #: Weight tiles the scratchpad ring holds (each a ring's fraction wide, and the DRAM panels as
     #: wide): three for decoders, whose decode jobs stream weights with a matmul per tile as long
     #: as its load, so a third tile keeps the DMA busy while the matrix engine works on one and
-    #: the vector unit on another; two for encoders, whose jobs (MiniLM on the 8x8 chip) do not use
-    #: the ring and whose wider tiles would span more, narrower panels. None: by architecture.
+    #: the vector unit on another; two for encoders, whose wider tiles span fewer panels (tiles
+    #: too long for a share are cut along K, :meth:`_Emitter.linear`). None: by architecture.
     weight_tiles: int | None = None
     #: Fold repeated runs of instructions into ``LOOP`` instructions (:mod:`compiler.loops`): a
     #: smaller program and less fetch traffic, the same instructions executed.
