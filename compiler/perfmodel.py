@@ -81,9 +81,10 @@ DMA_YIELD = 8
 #: engine.py``), so the next one's fixed cost (the check, the DRAM latency, the status: the
 #: constant of ``LOAD``'s coefficients) passes while the one before finishes.
 TRANSFER_OVERLAP = 45
-#: cycles a V_ROPE chunk takes besides its ``lanes`` pipeline cycles (its three reads, two writes,
-#: the pipeline's fill and drain; ``rtl/core/vector_sequencer.py``, ROPE_*)
-ROPE_CHUNK_EXTRA = 10
+#: cycles a V_ROPE chunk takes besides one a rotation pair: the pipeline's drain (2) and its two
+#: writes (the next chunk's three reads go out meanwhile; ``rtl/core/vector_sequencer.py``,
+#: ROPE_*: a chunk of 8 pairs takes 12 cycles on the 8x8 and 16x16 chips)
+ROPE_CHUNK_EXTRA = 4
 
 
 def _banks(addr: int, words: int, config: ChipConfig) -> set[int]:
@@ -202,11 +203,11 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         # (a term for the rows, and one for what the weights add when they are longer)
         return np.array([1.0, tiles, tiles * rows, tiles * (_tile_cycles(rows, fields, config) - rows)])
     if family == "rope":
-        # chunks of up to `lanes` rotation pairs, each head's half split separately; a chunk's
-        # pipeline runs `lanes` cycles however many pairs it holds
+        # chunks of up to `lanes` rotation pairs, each head's half split separately, a cycle a
+        # pair and ROPE_CHUNK_EXTRA a chunk
         half = max(fields.get("addr3", 0), 2) // 2
-        chunks = rows * math.ceil(cols / (2 * half)) * math.ceil(half / config.lanes)
-        return np.array([1.0, chunks * (config.lanes + ROPE_CHUNK_EXTRA)])
+        heads = rows * math.ceil(cols / (2 * half))
+        return np.array([1.0, heads * (half + math.ceil(half / config.lanes) * ROPE_CHUNK_EXTRA)])
     if family == "scalar":
         return np.array([1.0, rows, rows * cols])
     passes = PASSES.get(opcode, 1)

@@ -528,9 +528,9 @@ class VectorSequencer(wiring.Component):
         attn = opcode == Opcode.V_ATTN_SCALE
         # RoPE: rows x heads x chunks of up to C pairs. A chunk's first elements, second elements
         # and frequencies come in as three reads into shift registers; one pair per cycle then goes
-        # through phase -> sine -> rotation (a register after each), the results shift into two
-        # output registers, and the chunk leaves as two writes. The sine table is two ROM-like
-        # arrays (knots, slopes).
+        # through phase -> sine -> rotation (a register after each), the results go into two
+        # output registers, and the chunk leaves as two writes, while the next chunk's three reads
+        # come in. The sine table is two ROM-like arrays (knots, slopes).
         head_dim = ins.addr3[:16]
         half = head_dim[1:16]
         pair = Signal(16)        # the chunk's first pair within the head
@@ -591,15 +591,30 @@ class VectorSequencer(wiring.Component):
                         m.next = "ROPE_READ"
                     with m.Else():
                         m.next = "READ_FIRST"
-            with m.State("ROPE_READ"):
-                # the chunk's three reads go out back to back; their words are taken as they come
-                chunk_x1 = src_row + head_base + pair
+            # the chunk after this one: its first pair, head and row (ROPE_WRITE2 moves there),
+            # so that its three reads can go out while this one finishes
+            after = pair + pairs
+            head_done = after >= half
+            row_done = head_done & (head_base + head_dim >= cols)
+            last_chunk = row_done & (scalar_row == rows - 1)
+            next_pair = Mux(head_done, 0, after)
+            next_x1 = Mux(row_done, src_row + ins.stride0, src_row) \
+                + Mux(head_done, Mux(row_done, 0, head_base + head_dim), head_base) + next_pair
+            next_pairs = Mux(half - next_pair < C, half - next_pair, C)
+
+            def request_reads(x1_addr, pair_index, count):
+                """The chunk's three reads (first halves, second halves, frequencies) go out back
+                to back; `requested` counts them."""
                 with m.If(requested != 3):
-                    m.d.comb += [scalar_read.eq(1), scalar_count.eq(pairs),
-                                 scalar_addr.eq(Mux(requested == 0, chunk_x1,
-                                                    Mux(requested == 1, chunk_x1 + half, ins.addr2 + pair)))]
+                    m.d.comb += [scalar_read.eq(1), scalar_count.eq(count),
+                                 scalar_addr.eq(Mux(requested == 0, x1_addr,
+                                                    Mux(requested == 1, x1_addr + half, ins.addr2 + pair_index)))]
                     with m.If(side_source.request.ready):
                         m.d.sync += requested.eq(requested + 1)
+
+            def take_reads(then_run):
+                """The chunk's words are taken as they come (`taken` counts them); ``then_run``:
+                the third starts the chunk."""
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
                     m.d.sync += taken.eq(taken + 1)
@@ -609,43 +624,73 @@ class VectorSequencer(wiring.Component):
                         with m.Case(1):
                             m.d.sync += x2s.eq(scalar_word)
                         with m.Default():
-                            m.d.sync += [freqs.eq(scalar_word), rope_step.eq(0), requested.eq(0), taken.eq(0)]
-                            m.next = "ROPE_RUN"
+                            m.d.sync += freqs.eq(scalar_word)
+                            if then_run:
+                                m.d.sync += [rope_step.eq(0), requested.eq(0), taken.eq(0)]
+                                m.next = "ROPE_RUN"
+
+            def prefetch(take=True):
+                """The next chunk's reads; its words are taken once this chunk's inputs are all in
+                the pipeline (``take``), and wait in the side reader until then."""
+                with m.If(~last_chunk):
+                    request_reads(next_x1, next_pair, next_pairs)
+                if take is True:
+                    take_reads(then_run=False)
+                else:
+                    with m.If(take):
+                        take_reads(then_run=False)
+
+            with m.State("ROPE_READ"):
+                request_reads(src_row + head_base + pair, pair, pairs)
+                take_reads(then_run=True)
             with m.State("ROPE_RUN"):
-                # cycle k: pair k's phase; k + 1: its sine and cosine; k + 2: its rotation. The
-                # chunk always takes C + 2 cycles: the words past `pairs` are never written.
+                # cycle k: pair k's phase; k + 1: its sine and cosine; k + 2: its rotation, into
+                # word k of the output registers. The chunk takes `pairs` + 2 cycles; the next
+                # chunk's reads go out from its first, and from cycle `pairs` on the input
+                # registers are free and take its words.
+                prefetch(take=rope_step >= pairs)
                 m.d.sync += [
                     x1.eq(x1s[:32].as_signed()), x2.eq(x2s[:32].as_signed()),
                     phase.eq((position * freqs[:32])[:32]),
-                    x1s.eq(x1s >> 32), x2s.eq(x2s >> 32), freqs.eq(freqs >> 32),
                     sx1.eq(x1), sx2.eq(x2),
                     sin.eq(sine_at(phase)), cos.eq(sine_at((phase + (1 << 30))[:32])),
                     rope_step.eq(rope_step + 1),
                 ]
+                with m.If(rope_step < pairs):
+                    m.d.sync += [x1s.eq(x1s >> 32), x2s.eq(x2s >> 32), freqs.eq(freqs >> 32)]
                 with m.If(rope_step >= 2):
-                    m.d.sync += [out1s.eq(Cat(out1s[32:], rotate(sx1, sx2, cos, sin)[:32])),
-                                 out2s.eq(Cat(out2s[32:], rotate(sx2, -sx1, cos, sin)[:32]))]
-                with m.If(rope_step == C + 1):
+                    m.d.sync += [out1s.word_select((rope_step - 2)[:max(1, (C - 1).bit_length())], 32)
+                                 .eq(rotate(sx1, sx2, cos, sin)[:32]),
+                                 out2s.word_select((rope_step - 2)[:max(1, (C - 1).bit_length())], 32)
+                                 .eq(rotate(sx2, -sx1, cos, sin)[:32])]
+                with m.If(rope_step == pairs + 1):
                     m.d.sync += write_addr.eq(dst_row + head_base + pair)
                     m.next = "ROPE_WRITE1"
             with m.State("ROPE_WRITE1"):
                 m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out1s)]
+                prefetch()
                 with m.If(acc_out.request.ready):
                     m.d.sync += write_addr.eq(write_addr + half)
                     m.next = "ROPE_WRITE2"
             with m.State("ROPE_WRITE2"):
                 m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out2s)]
+                prefetch()
                 with m.If(acc_out.request.ready):
-                    m.d.sync += pair.eq(pair + pairs)
-                    m.next = "ROPE_READ"
-                    with m.If(pair + pairs >= half):
-                        m.d.sync += [pair.eq(0), head_base.eq(head_base + head_dim)]
-                        with m.If(head_base + head_dim >= cols):
+                    m.d.sync += pair.eq(next_pair)
+                    with m.If(head_done):
+                        m.d.sync += head_base.eq(head_base + head_dim)
+                        with m.If(row_done):
                             m.d.sync += [head_base.eq(0), scalar_row.eq(scalar_row + 1), position.eq(position + 1),
                                          src_row.eq(src_row + ins.stride0), dst_row.eq(dst_row + ins.stride1)]
-                            with m.If(scalar_row == rows - 1):
-                                m.d.comb += scalar_done.eq(1)
-                                m.next = "IDLE"
+                    with m.If(last_chunk):
+                        m.d.comb += scalar_done.eq(1)
+                        m.next = "IDLE"
+                    with m.Elif((taken == 3) | ((taken == 2) & scalar_valid)):
+                        # the next chunk's words are all in (the last this cycle)
+                        m.d.sync += [rope_step.eq(0), requested.eq(0), taken.eq(0)]
+                        m.next = "ROPE_RUN"
+                    with m.Else():
+                        m.next = "ROPE_READ"
             # V_ATTN_SCALE asks for a row's sum and P scale back to back, and for the next row's
             # while it divides, so the reads' latency is hidden after the first row
             with m.State("READ_FIRST"):
