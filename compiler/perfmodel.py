@@ -85,6 +85,18 @@ TRANSFER_OVERLAP = 45
 #: writes (the next chunk's three reads go out meanwhile; ``rtl/core/vector_sequencer.py``,
 #: ROPE_*: a chunk of 8 pairs takes 12 cycles on the 8x8 and 16x16 chips)
 ROPE_CHUNK_EXTRA = 4
+#: the fewest cycles a V_ROPE chunk takes: its reads' round trip, which a short chunk does not hide
+#: (chunks of 4 pairs take 10 cycles on the 4x4 core, the 3-pair ends of 11-pair heads about 11)
+ROPE_CHUNK_MIN = 11
+
+
+def rope_chunk_cycles(half: int, lanes: int) -> int:
+    """Cycles the chunks of one head's ``half`` rotation pairs take on the sequencer's scalar
+    path: up to ``lanes`` pairs a chunk, each ``pairs`` + :data:`ROPE_CHUNK_EXTRA` and at least
+    :data:`ROPE_CHUNK_MIN`."""
+    full, rest = divmod(half, lanes)
+    sizes = [lanes] * full + ([rest] if rest else [])
+    return sum(max(p + ROPE_CHUNK_EXTRA, ROPE_CHUNK_MIN) for p in sizes)
 
 
 def _banks(addr: int, words: int, config: ChipConfig) -> set[int]:
@@ -203,11 +215,10 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         # (a term for the rows, and one for what the weights add when they are longer)
         return np.array([1.0, tiles, tiles * rows, tiles * (_tile_cycles(rows, fields, config) - rows)])
     if family == "rope":
-        # chunks of up to `lanes` rotation pairs, each head's half split separately, a cycle a
-        # pair and ROPE_CHUNK_EXTRA a chunk
+        # chunks of up to `lanes` rotation pairs, each head's half split separately
         half = max(fields.get("addr3", 0), 2) // 2
         heads = rows * math.ceil(cols / (2 * half))
-        return np.array([1.0, heads * (half + math.ceil(half / config.lanes) * ROPE_CHUNK_EXTRA)])
+        return np.array([1.0, heads * rope_chunk_cycles(half, config.lanes)])
     if family == "scalar":
         return np.array([1.0, rows, rows * cols])
     passes = PASSES.get(opcode, 1)

@@ -14,6 +14,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from compiler.funcsim import Machine, run_program
+from compiler.perfmodel import rope_chunk_cycles
 from compiler.loops import fold
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
@@ -710,6 +711,45 @@ async def vector_instructions(dut):
                 program = vector_case(tb, opcode, image, layout, acc, spad, flags)
                 cycles = await run_and_compare(tb, program, image)
                 dut._log.info(f"round {round_} {opcode.name}: {cycles} cycles")
+
+
+@cocotb.test()
+async def rope_chunks(dut):
+    """V_ROPE against the functional simulator, and what each chunk of rotation pairs costs: its
+    pairs, the pipeline's drain and its two writes, the next chunk's reads going out meanwhile,
+    or the reads' round trip for a short chunk (``compiler.perfmodel.rope_chunk_cycles``: a head
+    of 16 elements, chunks of 8 pairs, 12 cycles on 8x8; a head wider than C pairs is chunks of C
+    and a shorter last one)."""
+    tb = TB(dut)
+    await tb.reset()
+    C = tb.config.lanes
+    for head in (16, 2 * C + 6):
+        half, heads = head // 2, 3
+        cols = head * heads
+        runs = {}
+        for rows in (1, 9):
+            # the same nine rows in and out both times, rotated in place: only the V_ROPE differs
+            image, layout, spad, acc = fresh_image(tb)
+            x = tb.np_rng.integers(-(1 << 20), 1 << 20, (9, cols)).astype(np.int32)
+            freqs = nx.rope_frequencies(head, 10000.0).astype(np.uint32)
+            x_dram, f_dram = layout.take(x.nbytes, 4), layout.take(freqs.nbytes, 4)
+            image[x_dram:x_dram + x.nbytes] = x.view(np.uint8).ravel()
+            image[f_dram:f_dram + freqs.nbytes] = freqs.view(np.uint8)
+            buf, f_acc = acc.take(x.size), acc.take(half)
+            program = [
+                (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=x_dram, addr1=buf, rows=1, cols=x.size)),
+                (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=f_dram, addr1=f_acc, rows=1, cols=half)),
+                (Opcode.V_ROPE, dict(addr0=buf, stride0=cols, addr1=buf, stride1=cols, addr2=f_acc, addr3=head,
+                                     rows=rows, cols=cols, imm=tb.rng.randrange(100))),
+                (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=buf, addr1=x_dram, rows=1, cols=x.size)),
+            ]
+            runs[rows] = await run_and_compare(tb, program, image)
+        chunks = 8 * heads * -(-half // C)
+        each = (runs[9] - runs[1]) / chunks
+        dut._log.info(f"V_ROPE, head {head}: {runs[1]} cycles for one row, {runs[9]} for 9: "
+                      f"{each:.2f} a chunk more ({chunks} chunks, {half} pairs a head)")
+        bound = 8 * heads * rope_chunk_cycles(half, C) / chunks + 0.5
+        assert each <= bound, f"a V_ROPE chunk took {each:.2f} cycles (> {bound})"
 
 
 async def wait_done(chip: Chip, timeout: int = 300_000) -> dict:

@@ -38,7 +38,8 @@ def test_core_gemm_programs(name):
 
 @pytest.mark.parametrize("name", CORES)
 def test_core_vector_instructions(name):
-    run_cocotb(core_design(name), "testbench.test_core", testcase="vector_instructions", test_name="vector")
+    run_cocotb(core_design(name), "testbench.test_core", testcase=["vector_instructions", "rope_chunks"],
+               test_name="vector")
 
 
 def test_core_faults():
