@@ -100,6 +100,13 @@ def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
         banks = [(set(), {0}), (set(), {bank}), (set(), set())]
         _, done = schedule(program, [1000, 100, 0], contention=0.0, banks=banks, duties=[duty, 0.0, 0.0])
         assert abs(done[1] - (1 + 100 / rate)) <= 2, (duty, bank, done)
+    # two LOADs in the DMA at once: only the one into the bank the MATMUL writes is slowed, not
+    # the one beside it into the scratchpad (a tile's column scales beside the next weight tile)
+    program = [(MATMUL, {}), (LOAD, {}), (LOAD, {}), (END, {})]
+    banks = [(set(), {0}), (set(), {0}), (set(), set()), (set(), set())]
+    _, done = schedule(program, [5000, 100, 100, 0], contention=0.0, banks=banks, duties=[1.0, 0.0, 0.0, 0.0],
+                       tails={"transfer": 100})
+    assert done[1] > 1 + 100 * DMA_YIELD - 5 and done[2] <= 2 + 100 + 2, done
     # a decode's one-row tiles write one cycle in 4.5 on 8x8 (weights two rows a cycle, a bank
     # turning round in R + 1), one in eight with B off scratchpad rows (a row a cycle); a 64-row
     # prefill's every cycle
