@@ -86,8 +86,9 @@ TRANSFER_OVERLAP = 45
 #: ROPE_*: a chunk of 8 pairs takes 12 cycles on the 8x8 and 16x16 chips)
 ROPE_CHUNK_EXTRA = 4
 #: the fewest cycles a V_ROPE chunk takes: its reads' round trip, which a short chunk does not hide
-#: (chunks of 4 pairs take 10 cycles on the 4x4 core, the 3-pair ends of 11-pair heads about 11)
-ROPE_CHUNK_MIN = 11
+#: (on 8x8 the 3-pair ends of 11-pair heads take about 9.5; rows on whole accumulator rows, as the
+#: compiler places them: a read that straddles two rows is two reads)
+ROPE_CHUNK_MIN = 9
 
 
 def rope_chunk_cycles(half: int, lanes: int) -> int:

@@ -735,7 +735,9 @@ async def rope_chunks(dut):
             x_dram, f_dram = layout.take(x.nbytes, 4), layout.take(freqs.nbytes, 4)
             image[x_dram:x_dram + x.nbytes] = x.view(np.uint8).ravel()
             image[f_dram:f_dram + freqs.nbytes] = freqs.view(np.uint8)
-            buf, f_acc = acc.take(x.size), acc.take(half)
+            # on whole accumulator rows, as the compiler places its buffers: a chunk read that
+            # straddles two rows is two reads (a random start measured 14 cycles a chunk)
+            buf, f_acc = acc.take(x.size, C), acc.take(half, C)
             program = [
                 (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=x_dram, addr1=buf, rows=1, cols=x.size)),
                 (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=f_dram, addr1=f_acc, rows=1, cols=half)),
