@@ -629,16 +629,11 @@ class VectorSequencer(wiring.Component):
                                 m.d.sync += [rope_step.eq(0), requested.eq(0), taken.eq(0)]
                                 m.next = "ROPE_RUN"
 
-            def prefetch(take=True):
-                """The next chunk's reads; its words are taken once this chunk's inputs are all in
-                the pipeline (``take``), and wait in the side reader until then."""
+            def request_next():
+                """The next chunk's reads, while this one runs and is written; its words wait in
+                the side reader until this chunk's inputs are all in the pipeline."""
                 with m.If(~last_chunk):
                     request_reads(next_x1, next_pair, next_pairs)
-                if take is True:
-                    take_reads(then_run=False)
-                else:
-                    with m.If(take):
-                        take_reads(then_run=False)
 
             with m.State("ROPE_READ"):
                 request_reads(src_row + head_base + pair, pair, pairs)
@@ -648,7 +643,9 @@ class VectorSequencer(wiring.Component):
                 # word k of the output registers. The chunk takes `pairs` + 2 cycles; the next
                 # chunk's reads go out from its first, and from cycle `pairs` on the input
                 # registers are free and take its words.
-                prefetch(take=rope_step >= pairs)
+                request_next()
+                with m.If(rope_step >= pairs):
+                    take_reads(then_run=False)
                 m.d.sync += [
                     x1.eq(x1s[:32].as_signed()), x2.eq(x2s[:32].as_signed()),
                     phase.eq((position * freqs[:32])[:32]),
@@ -668,13 +665,15 @@ class VectorSequencer(wiring.Component):
                     m.next = "ROPE_WRITE1"
             with m.State("ROPE_WRITE1"):
                 m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out1s)]
-                prefetch()
+                request_next()
+                take_reads(then_run=False)
                 with m.If(acc_out.request.ready):
                     m.d.sync += write_addr.eq(write_addr + half)
                     m.next = "ROPE_WRITE2"
             with m.State("ROPE_WRITE2"):
                 m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out2s)]
-                prefetch()
+                request_next()
+                take_reads(then_run=False)
                 with m.If(acc_out.request.ready):
                     m.d.sync += pair.eq(next_pair)
                     with m.If(head_done):
