@@ -33,6 +33,20 @@ def assert_same(got_wide, want_float, what):
         raise AssertionError(f"{what}: first mismatch at {where}: {got[where]} vs golden {want_float[where]}")
 
 
+def assert_prompt_and_decode_bit_exact(compiler, ids):
+    """A decoder's prompt ``ids`` (hidden states and logits) and one greedy token after it, with
+    the KV cache in DRAM, equal golden's."""
+    model = build_model(compiler.ckpt, "golden")
+    cache = model.new_cache()
+    machine, hidden, logits = run_job(compiler, ids)
+    want = model.forward(ids, cache)
+    assert_same(hidden, want.hidden, "prompt hidden")
+    assert_same(logits, want.logits, "prompt logits")
+    token = np.array([int(np.argmax(want.logits[-1]))])
+    _, _, logits = run_job(compiler, token, len(ids), machine.dram)
+    assert_same(logits, model.forward(token, cache).logits, "decode after the prompt")
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     return accuracy.synthetic_checkpoints(tmp_path_factory.mktemp("synthetic"))
@@ -93,15 +107,7 @@ def test_long_prompts_run_in_token_blocks(length, config, blocks):
     ids = np.arange(1, length + 1) * 7 % ckpt.config.vocab_size
     job = compiler.job(ids)
     assert -(-length // job.block) == blocks
-    model = build_model(ckpt, "golden")
-    cache = model.new_cache()
-    machine, hidden, logits = run_job(compiler, ids)
-    want = model.forward(ids, cache)
-    assert_same(hidden, want.hidden, "hidden")
-    assert_same(logits, want.logits, "logits")
-    token = np.array([int(np.argmax(want.logits[-1]))])
-    _, _, logits = run_job(compiler, token, length, machine.dram)
-    assert_same(logits, model.forward(token, cache).logits, "decode after the blocked prompt")
+    assert_prompt_and_decode_bit_exact(compiler, ids)
 
 
 def test_bert_in_token_blocks(synthetic):
@@ -144,15 +150,7 @@ def test_weight_tiles_longer_than_the_ring_share_are_cut_along_k():
         if f.get("flags", 0) & Flag.ACCUMULATE:   # the piece before is whole array tiles and bus words
             assert before["imm"] % config.rows == 0 and before["imm"] % config.bus_bytes == 0, before
             assert f["addr0"] == before["addr0"] + before["imm"], (before, f)
-    model = build_model(ckpt, "golden")
-    cache = model.new_cache()
-    machine, hidden, logits = run_job(compiler, ids)
-    want = model.forward(ids, cache)
-    assert_same(hidden, want.hidden, "hidden")
-    assert_same(logits, want.logits, "logits")
-    token = np.array([int(np.argmax(want.logits[-1]))])
-    _, _, logits = run_job(compiler, token, len(ids), machine.dram)
-    assert_same(logits, model.forward(token, cache).logits, "decode")
+    assert_prompt_and_decode_bit_exact(compiler, ids)
     # MiniLM's sentence on the default chip runs double-buffered this way
     minilm = Compiler(load_model("minilm")).job(load_model("minilm").encode("A man is eating food."))
     assert any(op is Opcode.MATMUL and f.get("flags", 0) & Flag.ACCUMULATE for op, f in minilm.program)
