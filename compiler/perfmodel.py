@@ -57,6 +57,11 @@ COLUMN_READS = {
 #: passes over each row of the multi-pass vector operations (the sequencer's, ``rtl/vector/isa.py``;
 #: ``tests/test_perfmodel.py`` checks they agree)
 PASSES = {Opcode.V_RMSNORM: 3, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
+#: vector opcodes whose first pass only looks for each row's largest value or magnitude
+#: (``rtl/vector/isa.py`` ``MAX_FIRST``, ``MAX_ABS_FIRST``): a unit narrower than a beat takes
+#: that pass a beat a cycle (``rtl/vector/narrow.py``), the other passes in pieces
+#: (``tests/test_perfmodel.py`` checks the set against the sequencer's jobs)
+MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP}
 #: vector opcodes whose unit operation takes the unit's short path (``rtl/vector/isa.py``
 #: ``SHORT_PATH``: issue straight to the output segment), so their fixed cost is about 100 cycles
 #: less; their family's fallback coefficients are ``vector_short`` (``tests/test_perfmodel.py``
@@ -233,9 +238,12 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     # two reads take turns
     if _other_same_bank(opcode, fields, config):
         beats *= 2
-    # a vector unit narrower than a beat takes it in pieces of `unit_lanes`, while the reads go on
-    beats = max(beats, rows * math.ceil(cols / config.unit_lanes))
-    return np.array([1.0, rows * passes, beats * passes])
+    # a vector unit narrower than a beat takes it in pieces of `unit_lanes`, while the reads go on;
+    # the first pass of a MAX_FIRST opcode goes a beat a cycle
+    pieces = max(beats, rows * math.ceil(cols / config.unit_lanes))
+    if opcode in MAX_FIRST:
+        return np.array([1.0, rows * passes, beats + pieces * (passes - 1)])
+    return np.array([1.0, rows * passes, pieces * passes])
 
 
 #: Coefficients of :func:`features` (cycles per term), per opcode where the traces determine

@@ -50,16 +50,17 @@ class Job:
         return np.arange(self.length)[None, :] < limits[:, None]
 
 
-def _chunks(row: np.ndarray, lanes: int) -> list[list[int]]:
+def _chunks(row: np.ndarray, lanes: int, fill: tuple[int, ...] = (0,)) -> list[list[int]]:
     pad = (-len(row)) % lanes
-    padded = np.concatenate([row, np.zeros(pad, dtype=np.int64)])
+    padded = np.concatenate([row, np.resize(np.array(fill, dtype=np.int64), pad)])
     return padded.reshape(-1, lanes).tolist()
 
 
-def input_beats(job: Job, lanes: int) -> list[list[int]]:
+def input_beats(job: Job, lanes: int, fill: tuple[int, ...] = (0,)) -> list[list[int]]:
+    """The operand beats of ``job``, its rows' last beats filled up with ``fill`` (repeated)."""
     beats = []
     for r in range(job.rows):
-        chunks = _chunks(job.x[r], lanes)
+        chunks = _chunks(job.x[r], lanes, fill)
         for _ in range(passes(job.op)):
             beats.extend(chunks)
     return beats

@@ -207,3 +207,14 @@ def test_short_path_opcodes_are_the_units():
     from rtl.vector.isa import SHORT_PATH as UNIT_SHORT_PATH
 
     assert SHORT_PATH == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op in UNIT_SHORT_PATH}
+
+
+def test_max_first_opcodes_are_the_units():
+    """The opcodes whose first pass the model counts at a beat a cycle on a narrow vector unit
+    are the instructions whose unit operation the narrow unit reduces so."""
+    from compiler.perfmodel import MAX_FIRST
+    from rtl.core.vector_sequencer import _UNIT_JOBS
+    from rtl.vector.isa import MAX_ABS_FIRST, MAX_FIRST as UNIT_MAX_FIRST
+
+    reduced = set(UNIT_MAX_FIRST) | set(MAX_ABS_FIRST)
+    assert MAX_FIRST == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op in reduced}

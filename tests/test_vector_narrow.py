@@ -16,20 +16,21 @@ from rtl.vector.narrow import NarrowVectorUnit
 from rtl.vector.unit import VectorUnit
 from scoville.config import ChipConfig
 from scoville.isa import Opcode
-from testbench.vector import Job, expected_beats, input_beats, random_job, side_beats
+from testbench.vector import Job, expected_beats, input_beats, random_job, side_beats, wide
 
 LANES = 4
 #: the sequencer's operations, and two reductions (one beat per row)
 OPS = UNIT_OPS | {Op.MAX, Op.SUM_SQUARES}
 
 
-def _run(unit, jobs, rng=None) -> tuple[list[dict], int]:
+def _run(unit, jobs, rng=None, fill=(0,)) -> tuple[list[dict], int]:
     """Queue every job back to back; the output beats in order, and the cycles they took.
 
     With ``rng``, every producer and the consumer pause at random (about a third of the cycles).
+    ``fill``: what the rows' last beats hold past their end.
     """
     instructions = [Instruction.const(job.instruction()) for job in jobs]
-    inputs = [lane_input_layout(LANES).const(beat) for job in jobs for beat in input_beats(job, LANES)]
+    inputs = [lane_input_layout(LANES).const(beat) for job in jobs for beat in input_beats(job, LANES, fill)]
     sides = [side_layout(LANES).const(beat) for job in jobs for beat in side_beats(job, LANES)]
     expected = sum(len(expected_beats(job, LANES)) for job in jobs)
     out = []
@@ -107,6 +108,38 @@ def test_narrow_unit_takes_one_cycle_per_piece():
     assert narrow - wide == pytest.approx(beats, abs=4)
 
 
+@pytest.mark.parametrize("unit_lanes", [2, 1])
+def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
+    # The max(-abs) pass of these operations goes one reduced piece a beat: each piece must take
+    # the right elements (not the filler past a row's end, which would win: +-2**31; not the
+    # keys past a softmax row's causal limit), whatever piece and lane holds the largest.
+    rng = np.random.default_rng(40 + unit_lanes)
+    jobs = []
+    for n, length in enumerate((1, 3, 4, 5, 7, 8, 10, 13)):
+        rows = 1 + n % 3
+        jobs.append(Job(Op.MAX, -np.abs(wide(rng, (rows, length), max_bits=int(rng.integers(1, 31)))) - 1))
+        jobs.append(random_job(Op.QUANTIZE, rng, rows=rows, length=length))
+        x = wide(rng, (rows + 1, length), max_bits=int(rng.integers(4, 20)))
+        jobs.append(Job(Op.SOFTMAX_EXP, x, fields={"allowed": 1 + n % length, "causal": 1}))
+        jobs.append(Job(Op.SOFTMAX_EXP, x[:, ::-1].copy()))
+    fill = (-(1 << 31), (1 << 31) - 1)
+    got, _ = _run(NarrowVectorUnit(LANES, unit_lanes, ops=OPS), jobs, rng, fill)
+    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
+    assert len(got) == len(want)
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"beat {n}: got {g}, golden {w}"
+
+
+def test_narrow_unit_takes_the_max_passes_a_beat_a_cycle():
+    # QUANTIZE's max-abs pass and SOFTMAX_EXP's max pass at one cycle a beat: only their second
+    # pass goes in pieces (16 beats of 4 lanes a row, 32 pieces of 2)
+    rng = np.random.default_rng(5)
+    jobs = [random_job(Op.QUANTIZE, rng, rows=8, length=64), random_job(Op.SOFTMAX_EXP, rng, rows=8, length=64)]
+    _, wide_cycles = _run(VectorUnit(lanes=LANES, ops=OPS), jobs)
+    _, narrow = _run(NarrowVectorUnit(LANES, 2, ops=OPS), jobs)
+    assert narrow - wide_cycles == pytest.approx(2 * 8 * 16, abs=4)
+
+
 def test_narrow_unit_rejects_widths_that_do_not_divide():
     for unit_lanes in (0, 3, 8):
         with pytest.raises(ValueError, match="divisor"):
@@ -121,11 +154,14 @@ def test_chip_configuration_takes_a_divisor_of_lanes():
 
 
 def test_performance_model_counts_the_pieces():
-    # a 64-element row: 8 beats at 8 lanes, 16 pieces on a 4-lane unit, 64 on a 1-lane one
+    # a 64-element row: 8 beats at 8 lanes, 16 pieces on a 4-lane unit, 64 on a 1-lane one;
+    # V_QUANT's max-abs pass a beat a cycle on any unit
     fields = {"rows": 10, "cols": 64, "addr0": 0, "addr1": 0}
-    beats = {lanes: features(Opcode.V_QUANT, fields, ChipConfig(vector_lanes=lanes))[2]
-             for lanes in (None, 4, 1)}   # None: a unit as wide as the beats
-    assert beats == {None: 2 * 10 * 8, 4: 2 * 10 * 16, 1: 2 * 10 * 64}
+    configs = {lanes: ChipConfig(vector_lanes=lanes) for lanes in (None, 4, 1)}   # None: as wide as the beats
+    beats = {lanes: features(Opcode.V_SILU, fields, config)[2] for lanes, config in configs.items()}
+    assert beats == {None: 10 * 8, 4: 10 * 16, 1: 10 * 64}
+    beats = {lanes: features(Opcode.V_QUANT, fields, config)[2] for lanes, config in configs.items()}
+    assert beats == {None: 2 * 10 * 8, 4: 10 * 8 + 10 * 16, 1: 10 * 8 + 10 * 64}
 
 
 def test_chip_configuration_takes_one_to_three_merged_stages():

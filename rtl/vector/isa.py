@@ -12,7 +12,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
 __all__ = ["Op", "OutWidth", "Instruction", "PASSES", "NEEDS_SIDE", "ELEMENTWISE", "REDUCTIONS", "SHORT_PATH",
-           "VALUE_BITS", "lane_input_layout", "side_layout", "output_layout", "passes"]
+           "MAX_FIRST", "MAX_ABS_FIRST", "VALUE_BITS", "lane_input_layout", "side_layout", "output_layout", "passes"]
 
 #: Width of the wide representation (int32) on every lane.
 VALUE_BITS = 32
@@ -62,6 +62,12 @@ REDUCTIONS = (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES)
 #: Single-pass operations whose every step is in the output segment (F): the unit sends their
 #: beats from issue straight to F, past the per-row segments they would only ride through.
 SHORT_PATH = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.ROPE)
+#: Operations whose first pass only looks for the row's largest value (of the keys it allows, for
+#: the softmaxes) ...
+MAX_FIRST = (Op.MAX, Op.SOFTMAX, Op.SOFTMAX_EXP)
+#: ... or for its largest magnitude. A unit narrower than a beat takes such a pass's beats whole,
+#: each reduced to one piece on the way in (:class:`rtl.vector.narrow.NarrowVectorUnit`).
+MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE)
 
 
 def passes(op: Op) -> int:

@@ -8,13 +8,21 @@ functions do not depend on the lane count, so neither do the results; what chang
 throughput (a full beat takes ``lanes // unit_lanes`` cycles) and the logic (the unit's lanes,
 about half of the FPGA chip at C = 8, scale with ``unit_lanes``).
 
+The first pass of the operations that only look for a row's largest value or magnitude
+(``isa.MAX_FIRST``, ``isa.MAX_ABS_FIRST``: the max-abs pass of QUANTIZE, the max pass of the
+softmaxes) needs no multipliers, so it does not go in pieces: the input splitter reduces each beat
+to one piece (lane ``j`` of it the largest, or largest in magnitude, of the beat's elements
+``j, j + unit_lanes, ...`` that the pass takes) and the unit inside, built with ``reduced_step``
+= ``lanes``, takes it as the whole beat. That pass then takes a cycle a beat, as on a full-width
+unit.
+
 The unit's instruction stream says how long the rows are, so the beats need no framing signals:
 each accepted instruction also queues its framing (row length, and how many rows each stream
 carries) for the input splitter, the side splitter and the output combiner, which each follow
 their own stream through it.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -22,6 +30,8 @@ from amaranth.lib.wiring import In, Out
 from .arith import any_of
 from .isa import (
     ELEMENTWISE,
+    MAX_ABS_FIRST,
+    MAX_FIRST,
     NEEDS_SIDE,
     PASSES,
     Instruction,
@@ -37,6 +47,17 @@ __all__ = ["NarrowVectorUnit"]
 #: What a splitter or the combiner needs of an instruction: its row length and how many rows
 #: (row passes, for the input) its stream carries, and whether each row's outputs are beats.
 FRAME = data.StructLayout({"length": unsigned(16), "rows": unsigned(18), "elementwise": unsigned(1)})
+#: The input splitter's framing besides: the passes over each row, how the first pass's beats
+#: are reduced (:class:`Reduce`), and the elements of the first row that pass takes (``limit``,
+#: one more for each following row if ``causal``).
+INPUT_FRAME = data.StructLayout({**{name: field.shape for name, field in FRAME}, "passes": unsigned(2),
+                                 "reduce": unsigned(2), "limit": unsigned(16), "causal": unsigned(1)})
+
+
+class Reduce:
+    """How the input splitter reduces a beat of an operation's first pass to one piece."""
+
+    NONE, MAX, MAX_ABS = 0, 1, 2
 
 
 class NarrowVectorUnit(wiring.Component):
@@ -64,7 +85,7 @@ class NarrowVectorUnit(wiring.Component):
         if not isinstance(frame_depth, int) or frame_depth < 1:
             raise ValueError(f"frame_depth must be a positive integer, got {frame_depth!r}")
         self.lanes, self.unit_lanes, self.frame_depth = lanes, unit_lanes, frame_depth
-        self.unit = VectorUnit(lanes=unit_lanes, **unit_params)
+        self.unit = VectorUnit(lanes=unit_lanes, reduced_step=lanes, **unit_params)
         self.ops = self.unit.ops
         super().__init__({
             "c": In(stream.Signature(Instruction)),
@@ -82,8 +103,9 @@ class NarrowVectorUnit(wiring.Component):
         m = Module()
         m.submodules.unit = unit = self.unit
         frames = {}
-        for name in ("input", "side", "output"):
-            frames[name] = m.submodules[f"{name}_frames"] = SyncFIFOBuffered(width=FRAME.size,
+        layouts = {"input": INPUT_FRAME, "side": FRAME, "output": FRAME}
+        for name, layout in layouts.items():
+            frames[name] = m.submodules[f"{name}_frames"] = SyncFIFOBuffered(width=layout.size,
                                                                              depth=self.frame_depth)
 
         # ------------------------------------------------------------ instructions
@@ -109,29 +131,57 @@ class NarrowVectorUnit(wiring.Component):
         accepted = self.c.valid & self.c.ready & ~empty
         rows = {"input": ins.rows * passes, "side": ins.rows, "output": ins.rows}
         for name, fifo in frames.items():
-            frame = data.View(FRAME, fifo.w_data)
+            frame = data.View(layouts[name], fifo.w_data)
             m.d.comb += [frame.length.eq(ins.length), frame.rows.eq(rows[name]),
                          frame.elementwise.eq(elementwise),
                          fifo.w_en.eq(accepted & (needs_side if name == "side" else 1))]
+        # the first pass's reduction, and the keys it takes (the softmaxes': `allowed`, 0 for all)
+        frame = data.View(INPUT_FRAME, frames["input"].w_data)
+        softmax = any_of(op, (Op.SOFTMAX, Op.SOFTMAX_EXP))
+        m.d.comb += [
+            frame.passes.eq(passes),
+            frame.reduce.eq(Mux(any_of(op, MAX_FIRST), Reduce.MAX, Mux(any_of(op, MAX_ABS_FIRST), Reduce.MAX_ABS,
+                                                                           Reduce.NONE))),
+            frame.limit.eq(Mux(softmax & (ins.allowed != 0), ins.allowed, ins.length)),
+            frame.causal.eq(softmax & ins.causal),
+        ]
 
-        self._split(m, self.i, unit.i, frames["input"], lane_input_layout(1).size)
+        self._split(m, self.i, unit.i, frames["input"], lane_input_layout(1).size, reduce=True)
         self._split(m, self.s, unit.s, frames["side"], side_layout(1).size)
         self._combine(m, unit.o, self.o, frames["output"])
         return m
 
-    def _split(self, m, wide, narrow, fifo, elem_bits):
-        """Send each beat of ``wide`` to ``narrow`` in pieces, as many as its row has elements for."""
+    def _split(self, m, wide, narrow, fifo, elem_bits, reduce=False):
+        """Send each beat of ``wide`` to ``narrow`` in pieces, as many as its row has elements for
+        (``reduce``: the input's framing, whose first pass may go as one reduced piece a beat)."""
         u, pieces = self.unit_lanes, self.lanes // self.unit_lanes
-        frame = data.View(FRAME, fifo.r_data)
+        frame = data.View(INPUT_FRAME if reduce else FRAME, fifo.r_data)
         base = Signal(17)                     # the beat's first element in its row
         piece = Signal(range(pieces))
         rows_done = Signal(18)
+        row_end = base + self.lanes >= frame.length
+        piece_now = wide.payload.as_value().word_select(piece, u * elem_bits)
+        reduced = Signal()                    # this beat goes as one reduced piece
         # another piece of this beat holds elements of the row
         more = Signal()
-        m.d.comb += more.eq((piece != pieces - 1) & (base + (piece + 1) * u < frame.length))
-        row_end = base + self.lanes >= frame.length
+        m.d.comb += more.eq(~reduced & (piece != pieces - 1) & (base + (piece + 1) * u < frame.length))
+        if reduce:
+            pass_ = Signal(2)                 # of the row being sent
+            row_offset = Signal(16)           # rows of the frame done (the causal limit's step)
+            m.d.comb += reduced.eq((frame.reduce != Reduce.NONE) & (pass_ == 0))
+            bound = Signal(17)                # the elements the pass takes: 0 .. bound - 1
+            limit = frame.limit + Mux(frame.causal, row_offset, 0)
+            m.d.comb += bound.eq(Mux(limit < frame.length, limit, frame.length))
+            piece_now = Mux(reduced, self._reduced_piece(m, wide.payload, base, bound, frame.reduce), piece_now)
+            with m.If(narrow.valid & narrow.ready & ~more & row_end):
+                last_pass = pass_ + 1 == frame.passes
+                m.d.sync += pass_.eq(Mux(last_pass, 0, pass_ + 1))
+                with m.If(rows_done + 1 == frame.rows):
+                    m.d.sync += row_offset.eq(0)
+                with m.Elif(last_pass):
+                    m.d.sync += row_offset.eq(row_offset + 1)
         m.d.comb += [
-            narrow.payload.eq(wide.payload.as_value().word_select(piece, u * elem_bits)),
+            narrow.payload.eq(piece_now),
             narrow.valid.eq(wide.valid & fifo.r_rdy),
             wide.ready.eq(narrow.ready & fifo.r_rdy & ~more),
         ]
@@ -141,6 +191,34 @@ class NarrowVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += piece.eq(0)
                 _next_beat(m, row_end, base, self.lanes, rows_done, frame, fifo)
+
+    def _reduced_piece(self, m, beat, base, bound, how):
+        """One piece for the whole input ``beat`` at element ``base`` of its row: lane ``j`` the
+        largest (``how`` = MAX) or largest in magnitude (MAX_ABS, sign kept) of the beat's
+        elements ``j + k * unit_lanes`` below ``bound``, or any element if none is (the unit then
+        does not take the lane)."""
+        u, pieces = self.unit_lanes, self.lanes // self.unit_lanes
+        by_magnitude = how == Reduce.MAX_ABS
+        lanes = []
+        for j in range(u):
+            # (taken, key, value) per element; the key orders them: the value, or its magnitude
+            level = []
+            for k in range(pieces):
+                x = beat[k * u + j]
+                magnitude = Mux(x < 0, -x, x).as_unsigned()[:33]
+                key = Signal(signed(34), name=f"reduce_key{j}_{k}")
+                m.d.comb += key.eq(Mux(by_magnitude, magnitude, x))
+                level.append((base + k * u + j < bound, key, x))
+            while len(level) > 1:
+                pairs = []
+                for a, b in zip(level[0::2], level[1::2], strict=False):
+                    take_b = b[0] & (~a[0] | (b[1] > a[1]))
+                    pairs.append((a[0] | b[0], Mux(take_b, b[1], a[1]), Mux(take_b, b[2], a[2])))
+                if len(level) % 2:
+                    pairs.append(level[-1])
+                level = pairs
+            lanes.append(level[0][2])
+        return Cat(*lanes)
 
     def _combine(self, m, narrow, wide, fifo):
         """Put the pieces of each output beat back together (a reduction's beat is one piece)."""

@@ -55,6 +55,8 @@ from .isa import (
     NEEDS_SIDE,
     PASSES,
     ROW_VALUE_BITS,
+    MAX_ABS_FIRST,
+    MAX_FIRST,
     SHORT_PATH,
     Instruction,
     Op,
@@ -83,6 +85,8 @@ JOB_LAYOUT = data_lib.StructLayout({
     "length_m": signed(18),      # length - lanes: the beat at `base` is a row's last if base >= this
     "length_m2": signed(18),     # length - 2 * lanes: the same for the beat after
     "rows_m1": unsigned(16), "rows_m2": signed(17), "one_beat": unsigned(1), "one_row": unsigned(1),
+    # the first pass's beats stand for `reduced_step` elements each (a narrow unit's reduced beats)
+    "reduced": unsigned(1), "length_m2_first": signed(18), "one_beat_first": unsigned(1),
     "limit": unsigned(16)})      # softmax: the keys the first row allows
 
 
@@ -129,6 +133,14 @@ class VectorUnit(wiring.Component):
         ``SOFTMAX`` the reciprocal divider. The results of the operations built, and the
         latency, are the same as with every operation; an instruction for another operation
         gives undefined results.
+    reduced_step : int, optional
+        Elements each beat of the first pass of ``isa.MAX_FIRST`` and ``isa.MAX_ABS_FIRST``
+        operations stands for: a multiple of ``lanes`` (default ``lanes``). Lane ``j`` of such a
+        beat at element ``base`` of its row holds the largest value (or the value of largest
+        magnitude) of the row's elements ``base + j + k * lanes`` that the pass takes, and is
+        taken if ``base + j`` is; the beat after it starts at ``base + reduced_step``.
+        :class:`~rtl.vector.narrow.NarrowVectorUnit` sends that pass's C-element beats so, one
+        cycle each instead of one per piece.
 
     Ports
     -----
@@ -147,9 +159,13 @@ class VectorUnit(wiring.Component):
     """
 
     def __init__(self, lanes: int = 4, head_dim: int = 64, rope_theta: float = 10000.0,
-                 queue_depth: int = 8, divide_bits_per_stage: int = 2, stage_merge: int = 1, ops=None):
+                 queue_depth: int = 8, divide_bits_per_stage: int = 2, stage_merge: int = 1, ops=None,
+                 reduced_step: int | None = None):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
+        reduced_step = lanes if reduced_step is None else reduced_step
+        if not isinstance(reduced_step, int) or reduced_step < lanes or reduced_step % lanes:
+            raise ValueError(f"reduced_step must be a multiple of lanes ({lanes}), got {reduced_step!r}")
         if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
             raise ValueError(f"head_dim must be a positive even integer, got {head_dim!r}")
         if rope_theta <= 0:
@@ -165,6 +181,7 @@ class VectorUnit(wiring.Component):
             raise ValueError(f"ops must be a non-empty set of Op, got {ops!r}")
         self.ops = ops
         self.lanes = lanes
+        self.reduced_step = reduced_step
         self.head_dim = head_dim
         self.rope_theta = float(rope_theta)
         self.queue_depth = queue_depth
@@ -217,6 +234,8 @@ class VectorUnit(wiring.Component):
             job_in.elementwise.eq(any_of(incoming.op.as_value(), ELEMENTWISE)),
             job_in.short.eq(any_of(incoming.op.as_value(), SHORT_PATH)),
             job_in.softmax.eq(any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP))),
+            job_in.reduced.eq(any_of(incoming.op.as_value(), MAX_FIRST + MAX_ABS_FIRST)
+                              if self.reduced_step != lanes else 0),
             job_in.causal.eq(incoming.causal),
             job_in.length.eq(incoming.length),
             job_in.length_m.eq(incoming.length - lanes),
@@ -225,6 +244,8 @@ class VectorUnit(wiring.Component):
             job_in.rows_m2.eq(incoming.rows - 2),
             job_in.one_beat.eq(incoming.length <= lanes),
             job_in.one_row.eq(incoming.rows == 1),
+            job_in.length_m2_first.eq(incoming.length - 2 * Mux(job_in.reduced, self.reduced_step, lanes)),
+            job_in.one_beat_first.eq(incoming.length <= Mux(job_in.reduced, self.reduced_step, lanes)),
             job_in.limit.eq(Mux(incoming.allowed == 0, incoming.length, incoming.allowed)),
         ]
         with m.Switch(incoming.op):
@@ -280,14 +301,20 @@ class VectorUnit(wiring.Component):
         # the flags for the beat after this one, from registers only; admission just selects them
         next_job = JobView(jobs[(issued + 1)[:index_bits]])
         after_beat = Signal(2)
-        m.d.comb += after_beat.eq(Mux(last_beat & last_pass & last_row, Cat(next_job.one_beat, next_job.one_row),
-                                      Mux(last_beat, Cat(cur.one_beat, Mux(last_pass, row == cur.rows_m2, last_row)),
-                                          Cat(Cat(base, Const(0, 1)).as_signed() >= cur.length_m2, last_row))))
+        # (a job's first pass may step `reduced_step` elements a beat, its other passes `lanes`)
+        first_pass = pass_ == 0
+        reduced_now = cur.reduced & first_pass
+        m.d.comb += after_beat.eq(Mux(
+            last_beat & last_pass & last_row, Cat(next_job.one_beat_first, next_job.one_row),
+            Mux(last_beat, Cat(Mux(last_pass, cur.one_beat_first, cur.one_beat),
+                               Mux(last_pass, row == cur.rows_m2, last_row)),
+                Cat(Cat(base, Const(0, 1)).as_signed() >= Mux(first_pass, cur.length_m2_first, cur.length_m2),
+                    last_row))))
         with m.If(accept):
             m.d.sync += Cat(last_beat, last_row).eq(after_beat)
         with m.Elif(~active):
             # idle (base and row are 0): follow the job at the head of the queue, as `cur` does
-            m.d.sync += [last_beat.eq(cur.one_beat), last_row.eq(cur.one_row)]
+            m.d.sync += [last_beat.eq(cur.one_beat_first), last_row.eq(cur.one_row)]
         with m.If(accept):
             with m.If(last_beat):
                 m.d.sync += base.eq(0)
@@ -300,7 +327,7 @@ class VectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += pass_.eq(pass_ + 1)
             with m.Else():
-                m.d.sync += base.eq(base + lanes)
+                m.d.sync += base.eq(base + Mux(reduced_now, self.reduced_step, lanes))
         op_now = cur.op.as_value()
         slot = {
             "valid": accept, "short": cur.short, "op": op_now, "tag": issue_index, "pass_": pass_,
