@@ -61,7 +61,7 @@ PASSES = {Opcode.V_RMSNORM: 3, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, O
 #: (``rtl/vector/isa.py`` ``MAX_FIRST``, ``MAX_ABS_FIRST``): a unit narrower than a beat takes
 #: that pass a beat a cycle (``rtl/vector/narrow.py``), the other passes in pieces
 #: (``tests/test_perfmodel.py`` checks the set against the sequencer's jobs)
-MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP}
+MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP, Opcode.V_RMSNORM}
 #: vector opcodes whose unit operation takes the unit's short path (``rtl/vector/isa.py``
 #: ``SHORT_PATH``: issue straight to the output segment), so their fixed cost is about 100 cycles
 #: less; their family's fallback coefficients are ``vector_short`` (``tests/test_perfmodel.py``

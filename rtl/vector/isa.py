@@ -67,7 +67,7 @@ SHORT_PATH = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.ROPE)
 MAX_FIRST = (Op.MAX, Op.SOFTMAX, Op.SOFTMAX_EXP)
 #: ... or for its largest magnitude. A unit narrower than a beat takes such a pass's beats whole,
 #: each reduced to one piece on the way in (:class:`rtl.vector.narrow.NarrowVectorUnit`).
-MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE)
+MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE, Op.RMSNORM)
 
 
 def passes(op: Op) -> int:

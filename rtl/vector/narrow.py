@@ -9,7 +9,7 @@ throughput (a full beat takes ``lanes // unit_lanes`` cycles) and the logic (the
 about half of the FPGA chip at C = 8, scale with ``unit_lanes``).
 
 The first pass of the operations that only look for a row's largest value or magnitude
-(``isa.MAX_FIRST``, ``isa.MAX_ABS_FIRST``: the max-abs pass of QUANTIZE, the max pass of the
+(``isa.MAX_FIRST``, ``isa.MAX_ABS_FIRST``: the max-abs pass of QUANTIZE and RMSNORM, the max pass of the
 softmaxes) needs no multipliers, so it does not go in pieces: the input splitter reduces each beat
 to one piece (lane ``j`` of it the largest, or largest in magnitude, of the beat's elements
 ``j, j + unit_lanes, ...`` that the pass takes) and the unit inside, built with ``reduced_step``

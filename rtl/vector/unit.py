@@ -228,14 +228,13 @@ class VectorUnit(wiring.Component):
         with m.Elif(held & (room | empty_job)):
             m.d.sync += held.eq(0)
         job_in = Signal(JOB_LAYOUT)
+        reduced_in = job_in.reduced if self.reduced_step != lanes else Const(0, 1)
         m.d.comb += [
             job_in.op.eq(incoming.op),
             job_in.needs_side.eq(any_of(incoming.op.as_value(), NEEDS_SIDE)),
             job_in.elementwise.eq(any_of(incoming.op.as_value(), ELEMENTWISE)),
             job_in.short.eq(any_of(incoming.op.as_value(), SHORT_PATH)),
             job_in.softmax.eq(any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP))),
-            job_in.reduced.eq(any_of(incoming.op.as_value(), MAX_FIRST + MAX_ABS_FIRST)
-                              if self.reduced_step != lanes else 0),
             job_in.causal.eq(incoming.causal),
             job_in.length.eq(incoming.length),
             job_in.length_m.eq(incoming.length - lanes),
@@ -244,10 +243,13 @@ class VectorUnit(wiring.Component):
             job_in.rows_m2.eq(incoming.rows - 2),
             job_in.one_beat.eq(incoming.length <= lanes),
             job_in.one_row.eq(incoming.rows == 1),
-            job_in.length_m2_first.eq(incoming.length - 2 * Mux(job_in.reduced, self.reduced_step, lanes)),
-            job_in.one_beat_first.eq(incoming.length <= Mux(job_in.reduced, self.reduced_step, lanes)),
+            job_in.length_m2_first.eq(incoming.length - 2 * Mux(reduced_in, self.reduced_step, lanes)),
+            job_in.one_beat_first.eq(incoming.length <= Mux(reduced_in, self.reduced_step, lanes)),
             job_in.limit.eq(Mux(incoming.allowed == 0, incoming.length, incoming.allowed)),
         ]
+        # (a unit built without reduced beats does not look at the flag; it follows the operation
+        # all the same, so that every bit of the job is driven)
+        m.d.comb += job_in.reduced.eq(any_of(incoming.op.as_value(), MAX_FIRST + MAX_ABS_FIRST))
         with m.Switch(incoming.op):
             for op in Op:
                 with m.Case(op):
@@ -303,7 +305,7 @@ class VectorUnit(wiring.Component):
         after_beat = Signal(2)
         # (a job's first pass may step `reduced_step` elements a beat, its other passes `lanes`)
         first_pass = pass_ == 0
-        reduced_now = cur.reduced & first_pass
+        reduced_now = cur.reduced & first_pass if self.reduced_step != lanes else Const(0, 1)
         m.d.comb += after_beat.eq(Mux(
             last_beat & last_pass & last_row, Cat(next_job.one_beat_first, next_job.one_row),
             Mux(last_beat, Cat(Mux(last_pass, cur.one_beat_first, cur.one_beat),
