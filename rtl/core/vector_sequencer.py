@@ -12,8 +12,8 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
 * the *writer* stores each result beat (int8 results of ``V_QUANT`` into the scratchpad), and the
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
-  whole job: scale products and the reciprocal (a radix-4 restoring divider, 8 steps) per row. It also
-  runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the frequencies read from the
+  whole job: scale products and the reciprocal (a restoring divider, two radix-4 steps a cycle:
+  4 cycles) per row. It also runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the frequencies read from the
   accumulator (so one chip serves any head size and RoPE base): three reads bring a chunk's first
   elements, second elements and frequencies, then one pair per cycle goes through a three-stage
   pipeline (phase ``position * frequency``; the sine table twice, sin and cos a quarter turn on;
@@ -727,19 +727,24 @@ class VectorSequencer(wiring.Component):
                                  numerator.eq((1 << 29) - 1), quotient.eq(0), step.eq(0), prefetched.eq(0)]
                     m.next = "DIVIDE"
             with m.State("DIVIDE"):
-                # two quotient bits per cycle (radix 4, restoring), most significant first
-                # (quotient < 2**16): the largest of divisor x {3, 2, 1} << b that fits
-                low = (14 - 2 * step)[:4]
-                once, twice, thrice = Signal(33), Signal(33), Signal(33)
-                m.d.comb += [once.eq(divisor << low), twice.eq(divisor << (low + 1)), thrice.eq(once + twice)]
-                with m.If(numerator >= thrice):
-                    m.d.sync += [numerator.eq(numerator - thrice), quotient.eq(quotient | (3 << low))]
-                with m.Elif(numerator >= twice):
-                    m.d.sync += [numerator.eq(numerator - twice), quotient.eq(quotient | (2 << low))]
-                with m.Elif(numerator >= once):
-                    m.d.sync += [numerator.eq(numerator - once), quotient.eq(quotient | (1 << low))]
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == 7):
+                # four quotient bits per cycle: two radix-4 restoring steps, most significant
+                # first (quotient < 2**16), each taking the largest of divisor x {3, 2, 1} << b
+                # that fits
+                def radix4(rest, low, name):
+                    once, twice, thrice = (Signal(33, name=f"{name}_{k}") for k in ("once", "twice", "thrice"))
+                    m.d.comb += [once.eq(divisor << low), twice.eq(divisor << (low + 1)), thrice.eq(once + twice)]
+                    digit = Mux(rest >= thrice, 3, Mux(rest >= twice, 2, Mux(rest >= once, 1, 0)))
+                    taken = Mux(rest >= thrice, thrice, Mux(rest >= twice, twice, Mux(rest >= once, once, 0)))
+                    left = Signal(31, name=f"{name}_left")
+                    m.d.comb += left.eq(rest - taken)
+                    return left, digit
+                high, low = Signal(4), Signal(4)   # the two digits' bit positions
+                m.d.comb += [high.eq(14 - 4 * step), low.eq(12 - 4 * step)]
+                middle, high_digit = radix4(numerator, high, "divide_high")
+                rest, low_digit = radix4(middle, low, "divide_low")
+                m.d.sync += [numerator.eq(rest), quotient.eq(quotient | (high_digit << high) | (low_digit << low)),
+                             step.eq(step + 1)]
+                with m.If(step == 3):
                     m.next = "COMBINE"
                 # the next row's sum, then its P scale
                 with m.If((scalar_row != rows - 1) & (prefetched != 2)):
