@@ -528,10 +528,12 @@ class _Emitter:
         return q, scales
 
     def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None, high: bool = False,
-               stride: int | None = None) -> int:
+               stride: int | None = None, each_tile=None) -> int:
         """``requant(xq @ W) + bias`` into a wide [rows, N] buffer (rows ``stride`` words apart, N
         by default), tiled over N to fit the scratchpad; ``high``: the buffer from the top of the
-        accumulator (the other bank than the operand it is added to or multiplied with)."""
+        accumulator (the other bank than the operand it is added to or multiplied with);
+        ``each_tile(n0, nc)`` emits what follows each tile's requantization (its columns
+        ``n0 .. n0 + nc`` of the buffer are then final)."""
         t, k, n = self.rows, lin.k, lin.n
         stride = stride or n
         out = dst if dst is not None else self.acc.alloc(t * stride, what, high=high)
@@ -611,6 +613,8 @@ class _Emitter:
                         addr1=w, stride1=ws, addr2=tmp, addr3=ncs, rows=t, cols=nc, imm=kk)
             self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=tmp, stride0=ncs, addr1=out + n0, stride1=stride,
                     addr2=xs, addr3=cs, rows=t, cols=nc)
+            if each_tile is not None:
+                each_tile(n0, nc)
             self.release(tile_mark)
         self.release(mark)
         return out
@@ -992,9 +996,18 @@ class _Emitter:
         hq, hs = self.quantize(hn, self.rows, h, h, "LM head input")
         n = c.lm_head.n
         logits = self.acc.alloc(self.rows * n, "logits")
-        self.linear(hq, hs, c.lm_head, "LM head", dst=logits)
-        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=logits, stride0=n, addr1=c.logits_addr + 4 * b0 * n,
-                stride1=n, rows=self.rows, cols=n)
+
+        def store(n0: int, nc: int) -> None:
+            self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=logits + n0, stride0=n,
+                    addr1=c.logits_addr + 4 * (b0 * n + n0), stride1=n, rows=self.rows, cols=nc)
+
+        # a prompt's logits leave a tile at a time, behind the next tiles' matmuls (at the end
+        # they took the DMA alone: 64 KiB, 8 500 cycles, per 32-token block on the 8x8 chip); a
+        # decode's in one STORE, on the DMA it waits on, one descriptor instead of one a tile
+        tiles = self.rows > 1
+        self.linear(hq, hs, c.lm_head, "LM head", dst=logits, each_tile=store if tiles else None)
+        if not tiles:
+            store(0, n)
 
     def _bert(self) -> None:
         self.emit_layers(self._bert_embed, self._bert_projections, self._bert_rest, self._bert_head)
