@@ -156,6 +156,37 @@ def test_weight_tiles_longer_than_the_ring_share_are_cut_along_k():
     assert any(op is Opcode.MATMUL and f.get("flags", 0) & Flag.ACCUMULATE for op, f in minilm.program)
 
 
+def test_prompt_logits_leave_a_tile_at_a_time():
+    """A prompt's logits are stored a vocabulary tile at a time, each STORE right behind its
+    tile's requantization and before the next tile's, so they leave while the matrix engine
+    works on the next tiles (not all at the end, on the DMA alone); a decode's in one STORE.
+    Together the STOREs write every logit once (bit-exact: the compiler tests above)."""
+    ckpt = load_model("tiny-llama")
+    compiler = Compiler(ckpt)
+    vocab = ckpt.config.vocab_size
+    ids = np.arange(1, 65) * 7 % vocab
+    for job, tokens in ((compiler.job(ids), 64), (compiler.job(np.array([5]), 64), 1)):
+        logits = compiler.logits_addr, compiler.logits_addr + 4 * tokens * vocab   # the job's rows
+        head = [(op, f) for (op, f), section in zip(job.program, job.sections, strict=True) if section == "head"]
+        stores = [n for n, (op, f) in enumerate(head) if op is Opcode.STORE and logits[0] <= f["addr1"] < logits[1]]
+        written = np.zeros(tokens * vocab, dtype=int)   # [token, vocab] flat: a run may span rows
+        for n in stores:
+            f = head[n][1]
+            first = (f["addr1"] - compiler.logits_addr) // 4
+            for r in range(f["rows"]):
+                start = first + r * f["stride1"]
+                written[start:start + f["cols"]] += 1
+        assert (written == 1).all()
+        requants = [n for n, (op, _) in enumerate(head) if op is Opcode.V_REQUANT]
+        if tokens == 1:
+            assert len(stores) == 1
+        else:
+            # one STORE per tile, between its V_REQUANT and the next
+            assert len(stores) == len(requants) > 1
+            for n, (store, requant) in enumerate(zip(stores, requants, strict=True)):
+                assert requant < store and (n + 1 == len(requants) or store < requants[n + 1])
+
+
 def test_what_does_not_fit_is_named():
     ckpt = load_model("tiny-llama")
     with pytest.raises(FitError, match="scratchpad|accumulator"):
