@@ -32,7 +32,7 @@ CORES = ["8x8", pytest.param("4x4", marks=pytest.mark.slow)]
 def test_core_gemm_programs(name):
     run_cocotb(core_design(name), "testbench.test_core",
                testcase=["load_store_round_trip", "gather_rows", "gemm_programs", "back_to_back_matmuls",
-                         "back_to_back_loads", "one_row_tiles"],
+                         "back_to_back_loads", "back_to_back_gather_rows", "one_row_tiles"],
                test_name="programs")
 
 

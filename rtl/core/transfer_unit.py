@@ -6,7 +6,9 @@ the DMA engine checks the next while one runs and issues its rows right behind t
 so the unit has up to two descriptors out and takes the next ``LOAD``/``STORE`` while one
 is under way (``overlap``). When both queues offer one, they take turns. ``GATHER`` reads each
 row's id from the accumulator, checks it against the table size (``imm``) and moves that table
-row: one descriptor per row, after every descriptor before it has reported. An instruction is
+row: one descriptor per row, the first after every descriptor before it has reported (a LOAD before
+it may bring the ids), the next ones as soon as the row before has been sent, up to two out, as
+LOAD/STORE descriptors are (a row's DRAM round trip is no longer paid per row). An instruction is
 done once the DMA has reported its descriptors' status, in the order the instructions were taken.
 A DMA error (window or bus) or an id outside the table stops the unit and reports an error code
 and address, which stops the core; the unit then takes the statuses of descriptors still out, so
@@ -82,8 +84,9 @@ class TransferUnit(wiring.Component):
         def finish(m):
             m.d.comb += [self.load_done.eq(~from_store), self.store_done.eq(from_store)]
 
-        # LOAD/STORE descriptors sent whose status has not come: which queue each is done for
-        m.submodules.out = out = fifo.SyncFIFO(width=1, depth=2)
+        # descriptors sent whose status has not come: which queue each is done for (bit 0), and
+        # whether it is a GATHER row before the instruction's last (bit 1: its status is no done)
+        m.submodules.out = out = fifo.SyncFIFO(width=2, depth=2)
         stopping = Signal()     # an error status came: send nothing more
         failure = Signal()      # this cycle's status of an outstanding descriptor is an error
         status_error = self.status.payload.error != DmaError.OK
@@ -154,7 +157,9 @@ class TransferUnit(wiring.Component):
                 with m.Elif(~out.r_rdy):
                     m.next = "GATHER_ID"
             with m.State("GATHER_ID"):
-                with m.If(row == ins.rows):
+                with m.If(stopping | failure):
+                    m.next = "STOPPED"
+                with m.Elif(ins.rows == 0):
                     finish(m)
                     m.next = "IDLE"
                 with m.Else():
@@ -176,7 +181,6 @@ class TransferUnit(wiring.Component):
             with m.State("GATHER_DESCRIPTOR"):
                 width_log2 = Mux(to_acc, 2, 0)
                 m.d.comb += [
-                    self.descriptor.valid.eq(1),
                     desc.elem_log2.eq(width_log2),
                     desc.count[0].eq(ins.cols),
                     desc.count[1].eq(1),
@@ -189,17 +193,20 @@ class TransferUnit(wiring.Component):
                     m.d.comb += desc.dst_space.eq(Space.ACC)
                 with m.Else():
                     m.d.comb += desc.dst_space.eq(Space.SPAD)
-                with m.If(self.descriptor.ready):
-                    m.next = "GATHER_STATUS"
-            with m.State("GATHER_STATUS"):
-                m.d.comb += self.status.ready.eq(1)
-                with m.If(self.status.valid):
-                    with m.If(status_error):
-                        report_error(m)
-                        m.next = "STOPPED"
-                    with m.Else():
+                last = row + 1 == ins.rows
+                with m.If(stopping | failure):
+                    m.next = "STOPPED"
+                with m.Else():
+                    # sent once the status queue has room (at most two descriptors out); the
+                    # last row's status is the instruction's done
+                    m.d.comb += self.descriptor.valid.eq(out.w_rdy)
+                    with m.If(self.descriptor.ready & out.w_rdy):
+                        m.d.comb += [out.w_en.eq(1), out.w_data.eq(Mux(last, 0, 2))]
                         m.d.sync += row.eq(row + 1)
-                        m.next = "GATHER_ID"
+                        with m.If(last):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "GATHER_ID"
             with m.State("STOPPED"):
                 pass  # until the core's next start resets the unit
 
@@ -215,7 +222,7 @@ class TransferUnit(wiring.Component):
                     m.d.comb += failure.eq(1)
                     m.d.sync += stopping.eq(1)
                     report_error(m)
-                with m.Else():
+                with m.Elif(~out.r_data[1]):
                     m.d.comb += [self.load_done.eq(~out.r_data[0]), self.store_done.eq(out.r_data[0])]
         m.d.comb += [
             self.busy.eq(~fsm.ongoing("IDLE") | out.r_rdy),
