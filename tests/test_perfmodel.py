@@ -73,7 +73,9 @@ def test_the_matrix_unit_takes_the_next_matmul_in_its_drain():
 def test_the_transfer_unit_overlaps_descriptors_reading_the_same_memory():
     """A LOAD starts in the tail of a LOAD into either SRAM (both read DRAM: the DMA engine
     issues its rows right behind), a STORE in the tail of a STORE from the same SRAM; not a STORE
-    from the other SRAM, a LOAD behind a STORE or the other way round, or a GATHER."""
+    from the other SRAM, a LOAD behind a STORE or the other way round, or a GATHER (whose first
+    row waits for every descriptor before it); a LOAD in the tail of a GATHER (its rows are LOAD
+    descriptors)."""
     from scoville.isa import Flag
 
     load, load_acc = (Opcode.LOAD, {}), (Opcode.LOAD, {"flags": Flag.DST_ACC})
@@ -81,7 +83,8 @@ def test_the_transfer_unit_overlaps_descriptors_reading_the_same_memory():
     gather = (Opcode.GATHER, {})
     tails = {"transfer": 40}
     cases = [(load, load, True), (load, load_acc, True), (load_acc, load, True), (store, store, True),
-             (store, store_acc, False), (load, store, False), (store, load, False), (load, gather, False)]
+             (store, store_acc, False), (load, store, False), (store, load, False), (load, gather, False),
+             (gather, load, True), (gather, store, False)]
     for first, second, overlaps in cases:
         program = [first, second, (END, {})]
         issue, done = schedule(program, [100, 100, 0], contention=0.0, tails=tails)
