@@ -478,8 +478,8 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             continue
         # nothing to release: jump to the next completion or fetch
         steps = [math.ceil(left / rate(unit, index)) for unit, entries in running.items() for index, left in entries]
-        steps += [math.ceil((entries[-1][1] - tails[unit]) / rate(unit, entries[-1][0])) for unit, entries in running.items()
-                  if len(entries) == 1 and entries[-1][1] > tails.get(unit, 0) > 0]
+        steps += [math.ceil((entries[-1][1] - tails[unit]) / rate(unit, entries[-1][0]))
+                  for unit, entries in running.items() if len(entries) == 1 and entries[-1][1] > tails.get(unit, 0) > 0]
         if next_fetch < n and fetch_ready > clock:
             steps.append(fetch_ready - clock)
         if not steps:

@@ -14,8 +14,8 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from compiler.funcsim import Machine, run_program
-from compiler.perfmodel import rope_chunk_cycles
 from compiler.loops import fold
+from compiler.perfmodel import rope_chunk_cycles
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
 from rtl.core.csr import ABORT, BUSY, DONE, ID_VALUE, IRQ_ENABLE

@@ -145,7 +145,7 @@ def test_weight_tiles_longer_than_the_ring_share_are_cut_along_k():
     assert pieces, "no MATMUL accumulates a piece of K"
     share = config.spad_bytes // 2 // compiler.weight_tiles
     matmuls = [f for op, f in job.program if op is Opcode.MATMUL]
-    for before, f in zip(matmuls, matmuls[1:]):
+    for before, f in zip(matmuls, matmuls[1:], strict=False):
         assert f["imm"] * f["stride1"] <= share, f
         if f.get("flags", 0) & Flag.ACCUMULATE:   # the piece before is whole array tiles and bus words
             assert before["imm"] % config.rows == 0 and before["imm"] % config.bus_bytes == 0, before

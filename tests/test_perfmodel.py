@@ -217,7 +217,8 @@ def test_max_first_opcodes_are_the_units():
     are the instructions whose unit operation the narrow unit reduces so."""
     from compiler.perfmodel import MAX_FIRST
     from rtl.core.vector_sequencer import _UNIT_JOBS
-    from rtl.vector.isa import MAX_ABS_FIRST, MAX_FIRST as UNIT_MAX_FIRST
+    from rtl.vector.isa import MAX_ABS_FIRST
+    from rtl.vector.isa import MAX_FIRST as UNIT_MAX_FIRST
 
     reduced = set(UNIT_MAX_FIRST) | set(MAX_ABS_FIRST)
     assert MAX_FIRST == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op in reduced}

@@ -13,11 +13,12 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
   whole job: scale products and the reciprocal (a restoring divider, two radix-4 steps a cycle:
-  4 cycles) per row. It also runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the frequencies read from the
-  accumulator (so one chip serves any head size and RoPE base): three reads bring a chunk's first
-  elements, second elements and frequencies, then one pair per cycle goes through a three-stage
-  pipeline (phase ``position * frequency``; the sine table twice, sin and cos a quarter turn on;
-  two products and roundings), and the chunk's results leave as two writes.
+  4 cycles) per row. It also runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the
+  frequencies read from the accumulator (so one chip serves any head size and RoPE base): three
+  reads bring a chunk's first elements, second elements and frequencies, then one pair per cycle
+  goes through a three-stage pipeline (phase ``position * frequency``; the sine table twice, sin
+  and cos a quarter turn on; two products and roundings), and the chunk's results leave as two
+  writes.
 
 A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
 

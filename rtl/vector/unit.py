@@ -52,11 +52,11 @@ from .arith import (
 )
 from .isa import (
     ELEMENTWISE,
+    MAX_ABS_FIRST,
+    MAX_FIRST,
     NEEDS_SIDE,
     PASSES,
     ROW_VALUE_BITS,
-    MAX_ABS_FIRST,
-    MAX_FIRST,
     SHORT_PATH,
     Instruction,
     Op,
