@@ -75,6 +75,14 @@ def _run(unit, jobs, rng=None, fill=(0,)) -> tuple[list[dict], int]:
     return out, cycles[0]
 
 
+def _assert_golden(got: list[dict], jobs: list[Job]) -> None:
+    """The output beats equal golden's, beat for beat as ``VectorUnit(LANES)`` lays them out."""
+    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
+    assert len(got) == len(want)
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"beat {n}: got {g}, golden {w}"
+
+
 def _jobs(rng) -> list[Job]:
     # lengths around the piece and beat boundaries, and an empty job the unit drops
     jobs = []
@@ -92,10 +100,7 @@ def test_narrow_unit_equals_golden_with_stalls(unit_lanes):
     print(f"seed {seed}")
     jobs = _jobs(rng)
     got, _ = _run(NarrowVectorUnit(LANES, unit_lanes, ops=OPS), jobs, rng)
-    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
-    assert len(got) == len(want)
-    for n, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert g == w, f"beat {n}: got {g}, golden {w}"
+    _assert_golden(got, jobs)
 
 
 def test_narrow_unit_takes_one_cycle_per_piece():
@@ -125,10 +130,7 @@ def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
         jobs.append(Job(Op.SOFTMAX_EXP, x[:, ::-1].copy()))
     fill = (-(1 << 31), (1 << 31) - 1)
     got, _ = _run(NarrowVectorUnit(LANES, unit_lanes, ops=OPS), jobs, rng, fill)
-    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
-    assert len(got) == len(want)
-    for n, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert g == w, f"beat {n}: got {g}, golden {w}"
+    _assert_golden(got, jobs)
 
 
 def test_narrow_unit_takes_the_max_passes_a_beat_a_cycle():
