@@ -141,6 +141,8 @@ def _vector_footprint(opcode: Opcode, f: dict, reads: list, writes: list) -> Non
         writes.append(dst)
     elif opcode is Opcode.V_SOFTMAX_EXP:
         reads.append(src)
+        if flags & Flag.FOLD_V:
+            reads.append(words(f["addr3"], cols))
         writes += [dst, words(f["addr2"], rows)]
     elif opcode is Opcode.V_FOLD_V:
         reads += [src, words(f["addr2"], cols)]

@@ -233,15 +233,18 @@ class Machine:
         if ins["flags"] & Flag.CAUSAL:
             allowed = np.arange(cols)[None, :] <= (ins["imm"] + np.arange(rows))[:, None]
         e, total = ops.softmax_exp(self._src(ins), allowed)
+        if ins["flags"] & Flag.FOLD_V:   # the row sums stay e's
+            e = self._fold(e, ins["addr3"], cols)
         self.acc_write(ins["addr1"], ins["stride1"], e)
         self.acc_write(ins["addr2"], 1, total)
 
+    def _fold(self, e: np.ndarray, scales: int, cols: int) -> np.ndarray:
+        """``P'_j = round_shift(e_j * m_vj, sh_max - sh_vj)`` with the value scales at ``scales``."""
+        vm, ve = _scales(self.acc_read(scales, 1, cols, cols)[0])
+        return ops.round_shift(e * vm[None, :], (np.max(ve) - ve)[None, :])
+
     def _op_v_fold_v(self, ins) -> None:
-        cols = ins["cols"]
-        vm, ve = _scales(self.acc_read(ins["addr2"], 1, cols, cols)[0])
-        sh_max = np.max(ve)
-        folded = ops.round_shift(self._src(ins) * vm[None, :], (sh_max - ve)[None, :])
-        self.acc_write(ins["addr1"], ins["stride1"], folded)
+        self.acc_write(ins["addr1"], ins["stride1"], self._fold(self._src(ins), ins["addr2"], ins["cols"]))
 
     def _op_v_attn_scale(self, ins) -> None:
         rows, cols = ins["rows"], ins["cols"]

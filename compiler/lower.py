@@ -731,10 +731,10 @@ class _Emitter:
                 self.op(Opcode.V_REQUANT, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=qs, addr3=kc,
                         rows=rows, cols=s)
                 totals = self.acc.alloc(rows, f"layer {layer} softmax sums", high=second)
-                self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=ss,
-                        addr1=scores, stride1=ss, addr2=totals, rows=rows, cols=s, imm=p0)
-                self.op(Opcode.V_FOLD_V, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=vs, rows=rows,
-                        cols=s)
+                # the exponentials leave with V's per-key scales folded in (FOLD_V: V_FOLD_V's
+                # result, on the softmax's output stage instead of another pass over the scores)
+                self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.FOLD_V | (Flag.CAUSAL if causal else 0), addr0=scores,
+                        stride0=ss, addr1=scores, stride1=ss, addr2=totals, addr3=vs, rows=rows, cols=s, imm=p0)
                 pq, ps = self.quantize(scores, rows, s, ss, f"layer {layer} probabilities", high=second)
                 os_ = self.acc.alloc(rows, f"layer {layer} output scales", high=second)
                 self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=_PROBABILITY_SCALE,

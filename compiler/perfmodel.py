@@ -53,7 +53,12 @@ COLUMN_READS = {
     Opcode.V_RMSNORM: lambda flags: 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_LAYERNORM: lambda flags: 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_FOLD_V: lambda flags: 1,
+    Opcode.V_SOFTMAX_EXP: lambda flags: bool(flags & Flag.FOLD_V),
 }
+#: cycles the exponent scan of the value scales takes besides a cycle a chunk of ``lanes`` (V_FOLD_V,
+#: V_ATTN_SCALE and a V_SOFTMAX_EXP with FOLD_V scan them before their first beat): the reads' round
+#: trip (``testbench/test_core.py::fold_in_the_softmax``)
+SCAN_FIXED = 4
 #: passes over each row of the multi-pass vector operations (the sequencer's, ``rtl/vector/isa.py``;
 #: ``tests/test_perfmodel.py`` checks they agree)
 PASSES = {Opcode.V_RMSNORM: 3, Opcode.V_LAYERNORM: 3, Opcode.V_SOFTMAX_EXP: 2, Opcode.V_QUANT: 2}
@@ -94,6 +99,9 @@ ROPE_CHUNK_EXTRA = 4
 #: (on 8x8 the 3-pair ends of 11-pair heads take about 9.5; rows on whole accumulator rows, as the
 #: compiler places them: a read that straddles two rows is two reads)
 ROPE_CHUNK_MIN = 9
+#: cycles a V_ATTN_SCALE row takes on the sequencer's scalar path once the rows follow each other
+#: (``testbench/test_core.py::attn_scale_rows``)
+ATTN_SCALE_ROW = 8
 
 
 def rope_chunk_cycles(half: int, lanes: int) -> int:
@@ -242,7 +250,9 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     # the first pass of a MAX_FIRST opcode goes a beat a cycle
     pieces = max(beats, rows * math.ceil(cols / config.unit_lanes))
     if opcode in MAX_FIRST:
-        return np.array([1.0, rows * passes, beats + pieces * (passes - 1)])
+        # a softmax that folds V's scales scans them first (V_FOLD_V's fit has its scan)
+        scan = SCAN_FIXED + math.ceil(cols / config.lanes) if side else 0
+        return np.array([1.0, rows * passes, beats + pieces * (passes - 1) + scan])
     return np.array([1.0, rows * passes, pieces * passes])
 
 

@@ -71,6 +71,7 @@ class Flag(enum.IntFlag):
     HAS_BIAS = 0x08      # V_REQUANT / norms: add a per-column bias
     NO_COL_SCALE = 0x10  # V_REQUANT: row scales only
     CAUSAL = 0x20        # V_SOFTMAX_EXP: key j allowed for query row i iff j <= imm + i
+    FOLD_V = 0x40        # V_SOFTMAX_EXP: fold the value scales at addr3 into e (V_FOLD_V's result)
 
 
 #: The 256-bit instruction word.

@@ -15,7 +15,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 
 from compiler.funcsim import Machine, run_program
 from compiler.loops import fold
-from compiler.perfmodel import rope_chunk_cycles
+from compiler.perfmodel import ATTN_SCALE_ROW, SCAN_FIXED, rope_chunk_cycles
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
 from rtl.core.csr import ABORT, BUSY, DONE, ID_VALUE, IRQ_ENABLE
@@ -655,12 +655,14 @@ def _scales(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
 #: V_REQUANT's operand variants: column scales with or without a bias, the row scale alone with or
 #: without a bias
 REQUANT_FLAGS = (Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE, Flag.NO_COL_SCALE | Flag.HAS_BIAS)
+#: the variants each round runs, by opcode: V_REQUANT's, V_SOFTMAX_EXP without and with FOLD_V
+VARIANTS = {Opcode.V_REQUANT: REQUANT_FLAGS, Opcode.V_SOFTMAX_EXP: (0, Flag.FOLD_V)}
 
 
 def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout,
                 flags: int | None = None) -> list:
     """One vector instruction on random valid operands: LOADs, the instruction, STOREs of every
-    output. ``flags``: V_REQUANT's variant (random when None)."""
+    output. ``flags``: V_REQUANT's variant (random when None), or V_SOFTMAX_EXP's FOLD_V."""
     rng, prng = tb.np_rng, tb.rng
     # now and then a row longer than the side cache (16 chunks of 8 lanes): column operands read per row
     rows, cols = prng.randint(1, 6), prng.choice([prng.randint(1, 40)] * 3 + [prng.randint(120, 160)])
@@ -724,6 +726,8 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         sums = acc.take(rows)
         causal = prng.random() < 0.5
         fields.update(flags=Flag.CAUSAL if causal else 0, addr2=sums, imm=prng.randint(0, 3))
+        if flags:   # FOLD_V: the value scales folded into the results
+            fields.update(flags=fields["flags"] | Flag.FOLD_V, addr3=put(_scales(rng, cols, -20, -8), "value scales"))
         outputs.append((sums, rows, 1, rows, False))
     elif opcode == Opcode.V_FOLD_V:
         e = rng.integers(0, 1 << 15, (rows, cols)).astype(np.int32)
@@ -760,7 +764,7 @@ async def vector_instructions(dut):
         for opcode in VECTOR_OPCODES:
             if only and opcode.name != only:
                 continue
-            for flags in REQUANT_FLAGS if opcode == Opcode.V_REQUANT else (None,):
+            for flags in VARIANTS.get(opcode, (None,)):
                 image, layout, spad, acc = fresh_image(tb)
                 program = vector_case(tb, opcode, image, layout, acc, spad, flags)
                 cycles = await run_and_compare(tb, program, image)
@@ -806,6 +810,91 @@ async def rope_chunks(dut):
                       f"{each:.2f} a chunk more ({chunks} chunks, {half} pairs a head)")
         bound = 8 * heads * rope_chunk_cycles(half, C) / chunks + 0.5
         assert each <= bound, f"a V_ROPE chunk took {each:.2f} cycles (> {bound})"
+
+
+@cocotb.test()
+async def attn_scale_rows(dut):
+    """V_ATTN_SCALE against the functional simulator, and what each row costs on the scalar path:
+    its two reads (prefetched while the row before divides), the division, the scale products and
+    the write (``compiler.perfmodel.ATTN_SCALE_ROW``). The same rows in and out both times: only
+    the instruction's row count differs."""
+    tb = TB(dut)
+    await tb.reset()
+    C = tb.config.lanes
+    keys = 64
+    runs = {}
+    for rows in (1, 33):
+        image, layout, spad, acc = fresh_image(tb)
+        words = {"sums": tb.np_rng.integers(1, 1 << 22, 33).astype(np.uint32),
+                 "P scales": _scales(tb.np_rng, 33, -20, -14), "value scales": _scales(tb.np_rng, keys, -20, -8),
+                 "out": np.zeros(33, np.uint32)}   # (a known state for the rows one row leaves alone)
+        where = {}
+        program = []
+        for name, w in words.items():
+            dram = layout.take(w.nbytes, 4)
+            image[dram:dram + w.nbytes] = w.view(np.uint8)
+            where[name] = acc.take(w.size, C)
+            program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where[name], rows=1, cols=w.size)))
+        out, out_dram = where["out"], layout.take(4 * 33, 4)
+        program += [
+            (Opcode.V_ATTN_SCALE, dict(addr0=where["sums"], addr1=out, addr2=where["P scales"],
+                                       addr3=int(_scales(tb.np_rng, 1, -10, -5)[0]), imm=where["value scales"],
+                                       rows=rows, cols=keys)),
+            (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=out, addr1=out_dram, rows=1, cols=33)),
+        ]
+        runs[rows] = await run_and_compare(tb, program, image)
+    each = (runs[33] - runs[1]) / 32
+    dut._log.info(f"V_ATTN_SCALE: {runs[1]} cycles for one row, {runs[33]} for 33: {each:.2f} a row more")
+    assert each <= ATTN_SCALE_ROW + 0.5, f"a V_ATTN_SCALE row took {each:.2f} cycles (> {ATTN_SCALE_ROW})"
+
+
+@cocotb.test()
+async def fold_in_the_softmax(dut):
+    """A V_SOFTMAX_EXP with FOLD_V leaves in the SRAM what a V_SOFTMAX_EXP and a V_FOLD_V after it
+    leave (both against the functional simulator, and byte for byte against each other), in fewer
+    cycles; its cost over a plain V_SOFTMAX_EXP is the exponent scan
+    (``compiler.perfmodel.SCAN_FIXED`` and a cycle a chunk), not another pass."""
+    tb = TB(dut)
+    await tb.reset()
+    C = tb.config.lanes
+    rows, cols = 32, 64
+    scores = tb.np_rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32)
+    v_scales = _scales(tb.np_rng, cols, -12, -3)
+    causal = dict(flags=Flag.CAUSAL, imm=cols - rows)
+    results, cycles = {}, {}
+    for name in ("apart", "fused", "plain"):
+        image, layout, spad, acc = fresh_image(tb)
+        program, where = [], {}
+        for key, w in (("scores", scores), ("value scales", v_scales)):
+            dram = layout.take(w.nbytes, 4)
+            image[dram:dram + w.nbytes] = w.view(np.uint8).ravel()
+            where[key] = acc.take(w.size, C)
+            program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where[key], rows=1, cols=w.size)))
+        sums = acc.take(rows, C)
+        softmax = dict(addr0=where["scores"], stride0=cols, addr1=where["scores"], stride1=cols, addr2=sums,
+                       rows=rows, cols=cols, **causal)
+        if name == "fused":
+            program.append((Opcode.V_SOFTMAX_EXP, {**softmax, "flags": Flag.CAUSAL | Flag.FOLD_V,
+                                                   "addr3": where["value scales"]}))
+        else:
+            program.append((Opcode.V_SOFTMAX_EXP, softmax))
+        if name == "apart":
+            program.append((Opcode.V_FOLD_V, dict(addr0=where["scores"], stride0=cols, addr1=where["scores"],
+                                                  stride1=cols, addr2=where["value scales"], rows=rows, cols=cols)))
+        out = layout.take(4 * (rows * cols + rows), 4)
+        program += [(Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=where["scores"], addr1=out, rows=1,
+                                        cols=rows * cols)),
+                    (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=sums, addr1=out + 4 * rows * cols, rows=1,
+                                        cols=rows))]
+        cycles[name] = await run_and_compare(tb, program, image)
+        results[name] = tb.read_dram()[out:out + 4 * (rows * cols + rows)].copy()
+    dut._log.info(f"32 x 64 causal softmax: with V_FOLD_V after it {cycles['apart']} cycles, folded "
+                  f"{cycles['fused']}, without the fold {cycles['plain']}")
+    assert np.array_equal(results["fused"], results["apart"]), "the fused fold differs from V_FOLD_V's"
+    assert not np.array_equal(results["fused"], results["plain"]), "the value scales changed nothing"
+    scan = SCAN_FIXED + -(-cols // C)
+    assert cycles["fused"] - cycles["plain"] <= scan, \
+        f"the fold cost {cycles['fused'] - cycles['plain']} cycles over the softmax (> the scan, {scan})"
 
 
 async def wait_done(chip: Chip, timeout: int = 300_000) -> dict:

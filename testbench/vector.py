@@ -39,9 +39,14 @@ class Job:
 
     def instruction(self) -> dict:
         ins = {"op": self.op.value, "out_width": OutWidth.INT32.value, "causal": 0, "length": self.length,
-               "rows": self.rows, "allowed": 0, "position": 0, "eps": 0, "inv_len_m": 0, "inv_len_e": 0}
+               "rows": self.rows, "allowed": 0, "position": 0, "eps": 0, "inv_len_m": 0, "inv_len_e": 0, "fold": 0}
         ins.update(self.fields)
         return ins
+
+    @property
+    def takes_side(self) -> bool:
+        """Whether the unit takes a side beat with each beat of its last pass."""
+        return self.op in NEEDS_SIDE or (self.op == Op.SOFTMAX_EXP and bool(self.fields.get("fold")))
 
     def allowed_mask(self) -> np.ndarray:
         ins = self.instruction()
@@ -67,7 +72,7 @@ def input_beats(job: Job, lanes: int, fill: tuple[int, ...] = (0,)) -> list[list
 
 
 def side_beats(job: Job, lanes: int) -> list[list[dict]]:
-    if job.op not in NEEDS_SIDE:
+    if not job.takes_side:
         return []
     zeros = np.zeros_like(job.x)
     b = job.side_b if job.side_b is not None else zeros
@@ -115,6 +120,8 @@ def golden_rows(job: Job, head_dim: int, rope_theta: float):
         data = ops.softmax(x, job.allowed_mask())
     elif op == Op.SOFTMAX_EXP:
         data, value = ops.softmax_exp(x, job.allowed_mask())
+        if ins["fold"]:   # the value scales' fold: e x m, rounded, e_side <= 0
+            data = ops.requantize(data, job.side_m, job.side_e)
     elif op == Op.RMSNORM:
         data = ops.rmsnorm(x, job.side_m, job.side_e, ins["eps"], bias=job.side_b)
     elif op == Op.LAYERNORM:
@@ -162,6 +169,16 @@ def norm_fields(length: int, eps: float = 1e-5) -> dict:
     return {"eps": int(round(eps * length * 4 ** nx.FRAC)), "inv_len_m": int(m), "inv_len_e": int(e)}
 
 
+def folded(job: Job, rng: np.random.Generator) -> Job:
+    """A SOFTMAX_EXP ``job`` with V's per-key scales folded into its results (``fold``): per
+    column a mantissa (now and then 0, an all-zero value row's) and the exponent below the
+    largest, the same for every row."""
+    m = np.where(rng.random(job.length) < 0.1, 0, rng.integers(1 << 14, 1 << 15, job.length))
+    e = -rng.integers(0, 40, job.length)
+    return Job(job.op, job.x, side_m=np.tile(m, (job.rows, 1)), side_e=np.tile(e, (job.rows, 1)),
+               fields={**job.fields, "fold": 1})
+
+
 def random_job(op: Op, rng: np.random.Generator, rows: int, length: int, head_dim: int = 64) -> Job:
     """A job with random operands suited to ``op`` (its golden contract's input ranges)."""
     shape = (rows, length)
@@ -187,6 +204,8 @@ def random_job(op: Op, rng: np.random.Generator, rows: int, length: int, head_di
         fields = {}
         if rng.random() < 0.5:
             fields = {"allowed": int(rng.integers(1, length + 1)), "causal": int(rng.integers(0, 2))}
+        if op == Op.SOFTMAX_EXP and rng.random() < 0.5:
+            return folded(Job(op, x, fields=fields), rng)
         return Job(op, x, fields=fields)
     if op in (Op.RMSNORM, Op.LAYERNORM):
         x = wide(rng, shape, max_bits=int(rng.integers(4, 32)))

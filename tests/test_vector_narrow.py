@@ -16,7 +16,7 @@ from rtl.vector.narrow import NarrowVectorUnit
 from rtl.vector.unit import VectorUnit
 from scoville.config import ChipConfig
 from scoville.isa import Opcode
-from testbench.vector import Job, expected_beats, input_beats, random_job, side_beats, wide
+from testbench.vector import Job, expected_beats, folded, input_beats, random_job, side_beats, wide
 
 LANES = 4
 #: the sequencer's operations, and two reductions (one beat per row)
@@ -128,6 +128,7 @@ def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
         x = wide(rng, (rows + 1, length), max_bits=int(rng.integers(4, 20)))
         jobs.append(Job(Op.SOFTMAX_EXP, x, fields={"allowed": 1 + n % length, "causal": 1}))
         jobs.append(Job(Op.SOFTMAX_EXP, x[:, ::-1].copy()))
+        jobs.append(folded(Job(Op.SOFTMAX_EXP, x, fields={"allowed": 1 + n % length, "causal": 1}), rng))
     fill = (-(1 << 31), (1 << 31) - 1)
     got, _ = _run(NarrowVectorUnit(LANES, unit_lanes, ops=OPS), jobs, rng, fill)
     _assert_golden(got, jobs)

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from rtl.core.vector_sequencer import UNIT_OPS
 from rtl.vector.isa import Instruction, Op, lane_input_layout, side_layout
 from rtl.vector.unit import VectorUnit
-from testbench.vector import expected_beats, input_beats, random_job, side_beats
+from testbench.vector import expected_beats, folded, input_beats, random_job, side_beats
 
 LANES = 2
 
@@ -70,6 +70,7 @@ def test_unit_with_the_sequencers_ops_equals_golden():
     rng = np.random.default_rng(seed)
     print(f"seed {seed}")
     jobs = [random_job(op, rng, rows=2, length=5) for op in sorted(UNIT_OPS, key=lambda op: op.value)]
+    jobs.append(folded(random_job(Op.SOFTMAX_EXP, rng, rows=3, length=7), rng))   # attention's V fold
     unit = VectorUnit(lanes=LANES, ops=UNIT_OPS)
     got = _run(unit, jobs)
     want = [beat for job in jobs for beat in expected_beats(job, LANES)]

@@ -24,7 +24,7 @@ from scoville.isa import Flag, Instruction, Opcode
 
 __all__ = ["BoundsCheck", "SLOTS", "operands"]
 
-#: Operands checked per instruction, at most (``V_REQUANT`` and ``V_ATTN_SCALE`` have four).
+#: Operands checked per instruction, at most (``V_REQUANT``, ``V_ATTN_SCALE`` and ``V_SOFTMAX_EXP`` have four).
 SLOTS = 4
 
 SPAD, ACC = 0, 1
@@ -81,7 +81,8 @@ def operands(opcode: Opcode, w) -> list[tuple]:
     if opcode is Opcode.V_ROPE:
         return [src, _words(w.addr2, w.addr3 >> 1), dst]
     if opcode is Opcode.V_SOFTMAX_EXP:
-        return [src, dst, _words(w.addr2, w.rows)]
+        fold = flags[Flag.FOLD_V.bit_length() - 1]   # the value scales at addr3
+        return [src, dst, _words(w.addr2, w.rows), _words(w.addr3, Mux(fold, w.cols, 0))]
     if opcode is Opcode.V_FOLD_V:
         return [src, _words(w.addr2, w.cols), dst]
     if opcode is Opcode.V_ATTN_SCALE:

@@ -22,7 +22,9 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
 
 A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
 
-``V_FOLD_V`` and ``V_ATTN_SCALE`` first scan the value scales for their largest exponent.
+``V_FOLD_V``, ``V_ATTN_SCALE`` and a ``V_SOFTMAX_EXP`` with ``FOLD_V`` (which folds the value
+scales at ``addr3`` into its results, as a ``V_FOLD_V`` after it would) first scan the value scales
+for their largest exponent.
 The instruction is done once its last result is in the SRAM.
 """
 
@@ -51,7 +53,7 @@ class _Side(enum.Enum, shape=3):
     ROW_COL = 2      # m, e = row scale x column scale; b = bias (V_REQUANT)
     ROW = 3          # m, e = row scale; b = bias (V_REQUANT NO_COL_SCALE, V_DEQUANT)
     GAMMA = 4        # m, e = gamma scale; b = beta / bias (norms)
-    FOLD = 5         # m = value scale mantissa, e = its exponent - the largest (V_FOLD_V)
+    FOLD = 5         # m = value scale mantissa, e = its exponent - the largest (V_FOLD_V, FOLD_V)
 
 
 class _Output(enum.Enum, shape=2):
@@ -216,8 +218,12 @@ class VectorSequencer(wiring.Component):
                                  passes.eq(PASSES[unit_op])]
             with m.Case(Opcode.V_SCALE_MUL, Opcode.V_ATTN_SCALE, Opcode.V_ROPE):
                 m.d.comb += scalar_job.eq(1)
+        # V_SOFTMAX_EXP with FOLD_V: the value scales (at addr3) on the side stream of its last pass
+        fused_fold = (opcode == Opcode.V_SOFTMAX_EXP) & flags[Flag.FOLD_V.bit_length() - 1]
+        with m.If(fused_fold):
+            m.d.comb += side.eq(_Side.FOLD)
         m.d.comb += [from_spad.eq(opcode == Opcode.V_DEQUANT),
-                     scan_job.eq((opcode == Opcode.V_FOLD_V) | (opcode == Opcode.V_ATTN_SCALE))]
+                     scan_job.eq((opcode == Opcode.V_FOLD_V) | (opcode == Opcode.V_ATTN_SCALE) | fused_fold)]
         with m.If((opcode == Opcode.V_REQUANT) & flags[Flag.NO_COL_SCALE.bit_length() - 1]):
             m.d.comb += side.eq(_Side.ROW)
         rows, cols = ins.rows, ins.cols
@@ -277,6 +283,7 @@ class VectorSequencer(wiring.Component):
                     job.eps.eq(ins.imm),
                     job.inv_len_m.eq(_unpack_m(ins.addr3)),
                     job.inv_len_e.eq(_unpack_e(ins.addr3)),
+                    job.fold.eq(fused_fold),
                 ]
                 m.d.comb += job.out_width.eq(OutWidth.INT32)
                 with m.If(unit.c.ready):
@@ -364,7 +371,7 @@ class VectorSequencer(wiring.Component):
                                  side_tag.field.eq(_Field.ROW_SCALE)]
                 with m.Case(1):
                     first_addr = Mux(side == _Side.OTHER, other_base,
-                                     Mux(side == _Side.ROW_COL, ins.addr3, ins.addr2)) + side_c0
+                                     Mux((side == _Side.ROW_COL) | fused_fold, ins.addr3, ins.addr2)) + side_c0
                     m.d.comb += [side_request.addr.eq(first_addr), side_request.count.eq(chunk_count(side_c0)),
                                  side_tag.field.eq(_Field.FIRST), side_tag.last.eq(~needs_bias),
                                  side_tag.fill.eq(cacheable)]
@@ -487,7 +494,7 @@ class VectorSequencer(wiring.Component):
         with m.If(scan_start):
             m.d.sync += [scanning.eq(1), scan_c0.eq(0), e_max.eq(-(1 << 15)),
                          scan_left.eq(cols), scan_lanes.eq(Cat(*[cols > lane for lane in range(C)])),
-                         scan_base.eq(Mux(opcode == Opcode.V_FOLD_V, ins.addr2, ins.imm))]
+                         scan_base.eq(Mux(opcode == Opcode.V_FOLD_V, ins.addr2, Mux(fused_fold, ins.addr3, ins.imm)))]
         scan_issue = Signal()
         with m.If(scanning & (scan_c0 < cols)):
             m.d.comb += [scalar_read.eq(1), scalar_addr.eq(scan_base + scan_c0), scalar_count.eq(chunk_count(scan_c0)),

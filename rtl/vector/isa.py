@@ -80,7 +80,10 @@ class Instruction(data.Struct):
     ``allowed`` (SOFTMAX, SOFTMAX_EXP): keys ``0 .. allowed-1`` of the first row take part, 0 means all;
     with ``causal`` set each following row allows one more. ``position`` (ROPE): the token
     position of every row. ``eps`` (norms): ``eps_q = round(eps * H * 4**FRAC)``.
-    ``inv_len_m``, ``inv_len_e`` (LAYERNORM): the scale of ``1/H``. Rows or length 0: no-op.
+    ``inv_len_m``, ``inv_len_e`` (LAYERNORM): the scale of ``1/H``. ``fold`` (SOFTMAX_EXP): each
+    result is ``requantize(e, m, e_side)`` with the side stream's per-column ``m``, ``e`` (attention's
+    value-scale fold, ``V_FOLD_V``, on the output stage); the row sum stays that of ``e``. Rows or
+    length 0: no-op.
     """
 
     op: Op
@@ -93,6 +96,7 @@ class Instruction(data.Struct):
     eps: unsigned(32)
     inv_len_m: signed(16)
     inv_len_e: signed(8)
+    fold: unsigned(1)
 
 
 def lane_input_layout(lanes: int) -> data.ArrayLayout:

@@ -118,7 +118,8 @@ class NarrowVectorUnit(wiring.Component):
                     m.d.comb += passes.eq(PASSES[code])
         needs_side = Signal()
         elementwise = Signal()
-        m.d.comb += [needs_side.eq(any_of(op, NEEDS_SIDE)), elementwise.eq(any_of(op, ELEMENTWISE))]
+        m.d.comb += [needs_side.eq(any_of(op, NEEDS_SIDE) | (ins.fold & (op == Op.SOFTMAX_EXP))),
+                     elementwise.eq(any_of(op, ELEMENTWISE))]
         # the unit drops an instruction without rows or elements: so do the framing queues
         empty = (ins.rows == 0) | (ins.length == 0)
         room = Signal()

@@ -231,7 +231,9 @@ class VectorUnit(wiring.Component):
         reduced_in = job_in.reduced if self.reduced_step != lanes else Const(0, 1)
         m.d.comb += [
             job_in.op.eq(incoming.op),
-            job_in.needs_side.eq(any_of(incoming.op.as_value(), NEEDS_SIDE)),
+            # SOFTMAX_EXP with `fold` takes the value scales on the side stream
+            job_in.needs_side.eq(any_of(incoming.op.as_value(), NEEDS_SIDE)
+                                 | (incoming.fold & (incoming.op == Op.SOFTMAX_EXP))),
             job_in.elementwise.eq(any_of(incoming.op.as_value(), ELEMENTWISE)),
             job_in.short.eq(any_of(incoming.op.as_value(), SHORT_PATH)),
             job_in.softmax.eq(any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP))),
@@ -344,6 +346,8 @@ class VectorUnit(wiring.Component):
         ins = instruction(issue_index)
         slot.update({"inv_len_m": ins.inv_len_m, "inv_len_e": ins.inv_len_e, "eps": ins.eps,
                      "position": ins.position, "out_width": ins.out_width.as_value()})
+        # SOFTMAX_EXP's fold (one bit): in registers with the beat, as the side stage needs it too
+        slot["fold"] = ins.fold if Op.SOFTMAX_EXP in self.ops else Const(0, 1)
         slot = pipe.stage(slot, keep=True)   # the input register
         # what F needs of the instruction: a beat on the short path takes it along in registers
         short_job = {k: pipe.reg(slot[k], f"short_{k}") for k in ("position", "out_width")}
@@ -787,7 +791,8 @@ class VectorUnit(wiring.Component):
         # the side beat taken with this beat at admission leaves the side FIFO here, and is
         # registered with the row results of pass 1 before anything is computed from it
         side_needed = Signal()
-        m.d.comb += side_needed.eq(slot["valid"] & slot["final"] & is_op(slot, *NEEDS_SIDE))
+        m.d.comb += side_needed.eq(slot["valid"] & slot["final"]
+                                   & (is_op(slot, *NEEDS_SIDE) | (slot["fold"] & is_op(slot, Op.SOFTMAX_EXP))))
         side_depth = 1 << (pipe.depth + 2).bit_length()
         # a side beat is written into the FIFO at admission and readable two cycles later; a
         # short-path beat, the quickest, must not reach this stage sooner (merged stages bring it
@@ -845,6 +850,8 @@ class VectorUnit(wiring.Component):
                 ((Op.ROPE,), [mj.eq(slot["cos"][j]), ej.eq(-nx.TRIG_FRAC)]),
                 ((Op.QUANTIZE,), [mj.eq(slot["recip"]), ej.eq(-nx.RECIP_FRAC - slot["quant_shift"])]),
                 ((Op.SOFTMAX,), [mj.eq(slot["rm"]), ej.eq(slot["re"] + nx.PROB_FRAC)]),
+                # e x the value scale, rounded (golden's V fold); without `fold`, e itself
+                ((Op.SOFTMAX_EXP,), [mj.eq(Mux(slot["fold"], mj_side, 1)), ej.eq(Mux(slot["fold"], ej_side, 0))]),
                 ((Op.RMSNORM, Op.LAYERNORM), [mj.eq(slot["norm_m"][j]), ej.eq(slot["norm_e"][j]), bj.eq(bj_side)]),
             )
             with m.Switch(slot["op"]):
@@ -859,7 +866,7 @@ class VectorUnit(wiring.Component):
         out_width = Mux(is_op(slot, Op.REQUANT), job["out_width"],
                         Mux(is_op(slot, Op.QUANTIZE), 3, OutWidth.INT32.value))
         for key in ("phi", "cos", "recip", "quant_shift", "final", "side_b", "side_m", "side_e", "rm", "re",
-                    "norm_m", "norm_e"):
+                    "norm_m", "norm_e", "fold"):
             slot.pop(key)
         slot = pipe.stage({**slot, "mult": mult, "expo": expo, "bias": bias, "out_width": out_width})
         # the bias waits in a delay line until the sum
