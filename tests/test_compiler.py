@@ -187,6 +187,33 @@ def test_prompt_logits_leave_a_tile_at_a_time():
                 assert requant < store and (n + 1 == len(requants) or store < requants[n + 1])
 
 
+@pytest.mark.parametrize("model", ["tiny-llama", "minilm"])
+def test_prompt_attention_folds_v_in_the_softmax(model):
+    """A prompt's attention folds V's scales on each head's softmax (``FOLD_V``, the head group's
+    value scales at addr3): no V_FOLD_V pass. A decode's attention of every group at once keeps
+    one V_FOLD_V per group after its one softmax (bit-exact either way: the compiler tests
+    above)."""
+    ckpt = load_model(model)
+    compiler = Compiler(ckpt)
+    cfg = ckpt.config
+    jobs = [(compiler.job(np.arange(1, 33) * 7 % cfg.vocab_size), "prompt")]
+    if cfg.arch == "llama":
+        jobs.append((compiler.job(np.array([5]), 32), "decode"))
+    for job, kind in jobs:
+        ops = [(op, f) for op, f in job.program]
+        softmaxes = [f for op, f in ops if op is Opcode.V_SOFTMAX_EXP]
+        folds = [f for op, f in ops if op is Opcode.V_FOLD_V]
+        if kind == "prompt":
+            # one per head, layer and block of tokens
+            assert softmaxes and len(softmaxes) % (cfg.num_layers * cfg.num_heads) == 0 and not folds
+            assert all(f.get("flags", 0) & Flag.FOLD_V for f in softmaxes)
+            # each reads a value-scale buffer that a LOAD filled
+            loaded = {f["addr1"] for op, f in ops if op is Opcode.LOAD and f.get("flags", 0) & Flag.DST_ACC}
+            assert all(f["addr3"] in loaded for f in softmaxes)
+        else:
+            assert not any(f.get("flags", 0) & Flag.FOLD_V for f in softmaxes)
+            assert len(folds) == cfg.num_layers * compiler.kv_heads
+
 def test_what_does_not_fit_is_named():
     ckpt = load_model("tiny-llama")
     with pytest.raises(FitError, match="scratchpad|accumulator"):
