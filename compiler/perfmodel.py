@@ -91,26 +91,24 @@ DMA_YIELD = 8
 #: engine.py``), so the next one's fixed cost (the check, the DRAM latency, the status: the
 #: constant of ``LOAD``'s coefficients) passes while the one before finishes.
 TRANSFER_OVERLAP = 45
-#: cycles a V_ROPE chunk takes besides one a rotation pair: the pipeline's drain (2) and its two
-#: writes (the next chunk's three reads go out meanwhile; ``rtl/core/vector_sequencer.py``,
-#: ROPE_*: a chunk of 8 pairs takes 12 cycles on the 8x8 and 16x16 chips)
-ROPE_CHUNK_EXTRA = 4
-#: the fewest cycles a V_ROPE chunk takes: its reads' round trip, which a short chunk does not hide
-#: (on 8x8 the 3-pair ends of 11-pair heads take about 9.5; rows on whole accumulator rows, as the
-#: compiler places them: a read that straddles two rows is two reads)
-ROPE_CHUNK_MIN = 9
+#: the fewest cycles a V_ROPE chunk takes on the sequencer's scalar path (``rtl/core/
+#: vector_sequencer.py``): chunks take turns in two output banks, and a bank is free again once
+#: the chunk in it has crossed the three-stage pipeline and left as two writes (4 cycles a chunk of
+#: 4 pairs on a 4-lane core computing 2 a cycle; rows on whole accumulator rows, as the compiler
+#: places them: a read that straddles two rows is two reads, which a short chunk does not hide).
+ROPE_CHUNK_MIN = 4
 #: cycles a V_ATTN_SCALE row takes on the sequencer's scalar path once the rows follow each other
 #: (``testbench/test_core.py::attn_scale_rows``)
 ATTN_SCALE_ROW = 8
 
 
-def rope_chunk_cycles(half: int, lanes: int) -> int:
+def rope_chunk_cycles(half: int, lanes: int, pairs_per_cycle: int = 1) -> int:
     """Cycles the chunks of one head's ``half`` rotation pairs take on the sequencer's scalar
-    path: up to ``lanes`` pairs a chunk, each ``pairs`` + :data:`ROPE_CHUNK_EXTRA` and at least
-    :data:`ROPE_CHUNK_MIN`."""
+    path: up to ``lanes`` pairs a chunk, ``pairs_per_cycle`` a cycle (``ChipConfig.rope_pairs``),
+    and at least :data:`ROPE_CHUNK_MIN` a chunk."""
     full, rest = divmod(half, lanes)
     sizes = [lanes] * full + ([rest] if rest else [])
-    return sum(max(p + ROPE_CHUNK_EXTRA, ROPE_CHUNK_MIN) for p in sizes)
+    return sum(max(-(-p // pairs_per_cycle), ROPE_CHUNK_MIN) for p in sizes)
 
 
 def _banks(addr: int, words: int, config: ChipConfig) -> set[int]:
@@ -232,7 +230,7 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         # chunks of up to `lanes` rotation pairs, each head's half split separately
         half = max(fields.get("addr3", 0), 2) // 2
         heads = rows * math.ceil(cols / (2 * half))
-        return np.array([1.0, heads * rope_chunk_cycles(half, config.lanes)])
+        return np.array([1.0, heads * rope_chunk_cycles(half, config.lanes, config.rope_pairs)])
     if family == "scalar":
         return np.array([1.0, rows, rows * cols])
     passes = PASSES.get(opcode, 1)
@@ -270,7 +268,7 @@ COEFFICIENTS = {
     "transfer": np.array([52.695, 1.424, 1.038]),
     "matmul": np.array([45.316, 0.923, 1.000, 0.934]),
     "scalar": np.array([2.608, 5.524, 0.248]),
-    "rope": np.array([3.000, 1.000]),
+    "rope": np.array([12.000, 1.000]),
     "vector": np.array([134.000, 0.014, 1.000]),
     "vector_short": np.array([27.773, 2.225, 0.874]),
     "LOAD": np.array([53.310, 1.474, 1.008]),
@@ -283,7 +281,7 @@ COEFFICIENTS = {
     "V_MUL": np.array([38.000, 0.000, 1.000]),
     "V_SILU": np.array([24.323, 7.655, 0.388]),
     "V_RMSNORM": np.array([141.743, 0.070, 0.993]),
-    "V_ROPE": np.array([3.000, 1.000]),
+    "V_ROPE": np.array([12.000, 1.000]),
     "V_SOFTMAX_EXP": np.array([133.266, 0.012, 0.999]),
     "V_FOLD_V": np.array([45.777, -0.079, 1.015]),
     "V_ATTN_SCALE": np.array([3.902, 13.977, 0.080]),

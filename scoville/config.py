@@ -52,6 +52,12 @@ class ChipConfig:
         12 995 at 8 and 12 711 at 16 (no gain beyond); on 8x8, 25 594 at 4 and 25 516 at 8 or
         more. On the ECP5 a queue of up to 16 instructions takes the same distributed RAM as one
         of 4 (16-word LUT RAMs).
+    rope_pairs : int
+        ``V_ROPE`` rotation pairs the vector sequencer's scalar path computes per cycle (a power
+        of two up to ``lanes``). Each costs a 32 x 32 phase product, two sine interpolations and
+        four 32 x 18 products (about eleven DSP blocks on the ECP5): the FPGA chip keeps 1 (a
+        chunk of eight pairs takes 8 cycles and its three reads hide behind them); with 4, a
+        chunk takes about 3 cycles, its reads' (docs/architecture.md, "Vector sequencer").
     """
 
     rows: int = 8
@@ -73,6 +79,7 @@ class ChipConfig:
     mesh_width: int = 1
     mesh_height: int = 1
     queue_depth: int = 16
+    rope_pairs: int = 1
 
     def __post_init__(self) -> None:
         for name in ("rows", "columns", "lanes"):
@@ -97,6 +104,10 @@ class ChipConfig:
         if not isinstance(self.queue_depth, int) or not 2 <= self.queue_depth <= 64 \
                 or self.queue_depth & (self.queue_depth - 1):
             raise ValueError(f"queue_depth must be a power of two from 2 to 64, got {self.queue_depth!r}")
+        if not isinstance(self.rope_pairs, int) or not 1 <= self.rope_pairs <= self.lanes \
+                or self.rope_pairs & (self.rope_pairs - 1):
+            raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({self.lanes}), "
+                             f"got {self.rope_pairs!r}")
         if self.dram_bytes > 1 << 32:
             raise ValueError(f"dram_bytes must fit 32-bit addresses, got {self.dram_bytes}")
 
@@ -114,17 +125,18 @@ class ChipConfig:
 
 
 #: Configurations used by tests, the FPGA and scaling studies. Only the default, "8x8" (the FPGA
-#: chip), has a vector unit narrower than its beats; the others keep eight accumulator banks.
+#: chip), has a vector unit narrower than its beats; the others keep eight accumulator banks, and
+#: from 16 lanes on compute a quarter of a chunk's RoPE pairs a cycle.
 _FULL = {"vector_lanes": None, "acc_banks": 8}
 CONFIGS = {
     "2x2": ChipConfig(rows=2, columns=2, lanes=2, spad_bytes=64 * 1024, acc_words=16 * 1024, **_FULL),
     "8x8": ChipConfig(),
     "16x16": ChipConfig(rows=16, columns=16, lanes=16, spad_bytes=512 * 1024, acc_words=128 * 1024, bus_bytes=16,
-                        **_FULL),
+                        rope_pairs=4, **_FULL),
     "32x32": ChipConfig(rows=32, columns=32, lanes=32, spad_bytes=1024 * 1024, acc_words=256 * 1024, bus_bytes=32,
-                        **_FULL),
+                        rope_pairs=8, **_FULL),
     # the performance issue's second configuration (make bench's chip16x16.*): 16x16 on a 128-bit
     # bus, SRAMs of 64 KiB and 64K words
     "16x16-128b": ChipConfig(rows=16, columns=16, lanes=16, bus_bytes=16, spad_bytes=64 * 1024,
-                             acc_words=64 * 1024, **_FULL),
+                             acc_words=64 * 1024, rope_pairs=4, **_FULL),
 }

@@ -773,11 +773,11 @@ async def vector_instructions(dut):
 
 @cocotb.test()
 async def rope_chunks(dut):
-    """V_ROPE against the functional simulator, and what each chunk of rotation pairs costs: its
-    pairs, the pipeline's drain and its two writes, the next chunk's reads going out meanwhile,
-    or the reads' round trip for a short chunk (``compiler.perfmodel.rope_chunk_cycles``: a head
-    of 16 elements, chunks of 8 pairs, 12 cycles on 8x8; a head wider than C pairs is chunks of C
-    and a shorter last one)."""
+    """V_ROPE against the functional simulator, and what each chunk of rotation pairs costs: a
+    cycle per ``rope_pairs`` pairs, its reads, pipeline and writes overlapping the chunks before
+    and after it, or its three reads for a short chunk (``compiler.perfmodel.rope_chunk_cycles``:
+    a head of 16 elements, chunks of 8 pairs, 8 cycles on 8x8; a head wider than C pairs is
+    chunks of C and a shorter last one)."""
     tb = TB(dut)
     await tb.reset()
     C = tb.config.lanes
@@ -808,7 +808,10 @@ async def rope_chunks(dut):
         each = (runs[9] - runs[1]) / chunks
         dut._log.info(f"V_ROPE, head {head}: {runs[1]} cycles for one row, {runs[9]} for 9: "
                       f"{each:.2f} a chunk more ({chunks} chunks, {half} pairs a head)")
-        bound = 8 * heads * rope_chunk_cycles(half, C) / chunks + 0.5
+        # (the wider head's second halves start mid-row: each such read is two row reads, which
+        # its short chunks do not hide, about 1.4 cycles a chunk on the 8x8 core)
+        slack = 0.5 if head == 16 else 1.5
+        bound = 8 * heads * rope_chunk_cycles(half, C, tb.config.rope_pairs) / chunks + slack
         assert each <= bound, f"a V_ROPE chunk took {each:.2f} cycles (> {bound})"
 
 

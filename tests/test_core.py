@@ -13,8 +13,9 @@ CONFIGS = {
     # two 8x8 cores (a 3 x 1 mesh with the memory tile)
     "two_8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
                 "dram_bytes": 1 << 16, "watchdog": 4096, "mesh_width": 2},
+    # two RoPE pairs a cycle (the 8x8 FPGA chip computes one)
     "4x4": {"rows": 4, "columns": 4, "lanes": 4, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
-            "dram_bytes": 1 << 16, "watchdog": 4096},
+            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2},
 }
 
 
@@ -41,6 +42,14 @@ def test_core_vector_instructions(name):
     run_cocotb(core_design(name), "testbench.test_core",
                testcase=["vector_instructions", "rope_chunks", "attn_scale_rows", "fold_in_the_softmax"],
                test_name="vector")
+
+
+def test_core_rope_pairs():
+    """V_ROPE two pairs a cycle (the 4x4 core; the 8x8 FPGA chip's computes one): random heads
+    against the functional simulator and the chunks' cost (``rope_chunks``); the rest of the
+    4x4 core's vector tests run in make test-full."""
+    run_cocotb(core_design("4x4"), "testbench.test_core", testcase=["rope_chunks", "vector_instructions"],
+               test_name="rope", extra_env={"SCOVILLE_OPCODE": "V_ROPE", "SCOVILLE_ROUNDS": "4"})
 
 
 def test_core_faults():

@@ -30,6 +30,7 @@ The instruction is done once its last result is in the SRAM.
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader, ChunkSplitter
@@ -126,6 +127,9 @@ class VectorSequencer(wiring.Component):
     head_dim, rope_theta : the vector unit's RoPE tables.
     stage_merge : int
         The vector unit's pipeline stages per register stage (``VectorUnit``'s).
+    rope_pairs : int
+        ``V_ROPE`` rotation pairs the scalar path computes a cycle (a power of two, at most
+        ``lanes``): each is a phase product, two sine-table interpolations and four products.
 
     Ports
     -----
@@ -139,9 +143,12 @@ class VectorSequencer(wiring.Component):
 
     def __init__(self, *, lanes: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15, acc_row_bits: int = 13,
                  head_dim: int = 64, rope_theta: float = 10000.0, side_cache_chunks: int = 16,
-                 unit_lanes: int | None = None, stage_merge: int = 1):
+                 unit_lanes: int | None = None, stage_merge: int = 1, rope_pairs: int = 1):
         if lanes & (lanes - 1) or spad_row_bytes < lanes:
             raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
+        if not isinstance(rope_pairs, int) or rope_pairs < 1 or rope_pairs & (rope_pairs - 1) or rope_pairs > lanes:
+            raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({lanes}), got {rope_pairs!r}")
+        self.rope_pairs = rope_pairs
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
             raise ValueError(f"side_cache_chunks must be a positive integer, got {side_cache_chunks!r}")
         self.side_cache_chunks = side_cache_chunks
@@ -534,35 +541,22 @@ class VectorSequencer(wiring.Component):
         write_scalar = Signal()
         const_m, const_e = _unpack_m(ins.addr3), _unpack_e(ins.addr3)
         attn = opcode == Opcode.V_ATTN_SCALE
-        # RoPE: rows x heads x chunks of up to C pairs. A chunk's first elements, second elements
-        # and frequencies come in as three reads into shift registers; one pair per cycle then goes
-        # through phase -> sine -> rotation (a register after each), the results go into two
-        # output registers, and the chunk leaves as two writes, while the next chunk's three reads
-        # come in. The sine table is two ROM-like arrays (knots, slopes).
+        # RoPE: rows x heads x chunks of up to C pairs, streamed. A *reader* walks the chunks
+        # and asks for each one's first elements, second elements and frequencies (three reads,
+        # one a cycle, as far ahead as the side reader's response buffer allows); its destination,
+        # pair count and position go into a small FIFO. The three words of a chunk gather in a
+        # staging register while the chunk before runs. A chunk then goes through
+        # phase -> sine -> rotation (a register after each) `rope_pairs` pairs a cycle into one
+        # of two output banks (chunk i into bank i % 2, once the writes of chunk i - 2 are done),
+        # and a *writer* sends each full bank as two writes (first halves, second halves) while
+        # the next chunk fills the other. The sine table is two ROM-like arrays (knots, slopes).
+        R = self.rope_pairs
+        steps_bits = max(1, (C // R - 1).bit_length())
         head_dim = ins.addr3[:16]
         half = head_dim[1:16]
-        pair = Signal(16)        # the chunk's first pair within the head
-        head_base = Signal(16)   # element offset of the head in the row
-        src_row = Signal(32)
-        dst_row = Signal(32)
-        position = Signal(32)    # the row's token position
-        pairs = Signal(range(C + 1))   # pairs in this chunk
-        m.d.comb += pairs.eq(Mux(half - pair < C, half - pair, C))
-        x1s = Signal(32 * C)     # the chunk's first elements, lowest next
-        x2s = Signal(32 * C)     # its second elements
-        freqs = Signal(32 * C)   # its frequencies
-        out1s = Signal(32 * C)   # rotated first elements, shifted in from the top
-        out2s = Signal(32 * C)
-        requested = Signal(2)    # reads of the chunk asked for (x1, x2, frequencies)
-        taken = Signal(2)        # and taken
-        rope_step = Signal(range(C + 3))   # pipeline cycle within the chunk
-        x1 = Signal(signed(32))  # phase stage
-        x2 = Signal(signed(32))
-        phase = Signal(32)
-        sx1 = Signal(signed(32))  # sine stage
-        sx2 = Signal(signed(32))
-        sin = Signal(signed(18))
-        cos = Signal(signed(18))
+        rope = opcode == Opcode.V_ROPE
+        rope_start = Signal()
+        rope_done = Signal()
         sine = nx.sine_table()
         knots = Array(Const(k, signed(18)) for k in sine.knots[:-1])
         slopes = Array(Const(sine.knots[i + 1] - k, signed(18)) for i, k in enumerate(sine.knots[:-1]))
@@ -578,10 +572,148 @@ class VectorSequencer(wiring.Component):
             rounded = (wide + (1 << (nx.TRIG_FRAC - 1))) >> nx.TRIG_FRAC
             return Mux(rounded > (1 << 31) - 1, (1 << 31) - 1, Mux(rounded < -(1 << 31), -(1 << 31), rounded))
 
-        rope = opcode == Opcode.V_ROPE
+        # the reader: the chunk it asks for next
+        rd_active = Signal()
+        rd_k = Signal(2)           # which of the chunk's three reads
+        rd_pair = Signal(16)       # the chunk's first pair within the head
+        rd_head = Signal(16)       # element offset of the head in the row
+        rd_row = Signal(16)
+        rd_src = Signal(32)        # element address of the row
+        rd_dst = Signal(32)
+        rd_position = Signal(32)   # the row's token position
+        rd_pairs = Mux(half - rd_pair < C, half - rd_pair, C)
+        rd_after = rd_pair + rd_pairs
+        rd_head_done = rd_after >= half
+        rd_row_done = rd_head_done & (rd_head + head_dim >= cols)
+        rd_last = rd_row_done & (rd_row == rows - 1)
+        rd_x1 = rd_src + rd_head + rd_pair
+        chunk_meta = data.StructLayout({"dst": 32, "pairs": range(C + 1), "position": 32, "last": 1})
+        m.submodules.rope_meta = rope_meta = SyncFIFOBuffered(width=chunk_meta.size, depth=4)
+        meta_in = data.View(chunk_meta, rope_meta.w_data)
+        meta_out = data.View(chunk_meta, rope_meta.r_data)
+        with m.If(rope_start):
+            m.d.sync += [rd_active.eq(1), rd_k.eq(0), rd_pair.eq(0), rd_head.eq(0), rd_row.eq(0),
+                         rd_src.eq(ins.addr0), rd_dst.eq(ins.addr1), rd_position.eq(ins.imm)]
+        m.d.comb += [meta_in.dst.eq(rd_dst + rd_head + rd_pair), meta_in.pairs.eq(rd_pairs),
+                     meta_in.position.eq(rd_position), meta_in.last.eq(rd_last)]
+        with m.If(rd_active & ((rd_k != 0) | rope_meta.w_rdy)):
+            m.d.comb += [scalar_read.eq(1), scalar_count.eq(rd_pairs),
+                         scalar_addr.eq(Mux(rd_k == 0, rd_x1, Mux(rd_k == 1, rd_x1 + half, ins.addr2 + rd_pair)))]
+            with m.If(side_source.request.ready):
+                m.d.comb += rope_meta.w_en.eq(rd_k == 0)
+                m.d.sync += rd_k.eq(rd_k + 1)
+                with m.If(rd_k == 2):
+                    m.d.sync += [rd_k.eq(0), rd_pair.eq(Mux(rd_head_done, 0, rd_after))]
+                    with m.If(rd_head_done):
+                        m.d.sync += rd_head.eq(rd_head + head_dim)
+                        with m.If(rd_row_done):
+                            m.d.sync += [rd_head.eq(0), rd_row.eq(rd_row + 1), rd_position.eq(rd_position + 1),
+                                         rd_src.eq(rd_src + ins.stride0), rd_dst.eq(rd_dst + ins.stride1)]
+                    with m.If(rd_last):
+                        m.d.sync += rd_active.eq(0)
+
+        # staging: a chunk's three words as they come
+        staged = Signal(2)
+        stage_x1, stage_x2, stage_f = (Signal(32 * C, name=f"rope_stage_{n}") for n in ("x1", "x2", "f"))
+        # the chunk running: its words (lowest pairs next), steps left, bank, position
+        run_valid = Signal()
+        run_x1, run_x2, run_f = (Signal(32 * C, name=f"rope_run_{n}") for n in ("x1", "x2", "f"))
+        run_step = Signal(steps_bits)
+        run_last_step = Signal(steps_bits)
+        run_bank = Signal()
+        run_last = Signal()
+        run_position = Signal(32)
+        # the output banks: taken by a chunk (until written), full (every result in), what to write
+        bank_taken = Signal(2)
+        bank_full = Signal(2)
+        bank_dst = [Signal(32, name=f"rope_dst{b}") for b in range(2)]
+        bank_pairs = [Signal(range(C + 1), name=f"rope_pairs{b}") for b in range(2)]
+        bank_last = Signal(2)
+        out1 = [Signal(32 * C, name=f"rope_out1_{b}") for b in range(2)]
+        out2 = [Signal(32 * C, name=f"rope_out2_{b}") for b in range(2)]
+        next_bank = Signal()       # the bank the next chunk takes
+        write_bank = Signal()      # the bank the writer sends next
+        write_second = Signal()    # its second halves are next
+        with m.If(rope_start):
+            m.d.sync += [staged.eq(0), run_valid.eq(0), bank_taken.eq(0), bank_full.eq(0), next_bank.eq(0),
+                         write_bank.eq(0), write_second.eq(0)]
+        with m.If(rope & scalar_valid & (staged != 3)):
+            m.d.comb += side_source.response.ready.eq(1)
+            m.d.sync += staged.eq(staged + 1)
+            with m.Switch(staged):
+                with m.Case(0):
+                    m.d.sync += stage_x1.eq(scalar_word)
+                with m.Case(1):
+                    m.d.sync += stage_x2.eq(scalar_word)
+                with m.Default():
+                    m.d.sync += stage_f.eq(scalar_word)
+        issuing = run_valid
+        finishing = issuing & (run_step == run_last_step)
+        bank_free = Mux(next_bank, ~bank_taken[1], ~bank_taken[0])
+        load = (staged == 3) & rope_meta.r_rdy & (~run_valid | finishing) & bank_free
+        with m.If(issuing):
+            m.d.sync += [run_x1.eq(run_x1 >> (32 * R)), run_x2.eq(run_x2 >> (32 * R)), run_f.eq(run_f >> (32 * R)),
+                         run_step.eq(run_step + 1)]
+            with m.If(finishing):
+                m.d.sync += run_valid.eq(0)
+        with m.If(load):
+            steps = (meta_out.pairs + (R - 1)) >> (R.bit_length() - 1)
+            m.d.comb += rope_meta.r_en.eq(1)
+            m.d.sync += [staged.eq(0), run_valid.eq(1), run_x1.eq(stage_x1), run_x2.eq(stage_x2), run_f.eq(stage_f),
+                         run_step.eq(0), run_last_step.eq(steps - 1), run_bank.eq(next_bank),
+                         run_last.eq(meta_out.last), run_position.eq(meta_out.position), next_bank.eq(~next_bank)]
+            for b in range(2):
+                with m.If(next_bank == b):
+                    m.d.sync += [bank_taken[b].eq(1), bank_dst[b].eq(meta_out.dst), bank_pairs[b].eq(meta_out.pairs),
+                                 bank_last[b].eq(meta_out.last)]
+        # phase -> sine -> rotation, R pairs a cycle
+        s1 = {"valid": Signal(name="rope_s1_valid"), "step": Signal(steps_bits, name="rope_s1_step"),
+              "bank": Signal(name="rope_s1_bank"), "full": Signal(name="rope_s1_full")}
+        s2 = {"valid": Signal(name="rope_s2_valid"), "step": Signal(steps_bits, name="rope_s2_step"),
+              "bank": Signal(name="rope_s2_bank"), "full": Signal(name="rope_s2_full")}
+        m.d.sync += [s1["valid"].eq(issuing), s1["step"].eq(run_step), s1["bank"].eq(run_bank),
+                     s1["full"].eq(finishing)]
+        m.d.sync += [s2[k].eq(s1[k]) for k in s1]
+        rotated1, rotated2 = [], []
+        for k in range(R):
+            x1, x2 = (Signal(signed(32), name=f"rope_x{n}_{k}") for n in (1, 2))
+            phase = Signal(32, name=f"rope_phase{k}")
+            sx1, sx2 = (Signal(signed(32), name=f"rope_sx{n}_{k}") for n in (1, 2))
+            sin, cos = Signal(signed(18), name=f"rope_sin{k}"), Signal(signed(18), name=f"rope_cos{k}")
+            m.d.sync += [
+                x1.eq(run_x1.word_select(k, 32).as_signed()), x2.eq(run_x2.word_select(k, 32).as_signed()),
+                phase.eq((run_position * run_f.word_select(k, 32))[:32]),
+                sx1.eq(x1), sx2.eq(x2),
+                sin.eq(sine_at(phase)), cos.eq(sine_at((phase + (1 << 30))[:32])),
+            ]
+            rotated1.append(rotate(sx1, sx2, cos, sin)[:32])
+            rotated2.append(rotate(sx2, -sx1, cos, sin)[:32])
+        with m.If(s2["valid"]):
+            for b in range(2):
+                with m.If(s2["bank"] == b):
+                    m.d.sync += [out1[b].word_select(s2["step"], 32 * R).eq(Cat(*rotated1)),
+                                 out2[b].word_select(s2["step"], 32 * R).eq(Cat(*rotated2))]
+                    with m.If(s2["full"]):
+                        m.d.sync += bank_full[b].eq(1)
+        # the writer: each full bank's first halves, then its second halves
+        rope_write = Signal()
+        m.d.comb += [rope_write.eq(rope & Mux(write_bank, bank_full[1], bank_full[0])), write_scalar.eq(rope_write)]
         write_addr = Signal(32)
         write_count = Signal(range(C + 1))
         write_data = Signal(32 * C)
+        m.d.comb += [write_addr.eq(Mux(write_bank, bank_dst[1], bank_dst[0]) + Mux(write_second, half, 0)),
+                     write_count.eq(Mux(write_bank, bank_pairs[1], bank_pairs[0])),
+                     write_data.eq(Mux(write_second, Mux(write_bank, out2[1], out2[0]),
+                                       Mux(write_bank, out1[1], out1[0])))]
+        with m.If(rope_write & acc_out.request.ready):
+            m.d.sync += write_second.eq(~write_second)
+            with m.If(write_second):
+                m.d.sync += write_bank.eq(~write_bank)
+                for b in range(2):
+                    with m.If(write_bank == b):
+                        m.d.sync += [bank_full[b].eq(0), bank_taken[b].eq(0)]
+                        with m.If(bank_last[b]):
+                            m.d.comb += rope_done.eq(1)
 
         def read_word(state, addr, then):
             """A state that asks the side reader for the one word at ``addr``."""
@@ -593,111 +725,16 @@ class VectorSequencer(wiring.Component):
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
                 with m.If(scalar_start):
-                    m.d.sync += [scalar_row.eq(0), pair.eq(0), head_base.eq(0), src_row.eq(ins.addr0),
-                                 dst_row.eq(ins.addr1), position.eq(ins.imm), requested.eq(0), taken.eq(0)]
+                    m.d.sync += scalar_row.eq(0)
                     with m.If(rope):
-                        m.next = "ROPE_READ"
+                        m.d.comb += rope_start.eq(1)
+                        m.next = "ROPE"
                     with m.Else():
                         m.next = "READ_FIRST"
-            # the chunk after this one: its first pair, head and row (ROPE_WRITE2 moves there),
-            # so that its three reads can go out while this one finishes
-            after = pair + pairs
-            head_done = after >= half
-            row_done = head_done & (head_base + head_dim >= cols)
-            last_chunk = row_done & (scalar_row == rows - 1)
-            next_pair = Mux(head_done, 0, after)
-            next_x1 = Mux(row_done, src_row + ins.stride0, src_row) \
-                + Mux(head_done, Mux(row_done, 0, head_base + head_dim), head_base) + next_pair
-            next_pairs = Mux(half - next_pair < C, half - next_pair, C)
-
-            def request_reads(x1_addr, pair_index, count):
-                """The chunk's three reads (first halves, second halves, frequencies) go out back
-                to back; `requested` counts them."""
-                with m.If(requested != 3):
-                    m.d.comb += [scalar_read.eq(1), scalar_count.eq(count),
-                                 scalar_addr.eq(Mux(requested == 0, x1_addr,
-                                                    Mux(requested == 1, x1_addr + half, ins.addr2 + pair_index)))]
-                    with m.If(side_source.request.ready):
-                        m.d.sync += requested.eq(requested + 1)
-
-            def take_reads(then_run):
-                """The chunk's words are taken as they come (`taken` counts them); ``then_run``:
-                the third starts the chunk."""
-                with m.If(scalar_valid):
-                    m.d.comb += side_source.response.ready.eq(1)
-                    m.d.sync += taken.eq(taken + 1)
-                    with m.Switch(taken):
-                        with m.Case(0):
-                            m.d.sync += x1s.eq(scalar_word)
-                        with m.Case(1):
-                            m.d.sync += x2s.eq(scalar_word)
-                        with m.Default():
-                            m.d.sync += freqs.eq(scalar_word)
-                            if then_run:
-                                m.d.sync += [rope_step.eq(0), requested.eq(0), taken.eq(0)]
-                                m.next = "ROPE_RUN"
-
-            def request_next():
-                """The next chunk's reads, while this one runs and is written; its words wait in
-                the side reader until this chunk's inputs are all in the pipeline."""
-                with m.If(~last_chunk):
-                    request_reads(next_x1, next_pair, next_pairs)
-
-            with m.State("ROPE_READ"):
-                request_reads(src_row + head_base + pair, pair, pairs)
-                take_reads(then_run=True)
-            with m.State("ROPE_RUN"):
-                # cycle k: pair k's phase; k + 1: its sine and cosine; k + 2: its rotation, into
-                # word k of the output registers. The chunk takes `pairs` + 2 cycles; the next
-                # chunk's reads go out from its first, and from cycle `pairs` on the input
-                # registers are free and take its words.
-                request_next()
-                with m.If(rope_step >= pairs):
-                    take_reads(then_run=False)
-                m.d.sync += [
-                    x1.eq(x1s[:32].as_signed()), x2.eq(x2s[:32].as_signed()),
-                    phase.eq((position * freqs[:32])[:32]),
-                    sx1.eq(x1), sx2.eq(x2),
-                    sin.eq(sine_at(phase)), cos.eq(sine_at((phase + (1 << 30))[:32])),
-                    rope_step.eq(rope_step + 1),
-                ]
-                with m.If(rope_step < pairs):
-                    m.d.sync += [x1s.eq(x1s >> 32), x2s.eq(x2s >> 32), freqs.eq(freqs >> 32)]
-                with m.If(rope_step >= 2):
-                    m.d.sync += [out1s.word_select((rope_step - 2)[:max(1, (C - 1).bit_length())], 32)
-                                 .eq(rotate(sx1, sx2, cos, sin)[:32]),
-                                 out2s.word_select((rope_step - 2)[:max(1, (C - 1).bit_length())], 32)
-                                 .eq(rotate(sx2, -sx1, cos, sin)[:32])]
-                with m.If(rope_step == pairs + 1):
-                    m.d.sync += write_addr.eq(dst_row + head_base + pair)
-                    m.next = "ROPE_WRITE1"
-            with m.State("ROPE_WRITE1"):
-                m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out1s)]
-                request_next()
-                take_reads(then_run=False)
-                with m.If(acc_out.request.ready):
-                    m.d.sync += write_addr.eq(write_addr + half)
-                    m.next = "ROPE_WRITE2"
-            with m.State("ROPE_WRITE2"):
-                m.d.comb += [write_scalar.eq(1), write_count.eq(pairs), write_data.eq(out2s)]
-                request_next()
-                take_reads(then_run=False)
-                with m.If(acc_out.request.ready):
-                    m.d.sync += pair.eq(next_pair)
-                    with m.If(head_done):
-                        m.d.sync += head_base.eq(head_base + head_dim)
-                        with m.If(row_done):
-                            m.d.sync += [head_base.eq(0), scalar_row.eq(scalar_row + 1), position.eq(position + 1),
-                                         src_row.eq(src_row + ins.stride0), dst_row.eq(dst_row + ins.stride1)]
-                    with m.If(last_chunk):
-                        m.d.comb += scalar_done.eq(1)
-                        m.next = "IDLE"
-                    with m.Elif((taken == 3) | ((taken == 2) & scalar_valid)):
-                        # the next chunk's words are all in (the last this cycle)
-                        m.d.sync += [rope_step.eq(0), requested.eq(0), taken.eq(0)]
-                        m.next = "ROPE_RUN"
-                    with m.Else():
-                        m.next = "ROPE_READ"
+            with m.State("ROPE"):
+                with m.If(rope_done):
+                    m.d.comb += scalar_done.eq(1)
+                    m.next = "IDLE"
             # V_ATTN_SCALE asks for a row's sum and P scale back to back, and for the next row's
             # while it divides, so the reads' latency is hidden after the first row
             with m.State("READ_FIRST"):
