@@ -263,7 +263,12 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: double-buffered 8-row tiles take 1.0 a row in the RTL, and with 1.089 the model put its MLP 8 %
 #: long, bound by the matrix engine instead of the DMA). GATHER's are a least-squares fit to the
 #: six GATHERs of tiny-llama's 64-token prompt and the decode token after it on the 8x8 chip, since
-#: its rows overlap (before: 49.4 cycles a row, one descriptor at a time).
+#: its rows overlap (before: 49.4 cycles a row, one descriptor at a time). V_ATTN_SCALE's are
+#: set from the 64-token prompts' traces on both chips (16 of 32 rows on 8x8, 4 336 cycles; 8 of 64
+#: rows on 16x16, 4 200) once its row scales left the P@V matmul's bank: 17 + 8 a row, the row the
+#: scalar path takes alone (:data:`ATTN_SCALE_ROW`); the fit's 14.0 a row and 0.08 a row and key
+#: took the bank's turns with the matmul. V_SILU's are V_MUL's, one piece a cycle as in the RTL
+#: (2 790 cycles for 32 x 172 on 8x8; the fit's 0.388 a beat hid under overlap).
 COEFFICIENTS = {
     "transfer": np.array([52.695, 1.424, 1.038]),
     "matmul": np.array([45.316, 0.923, 1.000, 0.934]),
@@ -279,12 +284,12 @@ COEFFICIENTS = {
     "V_DEQUANT": np.array([38.000, 1.000, 1.000]),
     "V_ADD": np.array([38.000, 0.000, 1.000]),
     "V_MUL": np.array([38.000, 0.000, 1.000]),
-    "V_SILU": np.array([24.323, 7.655, 0.388]),
+    "V_SILU": np.array([38.000, 0.000, 1.000]),
     "V_RMSNORM": np.array([141.743, 0.070, 0.993]),
     "V_ROPE": np.array([12.000, 1.000]),
     "V_SOFTMAX_EXP": np.array([133.266, 0.012, 0.999]),
     "V_FOLD_V": np.array([45.777, -0.079, 1.015]),
-    "V_ATTN_SCALE": np.array([3.902, 13.977, 0.080]),
+    "V_ATTN_SCALE": np.array([17.000, ATTN_SCALE_ROW, 0.000]),
 }
 
 
