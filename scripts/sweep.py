@@ -38,8 +38,11 @@ def configurations(quick: bool) -> list[ChipConfig]:
     for n in arrays:
         for bus in buses:
             for spad_kib, acc_kwords in ((32, 32), (256, 64)) if not quick else ((256, 64),):
+                # full-width vector units, and from 16 lanes a quarter of a RoPE chunk a cycle, as
+                # in scoville.config.CONFIGS
                 out.append(ChipConfig(rows=n, columns=n, lanes=n, bus_bytes=bus, spad_bytes=spad_kib * 1024,
-                                      acc_words=acc_kwords * 1024, vector_lanes=None, acc_banks=8))
+                                      acc_words=acc_kwords * 1024, vector_lanes=None, acc_banks=8,
+                                      rope_pairs=n // 4 if n >= 16 else 1))
     return out
 
 
