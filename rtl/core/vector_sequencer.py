@@ -14,11 +14,12 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
   whole job: scale products and the reciprocal (a restoring divider, two radix-4 steps a cycle:
   4 cycles) per row. It also runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the
-  frequencies read from the accumulator (so one chip serves any head size and RoPE base): three
-  reads bring a chunk's first elements, second elements and frequencies, then one pair per cycle
-  goes through a three-stage pipeline (phase ``position * frequency``; the sine table twice, sin
-  and cos a quarter turn on; two products and roundings), and the chunk's results leave as two
-  writes.
+  frequencies read from the accumulator (so one chip serves any head size and RoPE base),
+  streamed: three reads bring each chunk's first elements, second elements and frequencies,
+  ahead of the chunk running; ``rope_pairs`` pairs a cycle go through a three-stage pipeline
+  (phase ``position * frequency``; the sine table twice, sin and cos a quarter turn on; two
+  products and roundings) into one of two output banks, and a full bank leaves as two writes
+  while the next chunk fills the other.
 
 A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
 
