@@ -815,6 +815,18 @@ async def rope_chunks(dut):
         assert each <= bound, f"a V_ROPE chunk took {each:.2f} cycles (> {bound})"
 
 
+def load_words(image: np.ndarray, layout: Layout, acc: Layout, words: dict, lanes: int) -> tuple[dict, list]:
+    """Each array of ``words`` (int32/uint32, by name) placed in DRAM and LOADed into whole
+    accumulator rows, as the compiler places its buffers: (name -> accumulator address, the LOADs)."""
+    where, program = {}, []
+    for name, w in words.items():
+        dram = layout.take(w.nbytes, 4)
+        image[dram:dram + w.nbytes] = w.view(np.uint8).ravel()
+        where[name] = acc.take(w.size, lanes)
+        program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where[name], rows=1, cols=w.size)))
+    return where, program
+
+
 @cocotb.test()
 async def attn_scale_rows(dut):
     """V_ATTN_SCALE against the functional simulator, and what each row costs on the scalar path:
@@ -831,13 +843,7 @@ async def attn_scale_rows(dut):
         words = {"sums": tb.np_rng.integers(1, 1 << 22, 33).astype(np.uint32),
                  "P scales": _scales(tb.np_rng, 33, -20, -14), "value scales": _scales(tb.np_rng, keys, -20, -8),
                  "out": np.zeros(33, np.uint32)}   # (a known state for the rows one row leaves alone)
-        where = {}
-        program = []
-        for name, w in words.items():
-            dram = layout.take(w.nbytes, 4)
-            image[dram:dram + w.nbytes] = w.view(np.uint8)
-            where[name] = acc.take(w.size, C)
-            program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where[name], rows=1, cols=w.size)))
+        where, program = load_words(image, layout, acc, words, C)
         out, out_dram = where["out"], layout.take(4 * 33, 4)
         program += [
             (Opcode.V_ATTN_SCALE, dict(addr0=where["sums"], addr1=out, addr2=where["P scales"],
@@ -867,12 +873,7 @@ async def fold_in_the_softmax(dut):
     results, cycles = {}, {}
     for name in ("apart", "fused", "plain"):
         image, layout, spad, acc = fresh_image(tb)
-        program, where = [], {}
-        for key, w in (("scores", scores), ("value scales", v_scales)):
-            dram = layout.take(w.nbytes, 4)
-            image[dram:dram + w.nbytes] = w.view(np.uint8).ravel()
-            where[key] = acc.take(w.size, C)
-            program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where[key], rows=1, cols=w.size)))
+        where, program = load_words(image, layout, acc, {"scores": scores, "value scales": v_scales}, C)
         sums = acc.take(rows, C)
         softmax = dict(addr0=where["scores"], stride0=cols, addr1=where["scores"], stride1=cols, addr2=sums,
                        rows=rows, cols=cols, **causal)

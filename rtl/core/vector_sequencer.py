@@ -622,7 +622,6 @@ class VectorSequencer(wiring.Component):
         run_step = Signal(steps_bits)
         run_last_step = Signal(steps_bits)
         run_bank = Signal()
-        run_last = Signal()
         run_position = Signal(32)
         # the output banks: taken by a chunk (until written), full (every result in), what to write
         bank_taken = Signal(2)
@@ -662,7 +661,7 @@ class VectorSequencer(wiring.Component):
             m.d.comb += rope_meta.r_en.eq(1)
             m.d.sync += [staged.eq(0), run_valid.eq(1), run_x1.eq(stage_x1), run_x2.eq(stage_x2), run_f.eq(stage_f),
                          run_step.eq(0), run_last_step.eq(steps - 1), run_bank.eq(next_bank),
-                         run_last.eq(meta_out.last), run_position.eq(meta_out.position), next_bank.eq(~next_bank)]
+                         run_position.eq(meta_out.position), next_bank.eq(~next_bank)]
             for b in range(2):
                 with m.If(next_bank == b):
                     m.d.sync += [bank_taken[b].eq(1), bank_dst[b].eq(meta_out.dst), bank_pairs[b].eq(meta_out.pairs),
