@@ -98,6 +98,21 @@ class _Region:
         self.top, self.bottom = mark
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """One attention pass's buffers (:meth:`_Emitter._attention_slot`): int8 queries and
+    probabilities in the scratchpad, the rest in the accumulator."""
+
+    qq: int
+    qs: int
+    scores: int
+    totals: int
+    pq: int
+    ps: int
+    os: int
+    pv: int
+
+
 class _Ring:
     """Tiles that are loaded, used and dropped (weights, cached keys and values, their scales),
     placed one after the other in ``[base, base + size)`` and wrapping around: a tile's space is
@@ -691,66 +706,116 @@ class _Emitter:
         if t == 1 and q is not None and kv_heads > 1 and self._every_group_at_once(layer, q, out, s, p0, causal):
             self.release(mark)
             return out
-        for g in range(kv_heads):
-            k_rows, k_scales = self.c.kv_slot(layer, g, 0)
-            v_rows, v_scales = self.c.kv_slot(layer, g, 1)
-            spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
-            kb = spad_tile(s * d, f"layer {layer} keys")
-            vb = spad_tile(s * d, f"layer {layer} values")
-            self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
-            self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
-            kc = self.load_acc(k_scales, s, f"layer {layer} key column scales", ring=True)  # x the constant
-            vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
-            # One query row (decode): the group's heads share the keys and values and need no causal
-            # offset of their own, so their rows go through the attention instructions together
-            # (every one of them is row-wise). Otherwise one head at a time.
-            together = group if t == 1 and q is not None else 1
-            for n, h in enumerate(range(g * group, (g + 1) * group, together)):
-                rows = t * together
-                q_stride = heads * d if together == 1 else d   # head h's row r is at q + h*d + r*heads*d
-                # with double buffering, two passes in a row use different buffers, so the next
-                # pass's matmuls need not wait for this one's vector instructions; the second
-                # pass's are in the other bank, so its matmuls and the first's vector
-                # instructions do not take turns for one
-                second = self.double_buffer and n % 2 == 1
-                if not second:
-                    head_mark = self.marks()
-                if q is not None:
-                    qq, qs = self.quantize(q + h * d, rows, d, q_stride, f"layer {layer} queries", high=second)
-                else:
-                    rows_addr, scales_addr = self.query_slot(h)
-                    qq = self.spad.alloc(t * self.row8(d), f"layer {layer} queries (int8)")
-                    self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=qq, rows=t, cols=d, stride0=d,
-                            stride1=self.row8(d))
-                    qs = self.load_acc(scales_addr + 4 * b0, t, f"layer {layer} query scales", high=second)
-                # score rows start on accumulator rows, so each matrix result row is one write
-                ss = _round_up(s, self.c.config.lanes)
-                scores = self.acc.alloc(rows * ss, f"layer {layer} scores", high=second)
-                self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq, stride0=self.row8(d), addr1=kb, stride1=d,
-                        addr2=scores, addr3=ss, rows=rows, cols=s, imm=d)
-                self.op(Opcode.V_REQUANT, addr0=scores, stride0=ss, addr1=scores, stride1=ss, addr2=qs, addr3=kc,
-                        rows=rows, cols=s)
-                totals = self.acc.alloc(rows, f"layer {layer} softmax sums", high=second)
-                # the exponentials leave with V's per-key scales folded in (FOLD_V: V_FOLD_V's
-                # result, on the softmax's output stage instead of another pass over the scores)
-                self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.FOLD_V | (Flag.CAUSAL if causal else 0), addr0=scores,
-                        stride0=ss, addr1=scores, stride1=ss, addr2=totals, addr3=vs, rows=rows, cols=s, imm=p0)
-                pq, ps = self.quantize(scores, rows, s, ss, f"layer {layer} probabilities", high=second)
-                os_ = self.acc.alloc(rows, f"layer {layer} output scales", high=second)
-                self.op(Opcode.V_ATTN_SCALE, addr0=totals, addr1=os_, addr2=ps, addr3=_PROBABILITY_SCALE,
-                        rows=rows, cols=s, imm=vs)
-                # the P@V matmul writes while V_ATTN_SCALE reads the sums and P scales and writes
-                # the output scales: in the other bank (in the same one its accesses waited for
-                # the matmul's writes, about 15-22 cycles a row instead of 8)
-                pv = self.acc.alloc(rows * d, f"layer {layer} P@V accumulators", high=self.double_buffer and not second)
-                self.op(Opcode.MATMUL, addr0=pq, stride0=self.row8(s), addr1=vb, stride1=d, addr2=pv, addr3=d,
-                        rows=rows, cols=d, imm=s)
-                self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv, stride0=d, addr1=out + h * d,
-                        stride1=q_stride, addr2=os_, rows=rows, cols=d)
-                if second or not self.double_buffer:
-                    self.release(head_mark)
-            self.release(mark)
+        # One query row (decode): a group's heads share the keys and values and need no causal
+        # offset of their own, so their rows go through the attention instructions together (every
+        # one of them is row-wise). Otherwise one head at a time.
+        together = group if t == 1 and q is not None else 1
+        rows = t * together
+        q_stride = heads * d if together == 1 else d   # head h's row r is at q + h*d + r*heads*d
+        # score rows start on accumulator rows, so each matrix result row is one write
+        ss = _round_up(s, self.c.config.lanes)
+        slots = [self._attention_slot(layer, rows, s, ss, n) for n in range(2 if self.double_buffer else 1)]
+        groups: dict[int, tuple[int, int, int, int]] = {}
+        passes = [(g, h) for g in range(kv_heads) for h in range(g * group, (g + 1) * group, together)]
+
+        def queries(n: int) -> None:
+            """Pass ``n``'s int8 queries and their scales into its slot (its group's keys and
+            values loaded first, if not yet)."""
+            g, h = passes[n]
+            if g not in groups:
+                groups[g] = self._attention_group(layer, g, s)
+            slot = slots[n % len(slots)]
+            if q is not None:
+                self.op(Opcode.V_QUANT, addr0=q + h * d, stride0=q_stride, addr1=slot.qq, stride1=self.row8(d),
+                        addr2=slot.qs, rows=rows, cols=d)
+            else:
+                rows_addr, scales_addr = self.query_slot(h)
+                self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=slot.qq, rows=t, cols=d, stride0=d,
+                        stride1=self.row8(d))
+                self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=scales_addr + 4 * b0, addr1=slot.qs, rows=1, cols=t,
+                        stride0=0, stride1=0)
+
+        def scores(n: int) -> None:
+            slot = slots[n % len(slots)]
+            self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=slot.qq, stride0=self.row8(d),
+                    addr1=groups[passes[n][0]][0], stride1=d, addr2=slot.scores, addr3=ss, rows=rows, cols=s, imm=d)
+
+        # With two slots, the passes form a pipeline: pass n + 2's queries are quantized once pass
+        # n's scores are requantized (its query scales read), and its scores computed once pass n's
+        # probabilities are quantized (its scores read), so the matrix engine computes the next
+        # scores while the vector unit works on this pass, and the vector unit finds the next
+        # pass's scores ready (in one pass after the other, pass n + 1's scores waited in the
+        # matrix queue behind pass n's P@V, which waits for its probabilities, and its queries in
+        # the vector queue behind pass n's output).
+        ahead = len(slots)
+        for n in range(min(ahead, len(passes))):
+            queries(n)
+            scores(n)
+        for n in range(len(passes)):
+            g, h = passes[n]
+            _, vb, kc, vs = groups[g]
+            slot = slots[n % len(slots)]
+            self.op(Opcode.V_REQUANT, addr0=slot.scores, stride0=ss, addr1=slot.scores, stride1=ss, addr2=slot.qs,
+                    addr3=kc, rows=rows, cols=s)
+            if ahead > 1 and n + ahead < len(passes):
+                queries(n + ahead)
+            # the exponentials leave with V's per-key scales folded in (FOLD_V: V_FOLD_V's result,
+            # on the softmax's output stage instead of another pass over the scores)
+            self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.FOLD_V | (Flag.CAUSAL if causal else 0), addr0=slot.scores,
+                    stride0=ss, addr1=slot.scores, stride1=ss, addr2=slot.totals, addr3=vs, rows=rows, cols=s, imm=p0)
+            self.op(Opcode.V_QUANT, addr0=slot.scores, stride0=ss, addr1=slot.pq, stride1=self.row8(s),
+                    addr2=slot.ps, rows=rows, cols=s)
+            self.op(Opcode.V_ATTN_SCALE, addr0=slot.totals, addr1=slot.os, addr2=slot.ps, addr3=_PROBABILITY_SCALE,
+                    rows=rows, cols=s, imm=vs)
+            self.op(Opcode.MATMUL, addr0=slot.pq, stride0=self.row8(s), addr1=vb, stride1=d, addr2=slot.pv, addr3=d,
+                    rows=rows, cols=d, imm=s)
+            if n + ahead < len(passes):
+                if ahead == 1:
+                    queries(n + ahead)
+                scores(n + ahead)
+            self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=slot.pv, stride0=d, addr1=out + h * d,
+                    stride1=q_stride, addr2=slot.os, rows=rows, cols=d)
+        self.release(mark)
         return out
+
+    def _attention_group(self, layer: int, g: int, s: int) -> tuple[int, int, int, int]:
+        """KV group ``g``'s keys and values (the cache's first ``s`` positions, in the scratchpad
+        ring) and their scales (in the accumulator ring), loaded: (keys, values, key scales,
+        value scales)."""
+        k_rows, k_scales = self.c.kv_slot(layer, g, 0)
+        v_rows, v_scales = self.c.kv_slot(layer, g, 1)
+        d = self.cfg.head_dim
+        spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
+        kb = spad_tile(s * d, f"layer {layer} keys")
+        vb = spad_tile(s * d, f"layer {layer} values")
+        self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
+        self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
+        kc = self.load_acc(k_scales, s, f"layer {layer} key column scales", ring=True)  # x the constant
+        vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
+        return kb, vb, kc, vs
+
+    def _attention_slot(self, layer: int, rows: int, s: int, ss: int, n: int) -> _Slot:
+        """The buffers of one attention pass over ``rows`` query rows and ``s`` keys (score rows
+        ``ss`` apart); passes take turns in two slots with double buffering. Slot ``n``'s scores,
+        softmax sums, probability and output scales are on one side of the accumulator (the low
+        stack for slot 0, the high for slot 1, so the next pass's matmuls write other banks than
+        this pass's vector instructions use) and its query scales and P@V accumulators on the other:
+        V_REQUANT reads a row scale per row beside the score rows (in the scores' bank, they took
+        2.2 cycles a beat instead of 1.3 on 16x16), and V_ATTN_SCALE reads and writes its row
+        scales while the P@V matmul writes (in one bank, 15-22 cycles a row instead of 8)."""
+        d, what = self.cfg.head_dim, f"layer {layer}"
+        side = self.double_buffer and n == 1
+        other = self.double_buffer and not side
+        small = (lambda words, name: self.acc_rings[0].alloc(words, name)) if self.double_buffer else \
+            (lambda words, name: self.acc.alloc(words, name))
+        return _Slot(qq=self.spad.alloc(rows * self.row8(d), f"{what} queries (int8)"),
+                     qs=small(rows, f"{what} query scales"),
+                     scores=self.acc.alloc(rows * ss, f"{what} scores", high=side),
+                     totals=small(rows, f"{what} softmax sums"),
+                     pq=self.spad.alloc(rows * self.row8(s), f"{what} probabilities (int8)"),
+                     ps=small(rows, f"{what} probabilities scales"),
+                     os=small(rows, f"{what} output scales"),
+                     pv=self.acc.alloc(rows * d, f"{what} P@V accumulators", high=other))
 
     def _every_group_fits(self, s: int) -> bool:
         """Whether decode attention over ``s`` keys can take every KV group at once
