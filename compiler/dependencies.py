@@ -25,7 +25,7 @@ from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
 
 __all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edges", "apply_edges", "Edge",
-           "hoist_loads", "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
+           "hoist_loads", "list_schedule", "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
 
 SPAD, ACC, DRAM = "spad", "acc", "dram"
 
@@ -351,3 +351,154 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
                 position -= 1
         order.insert(position, index)
     return order
+
+
+#: The unit each queue's instructions run on: the load and store queues share the transfer unit.
+UNIT_OF_QUEUE = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
+
+
+def _merged(accesses: list[Access], space: str) -> tuple[np.ndarray, np.ndarray]:
+    """The element ranges ``accesses`` cover in ``space``, merged and sorted: (starts, ends)."""
+    ranges = sorted(r for access in accesses if access.space == space for r in access.intervals())
+    starts: list[int] = []
+    ends: list[int] = []
+    for lo, hi in ranges:
+        if hi <= lo:
+            continue
+        if ends and lo <= ends[-1]:
+            ends[-1] = max(ends[-1], hi)
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+
+
+def _meet(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Whether two merged range sets (:func:`_merged`) share an element."""
+    if not len(a[0]) or not len(b[0]):
+        return False
+    # for each range of b, the first range of a that ends after its start
+    at = np.searchsorted(a[1], b[0], side="right")
+    inside = at < len(a[0])
+    return bool(np.any(a[0][at[inside]] < b[1][inside]))
+
+
+def _conflicts(footprints: list[tuple[list[Access], list[Access]]], window: int) -> list[list[int]]:
+    """For each instruction of a run, the earlier ones among the ``window`` before it that it
+    conflicts with (RAW, WAR or WAW in any memory): exact, with each pair first tested on the
+    bounding boxes of its accesses per space."""
+    spaces = (SPAD, ACC, DRAM)
+    n = len(footprints)
+    ranges = [{(space, kind): _merged(accesses[kind], space) for space in spaces for kind in (0, 1)}
+              for accesses in footprints]
+    # per space, the bounding box [lo, hi) of each instruction's reads and of its writes (empty: 0, 0)
+    boxes = {key: np.zeros((n, 2), dtype=np.int64) for key in ranges[0]} if n else {}
+    for i, mine in enumerate(ranges):
+        for key, (starts, ends) in mine.items():
+            if len(starts):
+                boxes[key][i] = (starts[0], ends[-1])
+    pairs = ((1, 0), (0, 1), (1, 1))   # b writes what a read; b reads what a wrote; both write
+    before: list[list[int]] = []
+    for b in range(n):
+        first = max(0, b - window)
+        maybe = np.zeros(b - first, dtype=bool)
+        for space in spaces:
+            for mine, theirs in pairs:
+                lo, hi = boxes[space, mine][b]
+                if hi > lo:
+                    other = boxes[space, theirs][first:b]
+                    maybe |= (other[:, 0] < hi) & (lo < other[:, 1])
+        before.append([a for a in (first + np.flatnonzero(maybe)).tolist()
+                       if any(_meet(ranges[b][space, mine], ranges[a][space, theirs])
+                              for space in spaces for mine, theirs in pairs)])
+    return before
+
+
+#: How far back (in program order) :func:`list_schedule` looks for an instruction's conflicts; an
+#: instruction further back is placed before it whatever the two touch.
+SCHEDULE_WINDOW = 96
+
+
+def list_schedule(program: list[tuple[Opcode, dict]], durations: list[float], runs: list,
+                  window: int = SCHEDULE_WINDOW) -> list[int]:
+    """An order of ``program`` from list scheduling each run of instructions with the same label in
+    ``runs`` (the compiler's layers) on the core's three units (transfer, matrix, vector), with
+    ``durations`` their cycles: whenever a unit is free it takes, of the instructions whose
+    conflicting predecessors (RAW, WAR or WAW in any memory, :func:`footprint`) have completed,
+    the one with the longest path of durations to the run's end. The order is that of the start
+    cycles. Every conflicting pair keeps its order, so the program computes the same: conflicts
+    are looked for among the ``window`` instructions before each one, and an instruction further
+    back is placed before it in any case (which also bounds how far one moves, and the work:
+    a MiniLM layer of 64 tokens is about 2 000 instructions). Control instructions stay where
+    they are and close a run.
+
+    Within a layer this lets independent work overlap that program order serialises: the
+    blocks of a prompt run in blocks share no buffers of one pass, so one block's vector work
+    can run beside another's matmuls."""
+    order: list[int] = []
+    start = 0
+    while start < len(program):
+        if QUEUE_OF[program[start][0]] == "control":
+            order.append(start)
+            start += 1
+            continue
+        end = start
+        while (end < len(program) and runs[end] == runs[start]
+               and QUEUE_OF[program[end][0]] != "control"):
+            end += 1
+        order += [start + k for k in _schedule_run(program[start:end], durations[start:end], window)]
+        start = end
+    return order
+
+
+def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], window: int) -> list[int]:
+    n = len(program)
+    before = _conflicts([footprint(op, fields) for op, fields in program], window)
+    after: list[list[int]] = [[] for _ in range(n)]
+    for b, producers in enumerate(before):
+        for a in producers:
+            after[a].append(b)
+    path = [0.0] * n   # the longest path of durations from each instruction to the run's end
+    for a in reversed(range(n)):
+        path[a] = durations[a] + max((path[b] for b in after[a]), default=0.0)
+    units = [UNIT_OF_QUEUE[QUEUE_OF[op]] for op, _ in program]
+    waiting = [len(producers) for producers in before]
+    earliest = [0.0] * n
+    free = dict.fromkeys(UNIT_OF_QUEUE.values(), 0.0)
+    starts = [0.0] * n
+    placed = [False] * n
+    prefix = 0          # instructions 0 .. prefix - 1 are placed
+    floor = [0.0]       # floor[k]: the latest start among instructions 0 .. k - 1
+    ready: list[int] = []
+    released = 0        # instructions whose window rule has been checked for readiness
+
+    def release() -> None:
+        # b may go once every instruction up to b - window is placed (then it starts no earlier)
+        nonlocal released
+        while released < n and released - window < prefix:
+            if not waiting[released]:
+                ready.append(released)
+            released += 1
+
+    release()
+    while ready:
+        def begin(a: int) -> float:
+            return max(earliest[a], free[units[a]], floor[max(0, a - window + 1)])
+        # the instruction that can start first; among those, the one on the longest path
+        pick = min(ready, key=lambda a: (begin(a), -path[a], a))
+        ready.remove(pick)
+        starts[pick] = begin(pick)
+        placed[pick] = True
+        finish = starts[pick] + durations[pick]
+        free[units[pick]] = finish
+        for b in after[pick]:
+            earliest[b] = max(earliest[b], finish)
+            waiting[b] -= 1
+            if not waiting[b] and b < released:
+                ready.append(b)
+        while prefix < n and placed[prefix]:
+            floor.append(max(floor[-1], starts[prefix]))
+            prefix += 1
+        release()
+    assert prefix == n, "list scheduling left instructions out"
+    return sorted(range(n), key=lambda a: (starts[a], a))

@@ -17,14 +17,14 @@ from functools import partial
 
 import numpy as np
 
-from compiler.dependencies import hoist_loads, synchronise
+from compiler.dependencies import hoist_loads, list_schedule, synchronise
 from compiler.loops import fold
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
 from golden.quant_ops import QEmbedding, QLinear, QNorm
 from scoville import numerics as nx
 from scoville.config import ChipConfig
-from scoville.isa import INSTRUCTION_BYTES, Flag, Opcode, encode, in_program_order, pack_scale
+from scoville.isa import INSTRUCTION_BYTES, QUEUE_OF, Flag, Opcode, encode, in_program_order, pack_scale
 
 __all__ = ["Compiler", "FitError", "Job"]
 
@@ -224,6 +224,13 @@ class Compiler:
     #: Move each LOAD ahead of the instructions before it that it does not conflict with
     #: (:func:`compiler.dependencies.hoist_loads`), so that it is fetched, and runs, earlier.
     hoist_loads: bool = True
+    #: Also order each layer's instructions by list scheduling on the core's units
+    #: (:func:`compiler.dependencies.list_schedule`), and keep that order when the performance
+    #: model predicts the job faster with it: a prompt's blocks, and attention's passes, share
+    #: no buffers, so one's vector work can run beside another's matmuls, which program order
+    #: (the queues are in order) kept apart. A decode's one block gains little, and its layers'
+    #: loads lose their place ahead of the vector work.
+    list_schedule: bool = True
     #: Weight tiles the scratchpad ring holds (each a ring's fraction wide, and the DRAM panels as
     #: wide): three for decoders, whose decode jobs stream weights with a matmul per tile as long
     #: as its load, so a third tile keeps the DMA busy while the matrix engine works on one and
@@ -459,19 +466,40 @@ class _Emitter:
         else:
             self._bert()
         self.op(Opcode.END)
+        parts = list(zip(self.layers, self.sections, strict=True))
+        orders = [list(range(len(self.program)))]
+        if self.c.list_schedule:
+            from compiler.perfmodel import duration
+
+            durations = [duration(op, fields, self.c.config) if QUEUE_OF[op] != "control" else 0
+                         for op, fields in self.program]
+            orders.append(list_schedule(self.program, durations, self.layers))
         if self.c.hoist_loads:
-            order = hoist_loads(self.program, parts=list(zip(self.layers, self.sections, strict=True)))
-            self.program = [self.program[n] for n in order]
-            self.sections = [self.sections[n] for n in order]
-            self.layers = [self.layers[n] for n in order]
-        if self.c.synchronisation == "program_order":
-            self.synchronised = in_program_order(self.program)
-        else:
-            self.synchronised = synchronise(self.program, self.c.config)
+            for n, order in enumerate(orders):
+                hoisted = hoist_loads([self.program[k] for k in order], parts=[parts[k] for k in order])
+                orders[n] = [order[k] for k in hoisted]
+        best = None
+        for order in orders:
+            program = [self.program[n] for n in order]
+            synchronised = (in_program_order(program) if self.c.synchronisation == "program_order"
+                            else synchronise(program, self.c.config))
+            cycles = self._predicted(synchronised) if len(orders) > 1 else 0
+            if best is None or cycles < best[0]:
+                best = (cycles, order, synchronised)
+        _, order, self.synchronised = best
+        self.program = [self.program[n] for n in order]
+        self.sections = [self.sections[n] for n in order]
+        self.layers = [self.layers[n] for n in order]
         words = fold(self.synchronised) if self.c.loops else self.synchronised
         return b"".join(encode(opcode, **fields) for opcode, fields in words)
 
     # ------------------------------------------------------------------ building blocks
+
+    def _predicted(self, program: list[tuple[Opcode, dict]]) -> int:
+        """The performance model's cycles for a synchronised ``program`` on this chip."""
+        from compiler.perfmodel import predict
+
+        return predict(program, self.c.config)[1]
 
     def marks(self) -> tuple[int, int]:
         return self.spad.mark(), self.acc.mark()

@@ -17,6 +17,7 @@ from compiler.dependencies import (
     dependency_edges,
     footprint,
     hoist_loads,
+    list_schedule,
 )
 from compiler.funcsim import ExecutionError, Machine, run_program
 from compiler.lower import Compiler
@@ -245,3 +246,66 @@ def test_loads_move_ahead_of_what_they_do_not_touch():
     assert hoist_loads([vector, (Opcode.END, {}), load]) == [0, 1, 2]
     # nor out of its part of the model
     assert hoist_loads([elsewhere, vector, load], parts=["qkv", "attention", "attention"]) == [0, 2, 1]
+
+
+def test_list_schedule_overlaps_the_units():
+    """``list_schedule``: an instruction independent of the ones before it in its queue starts
+    with the first of them (the vector unit takes V2 while MM1, whose result V1 reads, runs;
+    MM2 follows MM1); a conflicting pair keeps its order; control instructions stay put."""
+    mm1 = (Opcode.MATMUL, dict(addr0=0, addr1=64, addr2=0, addr3=8, rows=1, cols=8, imm=8))
+    v1 = (Opcode.V_ADD, dict(addr0=0, addr1=0, addr2=16, rows=1, cols=8, imm=8))
+    mm2 = (Opcode.MATMUL, dict(addr0=0, addr1=64, addr2=100, addr3=8, rows=1, cols=8, imm=8))
+    v2 = (Opcode.V_ADD, dict(addr0=500, addr1=500, addr2=520, rows=1, cols=8, imm=8))
+    durations = [100, 50, 100, 50]
+    assert list_schedule([mm1, v1, mm2, v2], durations, [0] * 4) == [0, 3, 1, 2]
+    # V2 writing what MM2 reads keeps it behind MM2 (WAR)
+    v2_there = (Opcode.V_ADD, dict(addr0=500, addr1=0, addr2=520, rows=1, cols=8, imm=8))
+    order = list_schedule([mm1, v1, mm2, v2_there], durations, [0] * 4)
+    assert order.index(3) > order.index(2) > order.index(0)
+    # a control instruction closes a run; so does another layer
+    end = (Opcode.END, {})
+    assert list_schedule([mm1, v1, end, mm2, v2], [100, 50, 0, 100, 50], [0] * 5) == [0, 1, 2, 3, 4]
+    assert list_schedule([mm1, v1, v2], [100, 50, 50], [0, 0, 1]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("window", [8, 96])
+def test_list_schedule_keeps_every_conflict_in_order(tiny_llama, window):
+    """Every pair of a real program that conflicts (RAW, WAR or WAW in any memory) keeps its
+    order, also when it is further apart than the window conflicts are looked for in."""
+    from compiler.perfmodel import duration
+
+    compiler = Compiler(tiny_llama, ChipConfig(), hoist_loads=False, list_schedule=False)
+    job = compiler.job(np.arange(1, 25) * 7 % tiny_llama.config.vocab_size)
+    program = [(op, {k: v for k, v in f.items() if k not in ("wait", "signal")}) for op, f in job.program]
+    durations = [duration(op, f, compiler.config) if QUEUE_OF[op] != "control" else 0 for op, f in program]
+    order = list_schedule(program, durations, job.layers, window=window)
+    assert sorted(order) == list(range(len(program))) and order != list(range(len(program)))
+    place = np.argsort(order)
+    prints = [footprint(op, f) if QUEUE_OF[op] != "control" else ([], []) for op, f in program]
+    moved = 0
+    for b in range(len(program)):
+        for a in range(b):
+            if place[a] > place[b]:
+                moved += 1
+                (ra, wa), (rb, wb) = prints[a], prints[b]
+                overlap = any(x.space == y.space and any(lo < y_hi and y_lo < hi for lo, hi in x.intervals()
+                                                         for y_lo, y_hi in y.intervals())
+                              for xs, ys in ((wa, rb), (ra, wb), (wa, wb)) for x in xs for y in ys)
+                assert not overlap, (a, program[a], b, program[b])
+                assert b - a < window, (a, b)
+    assert moved
+
+
+def test_the_compiler_keeps_the_faster_order(tiny_llama):
+    """The compiler keeps the list-scheduled order only where the performance model predicts it
+    faster: the 64-token prompt on the FPGA chip (its blocks of 32 overlap), not a decode."""
+    from compiler.perfmodel import predict
+
+    ids = np.arange(1, 65) * 7 % tiny_llama.config.vocab_size
+    cycles = {}
+    for listed in (False, True):
+        compiler = Compiler(tiny_llama, ChipConfig(), list_schedule=listed)
+        cycles[listed] = [predict(job.program, compiler.config)[1]
+                          for job in (compiler.job(ids), compiler.job(np.array([5]), start=64))]
+    assert cycles[True][0] < 0.97 * cycles[False][0]
+    assert cycles[True][1] <= cycles[False][1]
