@@ -25,7 +25,8 @@ from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
 
 __all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edges", "apply_edges", "Edge",
-           "hoist_loads", "list_schedule", "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE", "LOAD_TO_STORE", "STORE_TO_LOAD"]
+           "hoist_loads", "list_schedule", "split_rows", "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE", "LOAD_TO_STORE",
+           "STORE_TO_LOAD"]
 
 SPAD, ACC, DRAM = "spad", "acc", "dram"
 
@@ -502,3 +503,44 @@ def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], wi
         release()
     assert prefix == n, "list scheduling left instructions out"
     return sorted(range(n), key=lambda a: (starts[a], a))
+
+
+#: Per opcode whose rows are independent (each result row depends on its own source rows only),
+#: how a range of rows starting at row ``r`` moves its fields: (field, what one row adds to it);
+#: the addend is a field's value ("stride0", ...) or 1. V_SOFTMAX_EXP's ``imm`` is the position of
+#: its first query row (the causal mask), one more a row.
+_ROW_FIELDS = {
+    Opcode.MATMUL: (("addr0", "stride0"), ("addr2", "addr3")),
+    Opcode.V_QUANT: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
+    Opcode.V_REQUANT: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
+    Opcode.V_DEQUANT: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
+    Opcode.V_ADD: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", "imm")),
+    Opcode.V_MUL: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", "imm")),
+    Opcode.V_GELU: (("addr0", "stride0"), ("addr1", "stride1")),
+    Opcode.V_SILU: (("addr0", "stride0"), ("addr1", "stride1")),
+    Opcode.V_RMSNORM: (("addr0", "stride0"), ("addr1", "stride1")),
+    Opcode.V_LAYERNORM: (("addr0", "stride0"), ("addr1", "stride1")),
+    Opcode.V_SOFTMAX_EXP: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1), ("imm", 1)),
+    Opcode.V_ATTN_SCALE: (("addr0", 1), ("addr1", 1), ("addr2", 1)),
+}
+
+
+def split_rows(opcode: Opcode, fields: dict, pieces: int) -> list[tuple[Opcode, dict]]:
+    """The instruction as ``pieces`` instructions over consecutive equal ranges of its rows, which
+    together compute what it does (a MATMUL's A rows and result rows, a row-wise vector
+    operation's rows), for :func:`list_schedule` to overlap the first range's successors with the
+    second range; itself alone if its opcode's rows are not independent or its rows do not
+    divide."""
+    rows = fields.get("rows", 0)
+    moves = _ROW_FIELDS.get(opcode)
+    if moves is None or pieces < 2 or rows < pieces or rows % pieces:
+        return [(opcode, fields)]
+    size = rows // pieces
+    out = []
+    for piece in range(pieces):
+        part = dict(fields, rows=size)
+        for name, step in moves:
+            per_row = step if isinstance(step, int) else fields.get(step, 0)
+            part[name] = fields.get(name, 0) + piece * size * per_row
+        out.append((opcode, part))
+    return out

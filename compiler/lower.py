@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from compiler.dependencies import hoist_loads, list_schedule, synchronise
+from compiler.dependencies import hoist_loads, list_schedule, split_rows, synchronise
 from compiler.loops import fold
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
@@ -96,6 +96,12 @@ class _Region:
 
     def release(self, mark: tuple[int, int]) -> None:
         self.top, self.bottom = mark
+
+
+#: Instructions of this many rows or more are split in two halves (:func:`compiler.dependencies.
+#: split_rows`) for list scheduling: the next instruction's first half then starts while this
+#: one's second half runs, on another unit.
+SPLIT_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -466,30 +472,31 @@ class _Emitter:
         else:
             self._bert()
         self.op(Opcode.END)
-        parts = list(zip(self.layers, self.sections, strict=True))
-        orders = [list(range(len(self.program)))]
+        candidates = [(self.program, self.layers, self.sections)]
         if self.c.list_schedule:
             from compiler.perfmodel import duration
 
+            program, layers, sections = [], [], []
+            for (opcode, fields), layer, section in zip(self.program, self.layers, self.sections, strict=True):
+                pieces = split_rows(opcode, fields, 2) if fields.get("rows", 0) >= SPLIT_ROWS else [(opcode, fields)]
+                program += pieces
+                layers += [layer] * len(pieces)
+                sections += [section] * len(pieces)
             durations = [duration(op, fields, self.c.config) if QUEUE_OF[op] != "control" else 0
-                         for op, fields in self.program]
-            orders.append(list_schedule(self.program, durations, self.layers))
-        if self.c.hoist_loads:
-            for n, order in enumerate(orders):
-                hoisted = hoist_loads([self.program[k] for k in order], parts=[parts[k] for k in order])
-                orders[n] = [order[k] for k in hoisted]
+                         for op, fields in program]
+            order = list_schedule(program, durations, layers)
+            candidates.append(tuple([column[k] for k in order] for column in (program, layers, sections)))
         best = None
-        for order in orders:
-            program = [self.program[n] for n in order]
+        for program, layers, sections in candidates:
+            if self.c.hoist_loads:
+                order = hoist_loads(program, parts=list(zip(layers, sections, strict=True)))
+                program, layers, sections = ([column[k] for k in order] for column in (program, layers, sections))
             synchronised = (in_program_order(program) if self.c.synchronisation == "program_order"
                             else synchronise(program, self.c.config))
-            cycles = self._predicted(synchronised) if len(orders) > 1 else 0
+            cycles = self._predicted(synchronised) if len(candidates) > 1 else 0
             if best is None or cycles < best[0]:
-                best = (cycles, order, synchronised)
-        _, order, self.synchronised = best
-        self.program = [self.program[n] for n in order]
-        self.sections = [self.sections[n] for n in order]
-        self.layers = [self.layers[n] for n in order]
+                best = (cycles, program, layers, sections, synchronised)
+        _, self.program, self.layers, self.sections, self.synchronised = best
         words = fold(self.synchronised) if self.c.loops else self.synchronised
         return b"".join(encode(opcode, **fields) for opcode, fields in words)
 

@@ -18,6 +18,7 @@ from compiler.dependencies import (
     footprint,
     hoist_loads,
     list_schedule,
+    split_rows,
 )
 from compiler.funcsim import ExecutionError, Machine, run_program
 from compiler.lower import Compiler
@@ -309,3 +310,30 @@ def test_the_compiler_keeps_the_faster_order(tiny_llama):
                           for job in (compiler.job(ids), compiler.job(np.array([5]), start=64))]
     assert cycles[True][0] < 0.97 * cycles[False][0]
     assert cycles[True][1] <= cycles[False][1]
+
+
+@pytest.mark.parametrize("opcode", [Opcode.MATMUL, Opcode.V_QUANT, Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_ADD,
+                                    Opcode.V_MUL, Opcode.V_SILU, Opcode.V_GELU, Opcode.V_RMSNORM, Opcode.V_LAYERNORM,
+                                    Opcode.V_SOFTMAX_EXP, Opcode.V_ATTN_SCALE])
+def test_split_rows_covers_the_same_elements(opcode):
+    """``split_rows``: the pieces read and write, together, exactly what the instruction does, each
+    piece its own rows (the compiler's bit-exact tests run the split programs)."""
+    fields = dict(flags=Flag.HAS_BIAS | Flag.FOLD_V | Flag.CAUSAL, addr0=64, addr1=4096, addr2=9000, addr3=24,
+                  stride0=24, stride1=40, rows=32, cols=20, imm=30)
+    if opcode is Opcode.MATMUL:
+        fields.update(flags=0, addr1=2048, stride1=20, addr3=40, imm=16)
+
+    def elements(accesses):
+        return {(a.space, e) for a in accesses for lo, hi in a.intervals() for e in range(lo, hi)}
+
+    pieces = split_rows(opcode, fields, 2)
+    assert len(pieces) == 2 and all(f["rows"] == 16 for _, f in pieces)
+    for kind in (0, 1):
+        whole = elements(footprint(opcode, fields)[kind])
+        parts = [elements(footprint(op, f)[kind]) for op, f in pieces]
+        assert parts[0] | parts[1] == whole
+    assert not elements(footprint(*pieces[0])[1]) & elements(footprint(*pieces[1])[1])
+    if opcode is Opcode.V_SOFTMAX_EXP:   # the causal mask's first position moves with the rows
+        assert pieces[1][1]["imm"] == fields["imm"] + 16
+    assert split_rows(opcode, dict(fields, rows=7), 2) == [(opcode, dict(fields, rows=7))]
+    assert split_rows(Opcode.V_ROPE, fields, 2) == [(Opcode.V_ROPE, fields)]
