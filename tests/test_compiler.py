@@ -222,6 +222,33 @@ def test_prompt_attention_folds_v_in_the_softmax(model):
             assert not any(f.get("flags", 0) & Flag.FOLD_V for f in softmaxes)
             assert len(folds) == cfg.num_layers * compiler.kv_heads
 
+def test_attention_passes_form_a_pipeline():
+    """With double buffering a prompt's attention passes take turns in two slots: in program
+    order pass n + 1's scores come before pass n's P@V (the matrix engine computes them while
+    the vector unit works on pass n), and the per-row buffers the vector instructions read
+    beside the scores and write beside the P@V matmul (query, probability and output scales,
+    softmax sums) lie in banks neither the scores nor the P@V accumulators use."""
+    ckpt = load_model("tiny-llama")
+    config = ChipConfig(rows=16, columns=16, lanes=16, bus_bytes=16, spad_bytes=64 * 1024, acc_words=64 * 1024,
+                        vector_lanes=None, acc_banks=8, rope_pairs=4)
+    compiler = Compiler(ckpt, config, hoist_loads=False, list_schedule=False)
+    job = compiler.job(np.arange(1, 65) * 7 % ckpt.config.vocab_size)
+    bank = config.acc_words // config.acc_banks
+    for layer in range(ckpt.config.num_layers):
+        ops = [(op, f) for (op, f), n, section in zip(job.program, job.layers, job.sections, strict=True)
+               if n == layer and section == "attention"]
+        matmuls = ["scores" if f.get("flags", 0) & Flag.B_TRANSPOSED else "pv" for op, f in ops if op is Opcode.MATMUL]
+        heads = ckpt.config.num_heads
+        assert matmuls == ["scores", "scores"] + ["pv", "scores"] * (heads - 2) + ["pv", "pv"]
+        big = set()   # the banks of the scores and P@V accumulators
+        for op, f in ops:
+            if op is Opcode.MATMUL:
+                big |= set(range(f["addr2"] // bank, (f["addr2"] + f["rows"] * f["addr3"] - 1) // bank + 1))
+        small = [f["addr2"] for op, f in ops if op is Opcode.V_REQUANT]
+        small += [f[a] for op, f in ops if op is Opcode.V_ATTN_SCALE for a in ("addr0", "addr1", "addr2")]
+        assert small and not {addr // bank for addr in small} & big
+
+
 def test_what_does_not_fit_is_named():
     ckpt = load_model("tiny-llama")
     with pytest.raises(FitError, match="scratchpad|accumulator"):
