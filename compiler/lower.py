@@ -98,6 +98,10 @@ class _Region:
         self.top, self.bottom = mark
 
 
+#: How much faster (a fraction) the performance model must predict a job in its list-scheduled
+#: order for the compiler to keep that order instead of program order.
+LIST_MARGIN = 0.02
+
 #: Instructions of this many rows or more are split in two halves (:func:`compiler.dependencies.
 #: split_rows`) for list scheduling: the next instruction's first half then starts while this
 #: one's second half runs, on another unit.
@@ -494,7 +498,9 @@ class _Emitter:
             synchronised = (in_program_order(program) if self.c.synchronisation == "program_order"
                             else synchronise(program, self.c.config))
             cycles = self._predicted(synchronised) if len(candidates) > 1 else 0
-            if best is None or cycles < best[0]:
+            # the list order only where the model's gain is beyond its own error on a job (about
+            # 2 %): MiniLM's sentence, predicted 0.03 % faster so, ran 1.7 % slower
+            if best is None or cycles < (1 - LIST_MARGIN) * best[0]:
                 best = (cycles, program, layers, sections, synchronised)
         _, self.program, self.layers, self.sections, self.synchronised = best
         words = fold(self.synchronised) if self.c.loops else self.synchronised
