@@ -24,8 +24,26 @@ from scoville.models import load_model
 
 @pytest.fixture(scope="module")
 def tiny_job():
+    """Program order: a part of the model is one run of instructions per layer (and block)."""
     ckpt = load_model("tiny-llama")
-    return Compiler(ckpt, ChipConfig()).job(np.arange(1, 9))
+    return Compiler(ckpt, ChipConfig(), list_schedule=False).job(np.arange(1, 9))
+
+
+def test_list_scheduled_parts_stay_in_their_layer():
+    """List scheduling (``Compiler.list_schedule``) interleaves a layer's parts, never its layers:
+    the segments' layers keep their order, and every segment still has cycles of its own."""
+    ckpt = load_model("tiny-llama")
+    job = Compiler(ckpt, ChipConfig()).job(np.arange(1, 9))
+    plain = Compiler(ckpt, ChipConfig(), list_schedule=False).job(np.arange(1, 9))
+    assert job.program != plain.program   # the 8-token prompt takes the list order
+    order = [(job.layers[seg.first], seg.section) for seg in segments(job)]
+    assert len(order) > len(segments(plain))
+    layers = [layer for layer, _ in order]
+    body = [layer for layer in layers if layer >= 0]
+    assert body == sorted(body) and set(body) == {0, 1}
+    trace, total = fake_trace(job)
+    segs, _ = profile(job, trace, total, ChipConfig())
+    assert sum(s.cycles for s in segs) == total
 
 
 def test_every_instruction_has_a_section_in_layer_order(tiny_job):
