@@ -354,10 +354,6 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
     return order
 
 
-#: The unit each queue's instructions run on: the load and store queues share the transfer unit.
-UNIT_OF_QUEUE = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
-
-
 def _merged(accesses: list[Access], space: str) -> tuple[np.ndarray, np.ndarray]:
     """The element ranges ``accesses`` cover in ``space``, merged and sorted: (starts, ends)."""
     ranges = sorted(r for access in accesses if access.space == space for r in access.intervals())
@@ -462,10 +458,10 @@ def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], wi
     path = [0.0] * n   # the longest path of durations from each instruction to the run's end
     for a in reversed(range(n)):
         path[a] = durations[a] + max((path[b] for b in after[a]), default=0.0)
-    units = [UNIT_OF_QUEUE[QUEUE_OF[op]] for op, _ in program]
+    units = [GROUP_OF[QUEUE_OF[op]] for op, _ in program]   # the unit: load and store share one
     waiting = [len(producers) for producers in before]
     earliest = [0.0] * n
-    free = dict.fromkeys(UNIT_OF_QUEUE.values(), 0.0)
+    free = dict.fromkeys(GROUPS, 0.0)
     starts = [0.0] * n
     placed = [False] * n
     prefix = 0          # instructions 0 .. prefix - 1 are placed

@@ -847,8 +847,7 @@ class _Emitter:
         d, what = self.cfg.head_dim, f"layer {layer}"
         side = self.double_buffer and n == 1
         other = self.double_buffer and not side
-        small = (lambda words, name: self.acc_rings[0].alloc(words, name)) if self.double_buffer else \
-            (lambda words, name: self.acc.alloc(words, name))
+        small = (self.acc_rings[0] if self.double_buffer else self.acc).alloc
         return _Slot(qq=self.spad.alloc(rows * self.row8(d), f"{what} queries (int8)"),
                      qs=small(rows, f"{what} query scales"),
                      scores=self.acc.alloc(rows * ss, f"{what} scores", high=side),
