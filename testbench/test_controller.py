@@ -84,7 +84,6 @@ class TB:
         for name in QUEUES:
             getattr(dut, f"{name}__ready").value = 0
             getattr(dut, f"{name}_done").value = 0
-        self.generation = getattr(self, "generation", 0) + 1  # the memory forgets its requests
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
         await RisingEdge(dut.clk)
@@ -94,7 +93,8 @@ class TB:
             self.memory[base + n * INSTRUCTION_BYTES:base + (n + 1) * INSTRUCTION_BYTES] = word
 
     async def memory_model(self, latency=(0, 12)):
-        """Answers fetch bursts in order, one beat per cycle when ready, after a random latency."""
+        """Answers fetch bursts in order, one beat per cycle when ready, after a random latency; a
+        reset makes it forget the requests it holds."""
         dut, beat_bytes = self.dut, self.data_width // 8
         requests = []
         cocotb.start_soon(self._accept_requests(requests))
@@ -108,7 +108,7 @@ class TB:
             for _ in range(self.rng.randint(*latency)):
                 await RisingEdge(dut.clk)
             for beat in range(beats):
-                if generation != self.generation:
+                if generation != self.generation:   # reset since the request was taken
                     break
                 a = addr + beat * beat_bytes
                 bad = self.bad_range[0] <= a < self.bad_range[1]
@@ -119,7 +119,7 @@ class TB:
                                                          {"data": data, "resp": resp, "fault_addr": a})
                 dut.fetch_response__valid.value = 1
                 await RisingEdge(dut.clk)
-                while not int(dut.fetch_response__ready.value):
+                while not int(dut.fetch_response__ready.value) and generation == self.generation:
                     await RisingEdge(dut.clk)
                 dut.fetch_response__valid.value = 0
 
@@ -133,6 +133,9 @@ class TB:
             await RisingEdge(dut.clk)
             valid, payload = int(dut.fetch_request__valid.value), int(dut.fetch_request__payload.value)
             if int(dut.rst.value):
+                # The memory forgets its requests, those taken at the edge that raised the reset
+                # included: `reset` bumping the generation itself raced with that edge's request.
+                self.generation += 1
                 offered = None
                 continue
             if offered is not None and (not valid or payload != offered):
