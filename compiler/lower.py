@@ -106,6 +106,27 @@ LIST_MARGIN = 0.02
 #: split_rows`) for list scheduling: the next instruction's first half then starts while this
 #: one's second half runs, on another unit.
 SPLIT_ROWS = 16
+#: ... where the halves, by the performance model, take at most this fraction longer than the
+#: whole (each half pays the fixed cost; a MATMUL's halves each load every weight tile). Splitting
+#: every one, tiny-llama's 64-token prompt took 314 514 cycles on the 8x8 chip and 79 500 on
+#: 16x16 / 128-bit (RTL); with this bound, which keeps attention's short matmuls and the
+#: queries' and new keys' V_QUANT whole, 304 619 and 79 036 (0.05: 306 221 and -; 0.08: 303 991
+#: and 79 915; 0.15: 313 864 and 79 558).
+SPLIT_COST = 0.1
+
+
+def halves_worth_it(opcode: Opcode, fields: dict, config: ChipConfig) -> list[tuple[Opcode, dict]]:
+    """The instruction cut in two halves of its rows (:func:`compiler.dependencies.split_rows`)
+    where it has :data:`SPLIT_ROWS` rows or more and the halves take at most :data:`SPLIT_COST`
+    longer than the whole by the performance model; else the instruction alone."""
+    from compiler.perfmodel import duration
+
+    if fields.get("rows", 0) < SPLIT_ROWS:
+        return [(opcode, fields)]
+    halves = split_rows(opcode, fields, 2)
+    whole = duration(opcode, fields, config)
+    extra = sum(duration(op, f, config) for op, f in halves) - whole
+    return halves if extra <= SPLIT_COST * whole else [(opcode, fields)]
 
 
 @dataclass(frozen=True)
@@ -482,7 +503,7 @@ class _Emitter:
 
             program, layers, sections = [], [], []
             for (opcode, fields), layer, section in zip(self.program, self.layers, self.sections, strict=True):
-                pieces = split_rows(opcode, fields, 2) if fields.get("rows", 0) >= SPLIT_ROWS else [(opcode, fields)]
+                pieces = halves_worth_it(opcode, fields, self.c.config)
                 program += pieces
                 layers += [layer] * len(pieces)
                 sections += [section] * len(pieces)

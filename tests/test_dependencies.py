@@ -337,3 +337,27 @@ def test_split_rows_covers_the_same_elements(opcode):
         assert pieces[1][1]["imm"] == fields["imm"] + 16
     assert split_rows(opcode, dict(fields, rows=7), 2) == [(opcode, dict(fields, rows=7))]
     assert split_rows(Opcode.V_ROPE, fields, 2) == [(Opcode.V_ROPE, fields)]
+
+
+def test_only_halves_worth_their_cost_are_cut():
+    """The compiler cuts an instruction in halves for list scheduling only where the halves cost
+    at most ``SPLIT_COST`` more than the whole: on the 8x8 chip a 32-row requantization is cut,
+    attention's 32-row scores matmul (every key tile loaded twice) and a 32-row quantization of
+    one head's queries (the vector unit's fixed cost twice) are not, nor anything under
+    ``SPLIT_ROWS`` rows."""
+    from compiler.lower import SPLIT_COST, SPLIT_ROWS, halves_worth_it
+    from compiler.perfmodel import duration
+
+    config = ChipConfig()
+    requant = dict(addr0=0, stride0=64, addr1=0, stride1=64, addr2=4096, addr3=8192, rows=32, cols=64)
+    scores = dict(flags=Flag.B_TRANSPOSED, addr0=0, stride0=8, addr1=1024, stride1=16, addr2=0, addr3=64,
+                  rows=32, cols=64, imm=16)
+    queries = dict(addr0=0, stride0=64, addr1=0, stride1=16, addr2=4096, rows=32, cols=16)
+    assert [f["rows"] for _, f in halves_worth_it(Opcode.V_REQUANT, requant, config)] == [16, 16]
+    for opcode, fields in ((Opcode.MATMUL, scores), (Opcode.V_QUANT, queries),
+                           (Opcode.V_REQUANT, dict(requant, rows=SPLIT_ROWS - 1))):
+        assert halves_worth_it(opcode, fields, config) == [(opcode, fields)]
+    for opcode, fields in ((Opcode.V_REQUANT, requant), (Opcode.MATMUL, scores), (Opcode.V_QUANT, queries)):
+        whole = duration(opcode, fields, config)
+        halves = sum(duration(op, f, config) for op, f in split_rows(opcode, fields, 2))
+        assert (halves - whole <= SPLIT_COST * whole) == (len(halves_worth_it(opcode, fields, config)) == 2)
