@@ -669,6 +669,8 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
     if opcode == Opcode.V_ROPE:
         head, heads = prng.choice([2, 4, 6, 8, 16, 20, 64]), prng.randint(1, 3)
         cols = head * heads
+    if opcode == Opcode.V_ATTN_SCALE:   # its rows come in chunks of C: some instructions span several
+        rows, cols = prng.randint(1, 3 * tb.config.lanes + 2), min(cols, 40)   # (the test image's room)
     program = []
 
     def put(words: np.ndarray, what: str, to_spad: bool = False, stride: int | None = None, nrows: int = 1) -> int:

@@ -13,8 +13,11 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
   whole job: scale products and the reciprocal (a restoring divider, two radix-4 steps a cycle:
-  4 cycles) per row. It also runs ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the
-  frequencies read from the accumulator (so one chip serves any head size and RoPE base),
+  4 cycles) per row. ``V_ATTN_SCALE``'s rows go through it as a pipeline, a row a division: their
+  sums and P scales read a chunk of ``lanes`` rows at a time, the next row normalised while one
+  divides and the row before combined and written. It also runs ``V_ROPE`` in chunks of up to
+  ``lanes`` rotation pairs, with the frequencies read from the accumulator (so one chip serves
+  any head size and RoPE base),
   streamed: three reads bring each chunk's first elements, second elements and frequencies,
   ahead of the chunk running; ``rope_pairs`` pairs a cycle go through a three-stage pipeline
   (phase ``position * frequency``; the sine table twice, sin and cos a quarter turn on; two
@@ -527,15 +530,15 @@ class VectorSequencer(wiring.Component):
 
         # ------------------------------------------------------------ scalar path (V_SCALE_MUL, V_ATTN_SCALE)
         scalar_row = Signal(16)
-        total = Signal(32)
         p_m = Signal(signed(16))
         p_e = Signal(signed(16))
         numerator = Signal(31)     # restoring division (2**29 - 1) // n15
         divisor = Signal(16)
         quotient = Signal(16)
-        step = Signal(range(32))
-        prefetched = Signal(2)     # reads of the next row asked for during the division
+        step = Signal(2)
         shift = Signal(signed(8))  # bit_length(total) - 15
+        attn_run = Signal()        # the scalar path runs a V_ATTN_SCALE
+        attn_last_write = Signal()
         r_m = Signal(signed(32))
         r_e = Signal(signed(16))
         out_word = Signal(32)
@@ -715,13 +718,6 @@ class VectorSequencer(wiring.Component):
                         with m.If(bank_last[b]):
                             m.d.comb += rope_done.eq(1)
 
-        def read_word(state, addr, then):
-            """A state that asks the side reader for the one word at ``addr``."""
-            with m.State(state):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(addr), scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = then
-
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
                 with m.If(scalar_start):
@@ -729,80 +725,26 @@ class VectorSequencer(wiring.Component):
                     with m.If(rope):
                         m.d.comb += rope_start.eq(1)
                         m.next = "ROPE"
+                    with m.Elif(attn):
+                        m.next = "ATTN"
                     with m.Else():
                         m.next = "READ_FIRST"
             with m.State("ROPE"):
                 with m.If(rope_done):
                     m.d.comb += scalar_done.eq(1)
                     m.next = "IDLE"
-            # V_ATTN_SCALE asks for a row's sum and P scale back to back, and for the next row's
-            # while it divides, so the reads' latency is hidden after the first row
             with m.State("READ_FIRST"):
                 m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr0 + scalar_row), scalar_count.eq(1)]
                 with m.If(side_source.request.ready):
                     m.next = "TAKE_FIRST"
-                    with m.If(attn):
-                        m.next = "READ_P"
-            read_word("READ_P", ins.addr2 + scalar_row, "TAKE_FIRST")
             with m.State("TAKE_FIRST"):
                 with m.If(scalar_valid):
                     m.d.comb += side_source.response.ready.eq(1)
+                    # V_SCALE_MUL: the row's scale x the constant
                     value = scalar_word[:32]
-                    with m.If(attn):
-                        m.d.sync += total.eq(value)
-                        m.next = "TAKE_P"
-                    with m.Else():
-                        # V_SCALE_MUL: the row's scale x the constant
-                        product = _unpack_m(value) * const_m
-                        m.d.sync += [r_m.eq(product >> SCALE_BITS),
-                                     r_e.eq(_unpack_e(value) + const_e + SCALE_BITS)]
-                        m.next = "WRITE"
-            with m.State("TAKE_P"):
-                with m.If(scalar_valid):
-                    m.d.comb += side_source.response.ready.eq(1)
-                    m.d.sync += [p_m.eq(_unpack_m(scalar_word[:32])), p_e.eq(_unpack_e(scalar_word[:32]))]
-                    # normalise the total to 15 bits
-                    length = Signal(6)
-                    for bit in range(32):
-                        with m.If(total[bit]):
-                            m.d.comb += length.eq(bit + 1)
-                    m.d.sync += [shift.eq(length - SCALE_BITS),
-                                 divisor.eq(Mux(length >= SCALE_BITS, total >> (length - SCALE_BITS)[:6],
-                                                total << (SCALE_BITS - length)[:6])),
-                                 numerator.eq((1 << 29) - 1), quotient.eq(0), step.eq(0), prefetched.eq(0)]
-                    m.next = "DIVIDE"
-            with m.State("DIVIDE"):
-                # four quotient bits per cycle: two radix-4 restoring steps, most significant
-                # first (quotient < 2**16), each taking the largest of divisor x {3, 2, 1} << b
-                # that fits
-                def radix4(rest, low, name):
-                    once, twice, thrice = (Signal(33, name=f"{name}_{k}") for k in ("once", "twice", "thrice"))
-                    m.d.comb += [once.eq(divisor << low), twice.eq(divisor << (low + 1)), thrice.eq(once + twice)]
-                    digit = Mux(rest >= thrice, 3, Mux(rest >= twice, 2, Mux(rest >= once, 1, 0)))
-                    taken = Mux(rest >= thrice, thrice, Mux(rest >= twice, twice, Mux(rest >= once, once, 0)))
-                    left = Signal(31, name=f"{name}_left")
-                    m.d.comb += left.eq(rest - taken)
-                    return left, digit
-                high, low = Signal(4), Signal(4)   # the two digits' bit positions
-                m.d.comb += [high.eq(14 - 4 * step), low.eq(12 - 4 * step)]
-                middle, high_digit = radix4(numerator, high, "divide_high")
-                rest, low_digit = radix4(middle, low, "divide_low")
-                m.d.sync += [numerator.eq(rest), quotient.eq(quotient | (high_digit << high) | (low_digit << low)),
-                             step.eq(step + 1)]
-                with m.If(step == 3):
-                    m.next = "COMBINE"
-                # the next row's sum, then its P scale
-                with m.If((scalar_row != rows - 1) & (prefetched != 2)):
-                    m.d.comb += [scalar_read.eq(1), scalar_count.eq(1),
-                                 scalar_addr.eq(Mux(prefetched == 0, ins.addr0, ins.addr2) + scalar_row + 1)]
-                    with m.If(side_source.request.ready):
-                        m.d.sync += prefetched.eq(prefetched + 1)
-            with m.State("COMBINE"):
-                # (rm, re) = reciprocal x constant; then P scale (exponent + largest V exponent) x that
-                rm = (quotient.as_signed() * const_m) >> SCALE_BITS
-                re = -29 - shift + const_e + SCALE_BITS
-                m.d.sync += [r_m.eq((p_m * rm) >> SCALE_BITS), r_e.eq(p_e + e_max + re + SCALE_BITS)]
-                m.next = "WRITE"
+                    product = _unpack_m(value) * const_m
+                    m.d.sync += [r_m.eq(product >> SCALE_BITS), r_e.eq(_unpack_e(value) + const_e + SCALE_BITS)]
+                    m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += write_scalar.eq(1)
                 m.d.comb += out_word.eq(Cat(r_m[:16], r_e[:16]))
@@ -811,12 +753,116 @@ class VectorSequencer(wiring.Component):
                     with m.If(scalar_row == rows - 1):
                         m.d.comb += scalar_done.eq(1)
                         m.next = "IDLE"
-                    with m.Elif(attn & (prefetched == 2)):
-                        m.next = "TAKE_FIRST"
-                    with m.Elif(attn & (prefetched == 1)):
-                        m.next = "READ_P"   # the division ended before the P scale's read was taken
                     with m.Else():
                         m.next = "READ_FIRST"
+            with m.State("ATTN"):
+                m.d.comb += attn_run.eq(1)
+                with m.If(attn_last_write):
+                    m.d.comb += scalar_done.eq(1)
+                    m.next = "IDLE"
+
+        # V_ATTN_SCALE, a row a division (4 cycles): the rows' sums and P scales come in chunks of
+        # up to C rows (two reads a chunk, the next chunk's once the last row of this one is
+        # picked); a row is *picked* from the chunk into a register, *staged* (its sum normalised
+        # to 15 bits: the divisor and the shift) while the row before divides, *divided*, then
+        # *combined* (the scale products) and *written* while the next row divides.
+        chunk_sums = Signal(32 * C)
+        chunk_ps = Signal(32 * C)
+        chunk_asked = Signal(2)      # the chunk's reads issued (sums, then P scales)
+        chunk_have = Signal(2)       # and answered, in the same order
+        chunk_base = Signal(16)      # the chunk's first row
+        pick_row = Signal(16)        # the next row to pick
+        picked, picked_sum, picked_p, picked_row = Signal(), Signal(32), Signal(32), Signal(16)
+        staged, staged_row = Signal(), Signal(16)
+        staged_divisor, staged_shift = Signal(16), Signal(signed(8))
+        staged_m, staged_e = Signal(signed(16)), Signal(signed(16))
+        dividing, divide_row = Signal(), Signal(16)
+        combining, combine_row = Signal(), Signal(16)
+        combine_q, combine_shift = Signal(16), Signal(signed(8))
+        combine_m, combine_e = Signal(signed(16)), Signal(signed(16))
+        write_pending = Signal()
+        with m.If(scalar_start & attn):
+            m.d.sync += [chunk_asked.eq(0), chunk_have.eq(0), chunk_base.eq(0), pick_row.eq(0), picked.eq(0),
+                         staged.eq(0), dividing.eq(0), combining.eq(0), write_pending.eq(0)]
+        chunk_rows = Mux(rows - chunk_base < C, rows - chunk_base, C)
+        with m.If(attn_run & (chunk_asked != 2) & (chunk_base < rows)):
+            m.d.comb += [scalar_read.eq(1), scalar_count.eq(chunk_rows),
+                         scalar_addr.eq(Mux(chunk_asked == 0, ins.addr0, ins.addr2) + chunk_base)]
+            with m.If(side_source.request.ready):
+                m.d.sync += chunk_asked.eq(chunk_asked + 1)
+        with m.If(attn_run & scalar_valid):
+            m.d.comb += side_source.response.ready.eq(1)
+            with m.If(chunk_have == 0):
+                m.d.sync += chunk_sums.eq(scalar_word)
+            with m.Else():
+                m.d.sync += chunk_ps.eq(scalar_word)
+            m.d.sync += chunk_have.eq(chunk_have + 1)
+
+        # stage: normalise the picked row's sum to 15 bits
+        to_stage = attn_run & picked & ~staged
+        with m.If(to_stage):
+            length = Signal(6)
+            for bit in range(32):
+                with m.If(picked_sum[bit]):
+                    m.d.comb += length.eq(bit + 1)
+            m.d.sync += [staged.eq(1), staged_row.eq(picked_row), picked.eq(0),
+                         staged_shift.eq(length - SCALE_BITS),
+                         staged_divisor.eq(Mux(length >= SCALE_BITS, picked_sum >> (length - SCALE_BITS)[:6],
+                                               picked_sum << (SCALE_BITS - length)[:6])),
+                         staged_m.eq(_unpack_m(picked_p)), staged_e.eq(_unpack_e(picked_p))]
+        # pick: the next row out of the chunk
+        in_chunk = Signal(range(C))
+        m.d.comb += in_chunk.eq(pick_row - chunk_base)
+        with m.If(attn_run & (chunk_have == 2) & (~picked | to_stage)):
+            m.d.sync += [picked.eq(1), picked_row.eq(pick_row), pick_row.eq(pick_row + 1),
+                         picked_sum.eq(chunk_sums.word_select(in_chunk, 32)),
+                         picked_p.eq(chunk_ps.word_select(in_chunk, 32))]
+            with m.If((in_chunk == C - 1) | (pick_row == rows - 1)):
+                m.d.sync += [chunk_have.eq(0), chunk_asked.eq(0), chunk_base.eq(chunk_base + C)]
+
+        # write, then combine (the combine register empties into the write register)
+        write_taken = Signal()
+        with m.If(attn_run & write_pending):
+            m.d.comb += [write_scalar.eq(1), out_word.eq(Cat(r_m[:16], r_e[:16])),
+                         write_taken.eq(acc_out.request.ready)]
+            with m.If(acc_out.request.ready):
+                m.d.sync += write_pending.eq(0)
+        m.d.comb += attn_last_write.eq(write_taken & (scalar_row == rows - 1))
+        to_write = combining & (~write_pending | write_taken)
+        with m.If(attn_run & to_write):
+            # (rm, re) = reciprocal x constant; then P scale (exponent + largest V exponent) x that
+            rm = (combine_q.as_signed() * const_m) >> SCALE_BITS
+            re = -29 - combine_shift + const_e + SCALE_BITS
+            m.d.sync += [r_m.eq((combine_m * rm) >> SCALE_BITS), r_e.eq(combine_e + e_max + re + SCALE_BITS),
+                         scalar_row.eq(combine_row), write_pending.eq(1), combining.eq(0)]
+
+        # divide: four quotient bits per cycle, two radix-4 restoring steps, most significant first
+        # (quotient < 2**16), each taking the largest of divisor x {3, 2, 1} << b that fits
+        def radix4(rest, low, name):
+            once, twice, thrice = (Signal(33, name=f"{name}_{k}") for k in ("once", "twice", "thrice"))
+            m.d.comb += [once.eq(divisor << low), twice.eq(divisor << (low + 1)), thrice.eq(once + twice)]
+            digit = Mux(rest >= thrice, 3, Mux(rest >= twice, 2, Mux(rest >= once, 1, 0)))
+            taken = Mux(rest >= thrice, thrice, Mux(rest >= twice, twice, Mux(rest >= once, once, 0)))
+            left = Signal(31, name=f"{name}_left")
+            m.d.comb += left.eq(rest - taken)
+            return left, digit
+        high, low = Signal(4), Signal(4)   # the two digits' bit positions
+        m.d.comb += [high.eq(14 - 4 * step), low.eq(12 - 4 * step)]
+        middle, high_digit = radix4(numerator, high, "divide_high")
+        rest, low_digit = radix4(middle, low, "divide_low")
+        digits = quotient | (high_digit << high) | (low_digit << low)
+        finishing = dividing & (step == 3)
+        # the last step waits while the combine register is still full
+        advance = attn_run & dividing & (~finishing | ~combining | to_write)
+        with m.If(advance):
+            m.d.sync += [numerator.eq(rest), quotient.eq(digits), step.eq(step + 1)]
+            with m.If(finishing):
+                m.d.sync += [dividing.eq(0), combining.eq(1), combine_q.eq(digits), combine_shift.eq(shift),
+                             combine_m.eq(p_m), combine_e.eq(p_e), combine_row.eq(divide_row)]
+        with m.If(attn_run & staged & (~dividing | (finishing & advance))):
+            m.d.sync += [dividing.eq(1), divide_row.eq(staged_row), staged.eq(0),
+                         numerator.eq((1 << 29) - 1), quotient.eq(0), step.eq(0),
+                         divisor.eq(staged_divisor), shift.eq(staged_shift), p_m.eq(staged_m), p_e.eq(staged_e)]
 
         # ------------------------------------------------------------ writer
         out = data.View(output_layout(C), unit.o.payload)
