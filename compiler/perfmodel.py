@@ -233,6 +233,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         heads = rows * math.ceil(cols / (2 * half))
         return np.array([1.0, heads * rope_chunk_cycles(half, config.lanes, config.rope_pairs)])
     if family == "scalar":
+        if opcode is Opcode.V_SCALE_MUL:   # a row a cycle, its scales a chunk of `lanes` rows a read
+            return np.array([1.0, rows, math.ceil(rows / config.lanes)])
         return np.array([1.0, rows, rows * cols])
     passes = PASSES.get(opcode, 1)
     beats = rows * math.ceil(cols / config.lanes)
@@ -269,6 +271,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: rows were pipelined (a row a division), 20 + 4 a row, the row the scalar path takes
 #: (:data:`ATTN_SCALE_ROW`; one a row at a time took 17 + 8; the fit's 14.0 a row and 0.08 a row
 #: and key took the bank's turns with the P@V matmul, before the compiler kept them apart).
+#: V_SCALE_MUL's are set from the same traces: 10 cycles for one row, 53 for 32 rows on 8x8 and
+#: 85 for 64 on 16x16, a row a cycle and 4 more for each chunk of scales after the first.
 #: V_SILU's are V_MUL's, one piece a cycle as in the RTL (2 790 cycles for 32 x 172 on 8x8; the
 #: fit's 0.388 a beat hid under overlap).
 COEFFICIENTS = {
@@ -292,6 +296,7 @@ COEFFICIENTS = {
     "V_SOFTMAX_EXP": np.array([133.266, 0.012, 0.999]),
     "V_FOLD_V": np.array([45.777, -0.079, 1.015]),
     "V_ATTN_SCALE": np.array([20.000, ATTN_SCALE_ROW, 0.000]),
+    "V_SCALE_MUL": np.array([5.000, 1.000, 4.000]),
 }
 
 

@@ -15,7 +15,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 
 from compiler.funcsim import Machine, run_program
 from compiler.loops import fold
-from compiler.perfmodel import ATTN_SCALE_ROW, SCAN_FIXED, rope_chunk_cycles
+from compiler.perfmodel import ATTN_SCALE_ROW, COEFFICIENTS, SCAN_FIXED, rope_chunk_cycles
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
 from rtl.core.csr import ABORT, BUSY, DONE, ID_VALUE, IRQ_ENABLE
@@ -669,7 +669,7 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
     if opcode == Opcode.V_ROPE:
         head, heads = prng.choice([2, 4, 6, 8, 16, 20, 64]), prng.randint(1, 3)
         cols = head * heads
-    if opcode == Opcode.V_ATTN_SCALE:   # its rows come in chunks of C: some instructions span several
+    if opcode in (Opcode.V_ATTN_SCALE, Opcode.V_SCALE_MUL):   # rows come in chunks of C: some span several
         rows, cols = prng.randint(1, 3 * tb.config.lanes + 2), min(cols, 40)   # (the test image's room)
     program = []
 
@@ -857,6 +857,33 @@ async def attn_scale_rows(dut):
     each = (runs[33] - runs[1]) / 32
     dut._log.info(f"V_ATTN_SCALE: {runs[1]} cycles for one row, {runs[33]} for 33: {each:.2f} a row more")
     assert each <= ATTN_SCALE_ROW + 0.5, f"a V_ATTN_SCALE row took {each:.2f} cycles (> {ATTN_SCALE_ROW})"
+
+
+@cocotb.test()
+async def scale_mul_rows(dut):
+    """V_SCALE_MUL against the functional simulator, in place as the compiler runs it on the keys'
+    scales, and what its rows cost: a row a cycle, and a read of the next chunk of ``lanes``
+    scales after each chunk (``compiler.perfmodel.COEFFICIENTS["V_SCALE_MUL"]``)."""
+    tb = TB(dut)
+    await tb.reset()
+    C = tb.config.lanes
+    runs = {}
+    for rows in (1, 4 * C + 1):
+        image, layout, spad, acc = fresh_image(tb)
+        where, program = load_words(image, layout, acc, {"scales": _scales(tb.np_rng, 4 * C + 1, -20, -5)}, C)
+        out_dram = layout.take(4 * (4 * C + 1), 4)
+        program += [
+            (Opcode.V_SCALE_MUL, dict(addr0=where["scales"], addr1=where["scales"], rows=rows,
+                                      addr3=int(_scales(tb.np_rng, 1, -20, -5)[0]))),
+            (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=where["scales"], addr1=out_dram, rows=1, cols=4 * C + 1)),
+        ]
+        runs[rows] = await run_and_compare(tb, program, image)
+    coefficients = COEFFICIENTS["V_SCALE_MUL"]
+    many = 4 * C + 1
+    each = (runs[many] - runs[1]) / (many - 1)
+    want = coefficients[1] + coefficients[2] / C
+    dut._log.info(f"V_SCALE_MUL: {runs[1]} cycles for one row, {runs[many]} for {many}: {each:.2f} a row more")
+    assert each <= want + 0.25, f"a V_SCALE_MUL row took {each:.2f} cycles (> {want:.2f})"
 
 
 @cocotb.test()

@@ -13,16 +13,16 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
   whole job: scale products and the reciprocal (a restoring divider, two radix-4 steps a cycle:
-  4 cycles) per row. ``V_ATTN_SCALE``'s rows go through it as a pipeline, a row a division: their
-  sums and P scales read a chunk of ``lanes`` rows at a time, the next row normalised while one
-  divides and the row before combined and written. It also runs ``V_ROPE`` in chunks of up to
-  ``lanes`` rotation pairs, with the frequencies read from the accumulator (so one chip serves
-  any head size and RoPE base),
-  streamed: three reads bring each chunk's first elements, second elements and frequencies,
-  ahead of the chunk running; ``rope_pairs`` pairs a cycle go through a three-stage pipeline
-  (phase ``position * frequency``; the sine table twice, sin and cos a quarter turn on; two
-  products and roundings) into one of two output banks, and a full bank leaves as two writes
-  while the next chunk fills the other.
+  4 cycles) per row. The rows go through it as a pipeline, their operands read a chunk of
+  ``lanes`` rows at a time: ``V_ATTN_SCALE`` a row a division (the next row normalised while one
+  divides, the row before combined and written), ``V_SCALE_MUL`` a row a cycle. It also runs
+  ``V_ROPE`` in chunks of up to ``lanes`` rotation pairs, with the frequencies read from the
+  accumulator (so one chip serves any head size and RoPE base), streamed: three reads bring each
+  chunk's first elements, second elements and frequencies, ahead of the chunk running;
+  ``rope_pairs`` pairs a cycle go through a three-stage pipeline (phase ``position *
+  frequency``; the sine table twice, sin and cos a quarter turn on; two products and roundings)
+  into one of two output banks, and a full bank leaves as two writes while the next chunk fills
+  the other.
 
 A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
 
@@ -537,8 +537,9 @@ class VectorSequencer(wiring.Component):
         quotient = Signal(16)
         step = Signal(2)
         shift = Signal(signed(8))  # bit_length(total) - 15
-        attn_run = Signal()        # the scalar path runs a V_ATTN_SCALE
-        attn_last_write = Signal()
+        rows_run = Signal()        # the scalar path runs a V_ATTN_SCALE or a V_SCALE_MUL
+        last_write = Signal()
+        to_write = Signal()
         r_m = Signal(signed(32))
         r_e = Signal(signed(16))
         out_word = Signal(32)
@@ -725,47 +726,28 @@ class VectorSequencer(wiring.Component):
                     with m.If(rope):
                         m.d.comb += rope_start.eq(1)
                         m.next = "ROPE"
-                    with m.Elif(attn):
-                        m.next = "ATTN"
                     with m.Else():
-                        m.next = "READ_FIRST"
+                        m.next = "ROWS"
             with m.State("ROPE"):
                 with m.If(rope_done):
                     m.d.comb += scalar_done.eq(1)
                     m.next = "IDLE"
-            with m.State("READ_FIRST"):
-                m.d.comb += [scalar_read.eq(1), scalar_addr.eq(ins.addr0 + scalar_row), scalar_count.eq(1)]
-                with m.If(side_source.request.ready):
-                    m.next = "TAKE_FIRST"
-            with m.State("TAKE_FIRST"):
-                with m.If(scalar_valid):
-                    m.d.comb += side_source.response.ready.eq(1)
-                    # V_SCALE_MUL: the row's scale x the constant
-                    value = scalar_word[:32]
-                    product = _unpack_m(value) * const_m
-                    m.d.sync += [r_m.eq(product >> SCALE_BITS), r_e.eq(_unpack_e(value) + const_e + SCALE_BITS)]
-                    m.next = "WRITE"
-            with m.State("WRITE"):
-                m.d.comb += write_scalar.eq(1)
-                m.d.comb += out_word.eq(Cat(r_m[:16], r_e[:16]))
-                with m.If(acc_out.request.ready):
-                    m.d.sync += scalar_row.eq(scalar_row + 1)
-                    with m.If(scalar_row == rows - 1):
-                        m.d.comb += scalar_done.eq(1)
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "READ_FIRST"
-            with m.State("ATTN"):
-                m.d.comb += attn_run.eq(1)
-                with m.If(attn_last_write):
+            with m.State("ROWS"):
+                m.d.comb += rows_run.eq(1)
+                with m.If(last_write):
                     m.d.comb += scalar_done.eq(1)
                     m.next = "IDLE"
 
-        # V_ATTN_SCALE, a row a division (4 cycles): the rows' sums and P scales come in chunks of
-        # up to C rows (two reads a chunk, the next chunk's once the last row of this one is
-        # picked); a row is *picked* from the chunk into a register, *staged* (its sum normalised
-        # to 15 bits: the divisor and the shift) while the row before divides, *divided*, then
-        # *combined* (the scale products) and *written* while the next row divides.
+        # The per-row scale instructions, rows in a pipeline. V_ATTN_SCALE, a row a division (4
+        # cycles): the rows' sums and P scales come in chunks of up to C rows (two reads a chunk,
+        # the next chunk's once the last row of this one is picked); a row is *picked* from the
+        # chunk into a register, *staged* (its sum normalised to 15 bits: the divisor and the
+        # shift) while the row before divides, *divided*, then *combined* (the scale products) and
+        # *written* while the next row divides. V_SCALE_MUL, a row a cycle: its scales in chunks
+        # (one read a chunk), each picked straight into the combine register (the product).
+        scale_mul = opcode == Opcode.V_SCALE_MUL
+        attn_run = rows_run & attn
+        reads = Mux(scale_mul, 1, 2)   # reads a chunk
         chunk_sums = Signal(32 * C)
         chunk_ps = Signal(32 * C)
         chunk_asked = Signal(2)      # the chunk's reads issued (sums, then P scales)
@@ -781,16 +763,16 @@ class VectorSequencer(wiring.Component):
         combine_q, combine_shift = Signal(16), Signal(signed(8))
         combine_m, combine_e = Signal(signed(16)), Signal(signed(16))
         write_pending = Signal()
-        with m.If(scalar_start & attn):
+        with m.If(scalar_start):
             m.d.sync += [chunk_asked.eq(0), chunk_have.eq(0), chunk_base.eq(0), pick_row.eq(0), picked.eq(0),
                          staged.eq(0), dividing.eq(0), combining.eq(0), write_pending.eq(0)]
         chunk_rows = Mux(rows - chunk_base < C, rows - chunk_base, C)
-        with m.If(attn_run & (chunk_asked != 2) & (chunk_base < rows)):
+        with m.If(rows_run & (chunk_asked != reads) & (chunk_base < rows)):
             m.d.comb += [scalar_read.eq(1), scalar_count.eq(chunk_rows),
                          scalar_addr.eq(Mux(chunk_asked == 0, ins.addr0, ins.addr2) + chunk_base)]
             with m.If(side_source.request.ready):
                 m.d.sync += chunk_asked.eq(chunk_asked + 1)
-        with m.If(attn_run & scalar_valid):
+        with m.If(rows_run & scalar_valid):
             m.d.comb += side_source.response.ready.eq(1)
             with m.If(chunk_have == 0):
                 m.d.sync += chunk_sums.eq(scalar_word)
@@ -813,28 +795,44 @@ class VectorSequencer(wiring.Component):
         # pick: the next row out of the chunk
         in_chunk = Signal(range(C))
         m.d.comb += in_chunk.eq(pick_row - chunk_base)
-        with m.If(attn_run & (chunk_have == 2) & (~picked | to_stage)):
-            m.d.sync += [picked.eq(1), picked_row.eq(pick_row), pick_row.eq(pick_row + 1),
-                         picked_sum.eq(chunk_sums.word_select(in_chunk, 32)),
-                         picked_p.eq(chunk_ps.word_select(in_chunk, 32))]
+        pick = Signal()
+        with m.If(rows_run & (chunk_have == reads) & (pick_row < rows)):
+            with m.If(scale_mul):
+                m.d.comb += pick.eq(~combining | to_write)
+            with m.Else():
+                m.d.comb += pick.eq(~picked | to_stage)
+        with m.If(pick):
+            m.d.sync += pick_row.eq(pick_row + 1)
             with m.If((in_chunk == C - 1) | (pick_row == rows - 1)):
                 m.d.sync += [chunk_have.eq(0), chunk_asked.eq(0), chunk_base.eq(chunk_base + C)]
+        with m.If(pick & attn):
+            m.d.sync += [picked.eq(1), picked_row.eq(pick_row),
+                         picked_sum.eq(chunk_sums.word_select(in_chunk, 32)),
+                         picked_p.eq(chunk_ps.word_select(in_chunk, 32))]
 
         # write, then combine (the combine register empties into the write register)
         write_taken = Signal()
-        with m.If(attn_run & write_pending):
+        with m.If(rows_run & write_pending):
             m.d.comb += [write_scalar.eq(1), out_word.eq(Cat(r_m[:16], r_e[:16])),
                          write_taken.eq(acc_out.request.ready)]
             with m.If(acc_out.request.ready):
                 m.d.sync += write_pending.eq(0)
-        m.d.comb += attn_last_write.eq(write_taken & (scalar_row == rows - 1))
-        to_write = combining & (~write_pending | write_taken)
-        with m.If(attn_run & to_write):
-            # (rm, re) = reciprocal x constant; then P scale (exponent + largest V exponent) x that
-            rm = (combine_q.as_signed() * const_m) >> SCALE_BITS
-            re = -29 - combine_shift + const_e + SCALE_BITS
-            m.d.sync += [r_m.eq((combine_m * rm) >> SCALE_BITS), r_e.eq(combine_e + e_max + re + SCALE_BITS),
-                         scalar_row.eq(combine_row), write_pending.eq(1), combining.eq(0)]
+        m.d.comb += last_write.eq(write_taken & (scalar_row == rows - 1))
+        m.d.comb += to_write.eq(rows_run & combining & (~write_pending | write_taken))
+        with m.If(to_write):
+            m.d.sync += [scalar_row.eq(combine_row), write_pending.eq(1), combining.eq(0)]
+            with m.If(scale_mul):
+                # the row's scale x the constant
+                m.d.sync += [r_m.eq((combine_m * const_m) >> SCALE_BITS), r_e.eq(combine_e + const_e + SCALE_BITS)]
+            with m.Else():
+                # (rm, re) = reciprocal x constant; then P scale (exponent + largest V exponent) x that
+                rm = (combine_q.as_signed() * const_m) >> SCALE_BITS
+                re = -29 - combine_shift + const_e + SCALE_BITS
+                m.d.sync += [r_m.eq((combine_m * rm) >> SCALE_BITS), r_e.eq(combine_e + e_max + re + SCALE_BITS)]
+        with m.If(pick & scale_mul):
+            word = chunk_sums.word_select(in_chunk, 32)
+            m.d.sync += [combining.eq(1), combine_row.eq(pick_row), combine_m.eq(_unpack_m(word)),
+                         combine_e.eq(_unpack_e(word))]
 
         # divide: four quotient bits per cycle, two radix-4 restoring steps, most significant first
         # (quotient < 2**16), each taking the largest of divisor x {3, 2, 1} << b that fits
