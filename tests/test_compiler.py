@@ -96,18 +96,25 @@ def test_minilm_bit_exact():
     assert_same(hidden, build_model(ckpt, "golden").forward(ids).hidden, "minilm hidden")
 
 
-@pytest.mark.parametrize("length, config, blocks", [
-    (127, ChipConfig(spad_bytes=256 * 1024, acc_words=64 * 1024), 2),  # the longest prompt (128 positions)
-    (64, ChipConfig(spad_bytes=256 * 1024, acc_words=64 * 1024), 1),   # all resident
-    (64, ChipConfig(), 2),                                        # the FPGA-sized default
-    (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 4),    # SRAMs that hold 5 tokens at a time
+@pytest.mark.parametrize("length, config, blocks, x_in_dram", [
+    (127, ChipConfig(spad_bytes=256 * 1024, acc_words=64 * 1024), 2, False),  # the longest prompt (128 positions)
+    (64, ChipConfig(spad_bytes=256 * 1024, acc_words=64 * 1024), 1, False),   # all resident
+    (64, ChipConfig(), 2, False),                                        # the FPGA-sized default
+    (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 4, True),     # SRAMs that hold 5 tokens at a time
 ])
-def test_long_prompts_run_in_token_blocks(length, config, blocks):
+def test_long_prompts_run_in_token_blocks(length, config, blocks, x_in_dram):
+    """Prompts in blocks of tokens, bit-exact. The blocks' residual rows stay in the accumulator
+    where every block's fit beside one block's work (``keep_x``), else go through DRAM between
+    the blocks."""
     ckpt = load_model("tiny-llama")
     compiler = Compiler(ckpt, config)
     ids = np.arange(1, length + 1) * 7 % ckpt.config.vocab_size
     job = compiler.job(ids)
     assert -(-length // job.block) == blocks
+    x_dram = range(compiler.x_addr, compiler.x_addr + 4 * compiler.max_tokens * ckpt.config.hidden_size)
+    transfers = [op for op, f in job.program if (op is Opcode.LOAD and f["addr0"] in x_dram)
+                 or (op is Opcode.STORE and f["addr1"] in x_dram)]
+    assert bool(transfers) == x_in_dram
     assert_prompt_and_decode_bit_exact(compiler, ids)
 
 
