@@ -395,18 +395,18 @@ class Compiler:
         # the largest block of tokens that fits (all of them resident in the SRAMs first; then
         # each block size with the residual stream of every block kept in the accumulator, then
         # through DRAM), with double buffering if it fits that way
-        plans = [(t, True, False)]
+        plans = [(t, True, 0)]
         block = t
         while True:
-            plans += [(block, False, True), (block, False, False)]
+            plans += [(block, False, 2), (block, False, 1), (block, False, 0)]
             if block == 1:
                 break
             block = (block + 1) // 2
         program = emitter = failure = None
-        for block, resident, keep_x in plans:
+        for block, resident, keep in plans:
             for double_buffer in ((True, False) if self.double_buffer else (False,)):
                 try:
-                    emitter = _Emitter(self, t, start, double_buffer, block, resident, keep_x)
+                    emitter = _Emitter(self, t, start, double_buffer, block, resident, keep >= 1, keep >= 2)
                     program = emitter.emit()
                     break
                 except FitError as exc:
@@ -449,7 +449,7 @@ class _Emitter:
     """
 
     def __init__(self, compiler: Compiler, tokens: int, start: int, double_buffer: bool = False,
-                 block: int | None = None, resident: bool = True, keep_x: bool = False):
+                 block: int | None = None, resident: bool = True, keep_x: bool = False, keep_q: bool = False):
         self.c = compiler
         self.cfg = compiler.ckpt.config
         self.t, self.p0 = tokens, start
@@ -491,6 +491,14 @@ class _Emitter:
         self.keep_x = keep_x and not self.resident
         self.x_all = (self.acc.alloc(tokens * self.cfg.hidden_size, "residual stream (every block)")
                       if self.keep_x else None)
+        # and with ``keep_q`` every block's quantized queries between a layer's passes (head h's
+        # row r at q_all + (h * tokens + r) * row8(D), its scale at q_scales + h * tokens + r),
+        # instead of a STORE of each head's rows and scales and two LOADs in each attention pass
+        self.keep_q = keep_q and self.keep_x
+        heads = self.cfg.num_heads
+        self.q_all = (self.spad.alloc(heads * tokens * self.row8(self.cfg.head_dim), "queries (every block)")
+                      if self.keep_q else None)
+        self.q_scales = self.acc.alloc(heads * tokens, "query scales (every block)") if self.keep_q else None
 
     def op(self, opcode: Opcode, **fields) -> None:
         if opcode in (Opcode.LOAD, Opcode.STORE):
@@ -761,11 +769,20 @@ class _Emitter:
         cfg, t, d = self.cfg, self.rows, self.cfg.head_dim
         mark = self.marks()
         for h in range(cfg.num_heads):
+            if self.keep_q:
+                qq, qs = self.kept_queries(h, b0)
+                self.op(Opcode.V_QUANT, addr0=q + h * d, stride0=cfg.num_heads * d, addr1=qq, stride1=self.row8(d),
+                        addr2=qs, rows=t, cols=d)
+                continue
             qq, qs = self.quantize(q + h * d, t, d, cfg.num_heads * d, "queries")
             rows_addr, scales_addr = self.query_slot(h)
             self.op(Opcode.STORE, addr0=qq, stride0=self.row8(d), addr1=rows_addr + b0 * d, stride1=d, rows=t, cols=d)
             self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=qs, addr1=scales_addr + 4 * b0, rows=1, cols=t)
             self.release(mark)
+
+    def kept_queries(self, h: int, b0: int) -> tuple[int, int]:
+        """With ``keep_q``: where head ``h``'s int8 queries of the block's rows and their scales stay."""
+        return self.q_all + (h * self.t + b0) * self.row8(self.cfg.head_dim), self.q_scales + h * self.t + b0
 
     def attention(self, layer: int, q: int | None, b0: int, causal: bool) -> int:
         """Attention of the block's queries (rows ``b0 ..`` of the job) over the cache, whose
@@ -803,16 +820,23 @@ class _Emitter:
             if q is not None:
                 self.op(Opcode.V_QUANT, addr0=q + h * d, stride0=q_stride, addr1=slot.qq, stride1=self.row8(d),
                         addr2=slot.qs, rows=rows, cols=d)
-            else:
+            elif not self.keep_q:
                 rows_addr, scales_addr = self.query_slot(h)
                 self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=slot.qq, rows=t, cols=d, stride0=d,
                         stride1=self.row8(d))
                 self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=scales_addr + 4 * b0, addr1=slot.qs, rows=1, cols=t,
                         stride0=0, stride1=0)
 
+        def query_buffers(n: int) -> tuple[int, int]:
+            """Pass ``n``'s int8 queries and their scales."""
+            if q is None and self.keep_q:
+                return self.kept_queries(passes[n][1], b0)
+            slot = slots[n % len(slots)]
+            return slot.qq, slot.qs
+
         def scores(n: int) -> None:
             slot = slots[n % len(slots)]
-            self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=slot.qq, stride0=self.row8(d),
+            self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=query_buffers(n)[0], stride0=self.row8(d),
                     addr1=groups[passes[n][0]][0], stride1=d, addr2=slot.scores, addr3=ss, rows=rows, cols=s, imm=d)
 
         # With two slots, the passes form a pipeline: pass n + 2's queries are quantized once pass
@@ -830,8 +854,8 @@ class _Emitter:
             g, h = passes[n]
             _, vb, kc, vs = groups[g]
             slot = slots[n % len(slots)]
-            self.op(Opcode.V_REQUANT, addr0=slot.scores, stride0=ss, addr1=slot.scores, stride1=ss, addr2=slot.qs,
-                    addr3=kc, rows=rows, cols=s)
+            self.op(Opcode.V_REQUANT, addr0=slot.scores, stride0=ss, addr1=slot.scores, stride1=ss,
+                    addr2=query_buffers(n)[1], addr3=kc, rows=rows, cols=s)
             if ahead > 1 and n + ahead < len(passes):
                 queries(n + ahead)
             # the exponentials leave with V's per-key scales folded in (FOLD_V: V_FOLD_V's result,

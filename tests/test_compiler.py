@@ -103,9 +103,9 @@ def test_minilm_bit_exact():
     (20, ChipConfig(acc_words=4096, spad_bytes=16 * 1024), 4, True),     # SRAMs that hold 5 tokens at a time
 ])
 def test_long_prompts_run_in_token_blocks(length, config, blocks, x_in_dram):
-    """Prompts in blocks of tokens, bit-exact. The blocks' residual rows stay in the accumulator
-    where every block's fit beside one block's work (``keep_x``), else go through DRAM between
-    the blocks."""
+    """Prompts in blocks of tokens, bit-exact. The blocks' residual rows, and their quantized
+    queries between a layer's passes, stay in the SRAMs where every block's fit beside one
+    block's work (``keep_x``, ``keep_q``), else go through DRAM between the blocks."""
     ckpt = load_model("tiny-llama")
     compiler = Compiler(ckpt, config)
     ids = np.arange(1, length + 1) * 7 % ckpt.config.vocab_size
@@ -114,6 +114,11 @@ def test_long_prompts_run_in_token_blocks(length, config, blocks, x_in_dram):
     x_dram = range(compiler.x_addr, compiler.x_addr + 4 * compiler.max_tokens * ckpt.config.hidden_size)
     transfers = [op for op, f in job.program if (op is Opcode.LOAD and f["addr0"] in x_dram)
                  or (op is Opcode.STORE and f["addr1"] in x_dram)]
+    assert bool(transfers) == x_in_dram
+    cfg = ckpt.config
+    q_dram = range(compiler.q_addr, compiler.q_addr + cfg.num_heads * compiler.max_tokens * (cfg.head_dim + 4))
+    transfers = [op for op, f in job.program if (op is Opcode.LOAD and f["addr0"] in q_dram)
+                 or (op is Opcode.STORE and f["addr1"] in q_dram)]
     assert bool(transfers) == x_in_dram
     assert_prompt_and_decode_bit_exact(compiler, ids)
 
