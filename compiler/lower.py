@@ -392,9 +392,10 @@ class Compiler:
             dram[:len(self._image)] = np.frombuffer(bytes(self._image), dtype=np.uint8)
         inputs = np.concatenate([ids, np.zeros(t, dtype=np.int64), np.arange(t)]).astype(np.int32)
         dram[self.ids_addr:self.ids_addr + inputs.nbytes] = inputs.view(np.uint8)
-        # the largest block of tokens that fits (all of them resident in the SRAMs first; then
-        # each block size with the residual stream of every block kept in the accumulator, then
-        # through DRAM), with double buffering if it fits that way
+        # the largest block of tokens that fits (all of them resident in the SRAMs first; then, for
+        # each block size, every block's residual stream and queries kept in the SRAMs (keep 2),
+        # the residual stream only (1), neither (0): through DRAM), with double buffering if it
+        # fits that way
         plans = [(t, True, 0)]
         block = t
         while True:
@@ -439,12 +440,12 @@ class _Emitter:
     The job's tokens are processed in blocks of ``block`` rows. With one block (``block`` equal
     to the job's tokens) and ``resident``, the residual stream stays in the accumulator SRAM from
     the embedding to the head. Otherwise every block of every layer goes through DRAM: the residual
-    stream (int32 rows, ``Compiler.x_addr``; with ``keep_x``, every block's rows stay in the
-    accumulator instead, a buffer of the whole job's), and the quantized queries
-    (``Compiler.q_addr``) between
-    the first part of a layer (norm, Q/K/V projections, RoPE, KV cache writes, for every block)
-    and the second (attention over the cache, output projection, MLP), so the SRAMs hold one
-    block's tensors whatever the sequence length. Every operation is row-wise (attention by
+    stream (int32 rows, ``Compiler.x_addr``), and the quantized queries (``Compiler.q_addr``)
+    between the first part of a layer (norm, Q/K/V projections, RoPE, KV cache writes, for every
+    block) and the second (attention over the cache, output projection, MLP), so the SRAMs hold
+    one block's tensors whatever the sequence length; with ``keep_x`` every block's residual
+    rows stay in an accumulator buffer of the whole job's instead, and with ``keep_q`` (and
+    ``keep_x``) every block's quantized queries in the SRAMs too. Every operation is row-wise (attention by
     query row), so the result is the same bit for bit.
     """
 
@@ -765,7 +766,8 @@ class _Emitter:
         return base, base + self.c.max_tokens * d
 
     def store_queries(self, q: int, b0: int) -> None:
-        """Quantize the block's queries per head and write them to DRAM (between a layer's parts)."""
+        """Quantize the block's queries per head and write them to DRAM (between a layer's parts),
+        or with ``keep_q`` into their buffer of the whole job's (:meth:`kept_queries`)."""
         cfg, t, d = self.cfg, self.rows, self.cfg.head_dim
         mark = self.marks()
         for h in range(cfg.num_heads):
@@ -787,7 +789,8 @@ class _Emitter:
     def attention(self, layer: int, q: int | None, b0: int, causal: bool) -> int:
         """Attention of the block's queries (rows ``b0 ..`` of the job) over the cache, whose
         keys and values for these positions are already stored. ``q``: the block's wide queries
-        in ACC, or None to load them quantized from DRAM (:meth:`store_queries`)."""
+        in ACC, or None for the quantized ones :meth:`store_queries` left (loaded from DRAM, or
+        read where ``keep_q`` keeps them)."""
         cfg, t = self.cfg, self.rows
         d, heads, kv_heads = cfg.head_dim, cfg.num_heads, self.c.kv_heads
         p0 = self.p0 + b0   # position of the block's first query
