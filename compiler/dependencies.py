@@ -477,10 +477,11 @@ def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], wi
                 ready.append(released)
             released += 1
 
+    def begin(a: int) -> float:
+        return max(earliest[a], free[units[a]], floor[max(0, a - window + 1)])
+
     release()
     while ready:
-        def begin(a: int) -> float:
-            return max(earliest[a], free[units[a]], floor[max(0, a - window + 1)])
         # the instruction that can start first; among those, the one on the longest path
         pick = min(ready, key=lambda a: (begin(a), -path[a], a))
         ready.remove(pick)

@@ -617,11 +617,15 @@ class _Emitter:
         engine reads each row in one access (a row straddling two scratchpad rows takes two)."""
         return _round_up(cols, self.c.config.bus_bytes)
 
-    def quantize(self, x: int, rows: int, cols: int, stride: int, what: str, high: bool = False) -> tuple[int, int]:
+    def quantize(self, x: int, rows: int, cols: int, stride: int, what: str, high: bool = False,
+                 into: tuple[int, int] | None = None) -> tuple[int, int]:
         """``rows`` int8 rows of ``cols`` values in the scratchpad, :meth:`row8` apart, and their
-        scales in the accumulator."""
-        q = self.spad.alloc(rows * self.row8(cols), f"{what} (int8)")
-        scales = self.acc.alloc(rows, f"{what} scales", high=high)
+        scales in the accumulator (at ``into``, or in new buffers)."""
+        if into is not None:
+            q, scales = into
+        else:
+            q = self.spad.alloc(rows * self.row8(cols), f"{what} (int8)")
+            scales = self.acc.alloc(rows, f"{what} scales", high=high)
         self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=self.row8(cols), addr2=scales, rows=rows,
                 cols=cols)
         return q, scales
@@ -772,9 +776,7 @@ class _Emitter:
         mark = self.marks()
         for h in range(cfg.num_heads):
             if self.keep_q:
-                qq, qs = self.kept_queries(h, b0)
-                self.op(Opcode.V_QUANT, addr0=q + h * d, stride0=cfg.num_heads * d, addr1=qq, stride1=self.row8(d),
-                        addr2=qs, rows=t, cols=d)
+                self.quantize(q + h * d, t, d, cfg.num_heads * d, "queries", into=self.kept_queries(h, b0))
                 continue
             qq, qs = self.quantize(q + h * d, t, d, cfg.num_heads * d, "queries")
             rows_addr, scales_addr = self.query_slot(h)

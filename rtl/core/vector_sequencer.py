@@ -748,9 +748,9 @@ class VectorSequencer(wiring.Component):
         scale_mul = opcode == Opcode.V_SCALE_MUL
         attn_run = rows_run & attn
         reads = Mux(scale_mul, 1, 2)   # reads a chunk
-        chunk_sums = Signal(32 * C)
-        chunk_ps = Signal(32 * C)
-        chunk_asked = Signal(2)      # the chunk's reads issued (sums, then P scales)
+        chunk_first = Signal(32 * C)   # V_ATTN_SCALE's sums, V_SCALE_MUL's scales
+        chunk_ps = Signal(32 * C)      # V_ATTN_SCALE's P scales
+        chunk_asked = Signal(2)      # the chunk's reads issued (first, then P scales)
         chunk_have = Signal(2)       # and answered, in the same order
         chunk_base = Signal(16)      # the chunk's first row
         pick_row = Signal(16)        # the next row to pick
@@ -775,7 +775,7 @@ class VectorSequencer(wiring.Component):
         with m.If(rows_run & scalar_valid):
             m.d.comb += side_source.response.ready.eq(1)
             with m.If(chunk_have == 0):
-                m.d.sync += chunk_sums.eq(scalar_word)
+                m.d.sync += chunk_first.eq(scalar_word)
             with m.Else():
                 m.d.sync += chunk_ps.eq(scalar_word)
             m.d.sync += chunk_have.eq(chunk_have + 1)
@@ -807,7 +807,7 @@ class VectorSequencer(wiring.Component):
                 m.d.sync += [chunk_have.eq(0), chunk_asked.eq(0), chunk_base.eq(chunk_base + C)]
         with m.If(pick & attn):
             m.d.sync += [picked.eq(1), picked_row.eq(pick_row),
-                         picked_sum.eq(chunk_sums.word_select(in_chunk, 32)),
+                         picked_sum.eq(chunk_first.word_select(in_chunk, 32)),
                          picked_p.eq(chunk_ps.word_select(in_chunk, 32))]
 
         # write, then combine (the combine register empties into the write register)
@@ -830,7 +830,7 @@ class VectorSequencer(wiring.Component):
                 re = -29 - combine_shift + const_e + SCALE_BITS
                 m.d.sync += [r_m.eq((combine_m * rm) >> SCALE_BITS), r_e.eq(combine_e + e_max + re + SCALE_BITS)]
         with m.If(pick & scale_mul):
-            word = chunk_sums.word_select(in_chunk, 32)
+            word = chunk_first.word_select(in_chunk, 32)
             m.d.sync += [combining.eq(1), combine_row.eq(pick_row), combine_m.eq(_unpack_m(word)),
                          combine_e.eq(_unpack_e(word))]
 
