@@ -73,6 +73,12 @@ MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP, Opcode.V_RMSNORM}
 #: checks the set against the sequencer's jobs)
 SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V, Opcode.V_ADD, Opcode.V_MUL, Opcode.V_GELU,
               Opcode.V_SILU}
+#: vector opcodes the wide requantizer runs when the chip has one (``ChipConfig.wide_requant``): a
+#: beat a cycle whatever the unit's width, with the requantizer's latency
+#: (``rtl.vector.requant.Requantizer``, :data:`WIDE_REQUANT_LATENCY`) instead of the unit's short
+#: path (``tests/test_perfmodel.py`` checks the set against the sequencer's jobs)
+WIDE_REQUANT = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V}
+WIDE_REQUANT_LATENCY = 3
 #: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
 OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
 #: cycles of a MATMUL's drain beyond the array's R + C: the matrix unit takes the next MATMUL once
@@ -248,8 +254,10 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     if _other_same_bank(opcode, fields, config):
         beats *= 2
     # a vector unit narrower than a beat takes it in pieces of `unit_lanes`, while the reads go on;
-    # the first pass of a MAX_FIRST opcode goes a beat a cycle
+    # the first pass of a MAX_FIRST opcode goes a beat a cycle, and the wide requantizer every beat
     pieces = max(beats, rows * math.ceil(cols / config.unit_lanes))
+    if opcode in WIDE_REQUANT and config.wide_requant:
+        pieces = beats
     if opcode in MAX_FIRST:
         # a softmax that folds V's scales scans them first (V_FOLD_V's fit has its scan)
         scan = SCAN_FIXED + math.ceil(cols / config.lanes) if side else 0
@@ -328,7 +336,10 @@ def merge_saving(opcode: Opcode, config: ChipConfig) -> int:
     """Cycles of latency a vector instruction saves on a unit with merged stages
     (``ChipConfig.vector_stage_merge``) against one with every stage registered: the
     coefficients are in the terms of the latter (their traces are converted, see
-    :func:`samples_from_trace`)."""
+    :func:`samples_from_trace`). On the wide requantizer, the unit's short path at merge 1 against
+    the requantizer's latency."""
+    if opcode in WIDE_REQUANT and config.wide_requant:
+        return vector_latencies(config.unit_lanes, 1)[1] - WIDE_REQUANT_LATENCY
     if config.vector_stage_merge == 1 or _family(opcode) != "vector":
         return 0
     path = 1 if opcode in SHORT_PATH else 0

@@ -30,6 +30,13 @@ class ChipConfig:
         path, 17 instead of 29 on the short one at 2 lanes) with paths about twice as long; the
         default, 3, takes it to 44 and 12, for the FPGA chip clocked near 30 MHz, where a decode
         waits on that latency.
+    wide_requant : bool
+        Requantize (``V_REQUANT``, ``V_DEQUANT``, ``V_FOLD_V``) on a full-width
+        ``rtl.vector.requant.Requantizer`` beside the vector unit, a beat a cycle, instead of
+        through the unit, which is narrower on the FPGA chip (``vector_lanes``): a 32 x 16
+        product per lane, two DSP blocks each on the ECP5. With the default, True, tiny-llama's
+        64-token prompt on the FPGA chip takes about a tenth fewer cycles (docs/architecture.md,
+        "Vector sequencer"); with a full-width unit it only saves the unit's short-path latency.
     spad_bytes : int
         Scratchpad capacity (int8 activations and weights).
     acc_words : int
@@ -65,6 +72,7 @@ class ChipConfig:
     lanes: int = 8
     vector_lanes: int | None = 2
     vector_stage_merge: int = 3
+    wide_requant: bool = True
     # The 8x8 default is the FPGA chip (synth.chip.8x8.ecp5): 32 KiB + 128 KiB of SRAM (80 of the
     # LFE5U-85F's 208 block RAMs; the whole chip takes 119); tiny-llama fits 32 tokens,
     # a MiniLM sentence 10 (docs/architecture.md, "Chip").
@@ -90,6 +98,8 @@ class ChipConfig:
                                               or self.lanes % self.vector_lanes):
             raise ValueError(f"vector_lanes must be a positive divisor of lanes ({self.lanes}), "
                              f"got {self.vector_lanes!r}")
+        if not isinstance(self.wide_requant, bool):
+            raise ValueError(f"wide_requant must be True or False, got {self.wide_requant!r}")
         if self.vector_stage_merge not in (1, 2, 3):
             raise ValueError(f"vector_stage_merge must be 1, 2 or 3, got {self.vector_stage_merge!r}")
         for name in ("spad_bytes", "acc_words", "dram_bytes", "mesh_width", "mesh_height"):

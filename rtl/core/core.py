@@ -90,7 +90,8 @@ class Core(wiring.Component):
         self.transfer = TransferUnit(lanes=config.lanes, acc_row_bits=self.accumulator.addr_bits)
         self.vector = VectorSequencer(lanes=config.lanes, unit_lanes=config.unit_lanes, spad_row_bytes=config.bus_bytes,
                                       spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits,
-                                      stage_merge=config.vector_stage_merge, rope_pairs=config.rope_pairs)
+                                      stage_merge=config.vector_stage_merge, rope_pairs=config.rope_pairs,
+                                      wide_requant=config.wide_requant)
         super().__init__({
             "memory": Out(MemoryPortSignature(ADDR_BITS, width)),
             "start": In(1),

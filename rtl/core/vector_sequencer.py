@@ -41,6 +41,7 @@ from rtl.core.chunks import ChunkReader, ChunkSplitter
 from rtl.memory.bridge import SramReadSignature, write_request_layout
 from rtl.vector.isa import PASSES, Op, OutWidth, lane_input_layout, output_layout, side_layout
 from rtl.vector.narrow import NarrowVectorUnit
+from rtl.vector.requant import Requantizer
 from rtl.vector.unit import VectorUnit
 from scoville import numerics as nx
 from scoville.isa import Flag, Instruction, Opcode
@@ -134,6 +135,10 @@ class VectorSequencer(wiring.Component):
     rope_pairs : int
         ``V_ROPE`` rotation pairs the scalar path computes a cycle (a power of two, at most
         ``lanes``): each is a phase product, two sine-table interpolations and four products.
+    wide_requant : bool
+        Run the requantizing instructions (``V_REQUANT``, ``V_DEQUANT``, ``V_FOLD_V``) on a
+        ``lanes``-wide :class:`rtl.vector.requant.Requantizer` beside the vector unit, a beat a
+        cycle whatever the unit's width, with its 3-cycle latency instead of the unit's short path.
 
     Ports
     -----
@@ -147,12 +152,14 @@ class VectorSequencer(wiring.Component):
 
     def __init__(self, *, lanes: int = 8, spad_row_bytes: int = 8, spad_row_bits: int = 15, acc_row_bits: int = 13,
                  head_dim: int = 64, rope_theta: float = 10000.0, side_cache_chunks: int = 16,
-                 unit_lanes: int | None = None, stage_merge: int = 1, rope_pairs: int = 1):
+                 unit_lanes: int | None = None, stage_merge: int = 1, rope_pairs: int = 1,
+                 wide_requant: bool = False):
         if lanes & (lanes - 1) or spad_row_bytes < lanes:
             raise ValueError(f"lanes must be a power of two no larger than spad_row_bytes, got {lanes!r}")
         if not isinstance(rope_pairs, int) or rope_pairs < 1 or rope_pairs & (rope_pairs - 1) or rope_pairs > lanes:
             raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({lanes}), got {rope_pairs!r}")
         self.rope_pairs = rope_pairs
+        self.wide_requant = bool(wide_requant)
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
             raise ValueError(f"side_cache_chunks must be a positive integer, got {side_cache_chunks!r}")
         self.side_cache_chunks = side_cache_chunks
@@ -181,6 +188,8 @@ class VectorSequencer(wiring.Component):
         m = Module()
         C = self.lanes
         m.submodules.unit = unit = self.unit
+        if self.wide_requant:
+            m.submodules.requant = requant = Requantizer(lanes=C, out_bits=32)
         m.submodules.acc_source = acc_source = ChunkReader(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
                                                            chunk=C, depth=4)
         m.submodules.spad_source = spad_source = ChunkReader(row_bits=self.spad_row_bits,
@@ -231,6 +240,10 @@ class VectorSequencer(wiring.Component):
                 m.d.comb += scalar_job.eq(1)
         # V_SOFTMAX_EXP with FOLD_V: the value scales (at addr3) on the side stream of its last pass
         fused_fold = (opcode == Opcode.V_SOFTMAX_EXP) & flags[Flag.FOLD_V.bit_length() - 1]
+        # the requantizing instructions on the wide requantizer instead of the unit
+        wide = Signal()
+        if self.wide_requant:
+            m.d.comb += wide.eq(op == Op.REQUANT)
         with m.If(fused_fold):
             m.d.comb += side.eq(_Side.FOLD)
         m.d.comb += [from_spad.eq(opcode == Opcode.V_DEQUANT),
@@ -281,10 +294,10 @@ class VectorSequencer(wiring.Component):
                 with m.If(scalar_done):
                     m.next = "SETTLE"
             with m.State("UNIT"):
-                # the vector unit's instruction, then the streams
+                # the vector unit's instruction, then the streams (the wide requantizer needs none)
                 job = unit.c.payload
                 m.d.comb += [
-                    unit.c.valid.eq(1),
+                    unit.c.valid.eq(~wide),
                     job.op.eq(op),
                     job.length.eq(cols),
                     job.rows.eq(rows),
@@ -297,7 +310,7 @@ class VectorSequencer(wiring.Component):
                     job.fold.eq(fused_fold),
                 ]
                 m.d.comb += job.out_width.eq(OutWidth.INT32)
-                with m.If(unit.c.ready):
+                with m.If(unit.c.ready | wide):
                     m.d.comb += start_streams.eq(1)
                     m.next = "STREAMS"
             with m.State("STREAMS"):
@@ -339,15 +352,21 @@ class VectorSequencer(wiring.Component):
                         m.d.sync += [feed_pass.eq(0), feed_row.eq(feed_row + 1), feed_base.eq(feed_base + ins.stride0)]
                         with m.If(feed_row == rows - 1):
                             m.d.sync += feeding.eq(0)
+        # the feeder's beats and the side beats go to the unit, or to the wide requantizer (below)
         lanes_in = data.View(lane_input_layout(C), unit.i.payload)
+        feed_valid, feed_ready = Signal(), Signal()
+        side_valid, side_ready = Signal(), Signal()
+        m.d.comb += [unit.i.valid.eq(feed_valid & ~wide), unit.s.valid.eq(side_valid & ~wide)]
+        with m.If(~wide):
+            m.d.comb += [feed_ready.eq(unit.i.ready), side_ready.eq(unit.s.ready)]
         with m.If(from_spad):
-            m.d.comb += [unit.i.valid.eq(spad_source.response.valid),
-                         spad_source.response.ready.eq(unit.i.ready)]
+            m.d.comb += [feed_valid.eq(spad_source.response.valid),
+                         spad_source.response.ready.eq(feed_ready)]
             for lane in range(C):
                 m.d.comb += lanes_in[lane].eq(spad_source.response.payload.data.word_select(lane, 8).as_signed())
         with m.Else():
-            m.d.comb += [unit.i.valid.eq(acc_source.response.valid),
-                         acc_source.response.ready.eq(unit.i.ready)]
+            m.d.comb += [feed_valid.eq(acc_source.response.valid),
+                         acc_source.response.ready.eq(feed_ready)]
             for lane in range(C):
                 m.d.comb += lanes_in[lane].eq(acc_source.response.payload.data.word_select(lane, 32).as_signed())
 
@@ -442,7 +461,7 @@ class VectorSequencer(wiring.Component):
                         m.d.comb += side_source.response.ready.eq(1)
                         m.d.sync += first.eq(response.data)
                     with m.Else():
-                        m.d.comb += [unit.s.valid.eq(1), side_source.response.ready.eq(unit.s.ready)]
+                        m.d.comb += [side_valid.eq(1), side_source.response.ready.eq(side_ready)]
                 with m.Case(_Field.SCALAR):
                     pass  # taken by the scalar path or the scan below
         # the side cache: one entry per chunk of the row, written by the first row's responses
@@ -462,7 +481,7 @@ class VectorSequencer(wiring.Component):
                      fill_bias.en.eq(response_taken & response_tag.fill & (response_tag.field == _Field.BIAS))]
         with m.If(start_streams):
             m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
-        with m.Elif(unit.s.valid & unit.s.ready):
+        with m.Elif(side_valid & side_ready):
             m.d.sync += [side_chunk.eq(side_chunk + 1), side_chunk_c0.eq(side_chunk_c0 + C)]
             with m.If(last_chunk_of(side_chunk_c0)):
                 m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
@@ -491,6 +510,15 @@ class VectorSequencer(wiring.Component):
                                  b.b.eq(bias.word_select(lane, 32).as_signed())]
                 with m.Case(_Side.FOLD):
                     m.d.comb += [b.m.eq(_unpack_m(word)), b.e.eq(_clamp8(_unpack_e(word) - e_max))]
+        if self.wide_requant:
+            # a beat goes in when both its operand row and its side beat are there
+            job_in = requant.i.payload
+            m.d.comb += [requant.i.valid.eq(wide & feed_valid & side_valid)]
+            with m.If(wide):
+                m.d.comb += [feed_ready.eq(requant.i.ready & side_valid), side_ready.eq(requant.i.ready & feed_valid)]
+            for lane in range(C):
+                m.d.comb += [job_in.acc[lane].eq(lanes_in[lane]), job_in.mult[lane].eq(side_beat[lane].m),
+                             job_in.exp[lane].eq(side_beat[lane].e), job_in.bias[lane].eq(side_beat[lane].b)]
 
         # ------------------------------------------------------------ exponent scan
         scan_c0 = Signal(16)
@@ -864,6 +892,12 @@ class VectorSequencer(wiring.Component):
 
         # ------------------------------------------------------------ writer
         out = data.View(output_layout(C), unit.o.payload)
+        out_valid = Signal()
+        out_data = Signal(out.data.shape())
+        m.d.comb += [out_valid.eq(unit.o.valid), out_data.eq(out.data)]
+        if self.wide_requant:
+            with m.If(wide):
+                m.d.comb += [out_valid.eq(requant.o.valid), out_data.eq(requant.o.payload)]
         out_row = Signal(16)
         out_c0 = Signal(16)
         out_base = Signal(32)
@@ -889,18 +923,18 @@ class VectorSequencer(wiring.Component):
             with m.Else():
                 m.d.comb += [acc_request.addr.eq((ins.addr1 + scalar_row)[:acc_mask_bits]), acc_request.count.eq(1),
                              acc_request.data.eq(out_word)]
-        with m.Elif(writing & unit.o.valid):
+        with m.Elif(writing & out_valid):
             with m.If(~row_phase):
                 with m.If(output == _Output.QUANT):
                     m.d.comb += [spad_out.request.valid.eq(1),
                                  spad_request.addr.eq((out_base + out_c0)[:spad_mask_bits]),
                                  spad_request.count.eq(chunk_count(out_c0)),
-                                 spad_request.data.eq(Cat(out.data[lane][:8] for lane in range(C)))]
+                                 spad_request.data.eq(Cat(out_data[lane][:8] for lane in range(C)))]
                 with m.Else():
                     m.d.comb += [acc_out.request.valid.eq(1),
                                  acc_request.addr.eq((out_base + out_c0)[:acc_mask_bits]),
                                  acc_request.count.eq(chunk_count(out_c0)),
-                                 acc_request.data.eq(out.data.as_value())]
+                                 acc_request.data.eq(out_data.as_value())]
                 data_accepted = Mux(output == _Output.QUANT, spad_out.request.ready, acc_out.request.ready)
                 with m.If(data_accepted):
                     with m.If(last_beat & has_row_result):
@@ -913,7 +947,9 @@ class VectorSequencer(wiring.Component):
                 with m.If(acc_out.request.ready):
                     m.d.sync += row_phase.eq(0)
                     m.d.comb += beat_taken.eq(1)
-        m.d.comb += unit.o.ready.eq(beat_taken)
+        m.d.comb += unit.o.ready.eq(beat_taken & ~wide)
+        if self.wide_requant:
+            m.d.comb += requant.o.ready.eq(beat_taken & wide)
         with m.If(beat_taken):
             m.d.sync += out_c0.eq(out_c0 + C)
             with m.If(last_beat):
