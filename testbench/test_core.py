@@ -761,10 +761,10 @@ async def vector_instructions(dut):
     functional simulator byte for byte."""
     tb = TB(dut)
     await tb.reset()
-    only = os.environ.get("SCOVILLE_OPCODE")
+    only = set(filter(None, os.environ.get("SCOVILLE_OPCODE", "").split(",")))
     for round_ in range(int(os.environ.get("SCOVILLE_ROUNDS", "2"))):
         for opcode in VECTOR_OPCODES:
-            if only and opcode.name != only:
+            if only and opcode.name not in only:
                 continue
             for flags in VARIANTS.get(opcode, (None,)):
                 image, layout, spad, acc = fresh_image(tb)

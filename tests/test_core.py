@@ -13,9 +13,10 @@ CONFIGS = {
     # two 8x8 cores (a 3 x 1 mesh with the memory tile)
     "two_8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
                 "dram_bytes": 1 << 16, "watchdog": 4096, "mesh_width": 2},
-    # two RoPE pairs a cycle (the 8x8 FPGA chip computes one)
+    # two RoPE pairs a cycle (the 8x8 FPGA chip computes one); requantization through the 2-lane
+    # vector unit (the 8x8 core's goes through the wide requantizer)
     "4x4": {"rows": 4, "columns": 4, "lanes": 4, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
-            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2},
+            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2, "wide_requant": False},
 }
 
 
@@ -45,12 +46,14 @@ def test_core_vector_instructions(name):
                test_name="vector")
 
 
-def test_core_rope_pairs():
-    """V_ROPE two pairs a cycle (the 4x4 core; the 8x8 FPGA chip's computes one): random heads
-    against the functional simulator and the chunks' cost (``rope_chunks``); the rest of the
-    4x4 core's vector tests run in make test-full."""
+def test_core_rope_pairs_and_unit_requantization():
+    """The 4x4 core: V_ROPE two pairs a cycle (the 8x8 FPGA chip's computes one), random heads
+    against the functional simulator and the chunks' cost (``rope_chunks``); and the requantizing
+    instructions through the vector unit, which has no wide requantizer beside it there. The rest
+    of the 4x4 core's vector tests run in make test-full."""
     run_cocotb(core_design("4x4"), "testbench.test_core", testcase=["rope_chunks", "vector_instructions"],
-               test_name="rope", extra_env={"SCOVILLE_OPCODE": "V_ROPE", "SCOVILLE_ROUNDS": "4"})
+               test_name="rope", extra_env={"SCOVILLE_OPCODE": "V_ROPE,V_REQUANT,V_DEQUANT,V_FOLD_V",
+                                            "SCOVILLE_ROUNDS": "4"})
 
 
 def test_core_faults():

@@ -212,6 +212,16 @@ def test_short_path_opcodes_are_the_units():
     assert SHORT_PATH == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op in UNIT_SHORT_PATH}
 
 
+def test_wide_requant_opcodes_are_the_sequencers():
+    """The opcodes the model runs a beat a cycle on the wide requantizer are the instructions the
+    sequencer sends there: those whose unit operation is REQUANT."""
+    from compiler.perfmodel import WIDE_REQUANT
+    from rtl.core.vector_sequencer import _UNIT_JOBS
+    from rtl.vector.isa import Op
+
+    assert WIDE_REQUANT == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op is Op.REQUANT}
+
+
 def test_max_first_opcodes_are_the_units():
     """The opcodes whose first pass the model counts at a beat a cycle on a narrow vector unit
     are the instructions whose unit operation the narrow unit reduces so."""

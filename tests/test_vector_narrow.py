@@ -5,6 +5,8 @@ Amaranth's Python simulator at C = 4 around 2- and 1-lane units (no Verilator bu
 runs it through the whole-model tests when its ``vector_lanes`` is below ``lanes``.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -166,6 +168,18 @@ def test_performance_model_counts_the_pieces():
     assert beats == {None: 10 * 8, 4: 10 * 16, 1: 10 * 64}
     beats = {lanes: features(Opcode.V_QUANT, fields, config)[2] for lanes, config in configs.items()}
     assert beats == {None: 2 * 10 * 8, 4: 10 * 8 + 10 * 16, 1: 10 * 8 + 10 * 64}
+    # V_REQUANT a beat a cycle on the wide requantizer, in pieces through the unit without it
+    for beside, want in ((True, {None: 80, 4: 80, 1: 80}), (False, {None: 80, 4: 160, 1: 640})):
+        beats = {lanes: features(Opcode.V_REQUANT, fields, dataclasses.replace(config, wide_requant=beside))[2]
+                 for lanes, config in configs.items()}
+        assert beats == want
+
+
+def test_chip_configuration_takes_wide_requant_as_a_bool():
+    assert ChipConfig().wide_requant is True
+    for bad in (0, 1, "yes", None):
+        with pytest.raises(ValueError, match="wide_requant"):
+            ChipConfig(wide_requant=bad)
 
 
 def test_chip_configuration_takes_one_to_three_merged_stages():

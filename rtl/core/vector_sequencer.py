@@ -160,16 +160,18 @@ class VectorSequencer(wiring.Component):
             raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({lanes}), got {rope_pairs!r}")
         self.rope_pairs = rope_pairs
         self.wide_requant = bool(wide_requant)
+        # with the wide requantizer, no instruction asks the unit for REQUANT
+        ops = UNIT_OPS - {Op.REQUANT} if self.wide_requant else UNIT_OPS
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
             raise ValueError(f"side_cache_chunks must be a positive integer, got {side_cache_chunks!r}")
         self.side_cache_chunks = side_cache_chunks
         self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
         if unit_lanes is None or unit_lanes == lanes:
-            self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS,
+            self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=ops,
                                    stage_merge=stage_merge)
         else:
-            self.unit = NarrowVectorUnit(lanes, unit_lanes, head_dim=head_dim, rope_theta=rope_theta, ops=UNIT_OPS,
+            self.unit = NarrowVectorUnit(lanes, unit_lanes, head_dim=head_dim, rope_theta=rope_theta, ops=ops,
                                          stage_merge=stage_merge)
         acc_row = SramReadSignature(acc_row_bits, 32 * lanes)
         super().__init__({
