@@ -73,11 +73,12 @@ MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP, Opcode.V_RMSNORM}
 #: checks the set against the sequencer's jobs)
 SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V, Opcode.V_ADD, Opcode.V_MUL, Opcode.V_GELU,
               Opcode.V_SILU}
-#: vector opcodes the wide requantizer runs when the chip has one (``ChipConfig.wide_requant``): a
-#: beat a cycle whatever the unit's width, with the requantizer's latency
-#: (``rtl.vector.requant.Requantizer``, :data:`WIDE_REQUANT_LATENCY`) instead of the unit's short
-#: path (``tests/test_perfmodel.py`` checks the set against the sequencer's jobs)
-WIDE_REQUANT = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V}
+#: vector opcodes the wide requantizer runs when the chip has one (``ChipConfig.wide_requant``;
+#: V_ADD as a requantization by 1 with the other row as its bias): a beat a cycle whatever the
+#: unit's width, with the requantizer's latency (``rtl.vector.requant.Requantizer``,
+#: :data:`WIDE_REQUANT_LATENCY`) instead of the unit's short path (``tests/test_perfmodel.py``
+#: checks the set against the sequencer's jobs)
+WIDE_REQUANT = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V, Opcode.V_ADD}
 WIDE_REQUANT_LATENCY = 3
 #: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
 OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}

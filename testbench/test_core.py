@@ -714,8 +714,13 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         fields.update(addr0=q, addr2=put(_scales(rng, rows, -12, -4), "row scales"))
     elif opcode in (Opcode.V_ADD, Opcode.V_MUL):
         other_stride = cols + prng.randint(0, 3)
-        fields.update(addr2=put(rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32), "other",
-                                stride=other_stride, nrows=rows), imm=other_stride)
+        other = rng.integers(-(1 << 18), 1 << 18, (rows, cols))
+        if opcode == Opcode.V_ADD and prng.random() < 0.5:
+            # near the int32 extremes: about half the sums saturate
+            edge = rng.integers(0, 1 << 18, (rows, cols))
+            other = np.where(rng.random((rows, cols)) < 0.5, (1 << 31) - 1 - edge, -(1 << 31) + edge)
+        other = other.astype(np.int32)
+        fields.update(addr2=put(other, "other", stride=other_stride, nrows=rows), imm=other_stride)
     elif opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM):
         params = np.concatenate([_scales(rng, cols, -14, -12), rng.integers(-3000, 3000, cols).astype(np.uint32)])
         inv_m, inv_e = nx.scale_from_float(1.0 / cols)

@@ -52,7 +52,7 @@ def test_core_rope_pairs_and_unit_requantization():
     instructions through the vector unit, which has no wide requantizer beside it there. The rest
     of the 4x4 core's vector tests run in make test-full."""
     run_cocotb(core_design("4x4"), "testbench.test_core", testcase=["rope_chunks", "vector_instructions"],
-               test_name="rope", extra_env={"SCOVILLE_OPCODE": "V_ROPE,V_REQUANT,V_DEQUANT,V_FOLD_V",
+               test_name="rope", extra_env={"SCOVILLE_OPCODE": "V_ROPE,V_REQUANT,V_DEQUANT,V_FOLD_V,V_ADD",
                                             "SCOVILLE_ROUNDS": "4"})
 
 

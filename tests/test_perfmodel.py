@@ -214,12 +214,11 @@ def test_short_path_opcodes_are_the_units():
 
 def test_wide_requant_opcodes_are_the_sequencers():
     """The opcodes the model runs a beat a cycle on the wide requantizer are the instructions the
-    sequencer sends there: those whose unit operation is REQUANT."""
+    sequencer sends there: those whose unit operation is REQUANT or ADD."""
     from compiler.perfmodel import WIDE_REQUANT
-    from rtl.core.vector_sequencer import _UNIT_JOBS
-    from rtl.vector.isa import Op
+    from rtl.core.vector_sequencer import _UNIT_JOBS, WIDE_OPS
 
-    assert WIDE_REQUANT == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op is Op.REQUANT}
+    assert WIDE_REQUANT == {opcode for opcode, (unit_op, _, _) in _UNIT_JOBS.items() if unit_op in WIDE_OPS}
 
 
 def test_max_first_opcodes_are_the_units():

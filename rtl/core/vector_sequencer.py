@@ -100,6 +100,9 @@ _UNIT_JOBS = {
 #: on the scalar path and no instruction asks for ROPE, SOFTMAX, EXP or the reductions, so the
 #: unit's RoPE phase, sine tables and partner product and its softmax reciprocal are left out.
 UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values())
+#: The operations the wide requantizer takes instead of the unit (``wide_requant``): REQUANT, and
+#: ADD as ``saturate(x * 1 + other)``, :func:`golden.ops.add` bit for bit.
+WIDE_OPS = frozenset({Op.REQUANT, Op.ADD})
 
 
 def _unpack_m(word):
@@ -136,9 +139,10 @@ class VectorSequencer(wiring.Component):
         ``V_ROPE`` rotation pairs the scalar path computes a cycle (a power of two, at most
         ``lanes``): each is a phase product, two sine-table interpolations and four products.
     wide_requant : bool
-        Run the requantizing instructions (``V_REQUANT``, ``V_DEQUANT``, ``V_FOLD_V``) on a
-        ``lanes``-wide :class:`rtl.vector.requant.Requantizer` beside the vector unit, a beat a
-        cycle whatever the unit's width, with its 3-cycle latency instead of the unit's short path.
+        Run the requantizing instructions (``V_REQUANT``, ``V_DEQUANT``, ``V_FOLD_V``) and
+        ``V_ADD`` (a requantization by 1 with the other row as its bias) on a ``lanes``-wide
+        :class:`rtl.vector.requant.Requantizer` beside the vector unit, a beat a cycle whatever
+        the unit's width, with its 3-cycle latency instead of the unit's short path.
 
     Ports
     -----
@@ -160,8 +164,8 @@ class VectorSequencer(wiring.Component):
             raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({lanes}), got {rope_pairs!r}")
         self.rope_pairs = rope_pairs
         self.wide_requant = bool(wide_requant)
-        # with the wide requantizer, no instruction asks the unit for REQUANT
-        ops = UNIT_OPS - {Op.REQUANT} if self.wide_requant else UNIT_OPS
+        # with the wide requantizer, no instruction asks the unit for REQUANT or ADD
+        ops = UNIT_OPS - WIDE_OPS if self.wide_requant else UNIT_OPS
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
             raise ValueError(f"side_cache_chunks must be a positive integer, got {side_cache_chunks!r}")
         self.side_cache_chunks = side_cache_chunks
@@ -245,7 +249,7 @@ class VectorSequencer(wiring.Component):
         # the requantizing instructions on the wide requantizer instead of the unit
         wide = Signal()
         if self.wide_requant:
-            m.d.comb += wide.eq(op == Op.REQUANT)
+            m.d.comb += wide.eq((op == Op.REQUANT) | (op == Op.ADD))
         with m.If(fused_fold):
             m.d.comb += side.eq(_Side.FOLD)
         m.d.comb += [from_spad.eq(opcode == Opcode.V_DEQUANT),
@@ -518,9 +522,12 @@ class VectorSequencer(wiring.Component):
             m.d.comb += [requant.i.valid.eq(wide & feed_valid & side_valid)]
             with m.If(wide):
                 m.d.comb += [feed_ready.eq(requant.i.ready & side_valid), side_ready.eq(requant.i.ready & feed_valid)]
+            add = op == Op.ADD   # x * 1 + the other row
             for lane in range(C):
-                m.d.comb += [job_in.acc[lane].eq(lanes_in[lane]), job_in.mult[lane].eq(side_beat[lane].m),
-                             job_in.exp[lane].eq(side_beat[lane].e), job_in.bias[lane].eq(side_beat[lane].b)]
+                m.d.comb += [job_in.acc[lane].eq(lanes_in[lane]),
+                             job_in.mult[lane].eq(Mux(add, 1, side_beat[lane].m)),
+                             job_in.exp[lane].eq(Mux(add, 0, side_beat[lane].e)),
+                             job_in.bias[lane].eq(side_beat[lane].b)]
 
         # ------------------------------------------------------------ exponent scan
         scan_c0 = Signal(16)
