@@ -671,6 +671,8 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         cols = head * heads
     if opcode in (Opcode.V_ATTN_SCALE, Opcode.V_SCALE_MUL):   # rows come in chunks of C: some span several
         rows, cols = prng.randint(1, 3 * tb.config.lanes + 2), min(cols, 40)   # (the test image's room)
+    if opcode in (Opcode.V_REQUANT, Opcode.V_DEQUANT) and prng.random() < 0.5:   # row scales a chunk of C rows a read
+        rows, cols = prng.randint(tb.config.lanes + 1, 3 * tb.config.lanes + 2), min(cols, 24)
     program = []
 
     def put(words: np.ndarray, what: str, to_spad: bool = False, stride: int | None = None, nrows: int = 1) -> int:

@@ -387,6 +387,8 @@ class VectorSequencer(wiring.Component):
         needs_row_scale = (side == _Side.ROW_COL) | (side == _Side.ROW)
         bias_base = Mux(side == _Side.GAMMA, ins.addr2, ins.addr3) + cols
         needs_bias = has_bias & ((side == _Side.ROW_COL) | (side == _Side.ROW) | (side == _Side.GAMMA))
+        # the row scales come a chunk of C rows a read, before the first beat of each C-th row
+        chunk_start = (side_row + 1)[:max(1, (C - 1).bit_length())] == 0 if C > 1 else Const(1)
         with m.If(start_streams & (side != _Side.NONE)):
             m.d.sync += [side_active.eq(1), side_row.eq(0), side_c0.eq(0), other_base.eq(ins.addr2),
                          side_step.eq(Mux(needs_row_scale, 0, 1))]
@@ -403,7 +405,8 @@ class VectorSequencer(wiring.Component):
         with m.If(side_active):
             with m.Switch(side_step):
                 with m.Case(0):
-                    m.d.comb += [side_request.addr.eq(ins.addr2 + side_row), side_request.count.eq(1),
+                    m.d.comb += [side_request.addr.eq(ins.addr2 + side_row),
+                                 side_request.count.eq(Mux(rows - side_row < C, rows - side_row, C)),
                                  side_tag.field.eq(_Field.ROW_SCALE)]
                 with m.Case(1):
                     first_addr = Mux(side == _Side.OTHER, other_base,
@@ -438,7 +441,7 @@ class VectorSequencer(wiring.Component):
                     m.d.sync += [side_c0.eq(side_c0 + C), side_step.eq(1)]
                     with m.If(last_chunk_of(side_c0)):
                         m.d.sync += [side_c0.eq(0), side_row.eq(side_row + 1), other_base.eq(other_base + ins.imm),
-                                     side_step.eq(Mux(needs_row_scale, 0, 1))]
+                                     side_step.eq(Mux(needs_row_scale & chunk_start, 0, 1))]
                         with m.If(side_row == rows - 1):
                             m.d.sync += side_active.eq(0)
         with m.Elif(scalar_read):
@@ -451,6 +454,7 @@ class VectorSequencer(wiring.Component):
         words = [response.data.word_select(lane, 32) for lane in range(C)]
         row_m = Signal(signed(16))
         row_e = Signal(signed(16))
+        row_scales = Signal(32 * (C - 1) if C > 1 else 1)   # the chunk's next rows' scales
         first = Signal(32 * C)   # the first operand chunk, kept while the bias chunk comes
         side_beat = data.View(side_layout(C), unit.s.payload)
         scalar_word = Signal(32 * C)
@@ -462,6 +466,8 @@ class VectorSequencer(wiring.Component):
                 with m.Case(_Field.ROW_SCALE):
                     m.d.comb += side_source.response.ready.eq(1)
                     m.d.sync += [row_m.eq(_unpack_m(words[0])), row_e.eq(_unpack_e(words[0]))]
+                    if C > 1:
+                        m.d.sync += row_scales.eq(response.data[32:])
                 with m.Case(_Field.FIRST, _Field.BIAS):
                     with m.If(~response_tag.last):
                         m.d.comb += side_source.response.ready.eq(1)
@@ -491,6 +497,9 @@ class VectorSequencer(wiring.Component):
             m.d.sync += [side_chunk.eq(side_chunk + 1), side_chunk_c0.eq(side_chunk_c0 + C)]
             with m.If(last_chunk_of(side_chunk_c0)):
                 m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
+                if C > 1:   # the next row's scale (after a chunk's last row, its read replaces it)
+                    m.d.sync += [row_m.eq(_unpack_m(row_scales[:32])), row_e.eq(_unpack_e(row_scales[:32])),
+                                 row_scales.eq(row_scales[32:])]
         # the first operand's chunk and the bias chunk of this beat
         column = Mux(response_tag.cached, cached_first.data,
                      Mux(response_tag.field == _Field.BIAS, first, response.data))
