@@ -282,6 +282,9 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
 #: and key took the bank's turns with the P@V matmul, before the compiler kept them apart).
 #: V_SCALE_MUL's are set from the same traces: 10 cycles for one row, 53 for 32 rows on 8x8 and
 #: 85 for 64 on 16x16, a row a cycle and 4 more for each chunk of scales after the first.
+#: V_REQUANT's, V_DEQUANT's and V_ADD's are a least-squares fit to those instructions in the same
+#: traces on the wide requantizer (``ChipConfig.wide_requant``; V_FOLD_V's samples, all of one
+#: shape, do not determine its terms), so a chip without it is modelled less closely.
 #: V_SILU's are V_MUL's, one piece a cycle as in the RTL (2 790 cycles for 32 x 172 on 8x8; the
 #: fit's 0.388 a beat hid under overlap).
 COEFFICIENTS = {
@@ -295,9 +298,9 @@ COEFFICIENTS = {
     "GATHER": np.array([71.565, 20.653, 0.618]),
     "MATMUL": np.array([45.316, 0.923, 1.000, 0.934]),
     "V_QUANT": np.array([133.963, 0.035, 0.995]),
-    "V_REQUANT": np.array([25.958, 2.169, 0.915]),
-    "V_DEQUANT": np.array([38.000, 1.000, 1.000]),
-    "V_ADD": np.array([38.000, 0.000, 1.000]),
+    "V_REQUANT": np.array([38.276, 0.055, 1.133]),
+    "V_DEQUANT": np.array([36.871, 0.053, 1.004]),
+    "V_ADD": np.array([36.070, 0.046, 1.010]),
     "V_MUL": np.array([38.000, 0.000, 1.000]),
     "V_SILU": np.array([38.000, 0.000, 1.000]),
     "V_RMSNORM": np.array([141.743, 0.070, 0.993]),

@@ -29,9 +29,11 @@ class Requantizer(wiring.Component):
     """``saturate(round_shift(acc * mult, -exp) + bias, out_bits)`` on ``lanes`` lanes.
 
     Bit-exact with :func:`golden.ops.requantize`: the rounding is half up
-    (``(p + 2**(s-1)) >> s``, computed as ``((p >> (s-1)) + 1) >> 1``), right shifts of 48 or
-    more give 0, positive exponents (at most 15) shift left, and the sum with the bias saturates
-    to ``out_bits``.
+    (``(p + 2**(s-1)) >> s``), right shifts of 48 or more give 0, positive exponents (at most
+    15) shift left, and the sum with the bias saturates to ``out_bits``. One shifter does both
+    directions: ``h = (p * 2**16) >> min(15 - e, 63)`` is ``p * 2**(e+1)``, rounded down, so
+    ``(h + 1) >> 1`` is ``p * 2**e`` for ``e >= 0`` and ``p`` rounded half up by ``-e`` bits
+    below (a right and a left shifter and their selection were about a third more logic).
 
     Parameters
     ----------
@@ -74,36 +76,27 @@ class Requantizer(wiring.Component):
 
         valid1, valid2 = Signal(), Signal()
         product = [Signal(signed(PRODUCT_BITS), name=f"product{n}") for n in range(lanes)]
-        exp1 = [Signal(signed(EXP_BITS), name=f"exp1_{n}") for n in range(lanes)]
+        shift1 = [Signal(range(64), name=f"shift1_{n}") for n in range(lanes)]
         bias1 = [Signal(signed(BIAS_BITS), name=f"bias1_{n}") for n in range(lanes)]
-        scaled = [Signal(signed(PRODUCT_BITS + MAX_LEFT_SHIFT), name=f"scaled{n}") for n in range(lanes)]
+        scaled = [Signal(signed(PRODUCT_BITS + 16), name=f"scaled{n}") for n in range(lanes)]
         bias2 = [Signal(signed(BIAS_BITS), name=f"bias2_{n}") for n in range(lanes)]
 
         with m.If(advance):
             m.d.sync += [valid1.eq(self.i.valid), valid2.eq(valid1), self.o.valid.eq(valid2)]
             for n in range(lanes):
                 p = self.i.payload
+                # 15 - exp, within [0, 63] (an exponent above 15 is outside the contract)
+                right = 15 - p.exp[n]
                 m.d.sync += [
                     product[n].eq(p.acc[n] * p.mult[n]),
-                    exp1[n].eq(p.exp[n]),
+                    shift1[n].eq(Mux(right < 0, 0, Mux(right > 63, 63, right))),
                     bias1[n].eq(p.bias[n]),
                 ]
-                # right shift minus one, for the half-up rounding below (used when exp < 0)
-                right_m1 = Signal(range(64), name=f"right_m1_{n}")
-                m.d.comb += right_m1.eq(Mux(exp1[n] < -63, 62, (-1 - exp1[n]).as_unsigned()[:6]))
-                half = Signal(signed(PRODUCT_BITS), name=f"half{n}")
-                m.d.comb += half.eq(product[n] >> right_m1)
-                rounded = (half + 1) >> 1
-                left = exp1[n].as_unsigned()[:4]
-                with m.If(exp1[n] > 0):
-                    m.d.sync += scaled[n].eq(product[n] << left)
-                with m.Elif(exp1[n] == 0):
-                    m.d.sync += scaled[n].eq(product[n])
-                with m.Else():
-                    m.d.sync += scaled[n].eq(rounded)
-                m.d.sync += bias2[n].eq(bias1[n])
+                doubled = Signal(signed(PRODUCT_BITS + 17), name=f"doubled{n}")   # p * 2**(e + 1)
+                m.d.comb += doubled.eq(product[n].shift_left(16) >> shift1[n])
+                m.d.sync += [scaled[n].eq((doubled + 1) >> 1), bias2[n].eq(bias1[n])]
 
-                total = Signal(signed(PRODUCT_BITS + MAX_LEFT_SHIFT + 1), name=f"total{n}")
+                total = Signal(signed(PRODUCT_BITS + 17), name=f"total{n}")
                 m.d.comb += total.eq(scaled[n] + bias2[n])
                 m.d.sync += self.o.payload[n].eq(
                     Mux(total > out_max, out_max, Mux(total < out_min, out_min, total)))
