@@ -130,8 +130,10 @@ def test_merged_vector_stages_save_their_latency():
     assert long_m < long_f - 50 and short_m < short_f - 8
     fields = {"rows": 4, "cols": 64}
     assert duration(Opcode.V_QUANT, fields, full) - duration(Opcode.V_QUANT, fields, merged) == long_f - long_m
-    assert duration(VADD, fields, full) - duration(VADD, fields, merged) == short_f - short_m
-    assert merge_saving(MATMUL, merged) == merge_saving(Opcode.V_ROPE, merged) == merge_saving(VADD, full) == 0
+    assert duration(Opcode.V_MUL, fields, full) - duration(Opcode.V_MUL, fields, merged) == short_f - short_m
+    assert merge_saving(MATMUL, merged) == merge_saving(Opcode.V_ROPE, merged) == merge_saving(Opcode.V_MUL, full) == 0
+    # V_ADD runs on the wide requantizer, whose latency the merge does not change
+    assert duration(VADD, fields, full) == duration(VADD, fields, merged)
 
 
 def test_contention_slows_the_vector_unit_while_the_matrix_engine_runs():
