@@ -98,6 +98,9 @@ class Requantizer(wiring.Component):
 
                 total = Signal(signed(PRODUCT_BITS + 17), name=f"total{n}")
                 m.d.comb += total.eq(scaled[n] + bias2[n])
-                m.d.sync += self.o.payload[n].eq(
-                    Mux(total > out_max, out_max, Mux(total < out_min, out_min, total)))
+                # the sum fits out_bits when its bits from out_bits - 1 up all equal its sign (two
+                # comparisons with the bounds were two carry chains as long as the sum)
+                high = total[self.out_bits - 1:]
+                m.d.sync += self.o.payload[n].eq(Mux(high.all() | ~high.any(), total[:self.out_bits],
+                                                     Mux(total[-1], out_min, out_max)))
         return m
