@@ -11,6 +11,9 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
   scales ``row (x) column`` are multiplied here (:func:`golden.ops.scale_mul`'s contract);
 * the *writer* stores each result beat (int8 results of ``V_QUANT`` into the scratchpad), and the
   per-row results (``V_QUANT``'s row scale, ``V_SOFTMAX_EXP``'s row sum) into the accumulator;
+* with ``wide_requant``, ``V_REQUANT``, ``V_DEQUANT``, ``V_FOLD_V`` and ``V_ADD`` bypass the
+  vector unit: each operand beat meets its side beat in a ``lanes``-wide
+  :class:`rtl.vector.requant.Requantizer`, whose results go to the writer, a beat a cycle;
 * for the per-row scale instructions (``V_SCALE_MUL``, ``V_ATTN_SCALE``) a scalar path does the
   whole job: scale products and the reciprocal (a restoring divider, two radix-4 steps a cycle:
   4 cycles) per row. The rows go through it as a pipeline, their operands read a chunk of
@@ -163,12 +166,12 @@ class VectorSequencer(wiring.Component):
         if not isinstance(rope_pairs, int) or rope_pairs < 1 or rope_pairs & (rope_pairs - 1) or rope_pairs > lanes:
             raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({lanes}), got {rope_pairs!r}")
         self.rope_pairs = rope_pairs
-        self.wide_requant = bool(wide_requant)
-        # with the wide requantizer, no instruction asks the unit for REQUANT or ADD
-        ops = UNIT_OPS - WIDE_OPS if self.wide_requant else UNIT_OPS
         if not isinstance(side_cache_chunks, int) or side_cache_chunks < 1:
             raise ValueError(f"side_cache_chunks must be a positive integer, got {side_cache_chunks!r}")
         self.side_cache_chunks = side_cache_chunks
+        self.wide_requant = bool(wide_requant)
+        # with the wide requantizer, no instruction asks the unit for REQUANT or ADD
+        ops = UNIT_OPS - WIDE_OPS if self.wide_requant else UNIT_OPS
         self.lanes, self.spad_row_bytes = lanes, spad_row_bytes
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
         if unit_lanes is None or unit_lanes == lanes:
@@ -246,10 +249,10 @@ class VectorSequencer(wiring.Component):
                 m.d.comb += scalar_job.eq(1)
         # V_SOFTMAX_EXP with FOLD_V: the value scales (at addr3) on the side stream of its last pass
         fused_fold = (opcode == Opcode.V_SOFTMAX_EXP) & flags[Flag.FOLD_V.bit_length() - 1]
-        # the requantizing instructions on the wide requantizer instead of the unit
+        # the requantizing instructions and V_ADD on the wide requantizer instead of the unit
         wide = Signal()
         if self.wide_requant:
-            m.d.comb += wide.eq((op == Op.REQUANT) | (op == Op.ADD))
+            m.d.comb += wide.eq(Cat(op == wide_op for wide_op in WIDE_OPS).any())
         with m.If(fused_fold):
             m.d.comb += side.eq(_Side.FOLD)
         m.d.comb += [from_spad.eq(opcode == Opcode.V_DEQUANT),

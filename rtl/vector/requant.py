@@ -78,7 +78,9 @@ class Requantizer(wiring.Component):
         product = [Signal(signed(PRODUCT_BITS), name=f"product{n}") for n in range(lanes)]
         shift1 = [Signal(range(64), name=f"shift1_{n}") for n in range(lanes)]
         bias1 = [Signal(signed(BIAS_BITS), name=f"bias1_{n}") for n in range(lanes)]
-        scaled = [Signal(signed(PRODUCT_BITS + 16), name=f"scaled{n}") for n in range(lanes)]
+        # p * 2**(e + 1) spans PRODUCT_BITS + MAX_LEFT_SHIFT + 1 bits
+        wide_bits = PRODUCT_BITS + MAX_LEFT_SHIFT + 1
+        scaled = [Signal(signed(wide_bits), name=f"scaled{n}") for n in range(lanes)]
         bias2 = [Signal(signed(BIAS_BITS), name=f"bias2_{n}") for n in range(lanes)]
 
         with m.If(advance):
@@ -86,17 +88,17 @@ class Requantizer(wiring.Component):
             for n in range(lanes):
                 p = self.i.payload
                 # 15 - exp, within [0, 63] (an exponent above 15 is outside the contract)
-                right = 15 - p.exp[n]
+                right = MAX_LEFT_SHIFT - p.exp[n]
                 m.d.sync += [
                     product[n].eq(p.acc[n] * p.mult[n]),
                     shift1[n].eq(Mux(right < 0, 0, Mux(right > 63, 63, right))),
                     bias1[n].eq(p.bias[n]),
                 ]
-                doubled = Signal(signed(PRODUCT_BITS + 17), name=f"doubled{n}")   # p * 2**(e + 1)
-                m.d.comb += doubled.eq(product[n].shift_left(16) >> shift1[n])
+                doubled = Signal(signed(wide_bits + 1), name=f"doubled{n}")   # p * 2**(e + 1)
+                m.d.comb += doubled.eq(product[n].shift_left(MAX_LEFT_SHIFT + 1) >> shift1[n])
                 m.d.sync += [scaled[n].eq((doubled + 1) >> 1), bias2[n].eq(bias1[n])]
 
-                total = Signal(signed(PRODUCT_BITS + 17), name=f"total{n}")
+                total = Signal(signed(wide_bits + 1), name=f"total{n}")
                 m.d.comb += total.eq(scaled[n] + bias2[n])
                 # the sum fits out_bits when its bits from out_bits - 1 up all equal its sign (two
                 # comparisons with the bounds were two carry chains as long as the sum)
