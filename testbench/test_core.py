@@ -894,6 +894,44 @@ async def scale_mul_rows(dut):
 
 
 @cocotb.test()
+async def requant_rows(dut):
+    """V_REQUANT with column scales and a bias, one beat a row, against the functional simulator,
+    and what each row costs: on the wide requantizer (``ChipConfig.wide_requant``) a beat a cycle
+    whatever the vector unit's width, its row scales read a chunk of ``lanes`` rows at a time (a
+    read a row made it two cycles); through a narrower unit, its pieces."""
+    tb = TB(dut)
+    await tb.reset()
+    C = tb.config.lanes
+    many = 3 * C + 1
+    rng = tb.np_rng
+    source = rng.integers(-(1 << 18), 1 << 18, (many, C)).astype(np.int32)
+    row_scales = _scales(rng, many, -24, -16)
+    column = np.concatenate([_scales(rng, C, -10, -2), rng.integers(-5000, 5000, C).astype(np.uint32)])
+    # the source, the scales and the result each in a bank of their own, as the compiler keeps a
+    # matmul's tile, its scales and the layer's output apart (in one bank the reads and the
+    # writes take turns)
+    bank = tb.config.acc_words // tb.config.acc_banks
+    runs = {}
+    for rows in (1, many):
+        image, layout, spad, acc = fresh_image(tb)
+        where, program = load_words(image, layout, acc, {"source": source}, bank)
+        acc.take(0, bank)   # the next bank
+        scales, loads = load_words(image, layout, acc, {"row": row_scales, "column": column}, C)
+        dst = acc.take(many * C, bank)
+        out_dram = layout.take(4 * many * C, 4)
+        program += loads + [
+            (Opcode.V_REQUANT, dict(flags=Flag.HAS_BIAS, addr0=where["source"], stride0=C, addr1=dst, stride1=C,
+                                    addr2=scales["row"], addr3=scales["column"], rows=rows, cols=C)),
+            (Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=dst, addr1=out_dram, rows=1, cols=many * C)),
+        ]
+        runs[rows] = await run_and_compare(tb, program, image)
+    each = (runs[many] - runs[1]) / (many - 1)
+    want = 1.0 if tb.config.wide_requant else C / tb.config.unit_lanes
+    dut._log.info(f"V_REQUANT: {runs[1]} cycles for one row, {runs[many]} for {many}: {each:.2f} a row more")
+    assert each <= want + 1 / C + 0.25, f"a one-beat V_REQUANT row took {each:.2f} cycles (> {want:.2f})"
+
+
+@cocotb.test()
 async def fold_in_the_softmax(dut):
     """A V_SOFTMAX_EXP with FOLD_V leaves in the SRAM what a V_SOFTMAX_EXP and a V_FOLD_V after it
     leave (both against the functional simulator, and byte for byte against each other), in fewer

@@ -42,7 +42,7 @@ def test_core_gemm_programs(name):
 def test_core_vector_instructions(name):
     run_cocotb(core_design(name), "testbench.test_core",
                testcase=["vector_instructions", "rope_chunks", "attn_scale_rows", "scale_mul_rows",
-                         "fold_in_the_softmax"],
+                         "requant_rows", "fold_in_the_softmax"],
                test_name="vector")
 
 
@@ -51,7 +51,8 @@ def test_core_rope_pairs_and_unit_requantization():
     against the functional simulator and the chunks' cost (``rope_chunks``); and the requantizing
     instructions through the vector unit, which has no wide requantizer beside it there. The rest
     of the 4x4 core's vector tests run in make test-full."""
-    run_cocotb(core_design("4x4"), "testbench.test_core", testcase=["rope_chunks", "vector_instructions"],
+    run_cocotb(core_design("4x4"), "testbench.test_core",
+               testcase=["rope_chunks", "vector_instructions", "requant_rows"],
                test_name="rope", extra_env={"SCOVILLE_OPCODE": "V_ROPE,V_REQUANT,V_DEQUANT,V_FOLD_V,V_ADD",
                                             "SCOVILLE_ROUNDS": "4"})
 
