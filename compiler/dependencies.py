@@ -132,6 +132,9 @@ def _vector_footprint(opcode: Opcode, f: dict, reads: list, writes: list) -> Non
     elif opcode in (Opcode.V_GELU, Opcode.V_SILU):
         reads.append(src)
         writes.append(dst)
+    elif opcode is Opcode.V_RMSNORM and flags & Flag.ROW_SCALE:
+        reads.append(src)
+        writes.append(Access(ACC, f["addr1"], rows, 1, f["stride1"]))
     elif opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM):
         reads += [src, words(f["addr2"], cols)]
         if flags & Flag.HAS_BIAS:

@@ -209,6 +209,10 @@ class Machine:
         return gm, ge, bias
 
     def _op_v_rmsnorm(self, ins) -> None:
+        if ins["flags"] & Flag.ROW_SCALE:   # the rows' scales only; a V_REQUANT applies them
+            m, e = ops.rms_scale(self._src(ins), ins["imm"])
+            self.acc_write(ins["addr1"], ins["stride1"], _pack_scales(m, e).astype(np.int64)[:, None])
+            return
         gm, ge, bias = self._norm_params(ins)
         self.acc_write(ins["addr1"], ins["stride1"], ops.rmsnorm(self._src(ins), gm, ge, ins["imm"], bias))
 

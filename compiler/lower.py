@@ -608,6 +608,17 @@ class _Emitter:
         t, h = self.rows, norm.h
         params = self.load_acc(norm.params, 2 * h, f"{what} parameters")
         out = dst if dst is not None else self.acc.alloc(t * h, what)
+        config = self.c.config
+        if kind is Opcode.V_RMSNORM and config.wide_requant and config.unit_lanes < config.lanes:
+            # a vector unit narrower than a beat takes the norm's last pass in pieces: it gives the
+            # rows' scales instead (two passes), and the wide requantizer applies them with gamma,
+            # a beat a cycle (golden.ops.rms_scale)
+            scales = self.acc.alloc(t, f"{what} row scales")
+            self.op(kind, flags=Flag.ROW_SCALE, addr0=x, stride0=h, addr1=scales, stride1=1, rows=t, cols=h,
+                    imm=norm.eps_q)
+            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h, addr2=scales,
+                    addr3=params, rows=t, cols=h)
+            return out
         self.op(kind, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h, addr2=params,
                 addr3=norm.inv_h, rows=t, cols=h, imm=norm.eps_q)
         return out

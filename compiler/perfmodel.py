@@ -110,6 +110,17 @@ ROPE_CHUNK_MIN = 4
 ATTN_SCALE_ROW = 4
 
 
+def _row_scales_only(opcode: Opcode, fields: dict) -> bool:
+    """A ``V_RMSNORM`` with ``ROW_SCALE``: its rows' scales, one word a row, in two passes."""
+    return opcode is Opcode.V_RMSNORM and bool(fields.get("flags", 0) & Flag.ROW_SCALE)
+
+
+def passes_of(opcode: Opcode, fields: dict) -> int:
+    """The passes over each row a vector instruction makes (:data:`PASSES`; a ``V_RMSNORM`` with
+    ``ROW_SCALE`` leaves out the last, the unit's SUM_SQUARES)."""
+    return 2 if _row_scales_only(opcode, fields) else PASSES.get(opcode, 1)
+
+
 def rope_chunk_cycles(half: int, lanes: int, pairs_per_cycle: int = 1) -> int:
     """Cycles the chunks of one head's ``half`` rotation pairs take on the sequencer's scalar
     path: up to ``lanes`` pairs a chunk, ``pairs_per_cycle`` a cycle (``ChipConfig.rope_pairs``),
@@ -155,7 +166,12 @@ def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int
     reads = set() if opcode is Opcode.V_DEQUANT else span(a[0], fields.get("stride0", 0))
     if opcode in OTHER_OPERAND:
         reads |= span(a[2], fields.get("imm", 0))
-    writes = _banks(a[2], rows, config) if opcode is Opcode.V_QUANT else span(a[1], fields.get("stride1", 0))
+    if opcode is Opcode.V_QUANT:
+        writes = _banks(a[2], rows, config)
+    elif _row_scales_only(opcode, fields):
+        writes = _rows_banks(a[1], rows, 1, fields.get("stride1", 0), config)
+    else:
+        writes = span(a[1], fields.get("stride1", 0))
     return reads, writes
 
 
@@ -243,11 +259,11 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
         if opcode is Opcode.V_SCALE_MUL:   # a row a cycle, its scales a chunk of `lanes` rows a read
             return np.array([1.0, rows, math.ceil(rows / config.lanes)])
         return np.array([1.0, rows, rows * cols])
-    passes = PASSES.get(opcode, 1)
+    passes = passes_of(opcode, fields)
     beats = rows * math.ceil(cols / config.lanes)
     # column operands are read for the first row only when the row fits the side cache; longer
     # rows read them again for every row, each chunk one more accumulator read per beat
-    side = COLUMN_READS.get(opcode, lambda flags: 0)(fields.get("flags", 0))
+    side = 0 if _row_scales_only(opcode, fields) else COLUMN_READS.get(opcode, lambda flags: 0)(fields.get("flags", 0))
     if cols > SIDE_CACHE_CHUNKS * config.lanes:
         beats += side * (rows - 1) * math.ceil(cols / config.lanes) / passes
     # V_ADD and V_MUL read their second operand with every beat: in the bank of the first, the

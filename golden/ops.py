@@ -293,20 +293,32 @@ def _row_normalise(x) -> tuple[np.ndarray, np.ndarray]:
     return np.right_shift(x, s[..., None]), s
 
 
+def rms_scale(x, eps_q: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-row scale of :func:`rmsnorm` before gamma: ``(r_m, r_e + FRAC - s)`` with
+    ``(r_m, r_e) = rsqrt(sum(xs**2) + round_shift(eps_q, 2s))``, ``xs = x >> s``. So
+    ``rmsnorm(x, gm, ge, eps_q, b) == requantize(x, *scale_mul(m, e, gm, ge), b)``: a norm is this
+    scale per row, then a requantization with gamma as column scales (``V_RMSNORM`` with
+    ``ROW_SCALE``, then ``V_REQUANT``). Returns ``m``, ``e`` (int64, shape of ``x`` without its
+    last axis)."""
+    x = _i64(x)
+    xs, s = _row_normalise(x)
+    v = np.sum(xs * xs, axis=-1) + round_shift(np.int64(eps_q), 2 * s)
+    rm, re = rsqrt(v)
+    return rm, re + nx.FRAC - s
+
+
 def rmsnorm(x, gamma_m, gamma_e, eps_q: int, bias=0) -> np.ndarray:
     """RMSNorm of wide rows (last axis ``H``), wide result.
 
     Rows are block-normalised to 15 bits, ``xs = x >> s``; ``v = sum(xs**2) + (eps_q >> 2s)``
     with ``eps_q = round(eps * H * 4**FRAC)``; ``r = rsqrt(v)``. The per-column scale
     ``gamma * sqrt(H)`` (``gamma_m``, ``gamma_e``) is combined with ``r`` by :func:`scale_mul`
-    and applied with :func:`requantize` at exponent ``+ FRAC - s``, plus ``bias`` (wide).
+    and applied with :func:`requantize` at exponent ``+ FRAC - s``, plus ``bias`` (wide): the
+    row's :func:`rms_scale` times gamma.
     """
     x = _i64(x)
-    xs, s = _row_normalise(x)
-    v = np.sum(xs * xs, axis=-1) + round_shift(np.int64(eps_q), 2 * s)
-    rm, re = rsqrt(v)
+    rm, re = rms_scale(x, eps_q)
     m, e = scale_mul(rm[..., None], re[..., None], gamma_m, gamma_e)
-    e = e + nx.FRAC - s[..., None]
     return requantize(x, m, e, bias).astype(np.int32)
 
 

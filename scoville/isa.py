@@ -72,6 +72,7 @@ class Flag(enum.IntFlag):
     NO_COL_SCALE = 0x10  # V_REQUANT: row scales only
     CAUSAL = 0x20        # V_SOFTMAX_EXP: key j allowed for query row i iff j <= imm + i
     FOLD_V = 0x40        # V_SOFTMAX_EXP: fold the value scales at addr3 into e (V_FOLD_V's result)
+    ROW_SCALE = 0x80     # V_RMSNORM: write each row's scale (golden.ops.rms_scale) to addr1, not the row
 
 
 #: The 256-bit instruction word.

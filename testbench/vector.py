@@ -113,7 +113,8 @@ def golden_rows(job: Job, head_dim: int, rope_theta: float):
     elif op == Op.MAX_ABS:
         value = ops.row_max_abs(x)
     elif op == Op.SUM_SQUARES:
-        value, e = ops.row_sum_squares(x)
+        value, _ = ops.row_sum_squares(x)
+        m, e = ops.rms_scale(x, ins["eps"])
     elif op == Op.QUANTIZE:
         data, m, e = ops.quantize_rows(x)
     elif op == Op.SOFTMAX:
@@ -142,7 +143,7 @@ def expected_beats(job: Job, lanes: int, head_dim: int = 64, rope_theta: float =
                 row_value = int(value[r]) if n == len(chunks) - 1 else 0
                 beats.append({"data": chunk, "value": row_value, "m": int(m[r]), "e": int(e[r])})
         else:
-            beats.append({"data": [0] * lanes, "value": int(value[r]), "m": 0, "e": int(e[r])})
+            beats.append({"data": [0] * lanes, "value": int(value[r]), "m": int(m[r]), "e": int(e[r])})
     return beats
 
 
@@ -197,8 +198,10 @@ def random_job(op: Op, rng: np.random.Generator, rows: int, length: int, head_di
         x = wide(rng, (rows, head_dim), max_bits=int(rng.integers(8, 32)))
         partner = np.concatenate([x[:, head_dim // 2:], x[:, :head_dim // 2]], axis=1)
         return Job(op, x, side_b=partner, fields={"position": int(rng.integers(0, 1 << 16))})
-    if op in (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES, Op.QUANTIZE):
+    if op in (Op.MAX, Op.SUM, Op.MAX_ABS, Op.QUANTIZE):
         return Job(op, wide(rng, shape, max_bits=int(rng.integers(1, 32))))
+    if op == Op.SUM_SQUARES:   # with a norm's eps, whose row scale it also gives
+        return Job(op, wide(rng, shape, max_bits=int(rng.integers(1, 32))), fields=norm_fields(length))
     if op in (Op.SOFTMAX, Op.SOFTMAX_EXP):
         x = wide(rng, shape, max_bits=int(rng.integers(4, 20)))
         fields = {}

@@ -127,6 +127,7 @@ def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
         jobs.append(Job(Op.MAX, -np.abs(wide(rng, (rows, length), max_bits=int(rng.integers(1, 31)))) - 1))
         jobs.append(random_job(Op.QUANTIZE, rng, rows=rows, length=length))
         jobs.append(random_job(Op.RMSNORM, rng, rows=rows, length=length))
+        jobs.append(random_job(Op.SUM_SQUARES, rng, rows=rows, length=length))
         x = wide(rng, (rows + 1, length), max_bits=int(rng.integers(4, 20)))
         jobs.append(Job(Op.SOFTMAX_EXP, x, fields={"allowed": 1 + n % length, "causal": 1}))
         jobs.append(Job(Op.SOFTMAX_EXP, x[:, ::-1].copy()))
@@ -137,13 +138,14 @@ def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
 
 
 def test_narrow_unit_takes_the_max_passes_a_beat_a_cycle():
-    # QUANTIZE's and RMSNORM's max-abs pass and SOFTMAX_EXP's max pass at one cycle a beat: only
-    # their other passes go in pieces (16 beats of 4 lanes a row, 32 pieces of 2)
+    # QUANTIZE's, RMSNORM's and SUM_SQUARES's max-abs pass and SOFTMAX_EXP's max pass at one cycle
+    # a beat: only their other passes go in pieces (16 beats of 4 lanes a row, 32 pieces of 2)
     rng = np.random.default_rng(5)
-    jobs = [random_job(op, rng, rows=8, length=64) for op in (Op.QUANTIZE, Op.SOFTMAX_EXP, Op.RMSNORM)]
+    jobs = [random_job(op, rng, rows=8, length=64)
+            for op in (Op.QUANTIZE, Op.SOFTMAX_EXP, Op.RMSNORM, Op.SUM_SQUARES)]
     _, wide_cycles = _run(VectorUnit(lanes=LANES, ops=OPS), jobs)
     _, narrow = _run(NarrowVectorUnit(LANES, 2, ops=OPS), jobs)
-    assert narrow - wide_cycles == pytest.approx((1 + 1 + 2) * 8 * 16, abs=4)
+    assert narrow - wide_cycles == pytest.approx((1 + 1 + 2 + 1) * 8 * 16, abs=4)
 
 
 def test_narrow_unit_rejects_widths_that_do_not_divide():

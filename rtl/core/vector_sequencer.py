@@ -69,6 +69,7 @@ class _Output(enum.Enum, shape=2):
     ACC = 0          # wide results into the accumulator
     QUANT = 1        # int8 into the scratchpad, then the row scale into the accumulator
     SOFTMAX = 2      # wide results, then the row sum into the accumulator
+    ROW_SCALE = 3    # one word a row, the row's scale (V_RMSNORM with ROW_SCALE)
 
 
 class _Field(enum.Enum, shape=2):
@@ -99,10 +100,12 @@ _UNIT_JOBS = {
     Opcode.V_SOFTMAX_EXP: (Op.SOFTMAX_EXP, _Side.NONE, _Output.SOFTMAX),
     Opcode.V_FOLD_V: (Op.REQUANT, _Side.FOLD, _Output.ACC),
 }
-#: The vector-unit operations the sequencer issues. The unit is built with these only: V_ROPE runs
-#: on the scalar path and no instruction asks for ROPE, SOFTMAX, EXP or the reductions, so the
-#: unit's RoPE phase, sine tables and partner product and its softmax reciprocal are left out.
-UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values())
+#: The vector-unit operations the sequencer issues (and SUM_SQUARES, which ``V_RMSNORM`` with
+#: ``ROW_SCALE`` runs: the rows' norm scales, one word a row). The unit is built with these only:
+#: V_ROPE runs on the scalar path and no instruction asks for ROPE, SOFTMAX, EXP or the other
+#: reductions, so the unit's RoPE phase, sine tables and partner product and its softmax
+#: reciprocal are left out.
+UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values()) | {Op.SUM_SQUARES}
 #: The operations the wide requantizer takes instead of the unit (``wide_requant``): REQUANT, and
 #: ADD as ``saturate(x * 1 + other)``, :func:`golden.ops.add` bit for bit.
 WIDE_OPS = frozenset({Op.REQUANT, Op.ADD})
@@ -259,6 +262,11 @@ class VectorSequencer(wiring.Component):
                      scan_job.eq((opcode == Opcode.V_FOLD_V) | (opcode == Opcode.V_ATTN_SCALE) | fused_fold)]
         with m.If((opcode == Opcode.V_REQUANT) & flags[Flag.NO_COL_SCALE.bit_length() - 1]):
             m.d.comb += side.eq(_Side.ROW)
+        # V_RMSNORM with ROW_SCALE: the unit's SUM_SQUARES gives each row's scale; a V_REQUANT with
+        # gamma as its column scales applies it (golden.ops.rms_scale)
+        with m.If((opcode == Opcode.V_RMSNORM) & flags[Flag.ROW_SCALE.bit_length() - 1]):
+            m.d.comb += [op.eq(Op.SUM_SQUARES), side.eq(_Side.NONE), output.eq(_Output.ROW_SCALE),
+                         passes.eq(PASSES[Op.SUM_SQUARES])]
         rows, cols = ins.rows, ins.cols
         last_chunk_of = lambda c0: c0 + C >= cols  # noqa: E731
         chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
@@ -926,12 +934,13 @@ class VectorSequencer(wiring.Component):
         writing = Signal()
         with m.If(start_streams):
             m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), out_base.eq(ins.addr1), row_phase.eq(0)]
-        last_beat = last_chunk_of(out_c0)
+        row_scales_out = output == _Output.ROW_SCALE   # a beat a row: the row's scale
+        last_beat = last_chunk_of(out_c0) | row_scales_out
         has_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX)
         acc_request = acc_out.request.payload
         spad_request = spad_out.request.payload
         row_result = Signal(32)
-        with m.If(output == _Output.QUANT):
+        with m.If((output == _Output.QUANT) | row_scales_out):
             m.d.comb += row_result.eq(Cat(out.m, out.e.as_signed()[:8], out.e.as_signed()[7].replicate(8)))
         with m.Else():
             m.d.comb += row_result.eq(out.value[:32])
@@ -951,6 +960,9 @@ class VectorSequencer(wiring.Component):
                                  spad_request.addr.eq((out_base + out_c0)[:spad_mask_bits]),
                                  spad_request.count.eq(chunk_count(out_c0)),
                                  spad_request.data.eq(Cat(out_data[lane][:8] for lane in range(C)))]
+                with m.Elif(row_scales_out):
+                    m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq(out_base[:acc_mask_bits]),
+                                 acc_request.count.eq(1), acc_request.data.eq(row_result)]
                 with m.Else():
                     m.d.comb += [acc_out.request.valid.eq(1),
                                  acc_request.addr.eq((out_base + out_c0)[:acc_mask_bits]),

@@ -33,7 +33,7 @@ class Op(enum.Enum, shape=4):
     MAX = 7          #: ``row_max``: one output beat per row, result in ``value``
     SUM = 8          #: ``row_sum``
     MAX_ABS = 9      #: ``row_max_abs``
-    SUM_SQUARES = 10  #: ``row_sum_squares``: ``value`` = sum of (x >> s)**2, ``e`` = s
+    SUM_SQUARES = 10  #: ``row_sum_squares``: ``value`` = sum of (x >> s)**2; ``m``, ``e`` = ``rms_scale(x, eps)``
     QUANTIZE = 11    #: ``quantize_rows``: int8 in ``data``, row scale in ``m``, ``e``
     SOFTMAX = 12     #: ``softmax`` with a prefix (optionally causal) mask
     RMSNORM = 13     #: ``rmsnorm``; gamma (m, e) and bias on the side stream
@@ -67,7 +67,7 @@ SHORT_PATH = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.ROPE)
 MAX_FIRST = (Op.MAX, Op.SOFTMAX, Op.SOFTMAX_EXP)
 #: ... or for its largest magnitude. A unit narrower than a beat takes such a pass's beats whole,
 #: each reduced to one piece on the way in (:class:`rtl.vector.narrow.NarrowVectorUnit`).
-MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE, Op.RMSNORM)
+MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE, Op.RMSNORM, Op.SUM_SQUARES)
 
 
 def passes(op: Op) -> int:
@@ -116,7 +116,8 @@ def output_layout(lanes: int) -> data.StructLayout:
 
     ``value``: the reduction (MAX, SUM, MAX_ABS, SUM_SQUARES; SOFTMAX_EXP's row sum on the row's
     last beat, 0 on the others); ``m``, ``e``: the row scale of
-    QUANTIZE (``e`` is the block shift of SUM_SQUARES). Lanes past the row's end are 0.
+    QUANTIZE, or the norm's row scale of SUM_SQUARES (:func:`golden.ops.rms_scale`, with the
+    instruction's ``eps``). Lanes past the row's end are 0.
     """
     return data.StructLayout({
         "data": data.ArrayLayout(signed(VALUE_BITS), lanes),

@@ -654,8 +654,11 @@ class VectorUnit(wiring.Component):
                            "rm": rm[:16], "re": re.as_signed()[:8].as_signed()})
         sum_squares = is_op(slot, Op.SUM_SQUARES)
         row_sum = is_op(slot, Op.SOFTMAX_EXP) & slot["last"]
+        # SUM_SQUARES's row scale, golden.ops.rms_scale: the rsqrt with the norm's exponent
+        rms_e = (slot["re"] + nx.FRAC - slot["norm_shift"]).as_signed()[:8].as_signed()
         slot = pipe.stage({**slot, "value": Mux(sum_squares | row_sum, slot.pop("sum2"), slot["value"]),
-                           "oe": Mux(sum_squares, slot["norm_shift"], slot["oe"])})
+                           "om": Mux(sum_squares, slot["rm"], slot["om"]),
+                           "oe": Mux(sum_squares, rms_e, slot["oe"])})
 
         # ---------------------------------------------------------------- the short path rejoins
         # Beats of the long path that have not reached this point yet: a short-path beat waits
