@@ -655,14 +655,17 @@ def _scales(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
 #: V_REQUANT's operand variants: column scales with or without a bias, the row scale alone with or
 #: without a bias
 REQUANT_FLAGS = (Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE, Flag.NO_COL_SCALE | Flag.HAS_BIAS)
-#: the variants each round runs, by opcode: V_REQUANT's, V_SOFTMAX_EXP without and with FOLD_V
-VARIANTS = {Opcode.V_REQUANT: REQUANT_FLAGS, Opcode.V_SOFTMAX_EXP: (0, Flag.FOLD_V)}
+#: the variants each round runs, by opcode: V_REQUANT's, V_SOFTMAX_EXP without and with FOLD_V,
+#: V_RMSNORM's rows or their scales alone (ROW_SCALE)
+VARIANTS = {Opcode.V_REQUANT: REQUANT_FLAGS, Opcode.V_SOFTMAX_EXP: (0, Flag.FOLD_V),
+            Opcode.V_RMSNORM: (0, Flag.ROW_SCALE)}
 
 
 def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout,
                 flags: int | None = None) -> list:
     """One vector instruction on random valid operands: LOADs, the instruction, STOREs of every
-    output. ``flags``: V_REQUANT's variant (random when None), or V_SOFTMAX_EXP's FOLD_V."""
+    output. ``flags``: V_REQUANT's variant (random when None), V_SOFTMAX_EXP's FOLD_V, or
+    V_RMSNORM's ROW_SCALE."""
     rng, prng = tb.np_rng, tb.rng
     # now and then a row longer than the side cache (16 chunks of 8 lanes): column operands read per row
     rows, cols = prng.randint(1, 6), prng.choice([prng.randint(1, 40)] * 3 + [prng.randint(120, 160)])
@@ -693,7 +696,10 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         program.append((Opcode.STORE, dict(flags=0 if from_spad else Flag.DST_ACC, addr0=where, addr1=dram,
                                            rows=nrows, cols=n, stride0=stride or n, stride1=n)))
 
-    wide = rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32)
+    def wide_rows(n: int) -> np.ndarray:
+        return rng.integers(-(1 << 18), 1 << 18, (n, cols)).astype(np.int32)
+
+    wide = wide_rows(rows)
     src_stride = cols + prng.randint(0, 3)
     dst_stride = cols + prng.randint(0, 3)
     src = put(wide, "source", stride=src_stride, nrows=rows)
@@ -728,6 +734,14 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         inv_m, inv_e = nx.scale_from_float(1.0 / cols)
         fields.update(flags=Flag.HAS_BIAS, addr2=put(params, "gamma and beta"), imm=prng.randint(0, 1 << 20),
                       addr3=int(_packed(inv_m, inv_e)))
+        if opcode == Opcode.V_RMSNORM and flags:   # ROW_SCALE: a word a row, stride1 apart
+            if prng.random() < 0.5:   # rows long enough for several beats a pass, some all zero
+                rows = prng.randint(tb.config.lanes + 1, 2 * tb.config.lanes + 2)
+                x = np.where(rng.random((rows, 1)) < 0.2, 0, wide_rows(rows)).astype(np.int32)
+                fields.update(rows=rows, addr0=put(x, "source", stride=src_stride, nrows=rows))
+            scale_stride = prng.choice([1, 1, 3])
+            fields.update(flags=Flag.ROW_SCALE, addr1=acc.take(rows * scale_stride), stride1=scale_stride)
+            outputs = [(fields["addr1"], 1, rows, scale_stride, False)]
     elif opcode == Opcode.V_ROPE:
         fields.update(addr3=head, imm=prng.randint(0, 500),
                       addr2=put(nx.rope_frequencies(head, 10000.0).astype(np.uint32), "frequencies"))

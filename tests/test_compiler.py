@@ -235,6 +235,29 @@ def test_prompt_attention_folds_v_in_the_softmax(model):
             assert not any(f.get("flags", 0) & Flag.FOLD_V for f in softmaxes)
             assert len(folds) == cfg.num_layers * compiler.kv_heads
 
+def test_norms_on_a_narrow_unit_are_row_scales_then_a_requantization():
+    """On a chip whose vector unit is narrower than a beat and that has the wide requantizer (the
+    default 8x8 FPGA chip), each RMSNorm is a ``V_RMSNORM`` with ``ROW_SCALE`` (the rows' scales,
+    a word a row) and a ``V_REQUANT`` of the same rows by those scales and gamma, with the bias;
+    with a full-width unit (16x16) it stays one ``V_RMSNORM``. Both are bit-exact (the tests above)."""
+    from scoville.config import CONFIGS
+
+    ckpt = load_model("tiny-llama")
+    ids = np.arange(1, 17) * 7 % ckpt.config.vocab_size
+    program = Compiler(ckpt).job(ids).program
+    norms = [n for n, (op, _) in enumerate(program) if op is Opcode.V_RMSNORM]
+    # every token's row in each of the norms (a prompt may run in blocks of tokens)
+    assert sum(program[n][1]["rows"] for n in norms) == (2 * ckpt.config.num_layers + 1) * len(ids)
+    for n in norms:
+        norm = program[n][1]
+        assert norm["flags"] == Flag.ROW_SCALE
+        requant = [f for op, f in program[n + 1:] if op is Opcode.V_REQUANT and f["addr2"] == norm["addr1"]][0]
+        assert requant["addr0"] == norm["addr0"] and requant["flags"] == Flag.HAS_BIAS
+        assert (requant["rows"], requant["cols"]) == (norm["rows"], norm["cols"])
+    wide = Compiler(ckpt, CONFIGS["16x16-128b"]).job(ids).program
+    assert all(f.get("flags", 0) == Flag.HAS_BIAS for op, f in wide if op is Opcode.V_RMSNORM)
+
+
 def test_attention_passes_form_a_pipeline():
     """With double buffering a prompt's attention passes take turns in two slots: in program
     order pass n + 1's scores come before pass n's P@V (the matrix engine computes them while

@@ -146,6 +146,30 @@ def test_norms_match_float(rng, hidden):
     assert np.all(ln[0] == ops.to_wide(beta) * LSB) or np.allclose(ln[0], beta, atol=LSB)
 
 
+def test_rms_scale_then_requantize_is_the_rmsnorm(rng):
+    """A norm as its rows' scales, then a requantization with gamma as column scales (what
+    ``V_RMSNORM`` with ``ROW_SCALE`` and a ``V_REQUANT`` compute), equals the norm in one step as
+    the contract writes it (the rsqrt and gamma's scale combined, then ``+ FRAC - s``), for any
+    rows: all zero, near the int32 limits, tiny, with eps 0 or large."""
+    rows, cols = 40, 37
+    x = rng.integers(-(1 << 31), 1 << 31, size=(rows, cols)) >> rng.integers(0, 32, size=(rows, 1))
+    x[0], x[1], x[2] = 0, -(1 << 31), (1 << 31) - 1
+    x[3] = rng.integers(-2, 3, size=cols)
+    gm, ge = nx.scale_from_float(rng.uniform(-3.0, 3.0, size=cols) * np.sqrt(cols))
+    bias = rng.integers(-(1 << 20), 1 << 20, size=cols)
+    for eps_q in (0, 1, 12345, 1 << 30):
+        xs = x >> np.maximum(ops.bit_length(np.abs(x).max(axis=1)) - nx.NORM_BITS, 0)[:, None]
+        shift = np.maximum(ops.bit_length(np.abs(x).max(axis=1)) - nx.NORM_BITS, 0)
+        rm, re = ops.rsqrt((xs * xs).sum(axis=1) + ops.round_shift(np.int64(eps_q), 2 * shift))
+        m, e = ops.scale_mul(rm[:, None], re[:, None], gm, ge)
+        want = ops.requantize(x, m, e + nx.FRAC - shift[:, None], bias)
+        sm, se = ops.rms_scale(x, eps_q)
+        assert np.array_equal(ops.requantize(x, *ops.scale_mul(sm[:, None], se[:, None], gm, ge), bias), want)
+        assert np.array_equal(ops.rmsnorm(x, gm, ge, eps_q, bias), want)
+        # the row scale fits the packed 16-bit fields and the unit's 8-bit exponent
+        assert np.all((0 <= sm) & (sm < 1 << 15)) and np.all((-128 <= se) & (se < 128))
+
+
 def test_rope_matches_float(rng):
     f, g = FloatOps(), GoldenOps()
     x = rng.normal(size=(40, 3, 16)).astype(np.float32) * 4

@@ -17,7 +17,7 @@ from rtl.vector.isa import PASSES, Instruction, Op, lane_input_layout, side_layo
 from rtl.vector.narrow import NarrowVectorUnit
 from rtl.vector.unit import VectorUnit
 from scoville.config import ChipConfig
-from scoville.isa import Opcode
+from scoville.isa import Flag, Opcode
 from testbench.vector import Job, expected_beats, folded, input_beats, random_job, side_beats, wide
 
 LANES = 4
@@ -175,6 +175,11 @@ def test_performance_model_counts_the_pieces():
         beats = {lanes: features(Opcode.V_REQUANT, fields, dataclasses.replace(config, wide_requant=beside))[2]
                  for lanes, config in configs.items()}
         assert beats == want
+    # V_RMSNORM with ROW_SCALE: its max-abs pass a beat a cycle, then the sum of squares in pieces,
+    # and no third pass (the rows' scales; no gamma or beta read)
+    scales = {lanes: features(Opcode.V_RMSNORM, dict(fields, flags=Flag.ROW_SCALE), config)[1:].tolist()
+              for lanes, config in configs.items()}
+    assert scales == {None: [20, 80 + 80], 4: [20, 80 + 160], 1: [20, 80 + 640]}
 
 
 def test_chip_configuration_takes_wide_requant_as_a_bool():
