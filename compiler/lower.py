@@ -609,10 +609,12 @@ class _Emitter:
         params = self.load_acc(norm.params, 2 * h, f"{what} parameters")
         out = dst if dst is not None else self.acc.alloc(t * h, what)
         config = self.c.config
-        if kind is Opcode.V_RMSNORM and config.wide_requant and config.unit_lanes < config.lanes:
+        if kind is Opcode.V_RMSNORM and config.wide_requant and config.unit_lanes < config.lanes and t > 1:
             # a vector unit narrower than a beat takes the norm's last pass in pieces: it gives the
             # rows' scales instead (two passes), and the wide requantizer applies them with gamma,
-            # a beat a cycle (golden.ops.rms_scale)
+            # a beat a cycle (golden.ops.rms_scale). Not for one row (a decode's): there the
+            # V_REQUANT's first row, which reads gamma and beta a chunk each per beat, costs more
+            # than the pass it saves (tiny-llama decode on 8x8: 93 + 35 cycles against 123).
             scales = self.acc.alloc(t, f"{what} row scales")
             self.op(kind, flags=Flag.ROW_SCALE, addr0=x, stride0=h, addr1=scales, stride1=1, rows=t, cols=h,
                     imm=norm.eps_q)
