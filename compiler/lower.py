@@ -527,8 +527,12 @@ class _Emitter:
                 sections += [section] * len(pieces)
             durations = [duration(op, fields, self.c.config) if QUEUE_OF[op] != "control" else 0
                          for op, fields in program]
-            order = list_schedule(program, durations, layers)
-            candidates.append(tuple([column[k] for k in order] for column in (program, layers, sections)))
+            # each layer on its own, then the whole job as one: a layer's first blocks may then
+            # start while the layer before finishes its last (the residual stream's rows are
+            # independent until attention), and the head's while the last layer finishes
+            for runs in (layers, [0] * len(layers)):
+                order = list_schedule(program, durations, runs)
+                candidates.append(tuple([column[k] for k in order] for column in (program, layers, sections)))
         best = None
         for program, layers, sections in candidates:
             if self.c.hoist_loads:
