@@ -76,7 +76,12 @@ def operands(opcode: Opcode, w) -> list[tuple]:
         return [src, _rect(ACC, w.addr2, w.rows, w.cols, w.imm), dst]
     if opcode in (Opcode.V_GELU, Opcode.V_SILU):
         return [src, dst]
-    if opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM):
+    if opcode is Opcode.V_RMSNORM:
+        # with ROW_SCALE: no gamma or beta read, and one word a row written
+        scales_only = flags[Flag.ROW_SCALE.bit_length() - 1]
+        return [src, _words(w.addr2, Mux(scales_only, 0, with_bias)),
+                _rect(ACC, w.addr1, w.rows, Mux(scales_only, 1, w.cols), w.stride1)]
+    if opcode is Opcode.V_LAYERNORM:
         return [src, _words(w.addr2, with_bias), dst]
     if opcode is Opcode.V_ROPE:
         return [src, _words(w.addr2, w.addr3 >> 1), dst]
