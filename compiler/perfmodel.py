@@ -92,7 +92,7 @@ MATRIX_DRAIN = 14
 #: A DMA transfer into or out of an accumulator bank a MATMUL is writing gets the bank's port one
 #: cycle in ``rtl.memory.accumulator.YIELD_AFTER`` (the matrix engine's read-modify-write has
 #: priority and yields after the DMA has waited that long), so it progresses at that fraction.
-DMA_YIELD = 8
+DMA_YIELD = 2
 #: cycles before a LOAD/STORE's completion from which the transfer unit takes the next: the DMA
 #: engine checks the next descriptor while one runs and issues its rows right behind (``rtl/dma/
 #: engine.py``), so the next one's fixed cost (the check, the DRAM latency, the status: the

@@ -96,8 +96,10 @@ def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
     """A LOAD into an accumulator bank a MATMUL writes gets the port when the MATMUL does not
     write it, and one cycle in DMA_YIELD when it always does; another bank is not slowed."""
     from compiler.perfmodel import DMA_YIELD, write_duty
+    from rtl.memory.accumulator import YIELD_AFTER
     from scoville.config import ChipConfig
 
+    assert DMA_YIELD == YIELD_AFTER   # the accumulator's arbitration, which the model mirrors
     program = [(MATMUL, {}), (LOAD, {}), (END, {})]
     for duty, bank, rate in ((1.0, 0, 1 / DMA_YIELD), (0.25, 0, 0.75), (1.0, 1, 1.0)):
         banks = [(set(), {0}), (set(), {bank}), (set(), set())]
