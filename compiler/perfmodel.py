@@ -50,7 +50,7 @@ SIDE_CACHE_CHUNKS = 16
 COLUMN_READS = {
     Opcode.V_REQUANT: lambda flags: (0 if flags & Flag.NO_COL_SCALE else 1) + bool(flags & Flag.HAS_BIAS),
     Opcode.V_DEQUANT: lambda flags: 0,
-    Opcode.V_RMSNORM: lambda flags: 1 + bool(flags & Flag.HAS_BIAS),
+    Opcode.V_RMSNORM: lambda flags: 0 if flags & Flag.ROW_SCALE else 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_LAYERNORM: lambda flags: 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_FOLD_V: lambda flags: 1,
     Opcode.V_SOFTMAX_EXP: lambda flags: bool(flags & Flag.FOLD_V),
@@ -263,7 +263,7 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     beats = rows * math.ceil(cols / config.lanes)
     # column operands are read for the first row only when the row fits the side cache; longer
     # rows read them again for every row, each chunk one more accumulator read per beat
-    side = 0 if _row_scales_only(opcode, fields) else COLUMN_READS.get(opcode, lambda flags: 0)(fields.get("flags", 0))
+    side = COLUMN_READS.get(opcode, lambda flags: 0)(fields.get("flags", 0))
     if cols > SIDE_CACHE_CHUNKS * config.lanes:
         beats += side * (rows - 1) * math.ceil(cols / config.lanes) / passes
     # V_ADD and V_MUL read their second operand with every beat: in the bank of the first, the

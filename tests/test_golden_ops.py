@@ -158,8 +158,8 @@ def test_rms_scale_then_requantize_is_the_rmsnorm(rng):
     gm, ge = nx.scale_from_float(rng.uniform(-3.0, 3.0, size=cols) * np.sqrt(cols))
     bias = rng.integers(-(1 << 20), 1 << 20, size=cols)
     for eps_q in (0, 1, 12345, 1 << 30):
-        xs = x >> np.maximum(ops.bit_length(np.abs(x).max(axis=1)) - nx.NORM_BITS, 0)[:, None]
         shift = np.maximum(ops.bit_length(np.abs(x).max(axis=1)) - nx.NORM_BITS, 0)
+        xs = x >> shift[:, None]
         rm, re = ops.rsqrt((xs * xs).sum(axis=1) + ops.round_shift(np.int64(eps_q), 2 * shift))
         m, e = ops.scale_mul(rm[:, None], re[:, None], gm, ge)
         want = ops.requantize(x, m, e + nx.FRAC - shift[:, None], bias)
