@@ -794,6 +794,101 @@ async def vector_instructions(dut):
                 dut._log.info(f"round {round_} {opcode.name}: {cycles} cycles")
 
 
+def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout) -> list:
+    """Two chains of vector instructions, interleaved at random, each instruction reading what one
+    before it wrote: through the scratchpad and the row results (``V_QUANT``, then ``V_DEQUANT``),
+    the accumulator in place (``V_ADD``), row scales (``V_RMSNORM`` with ``ROW_SCALE``, then
+    ``V_REQUANT``), and the softmax's results (``V_MUL``). Each instruction runs as soon as the
+    sequencer may take it beside the one before."""
+    rng, prng = tb.np_rng, tb.rng
+    C = tb.config.lanes
+    rows, cols = prng.randint(1, 2 * C + 2), prng.randint(1, 40)
+    program, stores = [], []
+
+    def put(words: np.ndarray, nrows: int = 1, stride: int | None = None) -> int:
+        raw = np.ascontiguousarray(words).view(np.uint8).ravel()
+        dram = layout.take(raw.size, 4)
+        image[dram:dram + raw.size] = raw
+        n = words.shape[-1] if words.ndim > 1 else words.size
+        stride = stride or n
+        where = acc.take(nrows * stride)
+        program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where, rows=nrows, cols=n,
+                                          stride0=n, stride1=stride)))
+        return where
+
+    def get(where: int, n: int, nrows: int, stride: int, from_spad: bool = False) -> None:
+        dram = layout.take(n * nrows * (1 if from_spad else 4), 4)
+        stores.append((Opcode.STORE, dict(flags=0 if from_spad else Flag.DST_ACC, addr0=where, addr1=dram,
+                                          rows=nrows, cols=n, stride0=stride, stride1=n)))
+
+    wide = lambda: rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32)  # noqa: E731
+    stride = cols + prng.randint(0, 2)
+    x = put(wide(), rows, stride)
+    scores = put(wide(), rows, stride)
+    gamma = put(np.concatenate([_scales(rng, cols, -10, -2), rng.integers(-5000, 5000, cols).astype(np.uint32)]))
+    row_scales = put(_scales(rng, rows, -24, -16))
+    q, q_scales, y, r, z, e, sums, g = (spad.take(rows * stride), acc.take(rows), acc.take(rows * stride),
+                                        acc.take(rows), acc.take(rows * stride), acc.take(rows * stride),
+                                        acc.take(rows), acc.take(rows * stride))
+    inv_m, inv_e = nx.scale_from_float(1.0 / cols)
+    rect = dict(rows=rows, cols=cols, stride0=stride, stride1=stride)
+    first = [
+        (Opcode.V_QUANT, dict(addr0=x, addr1=q, addr2=q_scales, **rect)),
+        (Opcode.V_DEQUANT, dict(addr0=q, addr1=y, addr2=q_scales, **rect)),
+        (Opcode.V_ADD, dict(addr0=y, addr1=y, addr2=x, imm=stride, **rect)),
+        (Opcode.V_RMSNORM, dict(flags=Flag.ROW_SCALE, addr0=y, addr1=r, imm=prng.randint(0, 1 << 20),
+                                addr3=int(_packed(inv_m, inv_e)), **{**rect, "stride1": 1})),
+        (Opcode.V_REQUANT, dict(flags=Flag.HAS_BIAS, addr0=y, addr1=z, addr2=r, addr3=gamma, **rect)),
+        (Opcode.V_SILU, dict(addr0=z, addr1=g, **rect)),
+    ]
+    second = [
+        (Opcode.V_SOFTMAX_EXP, dict(addr0=scores, addr1=e, addr2=sums, **rect)),
+        (Opcode.V_MUL, dict(addr0=e, addr1=e, addr2=x, imm=stride, **rect)),
+        (Opcode.V_REQUANT, dict(flags=Flag.NO_COL_SCALE, addr0=scores, addr1=scores, addr2=row_scales, **rect)),
+    ]
+    while first or second:
+        chain = first if first and (not second or prng.random() < 0.6) else second
+        program.append(chain.pop(0))
+    get(q, cols, rows, stride, from_spad=True)
+    for where, n, nrows, step in ((q_scales, rows, 1, rows), (y, cols, rows, stride), (r, rows, 1, rows),
+                                  (z, cols, rows, stride), (e, cols, rows, stride), (sums, rows, 1, rows),
+                                  (g, cols, rows, stride), (scores, cols, rows, stride)):
+        get(where, n, nrows, step)
+    tb.dut._log.info(f"chain of {rows} x {cols}: " + ", ".join(op.name for op, _ in program if op.name[:2] == "V_"))
+    return program + stores
+
+
+@cocotb.test()
+async def vector_chains(dut):
+    """Vector instructions back to back, some reading what the one before writes and some not, equal
+    the functional simulator byte for byte; and two independent instructions overlap (the second
+    is fed while the first's results are written): together they take fewer cycles than the same
+    two when the second reads the first's results."""
+    tb = TB(dut)
+    await tb.reset()
+    for _ in range(int(os.environ.get("SCOVILLE_ROUNDS", "2")) * 3):
+        image, layout, spad, acc = fresh_image(tb)
+        await run_and_compare(tb, vector_chain(tb, image, layout, acc, spad), image)
+    C = tb.config.lanes
+    rows, cols = 2, 4 * C
+    cycles = {}
+    for name in ("apart", "dependent"):
+        image, layout, spad, acc = fresh_image(tb)
+        source = tb.np_rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32)
+        where, program = load_words(image, layout, acc, {"a": source, "b": source}, C)
+        out = acc.take(2 * rows * cols, C)
+        second_source = out if name == "dependent" else where["b"]
+        rect = dict(rows=rows, cols=cols, stride0=cols, stride1=cols)
+        program += [(Opcode.V_SILU, dict(addr0=where["a"], addr1=out, **rect)),
+                    (Opcode.V_GELU, dict(addr0=second_source, addr1=out + rows * cols, **rect))]
+        dram = layout.take(8 * rows * cols, 4)
+        program.append((Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=out, addr1=dram, rows=1, cols=2 * rows * cols)))
+        cycles[name] = await run_and_compare(tb, program, image)
+    dut._log.info(f"V_SILU then V_GELU, {rows} x {cols}: {cycles['apart']} cycles apart, "
+                  f"{cycles['dependent']} when the second reads the first's results")
+    assert cycles["apart"] < cycles["dependent"], "independent vector instructions did not overlap"
+
+
 @cocotb.test()
 async def rope_chunks(dut):
     """V_ROPE against the functional simulator, and what each chunk of rotation pairs costs: a

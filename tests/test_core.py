@@ -41,7 +41,7 @@ def test_core_gemm_programs(name):
 @pytest.mark.parametrize("name", CORES)
 def test_core_vector_instructions(name):
     run_cocotb(core_design(name), "testbench.test_core",
-               testcase=["vector_instructions", "rope_chunks", "attn_scale_rows", "scale_mul_rows",
+               testcase=["vector_instructions", "vector_chains", "rope_chunks", "attn_scale_rows", "scale_mul_rows",
                          "requant_rows", "fold_in_the_softmax"],
                test_name="vector")
 

@@ -156,6 +156,7 @@ class Core(wiring.Component):
         m.d.comb += [controller.load_done.eq(transfer.load_done), controller.store_done.eq(transfer.store_done),
                      controller.matrix_done.eq(matrix.done), controller.vector_done.eq(vector.done),
                      controller.unit_overlap[QUEUES.index("matrix")].eq(matrix.overlap),
+                     controller.unit_overlap[QUEUES.index("vector")].eq(vector.overlap),
                      controller.unit_overlap[QUEUES.index("load")].eq(transfer.overlap),
                      controller.unit_overlap[QUEUES.index("store")].eq(transfer.overlap),
                      self.matrix_counters.eq(matrix.counters)]

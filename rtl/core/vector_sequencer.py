@@ -33,6 +33,14 @@ A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UN
 scales at ``addr3`` into its results, as a ``V_FOLD_V`` after it would) first scan the value scales
 for their largest exponent.
 The instruction is done once its last result is in the SRAM.
+
+Two instructions overlap: once every operand of the one it holds is in the vector unit (or the
+wide requantizer), the sequencer takes the next (``overlap``), while the writer still stores the
+first one's results; the writer holds the second's destination until the first is done. The
+second starts only if none of its reads (its source rows, its side operands) falls in what the
+first still writes (its results, its row results), each taken as one address range; otherwise,
+and for a scalar-path, scanning or empty instruction, it waits until the first is done. At most
+two are in flight, as the controller releases them; ``done`` strobes come in order.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -84,6 +92,14 @@ class _Field(enum.Enum, shape=2):
 #: ``cached``: the beat's column operands come from the side cache (no SRAM read); ``fill``: this
 #: read of the first row also fills the cache.
 _side_tag = data.StructLayout({"field": _Field, "last": 1, "cached": 1, "fill": 1})
+
+#: What the writer needs of an instruction, kept while the next one is fed: where its results go,
+#: and the two address ranges it writes, ``[addr1, data_end)`` (the scratchpad's with
+#: ``data_spad``) and ``[addr2, rows_end)`` (row results) in the accumulator.
+_writer_layout = data.StructLayout({
+    "output": _Output, "wide": 1, "addr1": 32, "addr2": 32, "stride1": 16, "rows": 16, "cols": 16,
+    "data_spad": 1, "data_end": 34, "rows_end": 33,
+})
 
 
 #: Each lane instruction as a vector-unit job: the operation, its side operands, its output.
@@ -153,6 +169,9 @@ class VectorSequencer(wiring.Component):
     Ports
     -----
     instruction : In(stream.Signature(Instruction)); done : Out(1) strobe; busy : Out(1)
+    overlap : Out(1)
+        The sequencer holds an instruction whose results are still being written and would take
+        the next now (the controller's ``unit_overlap``).
     error : Out(1), strobe: the instruction is malformed (the core stops).
     acc_read, acc_side : Out(SramReadSignature(acc_row_bits, 32 * lanes))
     acc_write : Out(stream.Signature(write_request_layout(acc_row_bits, 32 * lanes)))
@@ -188,6 +207,7 @@ class VectorSequencer(wiring.Component):
             "instruction": In(stream.Signature(Instruction)),
             "done": Out(1),
             "busy": Out(1),
+            "overlap": Out(1),
             "error": Out(1),
             "acc_read": Out(acc_row),
             "acc_side": Out(acc_row),
@@ -231,8 +251,6 @@ class VectorSequencer(wiring.Component):
 
         # ------------------------------------------------------------ decode
         ins = Signal(Instruction)
-        busy = Signal()
-        m.d.comb += self.busy.eq(busy)
         opcode = ins.opcode
         flags = ins.flags
         has_bias = flags[Flag.HAS_BIAS.bit_length() - 1]
@@ -271,23 +289,60 @@ class VectorSequencer(wiring.Component):
         last_chunk_of = lambda c0: c0 + C >= cols  # noqa: E731
         chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
 
+        # ------------------------------------------------------------ the ranges an instruction touches
+        # (rows - 1) x stride of its source, its destination and V_ADD / V_MUL's other row, from the
+        # instruction as it is taken (16 x 16 bits; ``imm`` wider than 16 bits makes the other
+        # range reach the end of the address space)
+        span_src, span_dst, span_other = Signal(32), Signal(32), Signal(32)
+        other_unbounded = Signal()
+        wr = Signal(_writer_layout)        # the instruction the writer stores
+        wr_valid = Signal()
+        pend = Signal(_writer_layout)      # the next one, fed while the writer finishes ``wr``
+        pend_valid = Signal()
+        writer_free = ~wr_valid & ~pend_valid
+        with m.If(self.instruction.valid & self.instruction.ready):
+            taken = self.instruction.payload
+            less = Mux(taken.rows == 0, 0, taken.rows - 1)[:16]
+            m.d.sync += [span_src.eq(less * taken.stride0), span_dst.eq(less * taken.stride1),
+                         span_other.eq(less * taken.imm[:16]),
+                         other_unbounded.eq((taken.imm[16:] != 0) & (less != 0))]
+        bias_columns = Mux(has_bias, cols << 1, cols)
+        # what the instruction reads: (scratchpad, first address, end)
+        other_end = Mux(other_unbounded, 1 << 33, span_other + cols)
+        reads = [
+            (from_spad, ins.addr0, ins.addr0 + span_src + cols),
+            (Const(0, 1), ins.addr2, ins.addr2 + Mux(side == _Side.OTHER, other_end,
+                                                     Mux((side == _Side.ROW_COL) | (side == _Side.ROW), rows,
+                                                         Mux(side == _Side.GAMMA, bias_columns, 0)))),
+            (Const(0, 1), ins.addr3, ins.addr3 + Mux(side == _Side.ROW_COL, bias_columns,
+                                           Mux((side == _Side.ROW) & has_bias, cols << 1, 0))),
+        ]
+        writes = [(wr.data_spad, wr.addr1, wr.data_end), (Const(0, 1), wr.addr2, wr.rows_end)]
+        hazard = Signal()   # the instruction reads what the writer has still to write
+        m.d.comb += hazard.eq(pend_valid | wr_valid & Cat(
+            (r_spad == w_spad) & (r_lo < r_end) & (w_lo < w_end) & (r_lo < w_end) & (w_lo < r_end)
+            for r_spad, r_lo, r_end in reads for w_spad, w_lo, w_end in writes).any())
+
         # ------------------------------------------------------------ control
-        start_streams = Signal()   # pulse: feeder, side feeder and writer begin
-        streams_done = Signal()
+        start_streams = Signal()   # pulse: feeder and side feeder begin, the writer takes the instruction
+        front_done = Signal()      # every operand of the instruction fed has gone into the unit
         scalar_start = Signal()
         scalar_done = Signal()
         scan_start = Signal()
         scan_done = Signal()
         e_max = Signal(signed(16))
-        with m.FSM(name="control"):
+        with m.FSM(name="control") as control:
             with m.State("IDLE"):
-                m.d.comb += self.instruction.ready.eq(1)
+                m.d.comb += [self.instruction.ready.eq(1), self.overlap.eq(wr_valid)]
                 with m.If(self.instruction.valid):
-                    m.d.sync += [ins.eq(self.instruction.payload), busy.eq(1)]
+                    m.d.sync += ins.eq(self.instruction.payload)
                     m.next = "DECODE"
             with m.State("DECODE"):
                 # V_SCALE_MUL works on rows alone (its cols field is unused)
-                with m.If((rows == 0) | ((cols == 0) & (opcode != Opcode.V_SCALE_MUL))):
+                empty_job = (rows == 0) | ((cols == 0) & (opcode != Opcode.V_SCALE_MUL))
+                with m.If(~writer_free & (empty_job | scan_job | scalar_job | hazard)):
+                    pass   # until the instruction before is done
+                with m.Elif(empty_job):
                     m.next = "FINISH"
                 with m.Elif((opcode == Opcode.V_ROPE) & ((ins.addr3 == 0) | ins.addr3[0] | (ins.addr3 >= 1 << 16))):
                     m.d.comb += self.error.eq(1)
@@ -331,15 +386,15 @@ class VectorSequencer(wiring.Component):
                     m.d.comb += start_streams.eq(1)
                     m.next = "STREAMS"
             with m.State("STREAMS"):
-                with m.If(streams_done):
-                    m.next = "SETTLE"
+                # the writer finishes the instruction (and strobes ``done``) from here
+                with m.If(front_done):
+                    m.next = "IDLE"
             with m.State("SETTLE"):
                 with m.If(acc_out.idle & spad_out.idle):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 # the last row write reached the SRAM in the cycle before
                 m.d.comb += self.done.eq(1)
-                m.d.sync += busy.eq(0)
                 m.next = "IDLE"
             with m.State("STOPPED"):
                 pass  # until the core's next start resets the sequencer
@@ -548,6 +603,21 @@ class VectorSequencer(wiring.Component):
                              job_in.mult[lane].eq(Mux(add, 1, side_beat[lane].m)),
                              job_in.exp[lane].eq(Mux(add, 0, side_beat[lane].e)),
                              job_in.bias[lane].eq(side_beat[lane].b)]
+
+        # ------------------------------------------------------------ the front's end
+        # reads asked of each reader and not yet answered: with none, and the feeders done, every
+        # operand of the instruction has gone into the unit (or the wide requantizer)
+        waiting = []
+        for name, reader in (("acc", acc_source), ("spad", spad_source), ("side", side_source)):
+            asked = reader.request.valid & reader.request.ready
+            answered = reader.response.valid & reader.response.ready
+            count = Signal(range(2 * reader.depth + 2), name=f"{name}_unanswered")
+            with m.If(asked & ~answered):
+                m.d.sync += count.eq(count + 1)
+            with m.Elif(answered & ~asked):
+                m.d.sync += count.eq(count - 1)
+            waiting.append(count != 0)
+        m.d.comb += front_done.eq(~feeding & ~side_active & ~Cat(*waiting).any())
 
         # ------------------------------------------------------------ exponent scan
         scan_c0 = Signal(16)
@@ -920,27 +990,55 @@ class VectorSequencer(wiring.Component):
                          divisor.eq(staged_divisor), shift.eq(staged_shift), p_m.eq(staged_m), p_e.eq(staged_e)]
 
         # ------------------------------------------------------------ writer
+        # The writer's instruction: the one fed last, or the one before it until that is done (then
+        # the next comes out of ``pend``). Done is strobed two cycles after the last write is taken,
+        # when it has reached the SRAM.
+        fed = Signal(_writer_layout)
+        fed_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX)
+        m.d.comb += [fed.output.eq(output), fed.wide.eq(wide), fed.addr1.eq(ins.addr1), fed.addr2.eq(ins.addr2),
+                     fed.stride1.eq(ins.stride1), fed.rows.eq(rows), fed.cols.eq(cols),
+                     fed.data_spad.eq(output == _Output.QUANT),
+                     fed.data_end.eq(ins.addr1 + span_dst + Mux(output == _Output.ROW_SCALE, 1, cols)),
+                     fed.rows_end.eq(ins.addr2 + Mux(fed_row_result, rows, 0))]
+        writing = Signal()     # the writer stores ``wr``'s results
+        finished = Signal()    # its last write reached the SRAM in the cycle before
+        with m.If(finished):
+            m.d.sync += [finished.eq(0), wr_valid.eq(0)]
+            m.d.comb += self.done.eq(1)
+        with m.Elif(wr_valid & ~writing & acc_out.idle & spad_out.idle):
+            m.d.sync += finished.eq(1)
+        load_writer = (~wr_valid | finished) & (pend_valid | start_streams)
+        with m.If(load_writer):
+            m.d.sync += [wr.eq(Mux(pend_valid, pend, fed)), wr_valid.eq(1)]
+        with m.If(start_streams & ~(load_writer & ~pend_valid)):
+            m.d.sync += [pend.eq(fed), pend_valid.eq(1)]
+        with m.Elif(load_writer & pend_valid):
+            m.d.sync += pend_valid.eq(0)
+        m.d.comb += self.busy.eq(~control.ongoing("IDLE") | wr_valid | pend_valid)
+
         out = data.View(output_layout(C), unit.o.payload)
         out_valid = Signal()
         out_data = Signal(out.data.shape())
         m.d.comb += [out_valid.eq(unit.o.valid), out_data.eq(out.data)]
         if self.wide_requant:
-            with m.If(wide):
+            with m.If(wr.wide):
                 m.d.comb += [out_valid.eq(requant.o.valid), out_data.eq(requant.o.payload)]
         out_row = Signal(16)
         out_c0 = Signal(16)
         out_base = Signal(32)
         row_phase = Signal()  # the row's last beat: its data is written, the row result is next
-        writing = Signal()
-        with m.If(start_streams):
-            m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), out_base.eq(ins.addr1), row_phase.eq(0)]
-        row_scales_out = output == _Output.ROW_SCALE   # a beat a row: the row's scale
-        last_beat = last_chunk_of(out_c0) | row_scales_out
-        has_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX)
+        with m.If(load_writer):
+            m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), row_phase.eq(0),
+                         out_base.eq(Mux(pend_valid, pend.addr1, fed.addr1))]
+        wr_last_chunk = out_c0 + C >= wr.cols
+        wr_count = Mux(wr.cols - out_c0 < C, wr.cols - out_c0, C)
+        row_scales_out = wr.output == _Output.ROW_SCALE   # a beat a row: the row's scale
+        last_beat = wr_last_chunk | row_scales_out
+        has_row_result = (wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX)
         acc_request = acc_out.request.payload
         spad_request = spad_out.request.payload
         row_result = Signal(32)
-        with m.If((output == _Output.QUANT) | row_scales_out):
+        with m.If((wr.output == _Output.QUANT) | row_scales_out):
             m.d.comb += row_result.eq(Cat(out.m, out.e.as_signed()[:8], out.e.as_signed()[7].replicate(8)))
         with m.Else():
             m.d.comb += row_result.eq(out.value[:32])
@@ -955,10 +1053,10 @@ class VectorSequencer(wiring.Component):
                              acc_request.data.eq(out_word)]
         with m.Elif(writing & out_valid):
             with m.If(~row_phase):
-                with m.If(output == _Output.QUANT):
+                with m.If(wr.output == _Output.QUANT):
                     m.d.comb += [spad_out.request.valid.eq(1),
                                  spad_request.addr.eq((out_base + out_c0)[:spad_mask_bits]),
-                                 spad_request.count.eq(chunk_count(out_c0)),
+                                 spad_request.count.eq(wr_count),
                                  spad_request.data.eq(Cat(out_data[lane][:8] for lane in range(C)))]
                 with m.Elif(row_scales_out):
                     m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq(out_base[:acc_mask_bits]),
@@ -966,28 +1064,27 @@ class VectorSequencer(wiring.Component):
                 with m.Else():
                     m.d.comb += [acc_out.request.valid.eq(1),
                                  acc_request.addr.eq((out_base + out_c0)[:acc_mask_bits]),
-                                 acc_request.count.eq(chunk_count(out_c0)),
+                                 acc_request.count.eq(wr_count),
                                  acc_request.data.eq(out_data.as_value())]
-                data_accepted = Mux(output == _Output.QUANT, spad_out.request.ready, acc_out.request.ready)
+                data_accepted = Mux(wr.output == _Output.QUANT, spad_out.request.ready, acc_out.request.ready)
                 with m.If(data_accepted):
                     with m.If(last_beat & has_row_result):
                         m.d.sync += row_phase.eq(1)
                     with m.Else():
                         m.d.comb += beat_taken.eq(1)
             with m.Else():
-                m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq((ins.addr2 + out_row)[:acc_mask_bits]),
+                m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq((wr.addr2 + out_row)[:acc_mask_bits]),
                              acc_request.count.eq(1), acc_request.data.eq(row_result)]
                 with m.If(acc_out.request.ready):
                     m.d.sync += row_phase.eq(0)
                     m.d.comb += beat_taken.eq(1)
-        m.d.comb += unit.o.ready.eq(beat_taken & ~wide)
+        m.d.comb += unit.o.ready.eq(beat_taken & ~wr.wide)
         if self.wide_requant:
-            m.d.comb += requant.o.ready.eq(beat_taken & wide)
+            m.d.comb += requant.o.ready.eq(beat_taken & wr.wide)
         with m.If(beat_taken):
             m.d.sync += out_c0.eq(out_c0 + C)
             with m.If(last_beat):
-                m.d.sync += [out_c0.eq(0), out_row.eq(out_row + 1), out_base.eq(out_base + ins.stride1)]
-                with m.If(out_row == rows - 1):
+                m.d.sync += [out_c0.eq(0), out_row.eq(out_row + 1), out_base.eq(out_base + wr.stride1)]
+                with m.If(out_row == wr.rows - 1):
                     m.d.sync += writing.eq(0)
-                    m.d.comb += streams_done.eq(1)
         return m
