@@ -35,7 +35,7 @@ from scoville.config import CONFIGS, ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
 __all__ = ["COEFFICIENTS", "compare", "compare_layers", "duration", "features", "merge_saving", "predict", "schedule",
-           "tails", "vector_latencies", "write_duty"]
+           "tails", "vector_latencies", "vector_ranges", "vector_tail", "write_duty"]
 
 QUEUES = ("load", "matrix", "vector", "store")
 UNIT_OF = {"load": "transfer", "store": "transfer", "matrix": "matrix", "vector": "vector"}
@@ -98,6 +98,13 @@ DMA_YIELD = 2
 #: engine.py``), so the next one's fixed cost (the check, the DRAM latency, the status: the
 #: constant of ``LOAD``'s coefficients) passes while the one before finishes.
 TRANSFER_OVERLAP = 45
+#: cycles from the vector sequencer's taking the next instruction to the done strobe of the one it
+#: holds, beyond the unit's latency on that one's path (:func:`vector_tail`): its last result
+#: written, two cycles to the SRAM, less the controller's release. In the trace of tiny-llama's
+#: 64-token prompt on the 8x8 chip: 45 cycles after the long path (44), 13 after the short (12),
+#: and 2 after the wide requantizer (:data:`VECTOR_WIDE_TAIL`, its 3-cycle latency included).
+VECTOR_DRAIN = 1
+VECTOR_WIDE_TAIL = 2
 #: the fewest cycles a V_ROPE chunk takes on the sequencer's scalar path (``rtl/core/
 #: vector_sequencer.py``): chunks take turns in two output banks, and a bank is free again once
 #: the chunk in it has crossed the three-stage pipeline and left as two writes (4 cycles a chunk of
@@ -399,6 +406,8 @@ def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool
     (``Flag.DST_ACC``); a GATHER's first row waits for every descriptor before it, and its rows
     are LOAD descriptors, which a LOAD may follow."""
     (op, fields), (next_op, next_fields) = held, following
+    if QUEUE_OF[op] == "vector":
+        return _vector_overlaps(held, following)
     if _family(op) != "transfer":
         return True
     if next_op is Opcode.GATHER:
@@ -411,13 +420,74 @@ def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool
     return op is Opcode.LOAD or same_sram
 
 
-def tails(config: ChipConfig, coefficients: dict | None = None) -> dict[str, int]:
+def vector_ranges(opcode: Opcode, fields: dict) -> tuple[list[tuple], list[tuple]]:
+    """The address ranges the vector sequencer compares to overlap two instructions
+    (``rtl/core/vector_sequencer.py``): what ``opcode`` reads (its source rows, its side operands)
+    and what it writes (its results, its row results), each as (scratchpad, first, end), the
+    whole span of a strided rectangle as one range."""
+    f = {name: int(fields.get(name, 0)) for name in ("flags", "addr0", "addr1", "addr2", "addr3", "rows", "cols",
+                                                      "stride0", "stride1", "imm")}
+    flags, rows, cols = f["flags"], f["rows"], f["cols"]
+    span = lambda stride: max(rows - 1, 0) * stride  # noqa: E731
+    bias = bool(flags & Flag.HAS_BIAS)
+    row_scale = opcode is Opcode.V_RMSNORM and flags & Flag.ROW_SCALE
+    if opcode in OTHER_OPERAND:
+        side = span(f["imm"]) + cols
+    elif opcode in (Opcode.V_REQUANT, Opcode.V_DEQUANT):
+        side = rows
+    elif opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM) and not row_scale:
+        side = cols * (2 if bias else 1)
+    else:
+        side = 0
+    if opcode is Opcode.V_REQUANT and not flags & Flag.NO_COL_SCALE:
+        columns = cols * (2 if bias else 1)
+    elif opcode in (Opcode.V_REQUANT, Opcode.V_DEQUANT) and bias:
+        columns = 2 * cols
+    else:
+        columns = 0
+    reads = [(opcode is Opcode.V_DEQUANT, f["addr0"], f["addr0"] + span(f["stride0"]) + cols),
+             (False, f["addr2"], f["addr2"] + side), (False, f["addr3"], f["addr3"] + columns)]
+    row_results = rows if opcode in (Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP) else 0
+    writes = [(opcode is Opcode.V_QUANT, f["addr1"], f["addr1"] + span(f["stride1"]) + (1 if row_scale else cols)),
+              (False, f["addr2"], f["addr2"] + row_results)]
+    return reads, writes
+
+
+def _vector_overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
+    """Whether the vector sequencer takes ``following`` while ``held``'s results are written: both
+    run on the vector unit or the wide requantizer (not the scalar path), ``following`` scans no
+    value scales, is not empty, and reads nothing of what ``held`` writes (:func:`vector_ranges`)."""
+    (op, fields), (next_op, next_fields) = held, following
+    if _family(op) != "vector" or _family(next_op) != "vector" or next_op is Opcode.V_FOLD_V:
+        return False
+    if next_op is Opcode.V_SOFTMAX_EXP and next_fields.get("flags", 0) & Flag.FOLD_V:
+        return False
+    if not next_fields.get("rows", 0) or not next_fields.get("cols", 0):
+        return False
+    reads, _ = vector_ranges(next_op, next_fields)
+    _, writes = vector_ranges(op, fields)
+    return not any(r_spad == w_spad and r_lo < r_end and w_lo < w_end and r_lo < w_end and w_lo < r_end
+                   for r_spad, r_lo, r_end in reads for w_spad, w_lo, w_end in writes)
+
+
+def vector_tail(opcode: Opcode, fields: dict, config: ChipConfig) -> int:
+    """Cycles of a vector instruction left when the sequencer has fed its every operand and takes
+    the next: the unit's latency on its path (short or long) and :data:`VECTOR_DRAIN`, or, on the
+    wide requantizer, :data:`VECTOR_WIDE_TAIL`."""
+    if config.wide_requant and opcode in WIDE_REQUANT:
+        return VECTOR_WIDE_TAIL
+    return vector_latencies(config.unit_lanes, config.vector_stage_merge)[opcode in SHORT_PATH] + VECTOR_DRAIN
+
+
+def tails(config: ChipConfig, coefficients: dict | None = None) -> dict:
     """Per unit, the cycles before its instruction's completion from which it takes the next
     (:func:`schedule`'s ``tails``): the matrix unit's drain, the transfer unit's overlap (no more
-    than a LOAD's fixed cost in ``coefficients``: only that part passes beside the one before)."""
+    than a LOAD's fixed cost in ``coefficients``: only that part passes beside the one before),
+    the vector sequencer's drain (:func:`vector_tail`, by the instruction held)."""
     fixed = _coefficients(Opcode.LOAD, coefficients or COEFFICIENTS)[0]
     return {"matrix": config.rows + config.columns + MATRIX_DRAIN,
-            "transfer": max(0, min(TRANSFER_OVERLAP, math.floor(fixed)))}
+            "transfer": max(0, min(TRANSFER_OVERLAP, math.floor(fixed))),
+            "vector": functools.partial(vector_tail, config=config)}
 
 
 def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queue_depth: int = 4,
@@ -431,8 +501,8 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
     MATMUL slows every vector instruction. ``duties``: of each MATMUL, the fraction of its cycles
     in which it writes the accumulator (:func:`write_duty`; 1 without them), which a DMA transfer
     to or from one of the banks it writes has to wait for. ``tails``: per unit, the remaining cycles of the
-    instruction it holds at which it takes a second one (two at most); without them, one at a
-    time."""
+    instruction it holds at which it takes a second one (two at most), or a function of that
+    instruction's (opcode, fields) giving them; without them, one at a time."""
     contention = CONTENTION if contention is None else contention
     n = len(program)
     issue = np.full(n, -1, dtype=np.int64)
@@ -440,6 +510,10 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
     fifos = {q: deque() for q in QUEUES}
     semaphores = [0] * SEMAPHORES
     tails = tails or {}
+
+    def tail_of(unit: str, index: int) -> int:
+        tail = tails.get(unit, 0)
+        return tail(*program[index]) if callable(tail) else tail
     running: dict[str, list] = {}   # unit -> [[instruction, work left], ...], oldest first
     next_fetch, fetch_ready = 0, 0
     clock = 0
@@ -509,7 +583,7 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             # the matrix unit's drain, the transfer unit's overlap), two at most
             if unit in running:
                 held = running[unit][-1]
-                tail = tails.get(unit, 0) if _overlaps(program[held[0]], program[index]) else 0
+                tail = tail_of(unit, held[0]) if _overlaps(program[held[0]], program[index]) else 0
                 if len(running[unit]) > 1 or held[1] > tail:
                     continue
             if any(wait >> s & 1 and semaphores[s] == 0 for s in range(SEMAPHORES)):
@@ -529,8 +603,9 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
             continue
         # nothing to release: jump to the next completion or fetch
         steps = [math.ceil(left / rate(unit, index)) for unit, entries in running.items() for index, left in entries]
-        steps += [math.ceil((entries[-1][1] - tails[unit]) / rate(unit, entries[-1][0]))
-                  for unit, entries in running.items() if len(entries) == 1 and entries[-1][1] > tails.get(unit, 0) > 0]
+        steps += [math.ceil((entries[-1][1] - tail_of(unit, entries[-1][0])) / rate(unit, entries[-1][0]))
+                  for unit, entries in running.items()
+                  if len(entries) == 1 and entries[-1][1] > tail_of(unit, entries[-1][0]) > 0]
         if next_fetch < n and fetch_ready > clock:
             steps.append(fetch_ready - clock)
         if not steps:
@@ -593,7 +668,8 @@ def fit(samples: list[tuple[Opcode, dict, int, ChipConfig]]) -> dict[str, np.nda
 def samples_from_trace(job, trace, config: ChipConfig,
                        contention: float = 0.0) -> list[tuple[Opcode, dict, int, ChipConfig]]:
     """(opcode, fields, uncontended cycles, ``config``) of every instruction of a traced RTL job: the cycles
-    it held its unit, and for a vector instruction less what the matrix engine's contention
+    it held its unit (from its release, or from the done of the vector instruction before that it
+    had to wait for), and for a vector instruction less what the matrix engine's contention
     added: at ``1 / (1 + contention)`` speed for the ``O`` cycles it overlapped a MATMUL writing
     a bank it reads or writes (:func:`acc_banks`), its work is ``D - O * contention / (1 +
     contention)``."""
@@ -603,16 +679,24 @@ def samples_from_trace(job, trace, config: ChipConfig,
     ends = np.array([done[i] for i in matrix], dtype=np.int64)
     written = [acc_banks(Opcode.MATMUL, job.program[i][1], config)[1] for i in matrix]
     share = contention / (1 + contention)
+    # a vector instruction released beside the one before that it does not overlap
+    # (:func:`_vector_overlaps`) waits for that one's done: it starts there
+    start = issue.copy()
+    vector = sorted((i for i, (op, _) in enumerate(job.program) if QUEUE_OF[op] == "vector" and issue[i] >= 0),
+                    key=lambda i: issue[i])
+    for before, i in zip(vector, vector[1:], strict=False):
+        if issue[i] < done[before] and not _vector_overlaps(job.program[before], job.program[i]):
+            start[i] = done[before]
     out = []
     for i, (op, fields) in enumerate(job.program):
         if issue[i] < 0:
             continue
         # in the terms of a vector unit with every stage registered, as the coefficients are
-        cycles = float(done[i] - issue[i]) + merge_saving(op, config)
+        cycles = float(done[i] - start[i]) + merge_saving(op, config)
         if _family(op) == "vector" and share and len(starts):
             reads, writes = acc_banks(op, fields, config)
             hit = np.array([bool(w & (reads | writes)) for w in written])
-            overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, issue[i]), 0, None)
+            overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, start[i]), 0, None)
             cycles -= share * (overlap * hit).sum()
         out.append((op, fields, cycles, config))
     return out

@@ -30,8 +30,8 @@ def assert_bit_exact(rtl, gold, tokens=None, gold_tokens=None):
 
 def test_tiny_llama_prompt_and_decode():
     """tiny-llama: a 7-token prompt, then 3 greedy tokens, each a decode job on the chip's KV cache;
-    the instruction trace shows every dependency kept and each unit running one instruction at
-    a time (the matrix unit at most two, in order)."""
+    the instruction trace shows every dependency kept and each unit running two instructions at
+    most, in order."""
     ckpt = load_model("tiny-llama")
     ids = np.array([1, 17, 300, 42, 99, 5, 250])
     rtl = run_rtl(ckpt, ids, generate=3, trace=True)
@@ -54,10 +54,10 @@ def check_trace(job, trace, cycles, units, config):
     real = np.array([q in QUEUES for q in queues])
     assert (issue[real] >= 0).all() and (done[real] > issue[real]).all()
     assert done.max() <= cycles, (done.max(), cycles)
-    # the vector unit holds one instruction at a time; the matrix unit two (the next is taken
-    # while the one before drains) and the transfer unit two (load and store share it: the next
-    # descriptor goes out while one runs); they finish in order
-    for unit, held in ((("load", "store"), 2), (("matrix",), 2), (("vector",), 1)):
+    # each unit holds two instructions at most: the matrix unit takes the next while the one
+    # before drains, the vector sequencer while the one before's results are written, the transfer
+    # unit (load and store share it) while a descriptor runs; they finish in order
+    for unit, held in ((("load", "store"), 2), (("matrix",), 2), (("vector",), 2)):
         mine = [i for i, q in enumerate(queues) if q in unit]
         order = sorted(mine, key=lambda i: issue[i])
         assert all(done[a] <= issue[b] for a, b in zip(order, order[held:], strict=False)), unit
