@@ -35,12 +35,14 @@ for their largest exponent.
 The instruction is done once its last result is in the SRAM.
 
 Two instructions overlap: once every operand of the one it holds is in the vector unit (or the
-wide requantizer), the sequencer takes the next (``overlap``), while the writer still stores the
-first one's results; the writer holds the second's destination until the first is done. The
-second starts only if none of its reads (its source rows, its side operands) falls in what the
-first still writes (its results, its row results), each taken as one address range; otherwise,
-and for a scalar-path, scanning or empty instruction, it waits until the first is done. At most
-two are in flight, as the controller releases them; ``done`` strobes come in order.
+wide requantizer), the sequencer takes the next (``overlap``) and feeds it while the writer still
+stores the first one's results; the writer holds the second's destination until the first is
+done. A read of the second (source rows, side operands) waits while it reaches into what the
+first has still to write: its results from the writer's position on (all of them if its rows
+overlap) and its row results from the writer's row on. So an instruction reading the one
+before's results follows it row by row. A scalar-path, scanning or empty instruction waits until
+the first is done. At most two are in flight, as the controller releases them; ``done`` strobes
+come in order.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -289,39 +291,26 @@ class VectorSequencer(wiring.Component):
         last_chunk_of = lambda c0: c0 + C >= cols  # noqa: E731
         chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
 
-        # ------------------------------------------------------------ the ranges an instruction touches
-        # (rows - 1) x stride of its source, its destination and V_ADD / V_MUL's other row, from the
-        # instruction as it is taken (16 x 16 bits; ``imm`` wider than 16 bits makes the other
-        # range reach the end of the address space)
-        span_src, span_dst, span_other = Signal(32), Signal(32), Signal(32)
-        other_unbounded = Signal()
+        # ------------------------------------------------------------ the writer's instructions
         wr = Signal(_writer_layout)        # the instruction the writer stores
         wr_valid = Signal()
         pend = Signal(_writer_layout)      # the next one, fed while the writer finishes ``wr``
         pend_valid = Signal()
         writer_free = ~wr_valid & ~pend_valid
+        # (rows - 1) x stride1 of the instruction taken, for where its results end (16 x 16 bits)
+        span_dst = Signal(32)
         with m.If(self.instruction.valid & self.instruction.ready):
             taken = self.instruction.payload
-            less = Mux(taken.rows == 0, 0, taken.rows - 1)[:16]
-            m.d.sync += [span_src.eq(less * taken.stride0), span_dst.eq(less * taken.stride1),
-                         span_other.eq(less * taken.imm[:16]),
-                         other_unbounded.eq((taken.imm[16:] != 0) & (less != 0))]
-        bias_columns = Mux(has_bias, cols << 1, cols)
-        # what the instruction reads: (scratchpad, first address, end)
-        other_end = Mux(other_unbounded, 1 << 33, span_other + cols)
-        reads = [
-            (from_spad, ins.addr0, ins.addr0 + span_src + cols),
-            (Const(0, 1), ins.addr2, ins.addr2 + Mux(side == _Side.OTHER, other_end,
-                                                     Mux((side == _Side.ROW_COL) | (side == _Side.ROW), rows,
-                                                         Mux(side == _Side.GAMMA, bias_columns, 0)))),
-            (Const(0, 1), ins.addr3, ins.addr3 + Mux(side == _Side.ROW_COL, bias_columns,
-                                           Mux((side == _Side.ROW) & has_bias, cols << 1, 0))),
-        ]
-        writes = [(wr.data_spad, wr.addr1, wr.data_end), (Const(0, 1), wr.addr2, wr.rows_end)]
-        hazard = Signal()   # the instruction reads what the writer has still to write
-        m.d.comb += hazard.eq(pend_valid | wr_valid & Cat(
-            (r_spad == w_spad) & (r_lo < r_end) & (w_lo < w_end) & (r_lo < w_end) & (w_lo < r_end)
-            for r_spad, r_lo, r_end in reads for w_spad, w_lo, w_end in writes).any())
+            m.d.sync += span_dst.eq(Mux(taken.rows == 0, 0, taken.rows - 1)[:16] * taken.stride1)
+        # While the front feeds ``pend``, the writer has still to write [data_mark, wr.data_end) and
+        # [rows_mark, wr.rows_end) of ``wr`` (the marks follow the writer, two cycles behind): a read
+        # that reaches into either waits.
+        data_mark, rows_mark = Signal(34), Signal(33)
+
+        def unwritten(spad, addr, count):
+            end = addr + count
+            return pend_valid & (((spad == wr.data_spad) & (addr < wr.data_end) & (end > data_mark))
+                                 | (~spad & (addr < wr.rows_end) & (end > rows_mark)))
 
         # ------------------------------------------------------------ control
         start_streams = Signal()   # pulse: feeder and side feeder begin, the writer takes the instruction
@@ -340,7 +329,7 @@ class VectorSequencer(wiring.Component):
             with m.State("DECODE"):
                 # V_SCALE_MUL works on rows alone (its cols field is unused)
                 empty_job = (rows == 0) | ((cols == 0) & (opcode != Opcode.V_SCALE_MUL))
-                with m.If(~writer_free & (empty_job | scan_job | scalar_job | hazard)):
+                with m.If(~writer_free & (empty_job | scan_job | scalar_job)):
                     pass   # until the instruction before is done
                 with m.Elif(empty_job):
                     m.next = "FINISH"
@@ -411,7 +400,8 @@ class VectorSequencer(wiring.Component):
         for reader in (acc_source, spad_source):
             m.d.comb += [reader.request.payload.addr.eq(feed_base + feed_c0),
                          reader.request.payload.count.eq(chunk_count(feed_c0))]
-        with m.If(feeding):
+        feed_blocked = unwritten(from_spad, feed_base + feed_c0, chunk_count(feed_c0))
+        with m.If(feeding & ~feed_blocked):
             with m.If(from_spad):
                 m.d.comb += spad_source.request.valid.eq(1)
             with m.Else():
@@ -490,8 +480,9 @@ class VectorSequencer(wiring.Component):
             with m.If((side_step == 1) & from_cache):
                 m.d.comb += [side_request.count.eq(0), side_tag.field.eq(_Field.FIRST), side_tag.last.eq(1),
                              side_tag.cached.eq(1), side_tag.fill.eq(0)]
-            m.d.comb += side_source.request.valid.eq(1)
-            with m.If(side_source.request.ready):
+            side_blocked = unwritten(Const(0, 1), side_request.addr, side_request.count)
+            m.d.comb += side_source.request.valid.eq(~side_blocked)
+            with m.If(side_source.request.ready & ~side_blocked):
                 next_chunk = Signal()
                 with m.Switch(side_step):
                     with m.Case(0):
@@ -1030,6 +1021,19 @@ class VectorSequencer(wiring.Component):
         with m.If(load_writer):
             m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), row_phase.eq(0),
                          out_base.eq(Mux(pend_valid, pend.addr1, fed.addr1))]
+        # the marks: what the writer has written of ``wr`` is below them (addresses rise row after
+        # row unless rows overlap: then nothing counts as written until ``wr`` is done); a new
+        # instruction in the writer starts them at its first addresses
+        cols_written = Mux(wr.output == _Output.ROW_SCALE, 1, wr.cols)
+        rising = (wr.stride1 >= cols_written) | (wr.rows <= 1)
+        data_mark_1, rows_mark_1 = Signal(34), Signal(33)
+        with m.If(load_writer):
+            first_data, first_row = Mux(pend_valid, pend.addr1, fed.addr1), Mux(pend_valid, pend.addr2, fed.addr2)
+            m.d.sync += [data_mark_1.eq(first_data), data_mark.eq(first_data),
+                         rows_mark_1.eq(first_row), rows_mark.eq(first_row)]
+        with m.Else():
+            m.d.sync += [data_mark_1.eq(Mux(rising, out_base + out_c0, wr.addr1)), data_mark.eq(data_mark_1),
+                         rows_mark_1.eq(wr.addr2 + out_row), rows_mark.eq(rows_mark_1)]
         wr_last_chunk = out_c0 + C >= wr.cols
         wr_count = Mux(wr.cols - out_c0 < C, wr.cols - out_c0, C)
         row_scales_out = wr.output == _Output.ROW_SCALE   # a beat a row: the row's scale
