@@ -421,10 +421,10 @@ def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool
 
 
 def vector_ranges(opcode: Opcode, fields: dict) -> tuple[list[tuple], list[tuple]]:
-    """The address ranges the vector sequencer compares to overlap two instructions
-    (``rtl/core/vector_sequencer.py``): what ``opcode`` reads (its source rows, its side operands)
-    and what it writes (its results, its row results), each as (scratchpad, first, end), the
-    whole span of a strided rectangle as one range."""
+    """What a vector instruction reads (its source rows, its side operands) and writes (its
+    results, its row results), each as (scratchpad, first, end), the whole span of a strided
+    rectangle as one range: whether one instruction reads the results of the one before
+    (:func:`_vector_overlaps`)."""
     f = {name: int(fields.get(name, 0)) for name in ("flags", "addr0", "addr1", "addr2", "addr3", "rows", "cols",
                                                       "stride0", "stride1", "imm")}
     flags, rows, cols = f["flags"], f["rows"], f["cols"]
@@ -454,9 +454,13 @@ def vector_ranges(opcode: Opcode, fields: dict) -> tuple[list[tuple], list[tuple
 
 
 def _vector_overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
-    """Whether the vector sequencer takes ``following`` while ``held``'s results are written: both
-    run on the vector unit or the wide requantizer (not the scalar path), ``following`` scans no
-    value scales, is not empty, and reads nothing of what ``held`` writes (:func:`vector_ranges`)."""
+    """Whether ``following`` runs in ``held``'s tail: both run on the vector unit or the wide
+    requantizer (not the scalar path), ``following`` scans no value scales, is not empty, and
+    reads nothing of what ``held`` writes (:func:`vector_ranges`). The sequencer takes one that
+    does read it too, but its reads follow the writer row by row, and the rows it reads come last:
+    in the 8x8 prompt's trace it finished a few cycles before ``held``'s done plus its own duration
+    (2 after a wide requantization, whose tail is 2 cycles; 10 after a one-row V_RMSNORM on the
+    long path), which is what the model gives it by starting it at that done."""
     (op, fields), (next_op, next_fields) = held, following
     if _family(op) != "vector" or _family(next_op) != "vector" or next_op is Opcode.V_FOLD_V:
         return False
