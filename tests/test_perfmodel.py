@@ -92,6 +92,37 @@ def test_the_transfer_unit_overlaps_descriptors_reading_the_same_memory():
         assert list(done[:2]) == ([100, 160] if overlaps else [100, 200])
 
 
+def test_the_vector_sequencer_takes_the_next_instruction_in_the_last_ones_tail():
+    """A vector instruction starts in the tail of the one before (:func:`vector_tail`, by that
+    one's path) unless it reads what that one writes, runs on the scalar path, scans value scales
+    or is empty; one on the scalar path holds the sequencer to its end."""
+    from compiler.perfmodel import tails as unit_tails
+    from compiler.perfmodel import vector_tail
+    from scoville.config import ChipConfig
+    from scoville.isa import Flag
+
+    config = ChipConfig()
+    rect = {"rows": 4, "cols": 32, "stride0": 32, "stride1": 32}
+    quant = (Opcode.V_QUANT, {**rect, "addr0": 0, "addr1": 0, "addr2": 1000})   # int8 into the scratchpad
+    gelu = (Opcode.V_GELU, {**rect, "addr0": 2000, "addr1": 3000})
+    tail = vector_tail(*quant, config)
+    assert tail == vector_tail(Opcode.V_SOFTMAX_EXP, {}, config) > vector_tail(*gelu, config) > 0
+    cases = [(quant, gelu, True),
+             (quant, (Opcode.V_GELU, {**rect, "addr0": 1000 - 4 * 32, "addr1": 3000}), True),   # just below
+             (quant, (Opcode.V_GELU, {**rect, "addr0": 1001 - 4 * 32, "addr1": 3000}), False),   # its row scales
+             (quant, (Opcode.V_DEQUANT, {**rect, "addr0": 100, "addr1": 3000, "addr2": 4000}), False),   # its int8
+             (gelu, (Opcode.V_ADD, {**rect, "addr0": 0, "addr2": 3000 + 3 * 32 + 31, "imm": 32}), False),
+             (quant, (Opcode.V_SCALE_MUL, {"rows": 4, "addr0": 2000, "addr1": 3000}), False),
+             (quant, (Opcode.V_SOFTMAX_EXP, {**rect, "flags": Flag.FOLD_V, "addr0": 2000, "addr1": 3000}), False),
+             (quant, (Opcode.V_GELU, {"rows": 0, "cols": 32}), False),
+             ((Opcode.V_ROPE, {**rect, "addr3": 16}), gelu, False)]
+    for first, second, overlaps in cases:
+        program = [first, second, (END, {})]
+        issue, done = schedule(program, [500, 300, 0], contention=0.0, tails=unit_tails(config))
+        held = vector_tail(*first, config) if overlaps else 0
+        assert issue[1] == 500 - held and done[1] == 800 - held, (first[0], second, issue, done)
+
+
 def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
     """A LOAD into an accumulator bank a MATMUL writes gets the port when the MATMUL does not
     write it, and one cycle in DMA_YIELD when it always does; another bank is not slowed."""
