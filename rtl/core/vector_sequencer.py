@@ -95,13 +95,15 @@ class _Field(enum.Enum, shape=2):
 #: read of the first row also fills the cache.
 _side_tag = data.StructLayout({"field": _Field, "last": 1, "cached": 1, "fill": 1})
 
-#: What the writer needs of an instruction, kept while the next one is fed: where its results go,
-#: and the two address ranges it writes, ``[addr1, data_end)`` (the scratchpad's with
-#: ``data_spad``) and ``[addr2, rows_end)`` (row results) in the accumulator.
-_writer_layout = data.StructLayout({
-    "output": _Output, "wide": 1, "addr1": 32, "addr2": 32, "stride1": 16, "rows": 16, "cols": 16,
-    "data_spad": 1, "data_end": 34, "rows_end": 33,
-})
+def _writer_layout(addr_bits: int) -> data.StructLayout:
+    """What the writer needs of an instruction, kept while the next one is fed: where its results
+    go, and the two address ranges it writes, ``[addr1, data_end)`` (the scratchpad's with
+    ``data_spad``) and ``[addr2, rows_end)`` (row results) in the accumulator; addresses of
+    ``addr_bits``, as the SRAMs see them (the core's bounds check keeps every operand inside)."""
+    return data.StructLayout({
+        "output": _Output, "wide": 1, "addr1": addr_bits, "addr2": addr_bits, "stride1": 16, "rows": 16,
+        "cols": 16, "data_spad": 1, "data_end": addr_bits + 1, "rows_end": addr_bits + 1,
+    })
 
 
 #: Each lane instruction as a vector-unit job: the operation, its side operands, its output.
@@ -292,22 +294,27 @@ class VectorSequencer(wiring.Component):
         chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
 
         # ------------------------------------------------------------ the writer's instructions
-        wr = Signal(_writer_layout)        # the instruction the writer stores
+        # element addresses of either SRAM
+        addr_bits = max(self.acc_row_bits + (C.bit_length() - 1),
+                        self.spad_row_bits + (self.spad_row_bytes.bit_length() - 1))
+        writer_layout = _writer_layout(addr_bits)
+        wr = Signal(writer_layout)         # the instruction the writer stores
         wr_valid = Signal()
-        pend = Signal(_writer_layout)      # the next one, fed while the writer finishes ``wr``
+        pend = Signal(writer_layout)       # the next one, fed while the writer finishes ``wr``
         pend_valid = Signal()
         writer_free = ~wr_valid & ~pend_valid
         # (rows - 1) x stride1 of the instruction taken, for where its results end (16 x 16 bits)
-        span_dst = Signal(32)
+        span_dst = Signal(addr_bits + 1)
         with m.If(self.instruction.valid & self.instruction.ready):
             taken = self.instruction.payload
             m.d.sync += span_dst.eq(Mux(taken.rows == 0, 0, taken.rows - 1)[:16] * taken.stride1)
         # While the front feeds ``pend``, the writer has still to write [data_mark, wr.data_end) and
         # [rows_mark, wr.rows_end) of ``wr`` (the marks follow the writer, two cycles behind): a read
         # that reaches into either waits.
-        data_mark, rows_mark = Signal(34), Signal(33)
+        data_mark, rows_mark = Signal(addr_bits + 1), Signal(addr_bits + 1)
 
         def unwritten(spad, addr, count):
+            addr = addr[:addr_bits]
             end = addr + count
             return pend_valid & (((spad == wr.data_spad) & (addr < wr.data_end) & (end > data_mark))
                                  | (~spad & (addr < wr.rows_end) & (end > rows_mark)))
@@ -984,7 +991,7 @@ class VectorSequencer(wiring.Component):
         # The writer's instruction: the one fed last, or the one before it until that is done (then
         # the next comes out of ``pend``). Done is strobed two cycles after the last write is taken,
         # when it has reached the SRAM.
-        fed = Signal(_writer_layout)
+        fed = Signal(writer_layout)
         fed_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX)
         m.d.comb += [fed.output.eq(output), fed.wide.eq(wide), fed.addr1.eq(ins.addr1), fed.addr2.eq(ins.addr2),
                      fed.stride1.eq(ins.stride1), fed.rows.eq(rows), fed.cols.eq(cols),
@@ -1026,7 +1033,7 @@ class VectorSequencer(wiring.Component):
         # instruction in the writer starts them at its first addresses
         cols_written = Mux(wr.output == _Output.ROW_SCALE, 1, wr.cols)
         rising = (wr.stride1 >= cols_written) | (wr.rows <= 1)
-        data_mark_1, rows_mark_1 = Signal(34), Signal(33)
+        data_mark_1, rows_mark_1 = Signal(addr_bits + 1), Signal(addr_bits + 1)
         with m.If(load_writer):
             first_data, first_row = Mux(pend_valid, pend.addr1, fed.addr1), Mux(pend_valid, pend.addr2, fed.addr2)
             m.d.sync += [data_mark_1.eq(first_data), data_mark.eq(first_data),
