@@ -95,6 +95,7 @@ class _Field(enum.Enum, shape=2):
 #: read of the first row also fills the cache.
 _side_tag = data.StructLayout({"field": _Field, "last": 1, "cached": 1, "fill": 1})
 
+
 def _writer_layout(addr_bits: int) -> data.StructLayout:
     """What the writer needs of an instruction, kept while the next one is fed: where its results
     go, and the two address ranges it writes, ``[addr1, data_end)`` (the scratchpad's with
@@ -316,8 +317,9 @@ class VectorSequencer(wiring.Component):
         def unwritten(spad, addr, count):
             addr = addr[:addr_bits]
             end = addr + count
-            return pend_valid & (((spad == wr.data_spad) & (addr < wr.data_end) & (end > data_mark))
-                                 | (~spad & (addr < wr.rows_end) & (end > rows_mark)))
+            data_left = (spad == wr.data_spad) & (data_mark < wr.data_end) & (addr < wr.data_end) & (end > data_mark)
+            rows_left = ~spad & (rows_mark < wr.rows_end) & (addr < wr.rows_end) & (end > rows_mark)
+            return pend_valid & (data_left | rows_left)
 
         # ------------------------------------------------------------ control
         start_streams = Signal()   # pulse: feeder and side feeder begin, the writer takes the instruction
