@@ -643,6 +643,29 @@ async def load_store_round_trip(dut):
     await run_and_compare(tb, program, image, loops=True)
 
 
+def load_rows(image: np.ndarray, layout: Layout, sram: Layout, program: list, words: np.ndarray,
+              to_spad: bool = False, stride: int | None = None, nrows: int = 1) -> int:
+    """Place ``words`` (int32/uint32 [nrows, n], or int8 for the scratchpad) in DRAM and append
+    their LOAD into ``sram`` (rows ``stride`` apart) to ``program``: where they land."""
+    raw = np.ascontiguousarray(words).view(np.uint8).ravel()
+    dram = layout.take(raw.size, 4)
+    image[dram:dram + raw.size] = raw
+    n = words.shape[-1] if words.ndim > 1 else words.size
+    stride = stride or n
+    where = sram.take(nrows * stride)
+    program.append((Opcode.LOAD, dict(flags=0 if to_spad else Flag.DST_ACC, addr0=dram, addr1=where, rows=nrows,
+                                      cols=n, stride0=n, stride1=stride)))
+    return where
+
+
+def store_rows(layout: Layout, program: list, where: int, n: int, nrows: int = 1, stride: int | None = None,
+               from_spad: bool = False) -> None:
+    """Append the STORE of ``nrows`` rows of ``n`` elements at ``where`` to a fresh DRAM region."""
+    dram = layout.take(n * nrows * (1 if from_spad else 4), 4)
+    program.append((Opcode.STORE, dict(flags=0 if from_spad else Flag.DST_ACC, addr0=where, addr1=dram,
+                                       rows=nrows, cols=n, stride0=stride or n, stride1=n)))
+
+
 def _packed(m, e) -> np.ndarray:
     return ((np.asarray(m, np.int64) & 0xFFFF) | ((np.asarray(e, np.int64) & 0xFFFF) << 16)).astype(np.uint32)
 
@@ -679,22 +702,10 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
     program = []
 
     def put(words: np.ndarray, what: str, to_spad: bool = False, stride: int | None = None, nrows: int = 1) -> int:
-        """Place ``words`` (int32/uint32 [nrows, n], or int8 for the scratchpad) in DRAM and LOAD them."""
-        raw = np.ascontiguousarray(words).view(np.uint8).ravel()
-        dram = layout.take(raw.size, 4)
-        image[dram:dram + raw.size] = raw
-        n = words.shape[-1] if words.ndim > 1 else words.size
-        stride = stride or n
-        where = (spad if to_spad else acc).take(nrows * stride)
-        program.append((Opcode.LOAD, dict(flags=0 if to_spad else Flag.DST_ACC, addr0=dram, addr1=where, rows=nrows,
-                                          cols=n, stride0=n, stride1=stride)))
-        return where
+        return load_rows(image, layout, spad if to_spad else acc, program, words, to_spad, stride, nrows)
 
     def get(where: int, n: int, nrows: int = 1, stride: int | None = None, from_spad: bool = False) -> None:
-        size = n * nrows * (1 if from_spad else 4)
-        dram = layout.take(size, 4)
-        program.append((Opcode.STORE, dict(flags=0 if from_spad else Flag.DST_ACC, addr0=where, addr1=dram,
-                                           rows=nrows, cols=n, stride0=stride or n, stride1=n)))
+        store_rows(layout, program, where, n, nrows, stride, from_spad)
 
     def wide_rows(n: int) -> np.ndarray:
         return rng.integers(-(1 << 18), 1 << 18, (n, cols)).astype(np.int32)
@@ -806,20 +817,7 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     program, stores = [], []
 
     def put(words: np.ndarray, nrows: int = 1, stride: int | None = None) -> int:
-        raw = np.ascontiguousarray(words).view(np.uint8).ravel()
-        dram = layout.take(raw.size, 4)
-        image[dram:dram + raw.size] = raw
-        n = words.shape[-1] if words.ndim > 1 else words.size
-        stride = stride or n
-        where = acc.take(nrows * stride)
-        program.append((Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=dram, addr1=where, rows=nrows, cols=n,
-                                          stride0=n, stride1=stride)))
-        return where
-
-    def get(where: int, n: int, nrows: int, stride: int, from_spad: bool = False) -> None:
-        dram = layout.take(n * nrows * (1 if from_spad else 4), 4)
-        stores.append((Opcode.STORE, dict(flags=0 if from_spad else Flag.DST_ACC, addr0=where, addr1=dram,
-                                          rows=nrows, cols=n, stride0=stride, stride1=n)))
+        return load_rows(image, layout, acc, program, words, stride=stride, nrows=nrows)
 
     wide = lambda: rng.integers(-(1 << 18), 1 << 18, (rows, cols)).astype(np.int32)  # noqa: E731
     stride = cols + prng.randint(0, 2)
@@ -849,11 +847,11 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     while first or second:
         chain = first if first and (not second or prng.random() < 0.6) else second
         program.append(chain.pop(0))
-    get(q, cols, rows, stride, from_spad=True)
+    store_rows(layout, stores, q, cols, rows, stride, from_spad=True)
     for where, n, nrows, step in ((q_scales, rows, 1, rows), (y, cols, rows, stride), (r, rows, 1, rows),
                                   (z, cols, rows, stride), (e, cols, rows, stride), (sums, rows, 1, rows),
                                   (g, cols, rows, stride), (scores, cols, rows, stride)):
-        get(where, n, nrows, step)
+        store_rows(layout, stores, where, n, nrows, step)
     tb.dut._log.info(f"chain of {rows} x {cols}: " + ", ".join(op.name for op, _ in program if op.name[:2] == "V_"))
     return program + stores
 

@@ -1008,8 +1008,10 @@ class VectorSequencer(wiring.Component):
         with m.Elif(wr_valid & ~writing & acc_out.idle & spad_out.idle):
             m.d.sync += finished.eq(1)
         load_writer = (~wr_valid | finished) & (pend_valid | start_streams)
+        following = Signal(writer_layout)   # what the writer takes next: the pending one first
+        m.d.comb += following.eq(Mux(pend_valid, pend, fed))
         with m.If(load_writer):
-            m.d.sync += [wr.eq(Mux(pend_valid, pend, fed)), wr_valid.eq(1)]
+            m.d.sync += [wr.eq(following), wr_valid.eq(1)]
         with m.If(start_streams & ~(load_writer & ~pend_valid)):
             m.d.sync += [pend.eq(fed), pend_valid.eq(1)]
         with m.Elif(load_writer & pend_valid):
@@ -1029,7 +1031,7 @@ class VectorSequencer(wiring.Component):
         row_phase = Signal()  # the row's last beat: its data is written, the row result is next
         with m.If(load_writer):
             m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), row_phase.eq(0),
-                         out_base.eq(Mux(pend_valid, pend.addr1, fed.addr1))]
+                         out_base.eq(following.addr1)]
         # the marks: what the writer has written of ``wr`` is below them (addresses rise row after
         # row unless rows overlap: then nothing counts as written until ``wr`` is done); a new
         # instruction in the writer starts them at its first addresses
@@ -1037,9 +1039,8 @@ class VectorSequencer(wiring.Component):
         rising = (wr.stride1 >= cols_written) | (wr.rows <= 1)
         data_mark_1, rows_mark_1 = Signal(addr_bits + 1), Signal(addr_bits + 1)
         with m.If(load_writer):
-            first_data, first_row = Mux(pend_valid, pend.addr1, fed.addr1), Mux(pend_valid, pend.addr2, fed.addr2)
-            m.d.sync += [data_mark_1.eq(first_data), data_mark.eq(first_data),
-                         rows_mark_1.eq(first_row), rows_mark.eq(first_row)]
+            m.d.sync += [data_mark_1.eq(following.addr1), data_mark.eq(following.addr1),
+                         rows_mark_1.eq(following.addr2), rows_mark.eq(following.addr2)]
         with m.Else():
             m.d.sync += [data_mark_1.eq(Mux(rising, out_base + out_c0, wr.addr1)), data_mark.eq(data_mark_1),
                          rows_mark_1.eq(wr.addr2 + out_row), rows_mark.eq(rows_mark_1)]
