@@ -115,7 +115,13 @@ def _vector_footprint(opcode: Opcode, f: dict, reads: list, writes: list) -> Non
 
     if opcode is Opcode.V_QUANT:
         reads.append(src)
-        writes += [Access(SPAD, f["addr1"], rows, cols, f["stride1"]), words(f["addr2"], rows)]
+        if flags & Flag.ROW_SCALE:   # each row's requantization scale, one word a row
+            writes += [Access(ACC, f["addr1"], rows, 1, f["stride1"]), words(f["addr2"], rows)]
+        else:
+            writes += [Access(SPAD, f["addr1"], rows, cols, f["stride1"]), words(f["addr2"], rows)]
+    elif opcode is Opcode.V_REQUANT8:
+        reads += [src, words(f["addr2"], rows)]
+        writes.append(Access(SPAD, f["addr1"], rows, cols, f["stride1"]))
     elif opcode is Opcode.V_REQUANT:
         reads += [src, words(f["addr2"], rows)]
         if not flags & Flag.NO_COL_SCALE:
@@ -514,6 +520,7 @@ _ROW_FIELDS = {
     Opcode.V_QUANT: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
     Opcode.V_REQUANT: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
     Opcode.V_DEQUANT: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
+    Opcode.V_REQUANT8: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", 1)),
     Opcode.V_ADD: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", "imm")),
     Opcode.V_MUL: (("addr0", "stride0"), ("addr1", "stride1"), ("addr2", "imm")),
     Opcode.V_GELU: (("addr0", "stride0"), ("addr1", "stride1")),

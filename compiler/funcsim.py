@@ -166,9 +166,18 @@ class Machine:
         return self.acc_read(ins["addr0"], ins["rows"], ins["cols"], ins["stride0"])
 
     def _op_v_quant(self, ins) -> None:
-        q, m, e = ops.quantize_rows(self._src(ins))
-        self.spad_write(ins["addr1"], ins["stride1"], q)
+        if ins["flags"] & Flag.ROW_SCALE:   # the scales only; a V_REQUANT8 by the first quantizes
+            recip, shift, m, e = ops.quant_scales(self._src(ins))
+            self.acc_write(ins["addr1"], ins["stride1"], _pack_scales(recip, shift).astype(np.int64)[:, None])
+        else:
+            q, m, e = ops.quantize_rows(self._src(ins))
+            self.spad_write(ins["addr1"], ins["stride1"], q)
         self.acc_write(ins["addr2"], 1, _pack_scales(m, e).astype(np.int64))
+
+    def _op_v_requant8(self, ins) -> None:
+        rm, re = _scales(self.acc_read(ins["addr2"], 1, ins["rows"], ins["rows"])[0])
+        q = ops.requantize(self._src(ins), rm[:, None], re[:, None], out_bits=8)
+        self.spad_write(ins["addr1"], ins["stride1"], q.astype(np.int8))
 
     def _op_v_requant(self, ins) -> None:
         rows, cols = ins["rows"], ins["cols"]

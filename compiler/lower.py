@@ -643,9 +643,27 @@ class _Emitter:
         else:
             q = self.spad.alloc(rows * self.row8(cols), f"{what} (int8)")
             scales = self.acc.alloc(rows, f"{what} scales", high=high)
-        self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=self.row8(cols), addr2=scales, rows=rows,
-                cols=cols)
+        self.quant(x, stride, q, self.row8(cols), scales, rows, cols, what)
         return q, scales
+
+    def quant(self, x: int, stride: int, q: int, q_stride: int, scales: int, rows: int, cols: int,
+              what: str) -> None:
+        """``V_QUANT`` of ``rows`` x ``cols`` wide values at ``x`` into int8 rows at ``q`` and their
+        scales at ``scales``. A vector unit narrower than a beat takes V_QUANT's second pass in
+        pieces; with the wide requantizer the rows go in two instructions instead: ``V_QUANT``
+        with ``ROW_SCALE`` (its one max-abs pass a beat a cycle) gives each row's requantization
+        scale, and ``V_REQUANT8`` applies them a beat a cycle (golden.ops.quant_scales). Not for
+        one row (a decode's), where the second instruction's latency costs more than the pieces."""
+        config = self.c.config
+        if config.wide_requant and config.unit_lanes < config.lanes and rows > 1:
+            by = self.acc.alloc(rows, f"{what} requantization scales")
+            self.op(Opcode.V_QUANT, flags=Flag.ROW_SCALE, addr0=x, stride0=stride, addr1=by, stride1=1,
+                    addr2=scales, rows=rows, cols=cols)
+            self.op(Opcode.V_REQUANT8, addr0=x, stride0=stride, addr1=q, stride1=q_stride, addr2=by, rows=rows,
+                    cols=cols)
+            return
+        self.op(Opcode.V_QUANT, addr0=x, stride0=stride, addr1=q, stride1=q_stride, addr2=scales, rows=rows,
+                cols=cols)
 
     def linear(self, xq: int, xs: int, lin: _Linear, what: str, dst: int | None = None, high: bool = False,
                stride: int | None = None, each_tile=None) -> int:
@@ -840,8 +858,7 @@ class _Emitter:
                 groups[g] = self._attention_group(layer, g, s)
             slot = slots[n % len(slots)]
             if q is not None:
-                self.op(Opcode.V_QUANT, addr0=q + h * d, stride0=q_stride, addr1=slot.qq, stride1=self.row8(d),
-                        addr2=slot.qs, rows=rows, cols=d)
+                self.quant(q + h * d, q_stride, slot.qq, self.row8(d), slot.qs, rows, d, "queries")
             elif not self.keep_q:
                 rows_addr, scales_addr = self.query_slot(h)
                 self.op(Opcode.LOAD, addr0=rows_addr + b0 * d, addr1=slot.qq, rows=t, cols=d, stride0=d,
@@ -884,8 +901,7 @@ class _Emitter:
             # on the softmax's output stage instead of another pass over the scores)
             self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.FOLD_V | (Flag.CAUSAL if causal else 0), addr0=slot.scores,
                     stride0=ss, addr1=slot.scores, stride1=ss, addr2=slot.totals, addr3=vs, rows=rows, cols=s, imm=p0)
-            self.op(Opcode.V_QUANT, addr0=slot.scores, stride0=ss, addr1=slot.pq, stride1=self.row8(s),
-                    addr2=slot.ps, rows=rows, cols=s)
+            self.quant(slot.scores, ss, slot.pq, self.row8(s), slot.ps, rows, s, "probabilities")
             self.op(Opcode.V_ATTN_SCALE, addr0=slot.totals, addr1=slot.os, addr2=slot.ps, addr3=_PROBABILITY_SCALE,
                     rows=rows, cols=s, imm=vs)
             self.op(Opcode.MATMUL, addr0=slot.pq, stride0=self.row8(s), addr1=vb, stride1=d, addr2=slot.pv, addr3=d,

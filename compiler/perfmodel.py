@@ -50,6 +50,7 @@ SIDE_CACHE_CHUNKS = 16
 COLUMN_READS = {
     Opcode.V_REQUANT: lambda flags: (0 if flags & Flag.NO_COL_SCALE else 1) + bool(flags & Flag.HAS_BIAS),
     Opcode.V_DEQUANT: lambda flags: 0,
+    Opcode.V_REQUANT8: lambda flags: 0,
     Opcode.V_RMSNORM: lambda flags: 0 if flags & Flag.ROW_SCALE else 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_LAYERNORM: lambda flags: 1 + bool(flags & Flag.HAS_BIAS),
     Opcode.V_FOLD_V: lambda flags: 1,
@@ -71,14 +72,14 @@ MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP, Opcode.V_RMSNORM}
 #: ``SHORT_PATH``: issue straight to the output segment), so their fixed cost is about 100 cycles
 #: less; their family's fallback coefficients are ``vector_short`` (``tests/test_perfmodel.py``
 #: checks the set against the sequencer's jobs)
-SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V, Opcode.V_ADD, Opcode.V_MUL, Opcode.V_GELU,
+SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_REQUANT8, Opcode.V_FOLD_V, Opcode.V_ADD, Opcode.V_MUL, Opcode.V_GELU,
               Opcode.V_SILU}
 #: vector opcodes the wide requantizer runs when the chip has one (``ChipConfig.wide_requant``;
 #: V_ADD as a requantization by 1 with the other row as its bias): a beat a cycle whatever the
 #: unit's width, with the requantizer's latency (``rtl.vector.requant.Requantizer``,
 #: :data:`WIDE_REQUANT_LATENCY`) instead of the unit's short path (``tests/test_perfmodel.py``
 #: checks the set against the sequencer's jobs)
-WIDE_REQUANT = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_FOLD_V, Opcode.V_ADD}
+WIDE_REQUANT = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_REQUANT8, Opcode.V_FOLD_V, Opcode.V_ADD}
 WIDE_REQUANT_LATENCY = 3
 #: vector opcodes whose second operand is a whole row per row (read for every beat, never cached)
 OTHER_OPERAND = {Opcode.V_ADD, Opcode.V_MUL}
@@ -118,14 +119,17 @@ ATTN_SCALE_ROW = 4
 
 
 def _row_scales_only(opcode: Opcode, fields: dict) -> bool:
-    """A ``V_RMSNORM`` with ``ROW_SCALE``: its rows' scales, one word a row, in two passes."""
-    return opcode is Opcode.V_RMSNORM and bool(fields.get("flags", 0) & Flag.ROW_SCALE)
+    """A ``V_RMSNORM`` or ``V_QUANT`` with ``ROW_SCALE``: its rows' scales, one word a row, without
+    the instruction's last pass."""
+    return opcode in (Opcode.V_RMSNORM, Opcode.V_QUANT) and bool(fields.get("flags", 0) & Flag.ROW_SCALE)
 
 
 def passes_of(opcode: Opcode, fields: dict) -> int:
-    """The passes over each row a vector instruction makes (:data:`PASSES`; a ``V_RMSNORM`` with
-    ``ROW_SCALE`` leaves out the last, the unit's SUM_SQUARES)."""
-    return 2 if _row_scales_only(opcode, fields) else PASSES.get(opcode, 1)
+    """The passes over each row a vector instruction makes (:data:`PASSES`; with ``ROW_SCALE`` it
+    leaves out the last: a ``V_RMSNORM`` runs the unit's SUM_SQUARES, a ``V_QUANT`` its
+    QUANT_SCALE)."""
+    passes = PASSES.get(opcode, 1)
+    return passes - 1 if _row_scales_only(opcode, fields) else passes
 
 
 def rope_chunk_cycles(half: int, lanes: int, pairs_per_cycle: int = 1) -> int:
@@ -175,6 +179,10 @@ def acc_banks(opcode: Opcode, fields: dict, config: ChipConfig) -> tuple[set[int
         reads |= span(a[2], fields.get("imm", 0))
     if opcode is Opcode.V_QUANT:
         writes = _banks(a[2], rows, config)
+        if _row_scales_only(opcode, fields):
+            writes |= _rows_banks(a[1], rows, 1, fields.get("stride1", 0), config)
+    elif opcode is Opcode.V_REQUANT8:   # int8 into the scratchpad
+        writes = set()
     elif _row_scales_only(opcode, fields):
         writes = _rows_banks(a[1], rows, 1, fields.get("stride1", 0), config)
     else:
@@ -323,6 +331,7 @@ COEFFICIENTS = {
     "V_QUANT": np.array([133.963, 0.035, 0.995]),
     "V_REQUANT": np.array([38.276, 0.055, 1.133]),
     "V_DEQUANT": np.array([36.871, 0.053, 1.004]),
+    "V_REQUANT8": np.array([38.276, 0.055, 1.133]),
     "V_ADD": np.array([36.070, 0.046, 1.010]),
     "V_MUL": np.array([38.000, 0.000, 1.000]),
     "V_SILU": np.array([38.000, 0.000, 1.000]),
@@ -430,10 +439,10 @@ def vector_ranges(opcode: Opcode, fields: dict) -> tuple[list[tuple], list[tuple
     flags, rows, cols = f["flags"], f["rows"], f["cols"]
     span = lambda stride: max(rows - 1, 0) * stride  # noqa: E731
     bias = bool(flags & Flag.HAS_BIAS)
-    row_scale = opcode is Opcode.V_RMSNORM and flags & Flag.ROW_SCALE
+    row_scale = _row_scales_only(opcode, f)
     if opcode in OTHER_OPERAND:
         side = span(f["imm"]) + cols
-    elif opcode in (Opcode.V_REQUANT, Opcode.V_DEQUANT):
+    elif opcode in (Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_REQUANT8):
         side = rows
     elif opcode in (Opcode.V_RMSNORM, Opcode.V_LAYERNORM) and not row_scale:
         side = cols * (2 if bias else 1)
@@ -448,7 +457,8 @@ def vector_ranges(opcode: Opcode, fields: dict) -> tuple[list[tuple], list[tuple
     reads = [(opcode is Opcode.V_DEQUANT, f["addr0"], f["addr0"] + span(f["stride0"]) + cols),
              (False, f["addr2"], f["addr2"] + side), (False, f["addr3"], f["addr3"] + columns)]
     row_results = rows if opcode in (Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP) else 0
-    writes = [(opcode is Opcode.V_QUANT, f["addr1"], f["addr1"] + span(f["stride1"]) + (1 if row_scale else cols)),
+    int8 = (opcode is Opcode.V_QUANT and not row_scale) or opcode is Opcode.V_REQUANT8
+    writes = [(int8, f["addr1"], f["addr1"] + span(f["stride1"]) + (1 if row_scale else cols)),
               (False, f["addr2"], f["addr2"] + row_results)]
     return reads, writes
 

@@ -128,15 +128,15 @@ def requantize(acc, m, e, bias=0, out_bits: int = 32) -> np.ndarray:
     return saturate(y + _i64(bias), out_bits)
 
 
-def quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dynamic symmetric int8 quantization of the last axis of a wide array.
+def quant_scales(x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scales of :func:`quantize_rows` without the int8 rows.
 
-    ``amax = max|x|``; ``sh = bitlen(amax) - 15``, ``a15 = amax >> sh`` (or ``<< -sh``) in
-    [2**14, 2**15); ``recip = (127 << 30) // a15``;
-    ``q = clamp(round_shift(x * recip, 30 + sh), -127, 127)``. The row's scale is ``(a15, sh)``:
-    ``x ~= q * a15 * 2**sh / 127``. An all-zero row gives ``q = 0``, scale ``(0, ZERO_ROW_EXP)``.
-
-    Returns ``q`` (int8), ``m`` and ``e`` (int64, shape of ``x`` without its last axis).
+    Returns the requantization scale that quantizes each row, ``(recip, -(RECIP_FRAC + sh))``,
+    and the row's scale ``(m, e)``: ``quantize_rows(x) == (requantize(x, recip, -(RECIP_FRAC + sh),
+    out_bits=8), m, e)`` (``V_QUANT`` with ``ROW_SCALE``, then ``V_REQUANT8``). ``recip < 2**15``
+    and ``RECIP_FRAC + sh >= 8``, so it is a requantization scale; ``|q| <= QMAX`` without a clamp,
+    since ``|x| <= amax < (a15 + 1) * 2**sh``. An all-zero row's (``amax`` taken as 1) multiplies
+    zeros. All four are int64, shape of ``x`` without its last axis.
     """
     x = _i64(x)
     amax = np.max(np.abs(x), axis=-1)
@@ -145,10 +145,23 @@ def quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sh = bit_length(amax) - nx.SCALE_BITS
     a15 = np.where(sh >= 0, np.right_shift(amax, np.maximum(sh, 0)), np.left_shift(amax, np.maximum(-sh, 0)))
     recip = (nx.QMAX << nx.RECIP_FRAC) // a15
-    q = round_shift(x * recip[..., None], (nx.RECIP_FRAC + sh)[..., None])
+    return recip, -(nx.RECIP_FRAC + sh), np.where(zero, 0, a15), np.where(zero, nx.ZERO_ROW_EXP, sh)
+
+
+def quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dynamic symmetric int8 quantization of the last axis of a wide array.
+
+    ``amax = max|x|``; ``sh = bitlen(amax) - 15``, ``a15 = amax >> sh`` (or ``<< -sh``) in
+    [2**14, 2**15); ``recip = (127 << RECIP_FRAC) // a15`` (``RECIP_FRAC`` 22);
+    ``q = clamp(round_shift(x * recip, RECIP_FRAC + sh), -127, 127)``. The row's scale is ``(a15, sh)``:
+    ``x ~= q * a15 * 2**sh / 127``. An all-zero row gives ``q = 0``, scale ``(0, ZERO_ROW_EXP)``.
+
+    Returns ``q`` (int8), ``m`` and ``e`` (int64, shape of ``x`` without its last axis).
+    """
+    x = _i64(x)
+    recip, shift, m, e = quant_scales(x)
+    q = round_shift(x * recip[..., None], -shift[..., None])
     q = np.clip(q, -nx.QMAX, nx.QMAX).astype(np.int8)
-    m = np.where(zero, 0, a15)
-    e = np.where(zero, nx.ZERO_ROW_EXP, sh)
     return q, m, e
 
 

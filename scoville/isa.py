@@ -60,6 +60,7 @@ class Opcode(enum.Enum, shape=8):
     V_FOLD_V = 0x4B      # P'_j = e_j * m_vj >> (sh_max - sh_vj)
     V_ATTN_SCALE = 0x4C  # row scales of P@V: P scale x 2**sh_max x recip(total) x const
     V_SCALE_MUL = 0x4D   # scales x constant scale
+    V_REQUANT8 = 0x4E    # requantize(acc, row scales) to int8: ACC wide -> SPAD int8 (after V_QUANT ROW_SCALE)
 
 
 class Flag(enum.IntFlag):
@@ -72,7 +73,8 @@ class Flag(enum.IntFlag):
     NO_COL_SCALE = 0x10  # V_REQUANT: row scales only
     CAUSAL = 0x20        # V_SOFTMAX_EXP: key j allowed for query row i iff j <= imm + i
     FOLD_V = 0x40        # V_SOFTMAX_EXP: fold the value scales at addr3 into e (V_FOLD_V's result)
-    ROW_SCALE = 0x80     # V_RMSNORM: write each row's scale (golden.ops.rms_scale) to addr1, not the row
+    ROW_SCALE = 0x80     # V_RMSNORM: write each row's scale (golden.ops.rms_scale) to addr1, not the row;
+    #                      V_QUANT: each row's requantization scale (golden.ops.quant_scales) to addr1 (ACC)
 
 
 #: The 256-bit instruction word.

@@ -41,8 +41,10 @@ QMAX = 127
 SCALE_BITS = 15
 #: Exponent given to the scale of an all-zero row, so it never dominates a shared exponent.
 ZERO_ROW_EXP = -64
-#: Fractional bits of the reciprocal used to quantize a row (q = x * recip >> (RECIP_FRAC + sh)).
-RECIP_FRAC = 30
+#: Fractional bits of the reciprocal used to quantize a row (q = x * recip >> (RECIP_FRAC + sh)):
+#: 22 keeps ``recip = (QMAX << RECIP_FRAC) // a15`` below ``2**15``, a requantization multiplier,
+#: so that a requantizer can apply it (``golden.ops.quant_scales``).
+RECIP_FRAC = 22
 #: Q-format of probabilities and activation factors (exp values, Phi, sigmoid).
 PROB_FRAC = 15
 #: Q-format of RoPE's cos/sin values.

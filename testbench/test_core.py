@@ -16,6 +16,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 from compiler.funcsim import Machine, run_program
 from compiler.loops import fold
 from compiler.perfmodel import ATTN_SCALE_ROW, COEFFICIENTS, SCAN_FIXED, rope_chunk_cycles
+from golden import ops
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import ErrorCode
 from rtl.core.csr import ABORT, BUSY, DONE, ID_VALUE, IRQ_ENABLE
@@ -679,16 +680,16 @@ def _scales(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
 #: without a bias
 REQUANT_FLAGS = (Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE, Flag.NO_COL_SCALE | Flag.HAS_BIAS)
 #: the variants each round runs, by opcode: V_REQUANT's, V_SOFTMAX_EXP without and with FOLD_V,
-#: V_RMSNORM's rows or their scales alone (ROW_SCALE)
+#: V_RMSNORM's and V_QUANT's rows or their scales alone (ROW_SCALE)
 VARIANTS = {Opcode.V_REQUANT: REQUANT_FLAGS, Opcode.V_SOFTMAX_EXP: (0, Flag.FOLD_V),
-            Opcode.V_RMSNORM: (0, Flag.ROW_SCALE)}
+            Opcode.V_RMSNORM: (0, Flag.ROW_SCALE), Opcode.V_QUANT: (0, Flag.ROW_SCALE)}
 
 
 def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: Layout, spad: Layout,
                 flags: int | None = None) -> list:
     """One vector instruction on random valid operands: LOADs, the instruction, STOREs of every
     output. ``flags``: V_REQUANT's variant (random when None), V_SOFTMAX_EXP's FOLD_V, or
-    V_RMSNORM's ROW_SCALE."""
+    V_RMSNORM's or V_QUANT's ROW_SCALE."""
     rng, prng = tb.np_rng, tb.rng
     # now and then a row longer than the side cache (16 chunks of 8 lanes): column operands read per row
     rows, cols = prng.randint(1, 6), prng.choice([prng.randint(1, 40)] * 3 + [prng.randint(120, 160)])
@@ -722,6 +723,25 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         scales = acc.take(rows)
         fields.update(addr1=q, addr2=scales)
         outputs = [(q, cols, rows, dst_stride, True), (scales, rows, 1, rows, False)]
+        if flags:   # ROW_SCALE: each row's requantization scale, a word a row stride1 apart; rows of
+            # every magnitude, some all zero
+            x = wide >> rng.integers(0, 19, (rows, 1))
+            x = np.where(rng.random((rows, 1)) < 0.2, 0, x).astype(np.int32)
+            scale_stride = prng.choice([1, 1, 3])
+            fields.update(flags=Flag.ROW_SCALE, addr0=put(x, "source", stride=src_stride, nrows=rows),
+                          addr1=acc.take(rows * scale_stride), stride1=scale_stride)
+            outputs = [(fields["addr1"], 1, rows, scale_stride, False), (scales, rows, 1, rows, False)]
+    elif opcode == Opcode.V_REQUANT8:
+        # half the time the rows' own quantization scales (golden.ops.quant_scales), else scales
+        # that saturate some results at int8
+        if prng.random() < 0.5:
+            recip, shift, _, _ = ops.quant_scales(wide)
+            row_scales = _packed(recip, shift).astype(np.uint32)
+        else:
+            row_scales = _scales(rng, rows, -30, -20)
+        q = spad.take(rows * dst_stride)
+        fields.update(addr1=q, addr2=put(row_scales, "row scales"))
+        outputs = [(q, cols, rows, dst_stride, True)]
     elif opcode == Opcode.V_REQUANT:
         flags = prng.choice(REQUANT_FLAGS) if flags is None else flags
         row_scales = put(_scales(rng, rows, -24, -16), "row scales")
@@ -809,8 +829,8 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     """Two chains of vector instructions, interleaved at random, each instruction reading what one
     before it wrote: through the scratchpad and the row results (``V_QUANT``, then ``V_DEQUANT``),
     the accumulator in place (``V_ADD``), row scales (``V_RMSNORM`` with ``ROW_SCALE``, then
-    ``V_REQUANT``), and the softmax's results (``V_MUL``). Each instruction runs as soon as the
-    sequencer may take it beside the one before."""
+    ``V_REQUANT``; ``V_QUANT`` with ``ROW_SCALE``, then ``V_REQUANT8``), and the softmax's results
+    (``V_MUL``). Each instruction runs as soon as the sequencer may take it beside the one before."""
     rng, prng = tb.np_rng, tb.rng
     C = tb.config.lanes
     rows, cols = prng.randint(1, 2 * C + 2), prng.randint(1, 40)
@@ -828,6 +848,7 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     q, q_scales, y, r, z, e, sums, g = (spad.take(rows * stride), acc.take(rows), acc.take(rows * stride),
                                         acc.take(rows), acc.take(rows * stride), acc.take(rows * stride),
                                         acc.take(rows), acc.take(rows * stride))
+    q2, q2_scales, by = spad.take(rows * stride), acc.take(rows), acc.take(rows)
     inv_m, inv_e = nx.scale_from_float(1.0 / cols)
     rect = dict(rows=rows, cols=cols, stride0=stride, stride1=stride)
     first = [
@@ -842,13 +863,16 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     second = [
         (Opcode.V_SOFTMAX_EXP, dict(addr0=scores, addr1=e, addr2=sums, **rect)),
         (Opcode.V_MUL, dict(addr0=e, addr1=e, addr2=x, imm=stride, **rect)),
+        (Opcode.V_QUANT, dict(flags=Flag.ROW_SCALE, addr0=e, addr1=by, addr2=q2_scales, **{**rect, "stride1": 1})),
+        (Opcode.V_REQUANT8, dict(addr0=e, addr1=q2, addr2=by, **rect)),
         (Opcode.V_REQUANT, dict(flags=Flag.NO_COL_SCALE, addr0=scores, addr1=scores, addr2=row_scales, **rect)),
     ]
     while first or second:
         chain = first if first and (not second or prng.random() < 0.6) else second
         program.append(chain.pop(0))
     store_rows(layout, stores, q, cols, rows, stride, from_spad=True)
-    for where, n, nrows, step in ((q_scales, rows, 1, rows), (y, cols, rows, stride), (r, rows, 1, rows),
+    store_rows(layout, stores, q2, cols, rows, stride, from_spad=True)
+    for where, n, nrows, step in ((q_scales, rows, 1, rows), (q2_scales, rows, 1, rows), (by, rows, 1, rows), (y, cols, rows, stride), (r, rows, 1, rows),
                                   (z, cols, rows, stride), (e, cols, rows, stride), (sums, rows, 1, rows),
                                   (g, cols, rows, stride), (scores, cols, rows, stride)):
         store_rows(layout, stores, where, n, nrows, step)

@@ -128,7 +128,7 @@ async def elementwise_with_stalls(dut):
 @cocotb.test()
 async def reductions_with_stalls(dut):
     """max, sum, max|x|, sum of squares, quantize_rows: random rows, odd lengths, 30% stalls."""
-    await random_ops(dut, [Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES, Op.QUANTIZE], stall=0.3)
+    await random_ops(dut, [Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES, Op.QUANTIZE, Op.QUANT_SCALE], stall=0.3)
 
 
 @cocotb.test()
@@ -155,7 +155,7 @@ async def corner_rows(dut):
     rows.append(np.where(np.arange(length) % 2, (1 << 31) - 1, -(1 << 31)))
     x = np.array(rows, dtype=np.int64)
     jobs = []
-    for op in (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES, Op.QUANTIZE, Op.RMSNORM, Op.LAYERNORM):
+    for op in (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES, Op.QUANTIZE, Op.QUANT_SCALE, Op.RMSNORM, Op.LAYERNORM):
         job = random_job(op, tb.np_rng, rows=len(rows), length=length)
         job.x = x
         jobs.append(job)

@@ -117,6 +117,10 @@ def golden_rows(job: Job, head_dim: int, rope_theta: float):
         m, e = ops.rms_scale(x, ins["eps"])
     elif op == Op.QUANTIZE:
         data, m, e = ops.quantize_rows(x)
+    elif op == Op.QUANT_SCALE:
+        recip, shift, m, e = ops.quant_scales(x)
+        value = recip | (shift & 0xFFFF) << 16
+        value = np.where(value >= 1 << 31, value - (1 << 32), value)   # the packed word, signed
     elif op == Op.SOFTMAX:
         data = ops.softmax(x, job.allowed_mask())
     elif op == Op.SOFTMAX_EXP:
@@ -198,7 +202,7 @@ def random_job(op: Op, rng: np.random.Generator, rows: int, length: int, head_di
         x = wide(rng, (rows, head_dim), max_bits=int(rng.integers(8, 32)))
         partner = np.concatenate([x[:, head_dim // 2:], x[:, :head_dim // 2]], axis=1)
         return Job(op, x, side_b=partner, fields={"position": int(rng.integers(0, 1 << 16))})
-    if op in (Op.MAX, Op.SUM, Op.MAX_ABS, Op.QUANTIZE):
+    if op in (Op.MAX, Op.SUM, Op.MAX_ABS, Op.QUANTIZE, Op.QUANT_SCALE):
         return Job(op, wide(rng, shape, max_bits=int(rng.integers(1, 32))))
     if op == Op.SUM_SQUARES:   # with a norm's eps, whose row scale it also gives
         return Job(op, wide(rng, shape, max_bits=int(rng.integers(1, 32))), fields=norm_fields(length))

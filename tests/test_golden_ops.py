@@ -82,6 +82,28 @@ def test_quantize_rows_exhaustive_small_rows():
     assert q.dtype == np.int8 and q.min() >= -127
 
 
+def test_quant_scales_requantize_to_quantize_rows():
+    # V_QUANT with ROW_SCALE then V_REQUANT8 is V_QUANT: the requantization by each row's
+    # quant_scales, saturated to int8, is quantize_rows bit for bit (no clamp needed at -128)
+    rng = np.random.default_rng(7)
+    rows = [rng.integers(-(1 << b), 1 << b, size=(200, 37)) for b in (1, 8, 15, 16, 24, 31)]
+    rows.append(np.zeros((3, 37), dtype=np.int64))
+    extremes = np.full((4, 37), -(1 << 31), dtype=np.int64)
+    extremes[1] = (1 << 31) - 1
+    extremes[2, :] = 0
+    extremes[2, 5] = -1
+    extremes[3] = rng.integers(-(1 << 14), 1 << 14, size=37)
+    extremes[3, 0] = -(1 << 14)
+    rows.append(extremes)
+    x = np.concatenate(rows)
+    recip, shift, m, e = ops.quant_scales(x)
+    assert np.all(np.abs(recip) < 1 << nx.SCALE_BITS) and np.all(shift <= -8)
+    q = ops.requantize(x, recip[:, None], shift[:, None], out_bits=8)
+    want_q, want_m, want_e = ops.quantize_rows(x)
+    assert np.array_equal(q, want_q) and np.array_equal(m, want_m) and np.array_equal(e, want_e)
+    assert q.min() >= -nx.QMAX
+
+
 def test_matmul_corner_values_and_overflow_check():
     a = np.full((3, 4096), -128, dtype=np.int8)
     out = ops.matmul(a, np.full((4096, 2), -128, dtype=np.int8))

@@ -126,6 +126,7 @@ def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
         rows = 1 + n % 3
         jobs.append(Job(Op.MAX, -np.abs(wide(rng, (rows, length), max_bits=int(rng.integers(1, 31)))) - 1))
         jobs.append(random_job(Op.QUANTIZE, rng, rows=rows, length=length))
+        jobs.append(random_job(Op.QUANT_SCALE, rng, rows=rows, length=length))
         jobs.append(random_job(Op.RMSNORM, rng, rows=rows, length=length))
         jobs.append(random_job(Op.SUM_SQUARES, rng, rows=rows, length=length))
         x = wide(rng, (rows + 1, length), max_bits=int(rng.integers(4, 20)))

@@ -64,7 +64,12 @@ def operands(opcode: Opcode, w) -> list[tuple]:
     bias = flags[Flag.HAS_BIAS.bit_length() - 1]
     with_bias = Mux(bias, w.cols << 1, w.cols)   # cols scales (or gammas), then cols biases
     if opcode is Opcode.V_QUANT:
-        return [src, _rect(SPAD, w.addr1, w.rows, w.cols, w.stride1), _words(w.addr2, w.rows)]
+        # with ROW_SCALE: one accumulator word a row at addr1 instead of the int8 rows
+        scales_only = flags[Flag.ROW_SCALE.bit_length() - 1]
+        return [src, _rect(scales_only, w.addr1, w.rows, Mux(scales_only, 1, w.cols), w.stride1),
+                _words(w.addr2, w.rows)]
+    if opcode is Opcode.V_REQUANT8:
+        return [src, _words(w.addr2, w.rows), _rect(SPAD, w.addr1, w.rows, w.cols, w.stride1)]
     if opcode is Opcode.V_REQUANT:
         no_col_scale = flags[Flag.NO_COL_SCALE.bit_length() - 1]
         # column scales at addr3 (unless NO_COL_SCALE), biases after them: both end at addr3 + 2 cols

@@ -75,11 +75,13 @@ class _Side(enum.Enum, shape=3):
     FOLD = 5         # m = value scale mantissa, e = its exponent - the largest (V_FOLD_V, FOLD_V)
 
 
-class _Output(enum.Enum, shape=2):
+class _Output(enum.Enum, shape=3):
     ACC = 0          # wide results into the accumulator
     QUANT = 1        # int8 into the scratchpad, then the row scale into the accumulator
     SOFTMAX = 2      # wide results, then the row sum into the accumulator
     ROW_SCALE = 3    # one word a row, the row's scale (V_RMSNORM with ROW_SCALE)
+    QUANT_SCALES = 4  # one word a row, its requantization scale; then its row scale (V_QUANT ROW_SCALE)
+    INT8 = 5         # int8 into the scratchpad, saturated (V_REQUANT8)
 
 
 class _Field(enum.Enum, shape=2):
@@ -112,6 +114,7 @@ _UNIT_JOBS = {
     Opcode.V_QUANT: (Op.QUANTIZE, _Side.NONE, _Output.QUANT),
     Opcode.V_REQUANT: (Op.REQUANT, _Side.ROW_COL, _Output.ACC),
     Opcode.V_DEQUANT: (Op.REQUANT, _Side.ROW, _Output.ACC),
+    Opcode.V_REQUANT8: (Op.REQUANT, _Side.ROW, _Output.INT8),
     Opcode.V_ADD: (Op.ADD, _Side.OTHER, _Output.ACC),
     Opcode.V_MUL: (Op.MUL, _Side.OTHER, _Output.ACC),
     Opcode.V_GELU: (Op.GELU, _Side.NONE, _Output.ACC),
@@ -126,7 +129,7 @@ _UNIT_JOBS = {
 #: V_ROPE runs on the scalar path and no instruction asks for ROPE, SOFTMAX, EXP or the other
 #: reductions, so the unit's RoPE phase, sine tables and partner product and its softmax
 #: reciprocal are left out.
-UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values()) | {Op.SUM_SQUARES}
+UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values()) | {Op.SUM_SQUARES, Op.QUANT_SCALE}
 #: The operations the wide requantizer takes instead of the unit (``wide_requant``): REQUANT, and
 #: ADD as ``saturate(x * 1 + other)``, :func:`golden.ops.add` bit for bit.
 WIDE_OPS = frozenset({Op.REQUANT, Op.ADD})
@@ -290,6 +293,14 @@ class VectorSequencer(wiring.Component):
         with m.If((opcode == Opcode.V_RMSNORM) & flags[Flag.ROW_SCALE.bit_length() - 1]):
             m.d.comb += [op.eq(Op.SUM_SQUARES), side.eq(_Side.NONE), output.eq(_Output.ROW_SCALE),
                          passes.eq(PASSES[Op.SUM_SQUARES])]
+        # V_QUANT with ROW_SCALE: the unit's QUANT_SCALE (one max-abs pass) gives each row's
+        # requantization scale and row scale; a V_REQUANT8 by the first quantizes the rows
+        # (golden.ops.quant_scales), on the wide requantizer when there is one
+        with m.If((opcode == Opcode.V_QUANT) & flags[Flag.ROW_SCALE.bit_length() - 1]):
+            m.d.comb += [op.eq(Op.QUANT_SCALE), output.eq(_Output.QUANT_SCALES),
+                         passes.eq(PASSES[Op.QUANT_SCALE])]
+        # one word a row written at addr1 (stride1 apart), not the row
+        word_a_row = (output == _Output.ROW_SCALE) | (output == _Output.QUANT_SCALES)
         rows, cols = ins.rows, ins.cols
         last_chunk_of = lambda c0: c0 + C >= cols  # noqa: E731
         chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
@@ -379,7 +390,7 @@ class VectorSequencer(wiring.Component):
                     job.inv_len_e.eq(_unpack_e(ins.addr3)),
                     job.fold.eq(fused_fold),
                 ]
-                m.d.comb += job.out_width.eq(OutWidth.INT32)
+                m.d.comb += job.out_width.eq(Mux(output == _Output.INT8, OutWidth.INT8, OutWidth.INT32))
                 with m.If(unit.c.ready | wide):
                     m.d.comb += start_streams.eq(1)
                     m.next = "STREAMS"
@@ -994,11 +1005,11 @@ class VectorSequencer(wiring.Component):
         # the next comes out of ``pend``). Done is strobed two cycles after the last write is taken,
         # when it has reached the SRAM.
         fed = Signal(writer_layout)
-        fed_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX)
+        fed_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX) | (output == _Output.QUANT_SCALES)
         m.d.comb += [fed.output.eq(output), fed.wide.eq(wide), fed.addr1.eq(ins.addr1), fed.addr2.eq(ins.addr2),
                      fed.stride1.eq(ins.stride1), fed.rows.eq(rows), fed.cols.eq(cols),
-                     fed.data_spad.eq(output == _Output.QUANT),
-                     fed.data_end.eq(ins.addr1 + span_dst + Mux(output == _Output.ROW_SCALE, 1, cols)),
+                     fed.data_spad.eq((output == _Output.QUANT) | (output == _Output.INT8)),
+                     fed.data_end.eq(ins.addr1 + span_dst + Mux(word_a_row, 1, cols)),
                      fed.rows_end.eq(ins.addr2 + Mux(fed_row_result, rows, 0))]
         writing = Signal()     # the writer stores ``wr``'s results
         finished = Signal()    # its last write reached the SRAM in the cycle before
@@ -1035,7 +1046,8 @@ class VectorSequencer(wiring.Component):
         # the marks: what the writer has written of ``wr`` is below them (addresses rise row after
         # row unless rows overlap: then nothing counts as written until ``wr`` is done); a new
         # instruction in the writer starts them at its first addresses
-        cols_written = Mux(wr.output == _Output.ROW_SCALE, 1, wr.cols)
+        row_scales_out = (wr.output == _Output.ROW_SCALE) | (wr.output == _Output.QUANT_SCALES)   # a word a row
+        cols_written = Mux(row_scales_out, 1, wr.cols)
         rising = (wr.stride1 >= cols_written) | (wr.rows <= 1)
         data_mark_1, rows_mark_1 = Signal(addr_bits + 1), Signal(addr_bits + 1)
         with m.If(load_writer):
@@ -1046,16 +1058,23 @@ class VectorSequencer(wiring.Component):
                          rows_mark_1.eq(wr.addr2 + out_row), rows_mark.eq(rows_mark_1)]
         wr_last_chunk = out_c0 + C >= wr.cols
         wr_count = Mux(wr.cols - out_c0 < C, wr.cols - out_c0, C)
-        row_scales_out = wr.output == _Output.ROW_SCALE   # a beat a row: the row's scale
         last_beat = wr_last_chunk | row_scales_out
-        has_row_result = (wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX)
+        has_row_result = (wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX) | (wr.output == _Output.QUANT_SCALES)
+        int8_out = (wr.output == _Output.QUANT) | (wr.output == _Output.INT8)
         acc_request = acc_out.request.payload
         spad_request = spad_out.request.payload
-        row_result = Signal(32)
-        with m.If((wr.output == _Output.QUANT) | row_scales_out):
-            m.d.comb += row_result.eq(Cat(out.m, out.e.as_signed()[:8], out.e.as_signed()[7].replicate(8)))
-        with m.Else():
-            m.d.comb += row_result.eq(out.value[:32])
+        scale_word = Cat(out.m, out.e.as_signed()[:8], out.e.as_signed()[7].replicate(8))   # the packed (m, e)
+        row_result = Signal(32)    # after a row: its scale, or the softmax's row sum
+        m.d.comb += row_result.eq(Mux(wr.output == _Output.SOFTMAX, out.value[:32], scale_word))
+        row_word = Signal(32)      # a row's one word: the norm's scale, or the quantization's requantization scale
+        m.d.comb += row_word.eq(Mux(wr.output == _Output.QUANT_SCALES, out.value[:32], scale_word))
+        # int8 results: V_QUANT's are within +-127; V_REQUANT8's saturate here (the wide requantizer
+        # saturates at 32 bits)
+        int8_lanes = []
+        for lane in range(C):
+            value = out_data[lane]
+            fits = value[7:].all() | ~value[7:].any()
+            int8_lanes.append(Mux(fits, value[:8], Mux(value[-1], 0x80, 0x7F)))
         beat_taken = Signal()
         with m.If(write_scalar):
             m.d.comb += acc_out.request.valid.eq(1)
@@ -1067,20 +1086,20 @@ class VectorSequencer(wiring.Component):
                              acc_request.data.eq(out_word)]
         with m.Elif(writing & out_valid):
             with m.If(~row_phase):
-                with m.If(wr.output == _Output.QUANT):
+                with m.If(int8_out):
                     m.d.comb += [spad_out.request.valid.eq(1),
                                  spad_request.addr.eq((out_base + out_c0)[:spad_mask_bits]),
                                  spad_request.count.eq(wr_count),
-                                 spad_request.data.eq(Cat(out_data[lane][:8] for lane in range(C)))]
+                                 spad_request.data.eq(Cat(int8_lanes))]
                 with m.Elif(row_scales_out):
                     m.d.comb += [acc_out.request.valid.eq(1), acc_request.addr.eq(out_base[:acc_mask_bits]),
-                                 acc_request.count.eq(1), acc_request.data.eq(row_result)]
+                                 acc_request.count.eq(1), acc_request.data.eq(row_word)]
                 with m.Else():
                     m.d.comb += [acc_out.request.valid.eq(1),
                                  acc_request.addr.eq((out_base + out_c0)[:acc_mask_bits]),
                                  acc_request.count.eq(wr_count),
                                  acc_request.data.eq(out_data.as_value())]
-                data_accepted = Mux(wr.output == _Output.QUANT, spad_out.request.ready, acc_out.request.ready)
+                data_accepted = Mux(int8_out, spad_out.request.ready, acc_out.request.ready)
                 with m.If(data_accepted):
                     with m.If(last_beat & has_row_result):
                         m.d.sync += row_phase.eq(1)

@@ -20,7 +20,7 @@ VALUE_BITS = 32
 ROW_VALUE_BITS = 48
 
 
-class Op(enum.Enum, shape=4):
+class Op(enum.Enum, shape=5):
     """What the vector unit computes (the golden function each equals, bit for bit)."""
 
     REQUANT = 0      #: ``requantize(x, m, e, bias=b, out_bits)`` per element
@@ -39,6 +39,8 @@ class Op(enum.Enum, shape=4):
     RMSNORM = 13     #: ``rmsnorm``; gamma (m, e) and bias on the side stream
     LAYERNORM = 14   #: ``layernorm``; gamma (m, e) and beta on the side stream
     SOFTMAX_EXP = 15  #: ``softmax_exp``: e in ``data``, the row sum in ``value`` of the row's last beat
+    QUANT_SCALE = 16  #: ``quant_scales``: one beat a row, the row scale in ``m``, ``e`` and the
+    #: requantization scale that quantizes the row, packed (``recip`` low, its exponent high), in ``value``
 
 
 class OutWidth(enum.Enum, shape=2):
@@ -58,7 +60,7 @@ NEEDS_SIDE = (Op.REQUANT, Op.ADD, Op.MUL, Op.ROPE, Op.RMSNORM, Op.LAYERNORM)
 ELEMENTWISE = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.EXP, Op.ROPE, Op.QUANTIZE,
                Op.SOFTMAX, Op.SOFTMAX_EXP, Op.RMSNORM, Op.LAYERNORM)
 #: Operations that emit one beat per row (the result in ``value``).
-REDUCTIONS = (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES)
+REDUCTIONS = (Op.MAX, Op.SUM, Op.MAX_ABS, Op.SUM_SQUARES, Op.QUANT_SCALE)
 #: Single-pass operations whose every step is in the output segment (F): the unit sends their
 #: beats from issue straight to F, past the per-row segments they would only ride through.
 SHORT_PATH = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.ROPE)
@@ -67,7 +69,7 @@ SHORT_PATH = (Op.REQUANT, Op.ADD, Op.MUL, Op.GELU, Op.SILU, Op.ROPE)
 MAX_FIRST = (Op.MAX, Op.SOFTMAX, Op.SOFTMAX_EXP)
 #: ... or for its largest magnitude. A unit narrower than a beat takes such a pass's beats whole,
 #: each reduced to one piece on the way in (:class:`rtl.vector.narrow.NarrowVectorUnit`).
-MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE, Op.RMSNORM, Op.SUM_SQUARES)
+MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE, Op.RMSNORM, Op.SUM_SQUARES, Op.QUANT_SCALE)
 
 
 def passes(op: Op) -> int:
@@ -115,9 +117,9 @@ def output_layout(lanes: int) -> data.StructLayout:
     """One output beat: ``lanes`` results, and the row's scalar result and scale.
 
     ``value``: the reduction (MAX, SUM, MAX_ABS, SUM_SQUARES; SOFTMAX_EXP's row sum on the row's
-    last beat, 0 on the others); ``m``, ``e``: the row scale of
-    QUANTIZE, or the norm's row scale of SUM_SQUARES (:func:`golden.ops.rms_scale`, with the
-    instruction's ``eps``). Lanes past the row's end are 0.
+    last beat, 0 on the others; QUANT_SCALE's packed requantization scale); ``m``, ``e``: the row
+    scale of QUANTIZE and QUANT_SCALE, or the norm's row scale of SUM_SQUARES
+    (:func:`golden.ops.rms_scale`, with the instruction's ``eps``). Lanes past the row's end are 0.
     """
     return data.StructLayout({
         "data": data.ArrayLayout(signed(VALUE_BITS), lanes),

@@ -70,8 +70,9 @@ __all__ = ["VectorUnit"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 ACC_BITS = ROW_VALUE_BITS
-#: (127 << 30) // a15 has 23 quotient bits; (2**29 - 1) // n15 has 15.
-QUANT_DIVIDEND, QUANT_QUOTIENT_BITS = nx.QMAX << nx.RECIP_FRAC, 23
+#: (127 << RECIP_FRAC) // a15, a15 >= 2**14, has 15 quotient bits; (2**29 - 1) // n15 has 15.
+QUANT_DIVIDEND = nx.QMAX << nx.RECIP_FRAC
+QUANT_QUOTIENT_BITS = (QUANT_DIVIDEND >> (nx.SCALE_BITS - 1)).bit_length()
 RECIP_DIVIDEND, RECIP_QUOTIENT_BITS = (1 << 29) - 1, 15
 #: Per-beat fields that only ride along through the per-row scalar segments (parked there).
 LANE_FIELDS = ("x", "on", "base", "final", "emit", "ilast")
@@ -501,19 +502,28 @@ class VectorUnit(wiring.Component):
         slot = self._divide(pipe, slot, "a15", "recip", QUANT_DIVIDEND, QUANT_QUOTIENT_BITS)
 
         # ---------------------------------------------------------------- T2: pass 1 (and later)
+        # QUANT_SCALE's one pass ends here: its row's last beat carries its own quantize scalars
+        # on (the beats of a second pass read them from the latch)
+        quant_keys = ("quant_shift", "a15", "recip", "quant_zero")
+        own = {f"own_{k}": slot[k] for k in quant_keys} if Op.QUANT_SCALE in self.ops else {}
         row1 = pipe.latch(token(slot, 0), {**pipe.unpark(row_parked), **{k: slot.pop(k) for k in (
             "norm_shift", "quant_shift", "a15", "recip", "quant_zero")}}, "row1")
-        slot = pipe.stage({**slot, **pipe.unpark(parked), "t2_softmax": is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)})
+        slot = pipe.stage({**slot, **pipe.unpark(parked), **own,
+                           "t2_softmax": is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)})
         x, on = slot["x"], slot["on"]
         softmax = slot.pop("t2_softmax")
-        quantize = is_op(slot, Op.QUANTIZE)
+        quant_scale = is_op(slot, Op.QUANT_SCALE)
+        quantize = is_op(slot, Op.QUANTIZE) | quant_scale
+        own = {k: slot.pop(f"own_{k}") for k in quant_keys} if own else row1
+        quant = {k: Mux(quant_scale, own[k], row1[k]) for k in quant_keys}
         # exp's -d (d = x - max, or x) and x - mean; clamps and products in the stages after
         minus_d = [Mux(on[j], Mux(softmax, row1["rmax"], 0) - x[j], 0) for j in range(lanes)]
         slot = pipe.stage({
             **slot, "minus_d": minus_d, "centred": [x[j] - row1["mean"] for j in range(lanes)],
-            "norm_shift": row1["norm_shift"], "quant_shift": row1["quant_shift"], "recip": row1["recip"],
-            "om": Mux(quantize & ~row1["quant_zero"], row1["a15"], Const(0, signed(16))),
-            "oe": Mux(quantize, Mux(row1["quant_zero"], nx.ZERO_ROW_EXP, row1["quant_shift"]), Const(0, signed(8))),
+            "norm_shift": row1["norm_shift"], "quant_shift": quant["quant_shift"], "recip": quant["recip"],
+            "om": Mux(quantize & ~quant["quant_zero"], quant["a15"], Const(0, signed(16))),
+            "oe": Mux(quantize, Mux(quant["quant_zero"], nx.ZERO_ROW_EXP, quant["quant_shift"]),
+                      Const(0, signed(8))),
         })
         # x, x - mean and its square are needed again only at the end of the segment: delay lines
         lanes_parked = [pipe.park({"x": slot.pop("x")})]
@@ -656,7 +666,12 @@ class VectorUnit(wiring.Component):
         row_sum = is_op(slot, Op.SOFTMAX_EXP) & slot["last"]
         # SUM_SQUARES's row scale, golden.ops.rms_scale: the rsqrt with the norm's exponent
         rms_e = (slot["re"] + nx.FRAC - slot["norm_shift"]).as_signed()[:8].as_signed()
-        slot = pipe.stage({**slot, "value": Mux(sum_squares | row_sum, slot.pop("sum2"), slot["value"]),
+        # QUANT_SCALE's requantization scale, packed: (recip, -(RECIP_FRAC + sh))
+        recip = Value.cast(slot["recip"]).as_unsigned()
+        assert len(recip) < 16, "the requantization multiplier is a signed 16-bit mantissa"
+        quant_word = Cat(recip, Const(0, 16 - len(recip)), (-nx.RECIP_FRAC - slot["quant_shift"]).as_signed()[:16])
+        value = Mux(is_op(slot, Op.QUANT_SCALE), quant_word.as_signed(), slot["value"])
+        slot = pipe.stage({**slot, "value": Mux(sum_squares | row_sum, slot.pop("sum2"), value),
                            "om": Mux(sum_squares, slot["rm"], slot["om"]),
                            "oe": Mux(sum_squares, rms_e, slot["oe"])})
 
