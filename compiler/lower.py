@@ -98,6 +98,14 @@ class _Region:
         self.top, self.bottom = mark
 
 
+#: Cycles of pieces a V_QUANT must save on a vector unit narrower than a beat for the compiler to
+#: split it into V_QUANT with ROW_SCALE and V_REQUANT8 (:meth:`_Emitter.quant`). The second
+#: instruction adds its latency to a chain of dependent ones: in tiny-llama's decode after 64
+#: tokens on the 8x8 chip (queries 4 x 16 and probabilities 4 x 65: 24 and 96 cycles of pieces)
+#: the split cost 135 cycles (22 334 against 22 199, RTL); its prompt's smallest (16 x 32 and
+#: 32 x 16: 192 cycles) are split.
+QUANT_SPLIT_PIECES = 128
+
 #: How much faster (a fraction) the performance model must predict a job in its list-scheduled
 #: order for the compiler to keep that order instead of program order.
 LIST_MARGIN = 0.02
@@ -652,10 +660,11 @@ class _Emitter:
         scales at ``scales``. A vector unit narrower than a beat takes V_QUANT's second pass in
         pieces; with the wide requantizer the rows go in two instructions instead: ``V_QUANT``
         with ``ROW_SCALE`` (its one max-abs pass a beat a cycle) gives each row's requantization
-        scale, and ``V_REQUANT8`` applies them a beat a cycle (golden.ops.quant_scales). Not for
-        one row (a decode's), where the second instruction's latency costs more than the pieces."""
+        scale, and ``V_REQUANT8`` applies them a beat a cycle (golden.ops.quant_scales), when that
+        saves at least :data:`QUANT_SPLIT_PIECES` cycles of pieces."""
         config = self.c.config
-        if config.wide_requant and config.unit_lanes < config.lanes and rows > 1:
+        pieces = rows * (math.ceil(cols / config.unit_lanes) - math.ceil(cols / config.lanes))
+        if config.wide_requant and pieces >= QUANT_SPLIT_PIECES:
             by = self.acc.alloc(rows, f"{what} requantization scales")
             self.op(Opcode.V_QUANT, flags=Flag.ROW_SCALE, addr0=x, stride0=stride, addr1=by, stride1=1,
                     addr2=scales, rows=rows, cols=cols)

@@ -331,7 +331,8 @@ COEFFICIENTS = {
     "V_QUANT": np.array([133.963, 0.035, 0.995]),
     "V_REQUANT": np.array([38.276, 0.055, 1.133]),
     "V_DEQUANT": np.array([36.871, 0.053, 1.004]),
-    "V_REQUANT8": np.array([38.276, 0.055, 1.133]),
+    "V_REQUANT8": np.array([36.000, 0.625, 1.000]),
+    "V_QUANT_ROW_SCALE": np.array([129.000, 0.000, 1.000]),
     "V_ADD": np.array([36.070, 0.046, 1.010]),
     "V_MUL": np.array([38.000, 0.000, 1.000]),
     "V_SILU": np.array([38.000, 0.000, 1.000]),
@@ -344,8 +345,17 @@ COEFFICIENTS = {
 }
 
 
-def _coefficients(opcode: Opcode, coefficients: dict) -> np.ndarray:
-    return coefficients.get(opcode.name, coefficients[_fallback(opcode)])
+def coefficient_key(opcode: Opcode, fields: dict) -> str:
+    """The :data:`COEFFICIENTS` row of an instruction: its opcode's, or ``<opcode>_ROW_SCALE`` for
+    the scales alone (:func:`_row_scales_only`: without the last pass, on another unit operation)."""
+    return f"{opcode.name}_ROW_SCALE" if _row_scales_only(opcode, fields) else opcode.name
+
+
+def _coefficients(opcode: Opcode, coefficients: dict, fields: dict | None = None) -> np.ndarray:
+    """The coefficients of an instruction: its :func:`coefficient_key`'s row, its opcode's, or
+    its family's."""
+    key = coefficient_key(opcode, fields or {})
+    return coefficients.get(key, coefficients.get(opcode.name, coefficients[_fallback(opcode)]))
 
 
 def _fallback(opcode: Opcode) -> str:
@@ -386,7 +396,7 @@ def merge_saving(opcode: Opcode, config: ChipConfig) -> int:
 def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dict | None = None) -> int:
     """Cycles ``opcode`` keeps its unit busy."""
     coefficients = coefficients or COEFFICIENTS
-    cycles = float(features(opcode, fields, config) @ _coefficients(opcode, coefficients))
+    cycles = float(features(opcode, fields, config) @ _coefficients(opcode, coefficients, fields))
     return max(1, round(cycles - merge_saving(opcode, config)))
 
 
@@ -670,12 +680,11 @@ def fit(samples: list[tuple[Opcode, dict, int, ChipConfig]]) -> dict[str, np.nda
     for family in ("transfer", "matmul", "scalar", "rope", "vector", "vector_short"):
         rows = [(features(op, f, config), c) for op, f, c, config in samples if _fallback(op) == family]
         out[family] = solve(rows, COEFFICIENTS[family]) if rows else COEFFICIENTS[family]
-    for opcode in Opcode:
-        rows = [(features(op, f, config), c) for op, f, c, config in samples if op is opcode]
-        if rows:
-            coef = solve(rows, None)
-            if coef is not None:
-                out[opcode.name] = coef
+    for key in sorted({coefficient_key(op, f) for op, f, _, _ in samples}):
+        rows = [(features(op, f, config), c) for op, f, c, config in samples if coefficient_key(op, f) == key]
+        coef = solve(rows, None)
+        if coef is not None:
+            out[key] = coef
     return out
 
 

@@ -136,7 +136,7 @@ def test_single_pass_operations_take_the_short_path():
     rng = np.random.default_rng(11)
     unit = VectorUnit(lanes=LANES, ops=UNIT_OPS)
     Simulator(unit)
-    assert unit.short_latency < unit.latency - 90, (unit.short_latency, unit.latency)
+    assert unit.latency - unit.short_latency >= 90, (unit.short_latency, unit.latency)
     measured = {op: _first_output_cycle(VectorUnit(lanes=LANES, ops=UNIT_OPS),
                                         random_job(op, rng, rows=1, length=LANES))
                 for op in (Op.REQUANT, Op.SILU, Op.QUANTIZE)}
