@@ -72,8 +72,8 @@ MAX_FIRST = {Opcode.V_QUANT, Opcode.V_SOFTMAX_EXP, Opcode.V_RMSNORM}
 #: ``SHORT_PATH``: issue straight to the output segment), so their fixed cost is about 100 cycles
 #: less; their family's fallback coefficients are ``vector_short`` (``tests/test_perfmodel.py``
 #: checks the set against the sequencer's jobs)
-SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_REQUANT8, Opcode.V_FOLD_V, Opcode.V_ADD, Opcode.V_MUL, Opcode.V_GELU,
-              Opcode.V_SILU}
+SHORT_PATH = {Opcode.V_REQUANT, Opcode.V_DEQUANT, Opcode.V_REQUANT8, Opcode.V_FOLD_V, Opcode.V_ADD, Opcode.V_MUL,
+              Opcode.V_GELU, Opcode.V_SILU}
 #: vector opcodes the wide requantizer runs when the chip has one (``ChipConfig.wide_requant``;
 #: V_ADD as a requantization by 1 with the other row as its bias): a beat a cycle whatever the
 #: unit's width, with the requantizer's latency (``rtl.vector.requant.Requantizer``,

@@ -872,7 +872,8 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
         program.append(chain.pop(0))
     store_rows(layout, stores, q, cols, rows, stride, from_spad=True)
     store_rows(layout, stores, q2, cols, rows, stride, from_spad=True)
-    for where, n, nrows, step in ((q_scales, rows, 1, rows), (q2_scales, rows, 1, rows), (by, rows, 1, rows), (y, cols, rows, stride), (r, rows, 1, rows),
+    for where, n, nrows, step in ((q_scales, rows, 1, rows), (q2_scales, rows, 1, rows), (by, rows, 1, rows),
+                                  (y, cols, rows, stride), (r, rows, 1, rows),
                                   (z, cols, rows, stride), (e, cols, rows, stride), (sums, rows, 1, rows),
                                   (g, cols, rows, stride), (scores, cols, rows, stride)):
         store_rows(layout, stores, where, n, nrows, step)

@@ -1059,7 +1059,8 @@ class VectorSequencer(wiring.Component):
         wr_last_chunk = out_c0 + C >= wr.cols
         wr_count = Mux(wr.cols - out_c0 < C, wr.cols - out_c0, C)
         last_beat = wr_last_chunk | row_scales_out
-        has_row_result = (wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX) | (wr.output == _Output.QUANT_SCALES)
+        has_row_result = ((wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX)
+                          | (wr.output == _Output.QUANT_SCALES))
         int8_out = (wr.output == _Output.QUANT) | (wr.output == _Output.INT8)
         acc_request = acc_out.request.payload
         spad_request = spad_out.request.payload
