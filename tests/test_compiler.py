@@ -258,6 +258,47 @@ def test_norms_on_a_narrow_unit_are_row_scales_then_a_requantization():
     assert all(f.get("flags", 0) == Flag.HAS_BIAS for op, f in wide if op is Opcode.V_RMSNORM)
 
 
+def test_quantizations_on_a_narrow_unit_are_scales_then_a_requantization():
+    """On the default 8x8 FPGA chip (narrow vector unit, wide requantizer) a prompt's ``V_QUANT``
+    is a ``V_QUANT`` with ``ROW_SCALE`` (each row's requantization scale at ``addr1``, its row scale
+    at ``addr2``) and ``V_REQUANT8``s of the same rows by those scales into the int8 rows; a
+    decode's small quantizations (under ``QUANT_SPLIT_PIECES`` of pieces) and every one on a
+    full-width unit (16x16) stay one ``V_QUANT``. Both are bit-exact (the tests above)."""
+    from compiler.lower import QUANT_SPLIT_PIECES
+    from scoville.config import CONFIGS
+
+    ckpt = load_model("tiny-llama")
+    ids = np.arange(1, 17) * 7 % ckpt.config.vocab_size
+    compiler = Compiler(ckpt)
+    program = compiler.job(ids).program
+    config = compiler.config
+    quants = [n for n, (op, f) in enumerate(program) if op is Opcode.V_QUANT and f.get("flags", 0) == Flag.ROW_SCALE]
+    whole = [f for op, f in program if op is Opcode.V_QUANT and not f.get("flags", 0)]
+    assert quants and whole   # the 16-token prompt's 16 x 16 queries save 96 cycles: one V_QUANT
+    for f in whole:
+        assert f["rows"] * (-(-f["cols"] // config.unit_lanes) + f["cols"] // -config.lanes) < QUANT_SPLIT_PIECES
+    for n in quants:
+        quant = program[n][1]
+        # the requantizations of its rows (the list scheduler may cut them in row ranges)
+        # (the buffer of those scales is taken again later: the first ones after it)
+        parts, rows = [], 0
+        for op, f in program[n + 1:]:
+            if op is Opcode.V_REQUANT8 and quant["addr1"] <= f["addr2"] < quant["addr1"] + quant["rows"]:
+                parts.append(f)
+                rows += f["rows"]
+                if rows >= quant["rows"]:
+                    break
+        assert rows == quant["rows"]
+        for f in parts:
+            r = f["addr2"] - quant["addr1"]
+            assert f["addr0"] == quant["addr0"] + r * quant["stride0"] and f["cols"] == quant["cols"]
+    decode = compiler.job(np.array([3]), len(ids)).program
+    assert all(f.get("flags", 0) == 0 for op, f in decode if op is Opcode.V_QUANT)
+    assert not any(op is Opcode.V_REQUANT8 for op, _ in decode)
+    wide = Compiler(ckpt, CONFIGS["16x16-128b"]).job(ids).program
+    assert not any(op is Opcode.V_REQUANT8 for op, _ in wide)
+
+
 def test_attention_passes_form_a_pipeline():
     """With double buffering a prompt's attention passes take turns in two slots: in program
     order pass n + 1's scores come before pass n's P@V (the matrix engine computes them while

@@ -123,6 +123,36 @@ def test_the_vector_sequencer_takes_the_next_instruction_in_the_last_ones_tail()
         assert issue[1] == 500 - held and done[1] == 800 - held, (first[0], second, issue, done)
 
 
+def test_row_scales_alone_skip_the_last_pass_and_have_their_own_coefficients():
+    """A ``V_QUANT`` or ``V_RMSNORM`` with ``ROW_SCALE`` makes one pass fewer than the plain
+    instruction (the sequencer's QUANT_SCALE and SUM_SQUARES), writes a word a row at ``addr1``
+    in the accumulator instead of the rows, and is timed by its own coefficient row where the
+    table has one; ``fit`` fits that row from its samples apart from the plain instruction's."""
+    from compiler.perfmodel import COEFFICIENTS, coefficient_key, duration, fit, passes_of, vector_ranges
+    from rtl.vector.isa import PASSES as UNIT_PASSES
+    from rtl.vector.isa import Op
+    from scoville.config import ChipConfig
+    from scoville.isa import Flag
+
+    config = ChipConfig()
+    rect = {"rows": 16, "cols": 64, "stride0": 64, "addr0": 0, "addr1": 5000, "addr2": 9000}
+    plain = (Opcode.V_QUANT, {**rect, "stride1": 64})
+    scales = (Opcode.V_QUANT, {**rect, "stride1": 1, "flags": Flag.ROW_SCALE})
+    assert (passes_of(*plain), passes_of(*scales)) == (UNIT_PASSES[Op.QUANTIZE], UNIT_PASSES[Op.QUANT_SCALE])
+    assert passes_of(Opcode.V_RMSNORM, {"flags": Flag.ROW_SCALE}) == UNIT_PASSES[Op.SUM_SQUARES]
+    assert coefficient_key(*scales) == "V_QUANT_ROW_SCALE" and coefficient_key(*plain) == "V_QUANT"
+    assert duration(*scales, config) < duration(*plain, config)
+    _, writes = vector_ranges(*scales)
+    assert (False, 5000, 5016) in writes and (False, 9000, 9016) in writes   # a word a row, row scales
+    assert (True, 5000, 5000 + 15 * 64 + 64) in vector_ranges(*plain)[1]    # the int8 rows
+    shapes = [{**scales[1], "rows": rows, "cols": cols} for rows in (4, 8, 16, 32) for cols in (16, 40, 64)]
+    samples = [(Opcode.V_QUANT, f, 129.0 + f["rows"] * -(-f["cols"] // config.lanes), config) for f in shapes]
+    fitted = fit(samples + [(*plain, 700.0, config)] * 8)
+    assert np.allclose(fitted["V_QUANT_ROW_SCALE"], [129.0, 0.0, 1.0], atol=1e-6)
+    assert "V_QUANT" not in fitted   # one shape: its terms are not determined
+    assert set(COEFFICIENTS) >= {"V_QUANT_ROW_SCALE", "V_REQUANT8"}
+
+
 def test_a_dma_transfer_into_a_bank_a_matmul_writes_waits_for_its_writes():
     """A LOAD into an accumulator bank a MATMUL writes gets the port when the MATMUL does not
     write it, and one cycle in DMA_YIELD when it always does; another bank is not slowed."""
