@@ -8,7 +8,14 @@ from rtl.dma.descriptor import ADDR_BITS
 from rtl.dma.port import MemoryPortSignature
 from rtl.memory.bridge import MemoryPortBridge, SramReadSignature, write_request_layout
 
-__all__ = ["Scratchpad"]
+__all__ = ["Scratchpad", "DMA_WAITS"]
+
+#: Cycles in a row the DMA's read (a STORE from the scratchpad) waits for a bank before it goes
+#: first for one: every other cycle. Behind the matrix engine's activation reads it waited for a
+#: whole MATMUL: in tiny-llama's 64-token prompt on the 8x8 chip a 512-byte STORE of keys took
+#: 3 922 cycles beside the attention's matmuls, and the queries' quantization that overwrites its
+#: rows waited for it.
+DMA_WAITS = 1
 
 
 def _check_geometry(depth: int, banks: int) -> None:
@@ -19,7 +26,7 @@ def _check_geometry(depth: int, banks: int) -> None:
 
 
 def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: list, writers: list,
-                  name: str, own_readers: list = ()) -> None:
+                  name: str, own_readers: list = (), last_waits: int | None = None) -> None:
     """``banks`` SRAMs of ``depth / banks`` words; the bank is the high part of the word address,
     so the two halves of a double buffer live in different banks.
 
@@ -29,7 +36,9 @@ def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: lis
     write port; a read in the cycle of a write to the same word returns the new data.
     ``own_readers`` get a read port of their own on every bank (``ready`` always high): the
     memory is read twice a cycle (on an FPGA whose block RAMs have two ports, one of them
-    taken by writes, each bank is stored twice).
+    taken by writes, each bank is stored twice). With ``last_waits``, the last reader goes first
+    once it has been kept waiting that many cycles in a row (so it is not held off for as long as
+    the readers before it keep a bank busy).
     """
     rows = depth // banks
     row_bits = (rows - 1).bit_length()
@@ -39,6 +48,16 @@ def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: lis
         return addr[row_bits:row_bits + bank_bits] if bank_bits else Const(0, 1)
 
     read_bank = [Signal(range(banks), name=f"{name}_read_bank{n}") for n in range(len(readers))]
+    last_first = Const(0, 1)
+    if last_waits is not None:
+        last = readers[-1].request
+        waited = Signal(range(last_waits + 1), name=f"{name}_last_waited")
+        last_first = Signal(name=f"{name}_last_first")
+        m.d.comb += last_first.eq(waited == last_waits)
+        with m.If(last.valid & ~last.ready & ~last_first):
+            m.d.sync += waited.eq(waited + 1)
+        with m.Else():
+            m.d.sync += waited.eq(0)
     read_grant = [Signal(name=f"{name}_read_grant{n}") for n in range(len(readers))]
     bank_ports = []
     own_ports = [[] for _ in own_readers]
@@ -53,10 +72,13 @@ def banked_memory(m: Module, *, depth: int, banks: int, width: int, readers: lis
             own_ports[n].append(own)
             with m.If(reader.request.valid & (bank_of(reader.request.payload) == b)):
                 m.d.comb += [own.addr.eq(reader.request.payload[:row_bits]), own.en.eq(1)]
-        taken = Const(0, 1)
-        for reader in readers:
+        # the last reader first on its bank when it has waited long enough (its request stays
+        # offered until taken); the other banks keep the order
+        first = last_first & (bank_of(readers[-1].request.payload) == b)
+        taken = first
+        for n, reader in enumerate(readers):
             wants = reader.request.valid & (bank_of(reader.request.payload) == b)
-            grant = wants & ~taken
+            grant = wants & (first | ~taken) if n == len(readers) - 1 else wants & ~taken
             with m.If(grant):
                 m.d.comb += [reader.request.ready.eq(1), read.addr.eq(reader.request.payload[:row_bits]),
                              read.en.eq(1)]
@@ -93,7 +115,8 @@ class Scratchpad(wiring.Component):
     Bank ``b`` holds rows ``b * depth / banks`` to ``(b + 1) * depth / banks - 1``: put the two
     halves of a double buffer in different banks and the DMA filling one never waits for the
     matrix engine or vector unit reading the other. Within a bank, the matrix engine has priority,
-    then the vector unit, then the DMA (which is elastic).
+    then the vector unit, then the DMA (which is elastic), except that a DMA read kept waiting
+    :data:`DMA_WAITS` cycles goes first for one.
 
     Parameters
     ----------
@@ -149,6 +172,6 @@ class Scratchpad(wiring.Component):
                       readers=[wiring.flipped(self.matrix_read), wiring.flipped(self.matrix_weight_read),
                                wiring.flipped(self.vector_read), bridge.read],
                       writers=[wiring.flipped(self.vector_write), bridge.write], name="spad",
-                      own_readers=[wiring.flipped(self.matrix_pair_read)])
+                      own_readers=[wiring.flipped(self.matrix_pair_read)], last_waits=DMA_WAITS)
         return m
 
