@@ -506,8 +506,8 @@ class VectorUnit(wiring.Component):
         # on (the beats of a second pass read them from the latch)
         quant_keys = ("quant_shift", "a15", "recip", "quant_zero")
         own = {f"own_{k}": slot[k] for k in quant_keys} if Op.QUANT_SCALE in self.ops else {}
-        row1 = pipe.latch(token(slot, 0), {**pipe.unpark(row_parked), **{k: slot.pop(k) for k in (
-            "norm_shift", "quant_shift", "a15", "recip", "quant_zero")}}, "row1")
+        row1 = pipe.latch(token(slot, 0), {**pipe.unpark(row_parked),
+                                           **{k: slot.pop(k) for k in ("norm_shift", *quant_keys)}}, "row1")
         slot = pipe.stage({**slot, **pipe.unpark(parked), **own,
                            "t2_softmax": is_op(slot, Op.SOFTMAX, Op.SOFTMAX_EXP)})
         x, on = slot["x"], slot["on"]
