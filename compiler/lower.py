@@ -106,6 +106,12 @@ class _Region:
 #: 32 x 16: 192 cycles) are split.
 QUANT_SPLIT_PIECES = 128
 
+
+def quant_split_saving(rows: int, cols: int, config: ChipConfig) -> int:
+    """Cycles of pieces a V_QUANT of ``rows`` x ``cols`` saves split in two: its second pass in
+    pieces of the unit's lanes against a beat a cycle on the wide requantizer."""
+    return rows * (math.ceil(cols / config.unit_lanes) - math.ceil(cols / config.lanes))
+
 #: How much faster (a fraction) the performance model must predict a job in its list-scheduled
 #: order for the compiler to keep that order instead of program order.
 LIST_MARGIN = 0.02
@@ -663,8 +669,7 @@ class _Emitter:
         scale, and ``V_REQUANT8`` applies them a beat a cycle (golden.ops.quant_scales), when that
         saves at least :data:`QUANT_SPLIT_PIECES` cycles of pieces."""
         config = self.c.config
-        pieces = rows * (math.ceil(cols / config.unit_lanes) - math.ceil(cols / config.lanes))
-        if config.wide_requant and pieces >= QUANT_SPLIT_PIECES:
+        if config.wide_requant and quant_split_saving(rows, cols, config) >= QUANT_SPLIT_PIECES:
             by = self.acc.alloc(rows, f"{what} requantization scales")
             self.op(Opcode.V_QUANT, flags=Flag.ROW_SCALE, addr0=x, stride0=stride, addr1=by, stride1=1,
                     addr2=scales, rows=rows, cols=cols)

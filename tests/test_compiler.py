@@ -264,7 +264,7 @@ def test_quantizations_on_a_narrow_unit_are_scales_then_a_requantization():
     at ``addr2``) and ``V_REQUANT8``s of the same rows by those scales into the int8 rows; a
     decode's small quantizations (under ``QUANT_SPLIT_PIECES`` of pieces) and every one on a
     full-width unit (16x16) stay one ``V_QUANT``. Both are bit-exact (the tests above)."""
-    from compiler.lower import QUANT_SPLIT_PIECES
+    from compiler.lower import QUANT_SPLIT_PIECES, quant_split_saving
     from scoville.config import CONFIGS
 
     ckpt = load_model("tiny-llama")
@@ -276,7 +276,7 @@ def test_quantizations_on_a_narrow_unit_are_scales_then_a_requantization():
     whole = [f for op, f in program if op is Opcode.V_QUANT and not f.get("flags", 0)]
     assert quants and whole   # the 16-token prompt's 16 x 16 queries save 96 cycles: one V_QUANT
     for f in whole:
-        assert f["rows"] * (-(-f["cols"] // config.unit_lanes) + f["cols"] // -config.lanes) < QUANT_SPLIT_PIECES
+        assert quant_split_saving(f["rows"], f["cols"], config) < QUANT_SPLIT_PIECES
     for n in quants:
         quant = program[n][1]
         # the requantizations of its rows (the list scheduler may cut them in row ranges)
