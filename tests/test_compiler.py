@@ -208,6 +208,28 @@ def test_prompt_logits_leave_a_tile_at_a_time():
                 assert n == stores[-1] or n < requants[-1]
 
 
+@pytest.mark.parametrize("model, activation, tokens", [("tiny-llama", Opcode.V_SILU, 64),
+                                                       ("minilm", Opcode.V_GELU, 16)])
+def test_mlp_activations_follow_each_weight_tile(model, activation, tokens):
+    """The MLP's activation (and a gated MLP's product with up) runs on each weight tile's columns
+    once the tile is requantized, so the vector unit works beside the next tiles' matmuls: each
+    instruction covers a tile's columns, together every element of the layer once, and the first
+    comes before the last tile's MATMUL (bit-exact: the compiler tests above)."""
+    ckpt = load_model(model)
+    job = Compiler(ckpt).job(np.arange(1, tokens + 1) * 7 % ckpt.config.vocab_size)
+    f = ckpt.config.intermediate_size
+    for layer in range(ckpt.config.num_layers):
+        mlp = [(op, fields) for (op, fields), section, at in zip(job.program, job.sections, job.layers, strict=True)
+               if section == "mlp" and at == layer]
+        # the up projections' (gate and up) matmuls: K is the hidden size, not f
+        ups = [n for n, (op, fields) in enumerate(mlp) if op is Opcode.MATMUL and fields["imm"] != f]
+        for opcode in (activation, Opcode.V_MUL) if activation is Opcode.V_SILU else (activation,):
+            runs = [n for n, (op, _) in enumerate(mlp) if op is opcode]
+            assert all(mlp[n][1]["cols"] < f for n in runs), opcode
+            assert sum(mlp[n][1]["rows"] * mlp[n][1]["cols"] for n in runs) == tokens * f, opcode
+            assert runs[0] < ups[-1], opcode
+
+
 @pytest.mark.parametrize("model", ["tiny-llama", "minilm"])
 def test_prompt_attention_folds_v_in_the_softmax(model):
     """A prompt's attention folds V's scales on each head's softmax (``FOLD_V``, the head group's
