@@ -35,9 +35,9 @@ def test_list_scheduled_parts_stay_in_their_layer():
     layers in order: each layer's segments begin and end after the layer before's, and every
     segment still has cycles of its own."""
     ckpt = load_model("tiny-llama")
-    job = Compiler(ckpt, ChipConfig()).job(np.arange(1, 9))
-    plain = Compiler(ckpt, ChipConfig(), list_schedule=False).job(np.arange(1, 9))
-    assert job.program != plain.program   # the 8-token prompt takes the list order
+    job = Compiler(ckpt, ChipConfig()).job(np.arange(1, 17))
+    plain = Compiler(ckpt, ChipConfig(), list_schedule=False).job(np.arange(1, 17))
+    assert job.program != plain.program   # the 16-token prompt takes the list order
     order = [(job.layers[seg.first], seg.section) for seg in segments(job)]
     assert len(order) > len(segments(plain))
     layers = [layer for layer, _ in order]
