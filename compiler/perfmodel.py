@@ -400,22 +400,27 @@ def duration(opcode: Opcode, fields: dict, config: ChipConfig, coefficients: dic
     return max(1, round(cycles - merge_saving(opcode, config)))
 
 
-#: The vector unit's accumulator reads and writes and the matrix engine's read-modify-write share
-#: the accumulator's banks: while a MATMUL writes a bank the vector instruction reads or writes,
-#: the vector unit progresses at ``1 / (1 + c)`` of its speed (the matrix engine has priority and
-#: is not slowed). The fit picks ``c`` from a grid
-#: (0 to 2 in steps of 0.25): the smallest worst error over the layers, then per part.
+#: The vector unit's accumulator reads and writes and the matrix engine's writes share the
+#: accumulator's banks: while a MATMUL writes a bank the vector instruction reads or writes, the
+#: vector unit progresses at ``1 / (1 + c d)`` of its speed, ``d`` the MATMUL's
+#: :func:`write_duty` (the matrix engine has priority and is not slowed). The fit picks ``c``
+#: from a grid (0 to 2 in steps of 0.25): the smallest worst error over the layers, then per part.
 CONTENTION = 1.75
 
 
 def write_duty(opcode: Opcode, fields: dict, config: ChipConfig) -> float:
     """The fraction of a MATMUL's cycles in which it writes a result row into the accumulator: its
-    rows over a tile's cycles (:func:`features`); a decode's one row per tile leaves the port free
-    most of the time, a prefill's tiles write every cycle."""
+    rows over a tile's cycles (:func:`features`), of its last K-tile only where the matrix unit
+    adds the K-tiles up in its partial sums (``ChipConfig.partial_rows``); a decode's one row per
+    tile leaves the port free most of the time, a prefill's tiles write every cycle (of their
+    last K-tile)."""
     if opcode is not Opcode.MATMUL:
         return 0.0
     rows = max(fields.get("rows", 0), 1)
-    return rows / _tile_cycles(rows, fields, config)
+    duty = rows / _tile_cycles(rows, fields, config)
+    if rows <= config.partial_rows:
+        duty /= math.ceil(max(fields.get("imm", 0), 1) / config.rows)
+    return duty
 
 
 def _overlaps(held: tuple[Opcode, dict], following: tuple[Opcode, dict]) -> bool:
@@ -564,7 +569,10 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
         if unit == "transfer":
             duty = max(1.0 if duties is None else duties[m] for m, _ in running["matrix"])
             return max(1.0 - duty, 1.0 / DMA_YIELD)
-        return 1.0 / (1.0 + contention)
+        reads, writes = banks[index] if banks is not None else (set(), set())
+        duty = max(1.0 if duties is None else duties[m] for m, _ in running["matrix"]
+                   if banks is None or banks[m][1] & (reads | writes))
+        return 1.0 / (1.0 + contention * duty)
 
     def advance(cycles: int) -> None:
         rated = [(entry, rate(unit, entry[0])) for unit, entries in running.items() for entry in entries]
@@ -693,15 +701,16 @@ def samples_from_trace(job, trace, config: ChipConfig,
     """(opcode, fields, uncontended cycles, ``config``) of every instruction of a traced RTL job: the cycles
     it held its unit (from its release, or from the done of the vector instruction before that it
     had to wait for), and for a vector instruction less what the matrix engine's contention
-    added: at ``1 / (1 + contention)`` speed for the ``O`` cycles it overlapped a MATMUL writing
-    a bank it reads or writes (:func:`acc_banks`), its work is ``D - O * contention / (1 +
-    contention)``."""
+    added: at ``1 / (1 + contention d)`` speed for the ``O`` cycles it overlapped a MATMUL of
+    :func:`write_duty` ``d`` writing a bank it reads or writes (:func:`acc_banks`), its work is
+    ``D - O * contention d / (1 + contention d)``."""
     issue, done, _ = trace.per_instruction(job)
     matrix = [i for i, (op, _) in enumerate(job.program) if op is Opcode.MATMUL and issue[i] >= 0]
     starts = np.array([issue[i] for i in matrix], dtype=np.int64)
     ends = np.array([done[i] for i in matrix], dtype=np.int64)
     written = [acc_banks(Opcode.MATMUL, job.program[i][1], config)[1] for i in matrix]
-    share = contention / (1 + contention)
+    duty = np.array([write_duty(Opcode.MATMUL, job.program[i][1], config) for i in matrix])
+    share = contention * duty / (1 + contention * duty)
     # a vector instruction released beside the one before that it does not overlap
     # (:func:`_vector_overlaps`) waits for that one's done: it starts there
     start = issue.copy()
@@ -716,7 +725,7 @@ def samples_from_trace(job, trace, config: ChipConfig,
             continue
         # in the terms of a vector unit with every stage registered, as the coefficients are
         cycles = float(done[i] - start[i]) + merge_saving(op, config)
-        if _family(op) == "vector" and share and len(starts):
+        if _family(op) == "vector" and contention and len(starts):
             reads, writes = acc_banks(op, fields, config)
             hit = np.array([bool(w & (reads | writes)) for w in written])
             overlap = np.clip(np.minimum(ends, done[i]) - np.maximum(starts, start[i]), 0, None)

@@ -59,6 +59,11 @@ class ChipConfig:
         12 995 at 8 and 12 711 at 16 (no gain beyond); on 8x8, 25 594 at 4 and 25 516 at 8 or
         more. On the ECP5 a queue of up to 16 instructions takes the same distributed RAM as one
         of 4 (16-word LUT RAMs).
+    partial_rows : int
+        Result rows of a ``MATMUL`` whose K-tiles the matrix unit adds up in partial sums of its
+        own (a block RAM of ``partial_rows`` x ``columns`` int32), so that the accumulator sees
+        one write per result row instead of a read-modify-write per K-tile; a MATMUL of more rows
+        reads-modifies-writes the accumulator per K-tile. 0: no partial sums. A power of two.
     rope_pairs : int
         ``V_ROPE`` rotation pairs the vector sequencer's scalar path computes per cycle (a power
         of two up to ``lanes``). Each costs a 32 x 32 phase product, two sine interpolations and
@@ -87,6 +92,7 @@ class ChipConfig:
     mesh_width: int = 1
     mesh_height: int = 1
     queue_depth: int = 16
+    partial_rows: int = 512
     rope_pairs: int = 1
 
     def __post_init__(self) -> None:
@@ -114,6 +120,9 @@ class ChipConfig:
         if not isinstance(self.queue_depth, int) or not 2 <= self.queue_depth <= 64 \
                 or self.queue_depth & (self.queue_depth - 1):
             raise ValueError(f"queue_depth must be a power of two from 2 to 64, got {self.queue_depth!r}")
+        if not isinstance(self.partial_rows, int) or not 0 <= self.partial_rows <= 1 << 16 \
+                or self.partial_rows & (self.partial_rows - 1):
+            raise ValueError(f"partial_rows must be 0 or a power of two up to 65536, got {self.partial_rows!r}")
         if not isinstance(self.rope_pairs, int) or not 1 <= self.rope_pairs <= self.lanes \
                 or self.rope_pairs & (self.rope_pairs - 1):
             raise ValueError(f"rope_pairs must be a power of two from 1 to lanes ({self.lanes}), "

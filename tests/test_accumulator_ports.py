@@ -98,3 +98,42 @@ def test_shared_ports_route_every_word_to_its_client():
     assert len(sent[0]) > 50 and len(sent[1]) > 20 and len(sent["writes"]) > 50
     assert got[0] == sent[0] and got[1] == sent[1]
     assert got["writes"] == sent["writes"]
+
+
+def test_a_stored_row_leaves_the_read_port_to_the_vector_unit():
+    """The matrix engine writing a bank every cycle takes its read port only to add (a
+    read-modify-write): while it stores rows (the matrix unit's partial sums leave each result row
+    so), the vector unit reads that bank every cycle; while it adds them, the two take turns."""
+    from rtl.memory.accumulator import Accumulator
+
+    lanes, cycles = 2, 24
+    for accumulate in (False, True):
+        dut = Accumulator(depth=64, lanes=lanes, dma_width=64, banks=2)
+        counts = {"matrix": 0, "vector": 0}
+
+        async def bench(ctx, accumulate=accumulate, dut=dut, counts=counts):
+            row = 0
+            ctx.set(dut.vector_read.request.valid, 1)
+            ctx.set(dut.vector_read.request.payload, 31)          # the bank the matrix writes
+            for _ in range(cycles):
+                ctx.set(dut.matrix_write.valid, 1)
+                ctx.set(dut.matrix_write.payload, {"addr": row, "data": [row + 1, -row], "accumulate": accumulate,
+                                                   "mask": (1 << lanes) - 1})
+                matrix = ctx.get(dut.matrix_write.ready)
+                counts["matrix"] += matrix
+                counts["vector"] += ctx.get(dut.vector_read.request.ready)
+                row += matrix
+                await ctx.tick()
+            ctx.set(dut.matrix_write.valid, 0)
+            ctx.set(dut.vector_read.request.valid, 0)
+            await ctx.tick().repeat(3)
+            counts["rows"] = row
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        if accumulate:
+            assert counts["vector"] < cycles and counts["matrix"] < cycles, counts
+        else:
+            assert counts == {"matrix": cycles, "vector": cycles, "rows": cycles}, counts

@@ -8,8 +8,9 @@ from rtl.sim.core_system import chip_with_dram
 from scoville.flow import Design, run_cocotb
 
 CONFIGS = {
+    # partial sums for MATMULs of up to 16 rows: the random GEMMs (up to 40) take both paths
     "8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
-            "dram_bytes": 1 << 16, "watchdog": 4096},
+            "dram_bytes": 1 << 16, "watchdog": 4096, "partial_rows": 16},
     # two 8x8 cores (a 3 x 1 mesh with the memory tile)
     "two_8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
                 "dram_bytes": 1 << 16, "watchdog": 4096, "mesh_width": 2},

@@ -86,7 +86,8 @@ class Core(wiring.Component):
         self.controller = Controller(data_width=min(width, 256), watchdog=watchdog, queue_depth=config.queue_depth,
                                      spad_bytes=config.spad_bytes, acc_words=config.acc_words)
         self.matrix = MatrixUnit(rows=config.rows, columns=config.columns, spad_row_bytes=config.bus_bytes,
-                                 spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits)
+                                 spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits,
+                                 partial_rows=config.partial_rows)
         self.transfer = TransferUnit(lanes=config.lanes, acc_row_bits=self.accumulator.addr_bits)
         self.vector = VectorSequencer(lanes=config.lanes, unit_lanes=config.unit_lanes, spad_row_bytes=config.bus_bytes,
                                       spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits,

@@ -131,10 +131,11 @@ class Accumulator(wiring.Component):
             m.d.sync += waited.eq(waited + 1)
         with m.Else():
             m.d.sync += waited.eq(0)
+        # a row stored (not added) is only written: the bank's read port stays the others'
         m.d.comb += [
-            rmw_read.request.valid.eq(self.matrix_write.valid & ~yielding),
+            rmw_read.request.valid.eq(self.matrix_write.valid & incoming.accumulate & ~yielding),
             rmw_read.request.payload.eq(incoming.addr),
-            self.matrix_write.ready.eq(rmw_read.request.ready & ~yielding),
+            self.matrix_write.ready.eq(Mux(incoming.accumulate, rmw_read.request.ready, 1) & ~yielding),
         ]
         m.d.sync += [stage1_valid.eq(self.matrix_write.valid & self.matrix_write.ready), stage1.eq(incoming)]
         old = data.View(data.ArrayLayout(signed(32), self.lanes), rmw_read.data)
