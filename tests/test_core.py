@@ -15,9 +15,10 @@ CONFIGS = {
     "two_8x8": {"rows": 8, "columns": 8, "lanes": 8, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
                 "dram_bytes": 1 << 16, "watchdog": 4096, "mesh_width": 2},
     # two RoPE pairs a cycle (the 8x8 FPGA chip computes one); requantization through the 2-lane
-    # vector unit (the 8x8 core's goes through the wide requantizer)
+    # vector unit (the 8x8 core's goes through the wide requantizer); no partial sums in the
+    # matrix unit
     "4x4": {"rows": 4, "columns": 4, "lanes": 4, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
-            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2, "wide_requant": False},
+            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2, "wide_requant": False, "partial_rows": 0},
 }
 
 

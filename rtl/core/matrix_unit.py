@@ -330,10 +330,12 @@ class MatrixUnit(wiring.Component):
         m.submodules.splitter = splitter = ChunkSplitter(row_bits=self.acc_row_bits, row_elems=C, elem_bits=32,
                                                          chunk=C, flags=1)
         row_layout = data.ArrayLayout(signed(32), C)
-        partial = memory.Memory(shape=row_layout, depth=max(self.partial_rows, 1), init=[])
-        m.submodules.partial = partial
-        partial_write = partial.write_port()
-        partial_read = partial.read_port(transparent_for=(partial_write,))
+        if self.partial_rows:
+            m.submodules.partial = partial = memory.Memory(shape=row_layout, depth=self.partial_rows, init=[])
+            partial_write = partial.write_port()
+            partial_read = partial.read_port(transparent_for=(partial_write,))
+        else:   # no partial sums (``partial_rows`` 0): every row goes to the accumulator as it comes
+            partial_write = partial_read = None
         # the walker's place in the head instruction's result, relative to its C address (addr2)
         out_n0 = Signal(16)
         out_k0 = Signal(24)
@@ -354,8 +356,9 @@ class MatrixUnit(wiring.Component):
             "partial": 1,    # the instruction's rows fit the partial sums
             "final": 1}))    # the instruction's last result row
         summed = Signal(row_layout)
-        for j in range(C):
-            m.d.comb += summed[j].eq(Mux(held.first, held.data[j], held.data[j] + partial_read.data[j]))
+        if partial_read is not None:
+            for j in range(C):
+                m.d.comb += summed[j].eq(Mux(held.first, held.data[j], held.data[j] + partial_read.data[j]))
         sends = Signal()
         m.d.comb += sends.eq(~held.partial | held.last)
         leaves = Signal()       # the held row is through this cycle
@@ -368,15 +371,14 @@ class MatrixUnit(wiring.Component):
             splitter.request.payload.count.eq(held.count),
             splitter.request.payload.data.eq(Mux(held.partial, summed, held.data)),
             splitter.request.payload.flags.eq(held.accumulate),
-            partial_write.data.eq(summed),
-            partial_read.addr.eq(out_m),
-            partial_read.en.eq(advance),
             array.results.ready.eq(advance),
         ]
         # the held row's partial-sum address: the row the walker was at when it took it
         held_m = Signal(16)
-        m.d.comb += [partial_write.addr.eq(held_m),
-                     partial_write.en.eq(leaves & held.partial & ~held.last)]
+        if partial_read is not None:
+            m.d.comb += [partial_read.addr.eq(out_m), partial_read.en.eq(advance),
+                         partial_write.addr.eq(held_m), partial_write.data.eq(summed),
+                         partial_write.en.eq(leaves & held.partial & ~held.last)]
         taken = array.results.valid & advance
         fits = (head.rows <= self.partial_rows) if self.partial_rows else Const(0, 1)
         with m.If(advance):
