@@ -554,28 +554,26 @@ def schedule(program: list[tuple[Opcode, dict]], durations: list[float], *, queu
     total = sum(QUEUE_OF[op] in QUEUES for op, _ in program)
     turn = 0
 
-    def collide(index: int) -> bool:
-        """Whether instruction ``index`` uses an accumulator bank a running MATMUL writes (every
-        vector instruction, and no transfer, without ``banks``)."""
-        if "matrix" not in running:
-            return False
+    def colliding(index: int) -> list[int]:
+        """The running MATMULs that write an accumulator bank instruction ``index`` uses (for
+        every vector instruction, and no transfer, without ``banks``)."""
+        matmuls = [m for m, _ in running.get("matrix", [])]
         if banks is None:
-            return QUEUE_OF[program[index][0]] == "vector"
+            return matmuls if QUEUE_OF[program[index][0]] == "vector" else []
         reads, writes = banks[index]
-        return any(banks[m][1] & (reads | writes) for m, _ in running["matrix"])
+        return [m for m in matmuls if banks[m][1] & (reads | writes)]
 
     def rate(unit: str, index: int) -> float:
         """The rate instruction ``index`` progresses at on ``unit``: a vector instruction or a DMA
         transfer slowed while a MATMUL writes a bank it uses (each transfer by its own banks: a
         LOAD into the scratchpad beside a LOAD into such a bank is not)."""
-        if unit == "matrix" or not collide(index):
+        hits = [] if unit == "matrix" else colliding(index)
+        if not hits:
             return 1.0
         if unit == "transfer":
             duty = max(1.0 if duties is None else duties[m] for m, _ in running["matrix"])
             return max(1.0 - duty, 1.0 / DMA_YIELD)
-        reads, writes = banks[index] if banks is not None else (set(), set())
-        duty = max(1.0 if duties is None else duties[m] for m, _ in running["matrix"]
-                   if banks is None or banks[m][1] & (reads | writes))
+        duty = max(1.0 if duties is None else duties[m] for m in hits)
         return 1.0 / (1.0 + contention * duty)
 
     def advance(cycles: int) -> None:
