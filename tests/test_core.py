@@ -68,3 +68,18 @@ def test_core_faults():
 def test_two_cores_run_at_once():
     run_cocotb(core_design("two_8x8"), "testbench.test_core", testcase=["cores_run_at_once", "host_registers"],
                test_name="cores")
+
+
+def test_partial_rows_must_be_zero_or_a_power_of_two():
+    """The matrix unit's partial sums (``ChipConfig.partial_rows``) are 0 (none) or a power of two
+    of rows; anything else is refused with the field's name, by the config and by the unit."""
+    from rtl.core.matrix_unit import MatrixUnit
+    from scoville.config import ChipConfig
+
+    for bad in (3, -1, 1 << 17, 2.0):
+        with pytest.raises(ValueError, match="partial_rows"):
+            ChipConfig(partial_rows=bad)
+    for bad in (3, -2):
+        with pytest.raises(ValueError, match="partial_rows"):
+            MatrixUnit(partial_rows=bad)
+    assert ChipConfig(partial_rows=0).partial_rows == 0 and MatrixUnit(partial_rows=0).partial_rows == 0
