@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from filelock import FileLock
 
@@ -396,11 +397,23 @@ def run_cocotb(
         raise AssertionError(f"{test_module}: no cocotb test ran (see {test_dir / 'sim.log'})")
     if failed:
         log = (test_dir / "sim.log").read_text(errors="replace").splitlines()
-        tail = "\n".join(log[-80:])
         raise AssertionError(
-            f"{test_module}: {failed} of {total} cocotb tests failed; log {test_dir / 'sim.log'} ends:\n"
-            + tail)
+            f"{test_module}: {failed} of {total} cocotb tests failed (log {test_dir / 'sim.log'}):\n"
+            + _failures(xml, log))
     return test_dir
+
+
+def _failures(xml: Path, log: list[str]) -> str:
+    """Each failed test's traceback from the results file, and the seeds the log names to replay
+    it with (the log's tail alone is mostly bus traffic)."""
+    parts = []
+    for case in ElementTree.parse(xml).iter("testcase"):
+        for failure in (*case.iter("failure"), *case.iter("error")):
+            parts.append(f"--- {case.get('name')}:\n{(failure.text or failure.get('message') or '').rstrip()}")
+    seeds = sorted({line.split("(replay with ", 1)[1].rstrip(")") for line in log if "(replay with " in line})
+    if seeds:
+        parts.append("replay with " + ", ".join(seeds))
+    return "\n".join(parts) + "\nlog ends:\n" + "\n".join(log[-20:])
 
 
 def design_params() -> dict[str, Any]:

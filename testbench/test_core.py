@@ -763,7 +763,9 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         fields.update(flags=Flag.HAS_BIAS, addr2=put(params, "gamma and beta"), imm=prng.randint(0, 1 << 20),
                       addr3=int(_packed(inv_m, inv_e)))
         if opcode == Opcode.V_RMSNORM and flags:   # ROW_SCALE: a word a row, stride1 apart
-            if prng.random() < 0.5:   # rows long enough for several beats a pass, some all zero
+            # rows long enough for several beats a pass, some all zero; not beside the long rows,
+            # whose 17 would not fit the accumulator with the source and destination already taken
+            if prng.random() < 0.5 and cols <= 40:
                 rows = prng.randint(tb.config.lanes + 1, 2 * tb.config.lanes + 2)
                 x = np.where(rng.random((rows, 1)) < 0.2, 0, wide_rows(rows)).astype(np.int32)
                 fields.update(rows=rows, addr0=put(x, "source", stride=src_stride, nrows=rows))
@@ -830,7 +832,11 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     (``V_MUL``). Each instruction runs as soon as the sequencer may take it beside the one before."""
     rng, prng = tb.np_rng, tb.rng
     C = tb.config.lanes
-    rows, cols = prng.randint(1, 2 * C + 2), prng.randint(1, 40)
+    # the accumulator holds six rows x stride buffers, two of gamma and six of one word a row, after
+    # a start of up to 63: cols is drawn no wider than fits beside the rows drawn
+    rows = prng.randint(1, 2 * C + 2)
+    room = (tb.config.acc_words - 64 - 6 * rows) // (6 * rows + 2)
+    cols = prng.randint(1, min(39, room - 1))
     program, stores = [], []
 
     def put(words: np.ndarray, nrows: int = 1, stride: int | None = None) -> int:

@@ -65,3 +65,20 @@ def test_run_dirs_are_pruned_to_the_newest_finished_ones(sim_root):
     assert mine.exists() and alive.exists()
     kept = [p for p in ended if p.exists()]
     assert kept == ended[-(flow.KEEP_RUNS - 1):]
+
+
+def test_a_failed_cocotb_test_is_reported_by_its_traceback_and_seed(tmp_path):
+    """A failure names the test, its traceback from the results file and the seed to replay it
+    with, not only the log's tail (bus traffic, mostly)."""
+    xml = tmp_path / "results.xml"
+    xml.write_text(
+        '<testsuites><testsuite name="tb"><testcase name="passes"/>'
+        '<testcase name="chains"><failure message="too large">Traceback (most recent call last):\n'
+        '  File "tb.py", line 9, in chains\nAssertionError: test image too large</failure></testcase>'
+        "</testsuite></testsuites>")
+    log = ["0.00ns INFO seed 2 (replay with SCOVILLE_SEED=2)"] + [f"bus read {n}" for n in range(100)]
+    report = flow._failures(xml, log)
+    assert "--- chains:" in report and "AssertionError: test image too large" in report
+    assert "passes" not in report
+    assert "replay with SCOVILLE_SEED=2" in report
+    assert report.endswith("bus read 99") and "bus read 79" not in report
