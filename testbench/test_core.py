@@ -116,6 +116,10 @@ def random_gemm(tb: TB, image: np.ndarray, layout: Layout, spad: Layout, acc: La
     c_stride = n + rng.randint(0, 5)
     a_spad = spad.take(m * a_stride)
     b_spad = spad.take(b_rows * b_stride, row if on_rows else 1)
+    if acc.top + m * c_stride > acc.size:
+        # three of up to 40 x 45 words outgrow the accumulator: this C reuses the GEMMs' before it
+        # (the program runs in order, so their STOREs have read them by then)
+        acc.top = 0
     c_acc = acc.take(m * c_stride)
     program = [
         (Opcode.LOAD, dict(addr0=a_dram, addr1=a_spad, rows=m, cols=k, stride0=k, stride1=a_stride)),
@@ -832,11 +836,11 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     (``V_MUL``). Each instruction runs as soon as the sequencer may take it beside the one before."""
     rng, prng = tb.np_rng, tb.rng
     C = tb.config.lanes
-    # the accumulator holds six rows x stride buffers, two of gamma and six of one word a row, after
-    # a start of up to 63: cols is drawn no wider than fits beside the rows drawn
+    # the accumulator holds six rows x stride buffers (stride up to cols + 2), two of gamma and six
+    # of one word a row, after a start of up to 63: cols is drawn no wider than fits beside the rows
     rows = prng.randint(1, 2 * C + 2)
     room = (tb.config.acc_words - 64 - 6 * rows) // (6 * rows + 2)
-    cols = prng.randint(1, min(39, room - 1))
+    cols = prng.randint(1, min(39, room - 2))
     program, stores = [], []
 
     def put(words: np.ndarray, nrows: int = 1, stride: int | None = None) -> int:
