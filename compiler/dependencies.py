@@ -129,6 +129,8 @@ def _vector_footprint(opcode: Opcode, f: dict, reads: list, writes: list) -> Non
         if flags & Flag.HAS_BIAS:
             reads.append(words(f["addr3"] + cols, cols))
         writes.append(dst)
+        if flags & Flag.ROW_SCALE:   # each row's largest |result|, a word a row
+            writes.append(words(f["imm"], rows))
     elif opcode is Opcode.V_DEQUANT:
         reads += [Access(SPAD, f["addr0"], rows, cols, f["stride0"]), words(f["addr2"], rows)]
         writes.append(dst)
@@ -314,7 +316,8 @@ def apply_edges(program: list[tuple[Opcode, dict]], edges: list[Edge]) -> list[t
     return out
 
 
-def _overlap(a: list[Access], b: list[Access]) -> bool:
+def overlap(a: list[Access], b: list[Access]) -> bool:
+    """Whether an access of ``a`` and one of ``b`` share an element of one memory."""
     for x in a:
         for y in b:
             if x.space == y.space and any(lo < y_hi and y_lo < hi for lo, hi in x.intervals()
@@ -355,8 +358,8 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
                 if parts is not None and parts[other] != parts[index]:
                     break
                 other_reads, other_writes = footprints[other]
-                if (_overlap(reads, other_writes) or _overlap(writes, other_reads)
-                        or _overlap(writes, other_writes)):
+                if (overlap(reads, other_writes) or overlap(writes, other_reads)
+                        or overlap(writes, other_writes)):
                     break
                 position -= 1
         order.insert(position, index)
@@ -542,6 +545,8 @@ def split_rows(opcode: Opcode, fields: dict, pieces: int) -> list[tuple[Opcode, 
     moves = _ROW_FIELDS.get(opcode)
     if moves is None or pieces < 2 or rows < pieces or rows % pieces:
         return [(opcode, fields)]
+    if opcode is Opcode.V_REQUANT and fields.get("flags", 0) & Flag.ROW_SCALE:
+        moves += (("imm", 1),)   # its rows' largest results, a word a row
     size = rows // pieces
     out = []
     for piece in range(pieces):

@@ -189,7 +189,10 @@ class Machine:
             cm, ce = _scales(self.acc_read(ins["addr3"], 1, cols, cols)[0])
             m, e = ops.scale_mul(rm[:, None], re[:, None], cm[None, :], ce[None, :])
         bias = self.acc_read(ins["addr3"] + cols, 1, cols, cols)[0] if ins["flags"] & Flag.HAS_BIAS else 0
-        self.acc_write(ins["addr1"], ins["stride1"], ops.requantize(acc, m, e, bias))
+        result = ops.requantize(acc, m, e, bias)
+        self.acc_write(ins["addr1"], ins["stride1"], result)
+        if ins["flags"] & Flag.ROW_SCALE and result.size:   # each row's largest |result| (2**31 as -2**31)
+            self.acc_write(ins["imm"], 1, np.max(np.abs(result), axis=-1))
 
     def _op_v_dequant(self, ins) -> None:
         rows, cols = ins["rows"], ins["cols"]

@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from compiler.dependencies import hoist_loads, list_schedule, split_rows, synchronise
+from compiler.dependencies import ACC, Access, footprint, hoist_loads, list_schedule, overlap, split_rows, synchronise
 from compiler.loops import fold
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
@@ -514,11 +514,19 @@ class _Emitter:
         self.q_all = (self.spad.alloc(heads * tokens * self.row8(self.cfg.head_dim), "queries (every block)")
                       if self.keep_q else None)
         self.q_scales = self.acc.alloc(heads * tokens, "query scales (every block)") if self.keep_q else None
+        # rows whose largest |value| a V_REQUANT with ROW_SCALE wrote beside them, until either is
+        # written again: (rows, cols, stride) at an address -> the words (:meth:`quant` reads them)
+        self.row_max: dict[int, tuple[tuple[int, int, int], int]] = {}
 
     def op(self, opcode: Opcode, **fields) -> None:
         if opcode in (Opcode.LOAD, Opcode.STORE):
             fields = _one_run(fields)
         encode(opcode, **fields)  # fields that do not fit fail here, where the caller is known
+        if self.row_max:
+            _, writes = footprint(opcode, fields)
+            for addr, ((rows, cols, stride), maxes) in list(self.row_max.items()):
+                if overlap(writes, [Access(ACC, addr, rows, cols, stride), Access(ACC, maxes, 1, rows, rows)]):
+                    del self.row_max[addr]
         self.program.append((opcode, fields))
         self.sections.append(self.section)
         self.layers.append(self.layer)
@@ -633,11 +641,20 @@ class _Emitter:
             # a beat a cycle (golden.ops.rms_scale). Not for one row (a decode's): there the
             # V_REQUANT's first row, which reads gamma and beta a chunk each per beat, costs more
             # than the pass it saves (tiny-llama decode on 8x8: 93 + 35 cycles against 123).
+            # Every norm's rows are quantized next: when :meth:`quant` takes them in two
+            # instructions, the V_REQUANT also writes each row's largest |result| (ROW_SCALE), from
+            # which the first takes the rows' scales without another pass over them.
             scales = self.acc.alloc(t, f"{what} row scales")
             self.op(kind, flags=Flag.ROW_SCALE, addr0=x, stride0=h, addr1=scales, stride1=1, rows=t, cols=h,
                     imm=norm.eps_q)
-            self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h, addr2=scales,
-                    addr3=params, rows=t, cols=h)
+            if quant_split_saving(t, h, config) >= QUANT_SPLIT_PIECES:
+                maxes = self.acc.alloc(t, f"{what} largest results")
+                self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS | Flag.ROW_SCALE, addr0=x, stride0=h, addr1=out,
+                        stride1=h, addr2=scales, addr3=params, rows=t, cols=h, imm=maxes)
+                self.row_max[out] = ((t, h, h), maxes)
+            else:
+                self.op(Opcode.V_REQUANT, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h,
+                        addr2=scales, addr3=params, rows=t, cols=h)
             return out
         self.op(kind, flags=Flag.HAS_BIAS, addr0=x, stride0=h, addr1=out, stride1=h, addr2=params,
                 addr3=norm.inv_h, rows=t, cols=h, imm=norm.eps_q)
@@ -671,8 +688,15 @@ class _Emitter:
         config = self.c.config
         if config.wide_requant and quant_split_saving(rows, cols, config) >= QUANT_SPLIT_PIECES:
             by = self.acc.alloc(rows, f"{what} requantization scales")
-            self.op(Opcode.V_QUANT, flags=Flag.ROW_SCALE, addr0=x, stride0=stride, addr1=by, stride1=1,
-                    addr2=scales, rows=rows, cols=cols)
+            # the rows' largest |value|, where the V_REQUANT that wrote them left them, give the
+            # same scales (golden.ops.quant_scales takes nothing else) from a word a row
+            found = self.row_max.get(x)
+            if found is not None and found[0] == (rows, cols, stride):
+                self.op(Opcode.V_QUANT, flags=Flag.ROW_SCALE, addr0=found[1], stride0=1, addr1=by, stride1=1,
+                        addr2=scales, rows=rows, cols=1)
+            else:
+                self.op(Opcode.V_QUANT, flags=Flag.ROW_SCALE, addr0=x, stride0=stride, addr1=by, stride1=1,
+                        addr2=scales, rows=rows, cols=cols)
             self.op(Opcode.V_REQUANT8, addr0=x, stride0=stride, addr1=q, stride1=q_stride, addr2=by, rows=rows,
                     cols=cols)
             return

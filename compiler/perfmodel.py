@@ -290,6 +290,8 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     pieces = max(beats, rows * math.ceil(cols / config.unit_lanes))
     if opcode in WIDE_REQUANT and config.wide_requant:
         pieces = beats
+    if opcode is Opcode.V_REQUANT and fields.get("flags", 0) & Flag.ROW_SCALE:
+        pieces += rows   # the writer stores each row's largest result after the row, a cycle each
     if opcode in MAX_FIRST:
         # a softmax that folds V's scales scans them first (V_FOLD_V's fit has its scan)
         scan = SCAN_FIXED + math.ceil(cols / config.lanes) if side else 0
@@ -479,6 +481,8 @@ def vector_ranges(opcode: Opcode, fields: dict) -> tuple[list[tuple], list[tuple
     int8 = (opcode is Opcode.V_QUANT and not row_scale) or opcode is Opcode.V_REQUANT8
     writes = [(int8, f["addr1"], f["addr1"] + span(f["stride1"]) + (1 if row_scale else cols)),
               (False, f["addr2"], f["addr2"] + row_results)]
+    if opcode is Opcode.V_REQUANT and flags & Flag.ROW_SCALE:   # its rows' largest results
+        writes.append((False, f["imm"], f["imm"] + rows))
     return reads, writes
 
 

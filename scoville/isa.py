@@ -74,7 +74,8 @@ class Flag(enum.IntFlag):
     CAUSAL = 0x20        # V_SOFTMAX_EXP: key j allowed for query row i iff j <= imm + i
     FOLD_V = 0x40        # V_SOFTMAX_EXP: fold the value scales at addr3 into e (V_FOLD_V's result)
     ROW_SCALE = 0x80     # V_RMSNORM: write each row's scale (golden.ops.rms_scale) to addr1, not the row;
-    #                      V_QUANT: each row's requantization scale (golden.ops.quant_scales) to addr1 (ACC)
+    #                      V_QUANT: each row's requantization scale (golden.ops.quant_scales) to addr1 (ACC);
+    #                      V_REQUANT: also each row's largest |result| to imm (ACC, a word a row)
 
 
 #: The 256-bit instruction word.

@@ -681,8 +681,9 @@ def _scales(rng: np.random.Generator, n: int, lo: int, hi: int) -> np.ndarray:
 
 
 #: V_REQUANT's operand variants: column scales with or without a bias, the row scale alone with or
-#: without a bias
-REQUANT_FLAGS = (Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE, Flag.NO_COL_SCALE | Flag.HAS_BIAS)
+#: without a bias, and each row's largest |result| besides (ROW_SCALE)
+REQUANT_FLAGS = (Flag.HAS_BIAS, 0, Flag.NO_COL_SCALE, Flag.NO_COL_SCALE | Flag.HAS_BIAS,
+                 Flag.HAS_BIAS | Flag.ROW_SCALE, Flag.NO_COL_SCALE | Flag.ROW_SCALE)
 #: the variants each round runs, by opcode: V_REQUANT's, V_SOFTMAX_EXP without and with FOLD_V,
 #: V_RMSNORM's and V_QUANT's rows or their scales alone (ROW_SCALE)
 VARIANTS = {Opcode.V_REQUANT: REQUANT_FLAGS, Opcode.V_SOFTMAX_EXP: (0, Flag.FOLD_V),
@@ -745,9 +746,19 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         outputs = [(q, cols, rows, dst_stride, True)]
     elif opcode == Opcode.V_REQUANT:
         flags = prng.choice(REQUANT_FLAGS) if flags is None else flags
-        row_scales = put(_scales(rng, rows, -24, -16), "row scales")
+        # with ROW_SCALE, now and then scales that saturate results at int32 (a row's largest
+        # |result| then 2**31, written as -2**31)
+        big = flags & Flag.ROW_SCALE and prng.random() < 0.3
+        row_scales = put(_scales(rng, rows, 0, 2) if big else _scales(rng, rows, -24, -16), "row scales")
         col = np.concatenate([_scales(rng, cols, -10, -2), rng.integers(-5000, 5000, cols).astype(np.uint32)])
         fields.update(flags=flags, addr2=row_scales, addr3=put(col, "column scales and bias"))
+        if flags & Flag.ROW_SCALE:
+            if not big:   # rows of every magnitude, back to back: a row's last chunk stops at its
+                # end, before the next row's values
+                x = (wide >> rng.integers(0, 19, (rows, 1))).astype(np.int32)
+                fields.update(addr0=put(x, "source", stride=cols, nrows=rows), stride0=cols)
+            fields.update(imm=acc.take(rows))
+            outputs.append((fields["imm"], rows, 1, rows, False))
     elif opcode == Opcode.V_DEQUANT:
         q = put(rng.integers(-127, 128, (rows, cols)).astype(np.int8), "int8 rows", to_spad=True,
                 stride=src_stride, nrows=rows)
@@ -832,14 +843,15 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     """Two chains of vector instructions, interleaved at random, each instruction reading what one
     before it wrote: through the scratchpad and the row results (``V_QUANT``, then ``V_DEQUANT``),
     the accumulator in place (``V_ADD``), row scales (``V_RMSNORM`` with ``ROW_SCALE``, then
-    ``V_REQUANT``; ``V_QUANT`` with ``ROW_SCALE``, then ``V_REQUANT8``), and the softmax's results
-    (``V_MUL``). Each instruction runs as soon as the sequencer may take it beside the one before."""
+    ``V_REQUANT``; ``V_QUANT`` with ``ROW_SCALE``, then ``V_REQUANT8``), the rows' largest results
+    (``V_REQUANT`` with ``ROW_SCALE``, then ``V_QUANT`` with ``ROW_SCALE`` of those words) and the
+    softmax's results (``V_MUL``). Each instruction runs as soon as the sequencer may take it beside the one before."""
     rng, prng = tb.np_rng, tb.rng
     C = tb.config.lanes
-    # the accumulator holds six rows x stride buffers (stride up to cols + 2), two of gamma and six
+    # the accumulator holds six rows x stride buffers (stride up to cols + 2), two of gamma and nine
     # of one word a row, after a start of up to 63: cols is drawn no wider than fits beside the rows
     rows = prng.randint(1, 2 * C + 2)
-    room = (tb.config.acc_words - 64 - 6 * rows) // (6 * rows + 2)
+    room = (tb.config.acc_words - 64 - 9 * rows) // (6 * rows + 2)
     cols = prng.randint(1, min(39, room - 2))
     program, stores = [], []
 
@@ -856,6 +868,7 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
                                         acc.take(rows), acc.take(rows * stride), acc.take(rows * stride),
                                         acc.take(rows), acc.take(rows * stride))
     q2, q2_scales, by = spad.take(rows * stride), acc.take(rows), acc.take(rows)
+    largest, z_by, z_scales = acc.take(rows), acc.take(rows), acc.take(rows)
     inv_m, inv_e = nx.scale_from_float(1.0 / cols)
     rect = dict(rows=rows, cols=cols, stride0=stride, stride1=stride)
     first = [
@@ -864,8 +877,12 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
         (Opcode.V_ADD, dict(addr0=y, addr1=y, addr2=x, imm=stride, **rect)),
         (Opcode.V_RMSNORM, dict(flags=Flag.ROW_SCALE, addr0=y, addr1=r, imm=prng.randint(0, 1 << 20),
                                 addr3=int(_packed(inv_m, inv_e)), **{**rect, "stride1": 1})),
-        (Opcode.V_REQUANT, dict(flags=Flag.HAS_BIAS, addr0=y, addr1=z, addr2=r, addr3=gamma, **rect)),
+        (Opcode.V_REQUANT, dict(flags=Flag.HAS_BIAS | Flag.ROW_SCALE, addr0=y, addr1=z, addr2=r, addr3=gamma,
+                                imm=largest, **rect)),
         (Opcode.V_SILU, dict(addr0=z, addr1=g, **rect)),
+        # z's quantization scales from its rows' largest results, a word a row
+        (Opcode.V_QUANT, dict(flags=Flag.ROW_SCALE, addr0=largest, stride0=1, addr1=z_by, stride1=1, addr2=z_scales,
+                              rows=rows, cols=1)),
     ]
     second = [
         (Opcode.V_SOFTMAX_EXP, dict(addr0=scores, addr1=e, addr2=sums, **rect)),
@@ -880,6 +897,7 @@ def vector_chain(tb: TB, image: np.ndarray, layout: Layout, acc: Layout, spad: L
     store_rows(layout, stores, q, cols, rows, stride, from_spad=True)
     store_rows(layout, stores, q2, cols, rows, stride, from_spad=True)
     for where, n, nrows, step in ((q_scales, rows, 1, rows), (q2_scales, rows, 1, rows), (by, rows, 1, rows),
+                                  (largest, rows, 1, rows), (z_by, rows, 1, rows), (z_scales, rows, 1, rows),
                                   (y, cols, rows, stride), (r, rows, 1, rows),
                                   (z, cols, rows, stride), (e, cols, rows, stride), (sums, rows, 1, rows),
                                   (g, cols, rows, stride), (scores, cols, rows, stride)):

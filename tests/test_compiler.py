@@ -8,7 +8,7 @@ compiler (tiling, memory plan, KV cache layout, attention decomposition) before 
 import numpy as np
 import pytest
 
-from compiler.dependencies import _overlap, footprint
+from compiler.dependencies import footprint, overlap
 from compiler.funcsim import ExecutionError, Machine, run_program
 from compiler.lower import Compiler, FitError
 from golden import ops
@@ -204,7 +204,7 @@ def test_prompt_logits_leave_a_tile_at_a_time():
             assert len(stores) > 1
             for n in stores:
                 source = footprint(*head[n])[0]
-                assert any(r < n and _overlap(footprint(*head[r])[1], source) for r in requants)
+                assert any(r < n and overlap(footprint(*head[r])[1], source) for r in requants)
                 assert n == stores[-1] or n < requants[-1]
 
 
@@ -261,21 +261,34 @@ def test_norms_on_a_narrow_unit_are_row_scales_then_a_requantization():
     """On a chip whose vector unit is narrower than a beat and that has the wide requantizer (the
     default 8x8 FPGA chip), each RMSNorm is a ``V_RMSNORM`` with ``ROW_SCALE`` (the rows' scales,
     a word a row) and a ``V_REQUANT`` of the same rows by those scales and gamma, with the bias;
-    with a full-width unit (16x16) it stays one ``V_RMSNORM``. Both are bit-exact (the tests above)."""
+    with a full-width unit (16x16) it stays one ``V_RMSNORM``. Both are bit-exact (the tests above).
+    When the rows' quantization is split (``V_QUANT`` with ``ROW_SCALE``, then ``V_REQUANT8``), the
+    V_REQUANT also writes each row's largest result (``ROW_SCALE``, at imm), and the V_QUANT reads
+    those, a word a row, instead of the rows."""
     from scoville.config import CONFIGS
 
     ckpt = load_model("tiny-llama")
     ids = np.arange(1, 17) * 7 % ckpt.config.vocab_size
     program = Compiler(ckpt).job(ids).program
     norms = [n for n, (op, _) in enumerate(program) if op is Opcode.V_RMSNORM]
+    fused = 0
     # every token's row in each of the norms (a prompt may run in blocks of tokens)
     assert sum(program[n][1]["rows"] for n in norms) == (2 * ckpt.config.num_layers + 1) * len(ids)
     for n in norms:
         norm = program[n][1]
         assert norm["flags"] == Flag.ROW_SCALE
         requant = [f for op, f in program[n + 1:] if op is Opcode.V_REQUANT and f["addr2"] == norm["addr1"]][0]
-        assert requant["addr0"] == norm["addr0"] and requant["flags"] == Flag.HAS_BIAS
+        assert requant["addr0"] == norm["addr0"] and requant["flags"] & ~Flag.ROW_SCALE == Flag.HAS_BIAS
         assert (requant["rows"], requant["cols"]) == (norm["rows"], norm["cols"])
+        # the V_QUANT whose rows cover the V_REQUANT's (the list scheduler may take either in halves)
+        first = requant["imm"] if requant["flags"] & Flag.ROW_SCALE else requant["addr1"]
+        quant = [f for op, f in program[n + 1:] if op is Opcode.V_QUANT and f.get("flags", 0) & Flag.ROW_SCALE
+                 and f["addr0"] <= first < f["addr0"] + f["rows"] * f["stride0"]][0]
+        if requant["flags"] & Flag.ROW_SCALE:
+            fused += 1
+            assert (quant["cols"], quant["stride0"], quant["flags"]) == (1, 1, Flag.ROW_SCALE)
+            assert first + requant["rows"] <= quant["addr0"] + quant["rows"]
+    assert fused == len(norms)   # 16 rows of 64 are split
     wide = Compiler(ckpt, CONFIGS["16x16-128b"]).job(ids).program
     assert all(f.get("flags", 0) == Flag.HAS_BIAS for op, f in wide if op is Opcode.V_RMSNORM)
 

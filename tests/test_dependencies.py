@@ -13,12 +13,12 @@ from compiler.dependencies import (
     GROUP_OF,
     PAIR_SEMAPHORE,
     Access,
-    _overlap,
     apply_edges,
     dependency_edges,
     footprint,
     hoist_loads,
     list_schedule,
+    overlap,
     split_rows,
 )
 from compiler.funcsim import ExecutionError, Machine, run_program
@@ -291,8 +291,8 @@ def test_list_schedule_keeps_every_conflict_in_order(tiny_llama, window):
                 moved += 1
                 (ra, wa), (rb, wb) = prints[a], prints[b]
                 # hoist_loads's pairwise test, not the scheduler's merged ranges
-                overlap = _overlap(wa, rb) or _overlap(ra, wb) or _overlap(wa, wb)
-                assert not overlap, (a, program[a], b, program[b])
+                conflict = overlap(wa, rb) or overlap(ra, wb) or overlap(wa, wb)
+                assert not conflict, (a, program[a], b, program[b])
                 assert b - a < window, (a, b)
     assert moved
 

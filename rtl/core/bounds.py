@@ -24,8 +24,9 @@ from scoville.isa import Flag, Instruction, Opcode
 
 __all__ = ["BoundsCheck", "SLOTS", "operands"]
 
-#: Operands checked per instruction, at most (``V_REQUANT``, ``V_ATTN_SCALE`` and ``V_SOFTMAX_EXP`` have four).
-SLOTS = 4
+#: Operands checked per instruction, at most (``V_REQUANT`` has five, ``V_ATTN_SCALE`` and
+#: ``V_SOFTMAX_EXP`` four).
+SLOTS = 5
 
 SPAD, ACC = 0, 1
 
@@ -74,7 +75,9 @@ def operands(opcode: Opcode, w) -> list[tuple]:
         no_col_scale = flags[Flag.NO_COL_SCALE.bit_length() - 1]
         # column scales at addr3 (unless NO_COL_SCALE), biases after them: both end at addr3 + 2 cols
         columns = _words(w.addr3, Mux(bias, w.cols << 1, Mux(no_col_scale, 0, w.cols)))
-        return [src, _words(w.addr2, w.rows), columns, dst]
+        # with ROW_SCALE, each row's largest result at imm, a word a row
+        row_max = _words(w.imm, Mux(flags[Flag.ROW_SCALE.bit_length() - 1], w.rows, 0))
+        return [src, _words(w.addr2, w.rows), columns, dst, row_max]
     if opcode is Opcode.V_DEQUANT:
         return [_rect(SPAD, w.addr0, w.rows, w.cols, w.stride0), _words(w.addr2, w.rows), dst]
     if opcode in (Opcode.V_ADD, Opcode.V_MUL):
@@ -120,7 +123,7 @@ class BoundsCheck(wiring.Component):
         The verdict is ready (holds until the next ``start``).
     ok : Out(1)
         With ``done``: every operand fits.
-    operand : Out(2)
+    operand : Out(3)
         With ``done`` and not ``ok``: the first operand (in :func:`operands` order) that does not.
     """
 

@@ -82,6 +82,7 @@ class _Output(enum.Enum, shape=3):
     ROW_SCALE = 3    # one word a row, the row's scale (V_RMSNORM with ROW_SCALE)
     QUANT_SCALES = 4  # one word a row, its requantization scale; then its row scale (V_QUANT ROW_SCALE)
     INT8 = 5         # int8 into the scratchpad, saturated (V_REQUANT8)
+    ROW_MAX = 6      # wide results, then the row's largest |result| into the accumulator (V_REQUANT ROW_SCALE)
 
 
 class _Field(enum.Enum, shape=2):
@@ -288,6 +289,10 @@ class VectorSequencer(wiring.Component):
                      scan_job.eq((opcode == Opcode.V_FOLD_V) | (opcode == Opcode.V_ATTN_SCALE) | fused_fold)]
         with m.If((opcode == Opcode.V_REQUANT) & flags[Flag.NO_COL_SCALE.bit_length() - 1]):
             m.d.comb += side.eq(_Side.ROW)
+        # V_REQUANT with ROW_SCALE: each row's largest |result| after the row, at imm (a V_QUANT with
+        # ROW_SCALE of those words gives the rows' requantization scales without reading them again)
+        with m.If((opcode == Opcode.V_REQUANT) & flags[Flag.ROW_SCALE.bit_length() - 1]):
+            m.d.comb += output.eq(_Output.ROW_MAX)
         # V_RMSNORM with ROW_SCALE: the unit's SUM_SQUARES gives each row's scale; a V_REQUANT with
         # gamma as its column scales applies it (golden.ops.rms_scale)
         with m.If((opcode == Opcode.V_RMSNORM) & flags[Flag.ROW_SCALE.bit_length() - 1]):
@@ -1005,8 +1010,10 @@ class VectorSequencer(wiring.Component):
         # the next comes out of ``pend``). Done is strobed two cycles after the last write is taken,
         # when it has reached the SRAM.
         fed = Signal(writer_layout)
-        fed_row_result = (output == _Output.QUANT) | (output == _Output.SOFTMAX) | (output == _Output.QUANT_SCALES)
-        m.d.comb += [fed.output.eq(output), fed.wide.eq(wide), fed.addr1.eq(ins.addr1), fed.addr2.eq(ins.addr2),
+        fed_row_result = ((output == _Output.QUANT) | (output == _Output.SOFTMAX) | (output == _Output.QUANT_SCALES)
+                          | (output == _Output.ROW_MAX))
+        m.d.comb += [fed.output.eq(output), fed.wide.eq(wide), fed.addr1.eq(ins.addr1),
+                     fed.addr2.eq(Mux(output == _Output.ROW_MAX, ins.imm, ins.addr2)),
                      fed.stride1.eq(ins.stride1), fed.rows.eq(rows), fed.cols.eq(cols),
                      fed.data_spad.eq((output == _Output.QUANT) | (output == _Output.INT8)),
                      fed.data_end.eq(ins.addr1 + span_dst + Mux(word_a_row, 1, cols)),
@@ -1060,13 +1067,26 @@ class VectorSequencer(wiring.Component):
         wr_count = Mux(wr.cols - out_c0 < C, wr.cols - out_c0, C)
         last_beat = wr_last_chunk | row_scales_out
         has_row_result = ((wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX)
-                          | (wr.output == _Output.QUANT_SCALES))
+                          | (wr.output == _Output.QUANT_SCALES) | (wr.output == _Output.ROW_MAX))
         int8_out = (wr.output == _Output.QUANT) | (wr.output == _Output.INT8)
         acc_request = acc_out.request.payload
         spad_request = spad_out.request.payload
         scale_word = Cat(out.m, out.e.as_signed()[:8], out.e.as_signed()[7].replicate(8))   # the packed (m, e)
-        row_result = Signal(32)    # after a row: its scale, or the softmax's row sum
-        m.d.comb += row_result.eq(Mux(wr.output == _Output.SOFTMAX, out.value[:32], scale_word))
+        # the row's largest |result| so far (ROW_MAX), the beat being written included once it is
+        # taken: the row result the cycle after the row's last beat. Lanes past the row's end are
+        # zero (the readers zero a run past its count, operand and bias alike), so every lane counts.
+        row_max = Signal(32)
+        magnitudes = []
+        for lane in range(C):
+            value = out_data[lane].as_signed()
+            magnitudes.append(Mux(value < 0, -value, value)[:32])   # |-2**31| is 2**31
+        while len(magnitudes) > 1:
+            pairs = [magnitudes[i:i + 2] for i in range(0, len(magnitudes), 2)]
+            magnitudes = [Mux(p[0] > p[1], p[0], p[1]) if len(p) == 2 else p[0] for p in pairs]
+        beat_max = magnitudes[0]
+        row_result = Signal(32)    # after a row: its scale, the softmax's row sum or its largest |result|
+        m.d.comb += row_result.eq(Mux(wr.output == _Output.SOFTMAX, out.value[:32],
+                                      Mux(wr.output == _Output.ROW_MAX, row_max, scale_word)))
         row_word = Signal(32)      # a row's one word: the norm's scale, or the quantization's requantization scale
         m.d.comb += row_word.eq(Mux(wr.output == _Output.QUANT_SCALES, out.value[:32], scale_word))
         # int8 results: V_QUANT's are within +-127; V_REQUANT8's saturate here (the wide requantizer
@@ -1102,6 +1122,7 @@ class VectorSequencer(wiring.Component):
                                  acc_request.data.eq(out_data.as_value())]
                 data_accepted = Mux(int8_out, spad_out.request.ready, acc_out.request.ready)
                 with m.If(data_accepted):
+                    m.d.sync += row_max.eq(Mux((out_c0 == 0) | (beat_max > row_max), beat_max, row_max))
                     with m.If(last_beat & has_row_result):
                         m.d.sync += row_phase.eq(1)
                     with m.Else():
