@@ -429,12 +429,15 @@ SCHEDULE_WINDOW = 96
 
 
 def list_schedule(program: list[tuple[Opcode, dict]], durations: list[float], runs: list,
-                  window: int = SCHEDULE_WINDOW) -> list[int]:
+                  window: int = SCHEDULE_WINDOW, short_first: bool = False) -> list[int]:
     """An order of ``program`` from list scheduling each run of instructions with the same label in
     ``runs`` (the compiler's layers) on the core's three units (transfer, matrix, vector), with
     ``durations`` their cycles: whenever a unit is free it takes, of the instructions whose
     conflicting predecessors (RAW, WAR or WAW in any memory, :func:`footprint`) have completed,
-    the one with the longest path of durations to the run's end. The order is that of the start
+    the one with the longest path of durations to the run's end; with ``short_first``, the one
+    whose path after it, less its own duration, is longest (a short instruction ahead of a long
+    chain goes before a long one: the 64-token prompt's first norm parameters before the second
+    block's GATHERs, whose wait held back the first matmul). The order is that of the start
     cycles. Every conflicting pair keeps its order, so the program computes the same: conflicts
     are looked for among the ``window`` instructions before each one, and an instruction further
     back is placed before it in any case (which also bounds how far one moves, and the work:
@@ -455,12 +458,13 @@ def list_schedule(program: list[tuple[Opcode, dict]], durations: list[float], ru
         while (end < len(program) and runs[end] == runs[start]
                and QUEUE_OF[program[end][0]] != "control"):
             end += 1
-        order += [start + k for k in _schedule_run(program[start:end], durations[start:end], window)]
+        order += [start + k for k in _schedule_run(program[start:end], durations[start:end], window, short_first)]
         start = end
     return order
 
 
-def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], window: int) -> list[int]:
+def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], window: int,
+                  short_first: bool) -> list[int]:
     n = len(program)
     before = _conflicts([footprint(op, fields) for op, fields in program], window)
     after: list[list[int]] = [[] for _ in range(n)]
@@ -495,7 +499,7 @@ def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], wi
     release()
     while ready:
         # the instruction that can start first; among those, the one on the longest path
-        pick = min(ready, key=lambda a: (begin(a), -path[a], a))
+        pick = min(ready, key=lambda a: (begin(a), -(path[a] - 2 * durations[a] if short_first else path[a]), a))
         ready.remove(pick)
         starts[pick] = begin(pick)
         placed[pick] = True

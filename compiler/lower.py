@@ -551,9 +551,13 @@ class _Emitter:
                          for op, fields in program]
             # each layer on its own, then the whole job as one: a layer's first blocks may then
             # start while the layer before finishes its last (the residual stream's rows are
-            # independent until attention), and the head's while the last layer finishes
-            for runs in (layers, [0] * len(layers)):
-                order = list_schedule(program, durations, runs)
+            # independent until attention), and the head's while the last layer finishes; and the
+            # whole job with short instructions ahead of long chains first (``short_first``: the
+            # 64-token prompt 2.7 % faster on 8x8 by the model, 3.0 % on 16x16; the 16- and
+            # 100-token prompts slower, so it is a candidate; each layer on its own so, never the
+            # best of the six prompts and chips tried, is not)
+            for runs, short_first in ((layers, False), ([0] * len(layers), False), ([0] * len(layers), True)):
+                order = list_schedule(program, durations, runs, short_first=short_first)
                 candidates.append(tuple([column[k] for k in order] for column in (program, layers, sections)))
         best = None
         for program, layers, sections in candidates:
