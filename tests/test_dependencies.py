@@ -270,8 +270,22 @@ def test_list_schedule_overlaps_the_units():
     assert list_schedule([mm1, v1, v2], [100, 50, 50], [0, 0, 1]) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("window", [8, 96])
-def test_list_schedule_keeps_every_conflict_in_order(tiny_llama, window):
+def test_list_schedule_short_first():
+    """Of two transfers ready at once, the longest path takes the long one whose result nothing
+    reads (1 000 cycles) before the short one that a vector chain waits for (100 + 2 x 300);
+    ``short_first`` ranks by the path after each less its own duration, and takes the short one
+    first, the long one beside the chain."""
+    long = (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=0, addr1=1000, rows=1, cols=8))
+    short = (Opcode.LOAD, dict(flags=Flag.DST_ACC, addr0=64, addr1=0, rows=1, cols=8))
+    v1 = (Opcode.V_ADD, dict(addr0=0, addr1=0, addr2=16, rows=1, cols=8, imm=8))
+    v2 = (Opcode.V_ADD, dict(addr0=0, addr1=0, addr2=32, rows=1, cols=8, imm=8))
+    program, durations = [long, short, v1, v2], [1000, 100, 300, 300]
+    assert list_schedule(program, durations, [0] * 4) == [0, 1, 2, 3]
+    assert list_schedule(program, durations, [0] * 4, short_first=True) == [1, 0, 2, 3]
+
+
+@pytest.mark.parametrize("window,short_first", [(8, False), (96, False), (96, True)])
+def test_list_schedule_keeps_every_conflict_in_order(tiny_llama, window, short_first):
     """Every pair of a real program that conflicts (RAW, WAR or WAW in any memory) keeps its
     order, also when it is further apart than the window conflicts are looked for in."""
     from compiler.perfmodel import duration
@@ -280,7 +294,7 @@ def test_list_schedule_keeps_every_conflict_in_order(tiny_llama, window):
     job = compiler.job(np.arange(1, 25) * 7 % tiny_llama.config.vocab_size)
     program = [(op, {k: v for k, v in f.items() if k not in ("wait", "signal")}) for op, f in job.program]
     durations = [duration(op, f, compiler.config) if QUEUE_OF[op] != "control" else 0 for op, f in program]
-    order = list_schedule(program, durations, job.layers, window=window)
+    order = list_schedule(program, durations, job.layers, window=window, short_first=short_first)
     assert sorted(order) == list(range(len(program))) and order != list(range(len(program)))
     place = np.argsort(order)
     prints = [footprint(op, f) if QUEUE_OF[op] != "control" else ([], []) for op, f in program]
