@@ -554,8 +554,8 @@ class _Emitter:
             # independent until attention), and the head's while the last layer finishes; and the
             # whole job with short instructions ahead of long chains first (``short_first``: the
             # 64-token prompt 2.7 % faster on 8x8 by the model, 3.0 % on 16x16; the 16- and
-            # 100-token prompts slower, so it is a candidate; each layer on its own so, never the
-            # best of the six prompts and chips tried, is not)
+            # 100-token prompts not by LIST_MARGIN, so it is a candidate; each layer on its own
+            # so, never the best of those six jobs, is not)
             for runs, short_first in ((layers, False), ([0] * len(layers), False), ([0] * len(layers), True)):
                 order = list_schedule(program, durations, runs, short_first=short_first)
                 candidates.append(tuple([column[k] for k in order] for column in (program, layers, sections)))
