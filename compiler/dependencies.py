@@ -474,6 +474,8 @@ def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], wi
     path = [0.0] * n   # the longest path of durations from each instruction to the run's end
     for a in reversed(range(n)):
         path[a] = durations[a] + max((path[b] for b in after[a]), default=0.0)
+    # by that path, or (short_first) by the path after the instruction less its own duration
+    rank = [path[a] - 2 * durations[a] for a in range(n)] if short_first else path
     units = [GROUP_OF[QUEUE_OF[op]] for op, _ in program]   # the unit: load and store share one
     waiting = [len(producers) for producers in before]
     earliest = [0.0] * n
@@ -498,8 +500,8 @@ def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], wi
 
     release()
     while ready:
-        # the instruction that can start first; among those, the one on the longest path
-        pick = min(ready, key=lambda a: (begin(a), -(path[a] - 2 * durations[a] if short_first else path[a]), a))
+        # the instruction that can start first; among those, the one ranked highest
+        pick = min(ready, key=lambda a: (begin(a), -rank[a], a))
         ready.remove(pick)
         starts[pick] = begin(pick)
         placed[pick] = True
