@@ -45,13 +45,14 @@ the first is done. At most two are in flight, as the controller releases them; `
 come in order.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from rtl.core.chunks import ChunkReader, ChunkSplitter
 from rtl.memory.bridge import SramReadSignature, write_request_layout
+from rtl.vector.arith import maximum
 from rtl.vector.isa import PASSES, Op, OutWidth, lane_input_layout, output_layout, side_layout
 from rtl.vector.narrow import NarrowVectorUnit
 from rtl.vector.requant import Requantizer
@@ -83,6 +84,12 @@ class _Output(enum.Enum, shape=3):
     QUANT_SCALES = 4  # one word a row, its requantization scale; then its row scale (V_QUANT ROW_SCALE)
     INT8 = 5         # int8 into the scratchpad, saturated (V_REQUANT8)
     ROW_MAX = 6      # wide results, then the row's largest |result| into the accumulator (V_REQUANT ROW_SCALE)
+
+
+def _has_row_result(output) -> Value:
+    """Whether an output kind writes a word after each row's results (at addr2, or imm)."""
+    return ((output == _Output.QUANT) | (output == _Output.SOFTMAX) | (output == _Output.QUANT_SCALES)
+            | (output == _Output.ROW_MAX))
 
 
 class _Field(enum.Enum, shape=2):
@@ -1010,8 +1017,7 @@ class VectorSequencer(wiring.Component):
         # the next comes out of ``pend``). Done is strobed two cycles after the last write is taken,
         # when it has reached the SRAM.
         fed = Signal(writer_layout)
-        fed_row_result = ((output == _Output.QUANT) | (output == _Output.SOFTMAX) | (output == _Output.QUANT_SCALES)
-                          | (output == _Output.ROW_MAX))
+        fed_row_result = _has_row_result(output)
         m.d.comb += [fed.output.eq(output), fed.wide.eq(wide), fed.addr1.eq(ins.addr1),
                      fed.addr2.eq(Mux(output == _Output.ROW_MAX, ins.imm, ins.addr2)),
                      fed.stride1.eq(ins.stride1), fed.rows.eq(rows), fed.cols.eq(cols),
@@ -1066,8 +1072,7 @@ class VectorSequencer(wiring.Component):
         wr_last_chunk = out_c0 + C >= wr.cols
         wr_count = Mux(wr.cols - out_c0 < C, wr.cols - out_c0, C)
         last_beat = wr_last_chunk | row_scales_out
-        has_row_result = ((wr.output == _Output.QUANT) | (wr.output == _Output.SOFTMAX)
-                          | (wr.output == _Output.QUANT_SCALES) | (wr.output == _Output.ROW_MAX))
+        has_row_result = _has_row_result(wr.output)
         int8_out = (wr.output == _Output.QUANT) | (wr.output == _Output.INT8)
         acc_request = acc_out.request.payload
         spad_request = spad_out.request.payload
@@ -1082,7 +1087,7 @@ class VectorSequencer(wiring.Component):
             magnitudes.append(Mux(value < 0, -value, value)[:32])   # |-2**31| is 2**31
         while len(magnitudes) > 1:
             pairs = [magnitudes[i:i + 2] for i in range(0, len(magnitudes), 2)]
-            magnitudes = [Mux(p[0] > p[1], p[0], p[1]) if len(p) == 2 else p[0] for p in pairs]
+            magnitudes = [maximum(*p) if len(p) == 2 else p[0] for p in pairs]
         beat_max = magnitudes[0]
         row_result = Signal(32)    # after a row: its scale, the softmax's row sum or its largest |result|
         m.d.comb += row_result.eq(Mux(wr.output == _Output.SOFTMAX, out.value[:32],
@@ -1122,7 +1127,7 @@ class VectorSequencer(wiring.Component):
                                  acc_request.data.eq(out_data.as_value())]
                 data_accepted = Mux(int8_out, spad_out.request.ready, acc_out.request.ready)
                 with m.If(data_accepted):
-                    m.d.sync += row_max.eq(Mux((out_c0 == 0) | (beat_max > row_max), beat_max, row_max))
+                    m.d.sync += row_max.eq(Mux(out_c0 == 0, beat_max, maximum(beat_max, row_max)))
                     with m.If(last_beat & has_row_result):
                         m.d.sync += row_phase.eq(1)
                     with m.Else():
