@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.profile import Trace
+from rtl.vector.isa import Op, row_ends
 from scoville.config import CONFIGS, ChipConfig
 from scoville.isa import QUEUE_OF, SEMAPHORES, Flag, Opcode
 
@@ -295,6 +296,14 @@ def features(opcode: Opcode, fields: dict, config: ChipConfig) -> np.ndarray:
     if opcode in MAX_FIRST:
         # a softmax that folds V's scales scans them first (V_FOLD_V's fit has its scan)
         scan = SCAN_FIXED + math.ceil(cols / config.lanes) if side else 0
+        ends = trimmed_ends(opcode, fields)
+        if ends is not None:
+            # a causal row goes up to its last allowed key (the max pass a beat a cycle, then its
+            # pieces), while the writer stores its every beat and its sum, a cycle each
+            writes = math.ceil(cols / config.lanes) + 1
+            work = sum(max(math.ceil(end / config.lanes) + math.ceil(end / config.unit_lanes) * (passes - 1), writes)
+                       for end in ends)
+            return np.array([1.0, rows * passes, work + scan])
         return np.array([1.0, rows * passes, beats + pieces * (passes - 1) + scan])
     return np.array([1.0, rows * passes, pieces * passes])
 
@@ -349,6 +358,16 @@ COEFFICIENTS = {
     "V_ATTN_SCALE": np.array([20.000, ATTN_SCALE_ROW, 0.000]),
     "V_SCALE_MUL": np.array([5.000, 1.000, 4.000]),
 }
+
+
+def trimmed_ends(opcode: Opcode, fields: dict) -> list[int] | None:
+    """Where the rows of a causal V_SOFTMAX_EXP end for the vector unit (its last allowed key,
+    ``imm + 1 + row``: :func:`rtl.vector.isa.row_ends`), or None for an instruction whose rows
+    the unit takes whole."""
+    if opcode is not Opcode.V_SOFTMAX_EXP or not fields.get("flags", 0) & Flag.CAUSAL:
+        return None
+    rows, cols = max(fields.get("rows", 0), 1), max(fields.get("cols", 0), 1)
+    return row_ends(Op.SOFTMAX_EXP, cols, rows, fields.get("imm", 0) + 1, 1)
 
 
 def coefficient_key(opcode: Opcode, fields: dict) -> str:

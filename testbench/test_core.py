@@ -705,6 +705,9 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
         rows, cols = prng.randint(1, 3 * tb.config.lanes + 2), min(cols, 40)   # (the test image's room)
     if opcode in (Opcode.V_REQUANT, Opcode.V_DEQUANT) and prng.random() < 0.5:   # row scales a chunk of C rows a read
         rows, cols = prng.randint(tb.config.lanes + 1, 3 * tb.config.lanes + 2), min(cols, 24)
+    if opcode == Opcode.V_SOFTMAX_EXP and prng.random() < 0.5:
+        # causal rows whose ends cross several beats (the unit trims each at its last allowed key)
+        rows, cols = prng.randint(tb.config.lanes + 1, 2 * tb.config.lanes + 2), min(cols, 40)
     program = []
 
     def put(words: np.ndarray, what: str, to_spad: bool = False, stride: int | None = None, nrows: int = 1) -> int:
@@ -793,7 +796,8 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
     elif opcode == Opcode.V_SOFTMAX_EXP:
         sums = acc.take(rows)
         causal = prng.random() < 0.5
-        fields.update(flags=Flag.CAUSAL if causal else 0, addr2=sums, imm=prng.randint(0, 3))
+        fields.update(flags=Flag.CAUSAL if causal else 0, addr2=sums,
+                      imm=prng.choice([prng.randint(0, 3), prng.randint(0, cols + 2)]))
         if flags:   # FOLD_V: the value scales folded into the results
             fields.update(flags=fields["flags"] | Flag.FOLD_V, addr3=put(_scales(rng, cols, -20, -8), "value scales"))
         outputs.append((sums, rows, 1, rows, False))

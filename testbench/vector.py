@@ -4,7 +4,8 @@ A *job* is one instruction: ``rows`` rows of ``length`` wide values (``x``), per
 operands where the operation takes them, and instruction fields. :func:`input_beats` and
 :func:`side_beats` lay it out as the unit's streams expect (each row once per pass, ``lanes``
 elements per beat, the last beat of a row zero-padded); :func:`expected_beats` is what
-``golden.ops`` computes, in the unit's output format.
+``golden.ops`` computes, in the unit's output format. With ``trim``, each does so for a unit built
+with ``trim_masked``: a softmax row's beats end at its last allowed key (``isa.row_ends``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden import ops
-from rtl.vector.isa import ELEMENTWISE, NEEDS_SIDE, Op, OutWidth, passes
+from rtl.vector.isa import ELEMENTWISE, NEEDS_SIDE, Op, OutWidth, passes, row_ends
 from scoville import numerics as nx
 
 OUT_BITS = {OutWidth.INT8: 8, OutWidth.INT16: 16, OutWidth.INT32: 32}
@@ -54,6 +55,13 @@ class Job:
         limits = first + np.arange(self.rows) * ins["causal"]
         return np.arange(self.length)[None, :] < limits[:, None]
 
+    def beats_a_row(self, lanes: int, trim: bool = False) -> list[int]:
+        """The beats of each row (of each pass): up to ``isa.row_ends`` with ``trim``."""
+        ins = self.instruction()
+        ends = row_ends(self.op, self.length, self.rows, ins["allowed"], ins["causal"]) if trim \
+            else [self.length] * self.rows
+        return [-(-end // lanes) for end in ends]
+
 
 def _chunks(row: np.ndarray, lanes: int, fill: tuple[int, ...] = (0,)) -> list[list[int]]:
     pad = (-len(row)) % lanes
@@ -61,17 +69,17 @@ def _chunks(row: np.ndarray, lanes: int, fill: tuple[int, ...] = (0,)) -> list[l
     return padded.reshape(-1, lanes).tolist()
 
 
-def input_beats(job: Job, lanes: int, fill: tuple[int, ...] = (0,)) -> list[list[int]]:
+def input_beats(job: Job, lanes: int, fill: tuple[int, ...] = (0,), trim: bool = False) -> list[list[int]]:
     """The operand beats of ``job``, its rows' last beats filled up with ``fill`` (repeated)."""
     beats = []
-    for r in range(job.rows):
-        chunks = _chunks(job.x[r], lanes, fill)
+    for r, count in enumerate(job.beats_a_row(lanes, trim)):
+        chunks = _chunks(job.x[r], lanes, fill)[:count]
         for _ in range(passes(job.op)):
             beats.extend(chunks)
     return beats
 
 
-def side_beats(job: Job, lanes: int) -> list[list[dict]]:
+def side_beats(job: Job, lanes: int, trim: bool = False) -> list[list[dict]]:
     if not job.takes_side:
         return []
     zeros = np.zeros_like(job.x)
@@ -79,8 +87,9 @@ def side_beats(job: Job, lanes: int) -> list[list[dict]]:
     mm = job.side_m if job.side_m is not None else zeros
     e = job.side_e if job.side_e is not None else zeros
     beats = []
-    for r in range(job.rows):
-        for cb, cm, ce in zip(_chunks(b[r], lanes), _chunks(mm[r], lanes), _chunks(e[r], lanes), strict=True):
+    for r, count in enumerate(job.beats_a_row(lanes, trim)):
+        columns = zip(_chunks(b[r], lanes), _chunks(mm[r], lanes), _chunks(e[r], lanes), strict=True)
+        for cb, cm, ce in list(columns)[:count]:
             beats.append([{"b": vb, "m": vm, "e": ve} for vb, vm, ve in zip(cb, cm, ce, strict=True)])
     return beats
 
@@ -136,12 +145,13 @@ def golden_rows(job: Job, head_dim: int, rope_theta: float):
     return data, np.asarray(value), np.asarray(m), np.asarray(e)
 
 
-def expected_beats(job: Job, lanes: int, head_dim: int = 64, rope_theta: float = 10000.0) -> list[dict]:
+def expected_beats(job: Job, lanes: int, head_dim: int = 64, rope_theta: float = 10000.0,
+                   trim: bool = False) -> list[dict]:
     data, value, m, e = golden_rows(job, head_dim, rope_theta)
     beats = []
-    for r in range(job.rows):
+    for r, count in enumerate(job.beats_a_row(lanes, trim)):
         if job.op in ELEMENTWISE:
-            chunks = _chunks(np.asarray(data[r], dtype=np.int64), lanes)
+            chunks = _chunks(np.asarray(data[r], dtype=np.int64), lanes)[:count]
             for n, chunk in enumerate(chunks):
                 # SOFTMAX_EXP's row sum rides on the row's last beat
                 row_value = int(value[r]) if n == len(chunks) - 1 else 0

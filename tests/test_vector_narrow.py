@@ -29,12 +29,14 @@ def _run(unit, jobs, rng=None, fill=(0,)) -> tuple[list[dict], int]:
     """Queue every job back to back; the output beats in order, and the cycles they took.
 
     With ``rng``, every producer and the consumer pause at random (about a third of the cycles).
-    ``fill``: what the rows' last beats hold past their end.
+    ``fill``: what the rows' last beats hold past their end. A unit built with ``trim_masked``
+    gets and gives a softmax row's beats up to its last allowed key.
     """
+    trim = unit.trim_masked
     instructions = [Instruction.const(job.instruction()) for job in jobs]
-    inputs = [lane_input_layout(LANES).const(beat) for job in jobs for beat in input_beats(job, LANES, fill)]
-    sides = [side_layout(LANES).const(beat) for job in jobs for beat in side_beats(job, LANES)]
-    expected = sum(len(expected_beats(job, LANES)) for job in jobs)
+    inputs = [lane_input_layout(LANES).const(beat) for job in jobs for beat in input_beats(job, LANES, fill, trim)]
+    sides = [side_layout(LANES).const(beat) for job in jobs for beat in side_beats(job, LANES, trim)]
+    expected = sum(len(expected_beats(job, LANES, trim=trim)) for job in jobs)
     out = []
     cycles = [0]
 
@@ -77,9 +79,10 @@ def _run(unit, jobs, rng=None, fill=(0,)) -> tuple[list[dict], int]:
     return out, cycles[0]
 
 
-def _assert_golden(got: list[dict], jobs: list[Job]) -> None:
-    """The output beats equal golden's, beat for beat as ``VectorUnit(LANES)`` lays them out."""
-    want = [beat for job in jobs for beat in expected_beats(job, LANES)]
+def _assert_golden(got: list[dict], jobs: list[Job], trim: bool = False) -> None:
+    """The output beats equal golden's, beat for beat as ``VectorUnit(LANES)`` lays them out
+    (``trim``: built with ``trim_masked``)."""
+    want = [beat for job in jobs for beat in expected_beats(job, LANES, trim=trim)]
     assert len(got) == len(want)
     for n, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, f"beat {n}: got {g}, golden {w}"
@@ -136,6 +139,45 @@ def test_narrow_unit_reduces_the_first_pass_of_max_passes(unit_lanes):
     fill = (-(1 << 31), (1 << 31) - 1)
     got, _ = _run(NarrowVectorUnit(LANES, unit_lanes, ops=OPS), jobs, rng, fill)
     _assert_golden(got, jobs)
+
+
+def _masked_jobs(rng) -> list[Job]:
+    """Softmax rows whose masks end in every piece and beat (causal, prefix, none, folded or
+    not), between other operations (whose rows no trim touches)."""
+    jobs = []
+    for n, length in enumerate((1, 2, 3, 5, 8, 11, 16)):
+        rows = 1 + n % 4
+        x = wide(rng, (rows, length), max_bits=int(rng.integers(4, 20)))
+        for allowed, causal in ((1, 1), (1 + n % length, 1), (1 + (3 * n) % length, 0), (0, 0), (length + 2, 1)):
+            job = Job(Op.SOFTMAX_EXP, x, fields={"allowed": allowed, "causal": causal})
+            jobs.append(folded(job, rng) if (n + allowed) % 2 else job)
+        jobs.append(random_job(Op.RMSNORM, rng, rows=rows, length=length))
+        jobs.append(random_job(Op.QUANT_SCALE, rng, rows=rows, length=length))
+    return jobs
+
+
+@pytest.mark.parametrize("unit_lanes", [4, 2, 1])
+def test_a_unit_that_trims_masked_keys_equals_golden_with_stalls(unit_lanes):
+    # A unit built with trim_masked takes a softmax row only up to its last allowed key, on every
+    # pass, and emits only those beats: full width, or in pieces (the side beats of a fold too)
+    rng = np.random.default_rng(70 + unit_lanes)
+    jobs = _masked_jobs(rng)
+    unit = VectorUnit(lanes=LANES, ops=OPS, trim_masked=True) if unit_lanes == LANES \
+        else NarrowVectorUnit(LANES, unit_lanes, ops=OPS, trim_masked=True)
+    got, _ = _run(unit, jobs, rng, fill=(-(1 << 31), (1 << 31) - 1))
+    _assert_golden(got, jobs, trim=True)
+
+
+def test_trimmed_causal_rows_take_their_allowed_pieces_only():
+    # 16 causal rows of 64 keys from key 1: row r takes r + 1 keys, so its beats of 4 and pieces
+    # of 2 up to there, on both passes of SOFTMAX_EXP (the max pass a beat a cycle)
+    x = wide(np.random.default_rng(9), (16, 64), max_bits=12)
+    jobs = [Job(Op.SOFTMAX_EXP, x, fields={"allowed": 1, "causal": 1})] * 4
+    ends = np.arange(1, 17)
+    pieces = 4 * int(np.sum(-(-ends // 4) + -(-ends // 2)))
+    _, full = _run(NarrowVectorUnit(LANES, 2, ops=OPS), jobs)
+    _, trimmed = _run(NarrowVectorUnit(LANES, 2, ops=OPS, trim_masked=True), jobs)
+    assert full - trimmed == pytest.approx(4 * 16 * (16 + 32) - pieces, abs=4)
 
 
 def test_narrow_unit_takes_the_max_passes_a_beat_a_cycle():

@@ -27,6 +27,11 @@ For an instruction over ``rows`` x ``cols`` elements it runs four processes at o
   into one of two output banks, and a full bank leaves as two writes while the next chunk fills
   the other.
 
+A causal ``V_SOFTMAX_EXP`` row ends at its last allowed key (``imm + 1 + row``,
+:func:`rtl.vector.isa.row_ends`) for the feeder, the side feeder and the unit (built with
+``trim_masked``): the keys after it are masked, so they are neither read nor computed, and the
+writer stores zeros for them, a beat a cycle. The row's fully masked beats cost no unit cycles.
+
 A ``V_ROPE`` whose head size (``addr3``) is zero or odd stops the core with ``UNIT_FAULT``.
 
 ``V_FOLD_V``, ``V_ATTN_SCALE`` and a ``V_SOFTMAX_EXP`` with ``FOLD_V`` (which folds the value
@@ -114,6 +119,7 @@ def _writer_layout(addr_bits: int) -> data.StructLayout:
     return data.StructLayout({
         "output": _Output, "wide": 1, "addr1": addr_bits, "addr2": addr_bits, "stride1": 16, "rows": 16,
         "cols": 16, "data_spad": 1, "data_end": addr_bits + 1, "rows_end": addr_bits + 1,
+        "end0": 16, "grow": 1,   # where the unit's first row ends, and whether each ends one further
     })
 
 
@@ -141,6 +147,17 @@ UNIT_OPS = frozenset(unit_op for unit_op, _, _ in _UNIT_JOBS.values()) | {Op.SUM
 #: The operations the wide requantizer takes instead of the unit (``wide_requant``): REQUANT, and
 #: ADD as ``saturate(x * 1 + other)``, :func:`golden.ops.add` bit for bit.
 WIDE_OPS = frozenset({Op.REQUANT, Op.ADD})
+
+
+def _row_end(m: Module, name: str, start, first, next_row, grow, cols) -> Signal:
+    """Where the current row ends (:func:`rtl.vector.isa.row_ends`): ``first`` from ``start`` on,
+    one further at each ``next_row`` while ``grow`` (a causal softmax), up to ``cols``."""
+    end = Signal(16, name=name)
+    with m.If(start):
+        m.d.sync += end.eq(first)
+    with m.Elif(next_row & grow & (end < cols)):
+        m.d.sync += end.eq(end + 1)
+    return end
 
 
 def _unpack_m(word):
@@ -214,10 +231,10 @@ class VectorSequencer(wiring.Component):
         self.spad_row_bits, self.acc_row_bits = spad_row_bits, acc_row_bits
         if unit_lanes is None or unit_lanes == lanes:
             self.unit = VectorUnit(lanes=lanes, head_dim=head_dim, rope_theta=rope_theta, ops=ops,
-                                   stage_merge=stage_merge)
+                                   stage_merge=stage_merge, trim_masked=True)
         else:
             self.unit = NarrowVectorUnit(lanes, unit_lanes, head_dim=head_dim, rope_theta=rope_theta, ops=ops,
-                                         stage_merge=stage_merge)
+                                         stage_merge=stage_merge, trim_masked=True)
         acc_row = SramReadSignature(acc_row_bits, 32 * lanes)
         super().__init__({
             "instruction": In(stream.Signature(Instruction)),
@@ -314,8 +331,10 @@ class VectorSequencer(wiring.Component):
         # one word a row written at addr1 (stride1 apart), not the row
         word_a_row = (output == _Output.ROW_SCALE) | (output == _Output.QUANT_SCALES)
         rows, cols = ins.rows, ins.cols
-        last_chunk_of = lambda c0: c0 + C >= cols  # noqa: E731
         chunk_count = lambda c0: Mux(cols - c0 < C, cols - c0, C)  # noqa: E731
+        # a causal softmax's rows end at their last allowed key, imm + 1 + row (the unit trims them)
+        trimmed = (op == Op.SOFTMAX_EXP) & flags[Flag.CAUSAL.bit_length() - 1]
+        first_end = Mux(trimmed & (ins.imm + 1 < cols), ins.imm + 1, cols)
 
         # ------------------------------------------------------------ the writer's instructions
         # element addresses of either SRAM
@@ -429,6 +448,8 @@ class VectorSequencer(wiring.Component):
         with m.If(start_streams):
             m.d.sync += [feeding.eq(1), feed_row.eq(0), feed_pass.eq(0), feed_c0.eq(0), feed_base.eq(ins.addr0)]
         source_ready = Mux(from_spad, spad_source.request.ready, acc_source.request.ready)
+        feed_next_row = Signal()
+        feed_end = _row_end(m, "feed_end", start_streams, first_end, feed_next_row, trimmed, cols)
         for reader in (acc_source, spad_source):
             m.d.comb += [reader.request.payload.addr.eq(feed_base + feed_c0),
                          reader.request.payload.count.eq(chunk_count(feed_c0))]
@@ -440,9 +461,10 @@ class VectorSequencer(wiring.Component):
                 m.d.comb += acc_source.request.valid.eq(1)
             with m.If(source_ready):
                 m.d.sync += feed_c0.eq(feed_c0 + C)
-                with m.If(last_chunk_of(feed_c0)):
+                with m.If(feed_c0 + C >= feed_end):
                     m.d.sync += [feed_c0.eq(0), feed_pass.eq(feed_pass + 1)]
                     with m.If(feed_pass == passes - 1):
+                        m.d.comb += feed_next_row.eq(1)
                         m.d.sync += [feed_pass.eq(0), feed_row.eq(feed_row + 1), feed_base.eq(feed_base + ins.stride0)]
                         with m.If(feed_row == rows - 1):
                             m.d.sync += feeding.eq(0)
@@ -481,10 +503,17 @@ class VectorSequencer(wiring.Component):
             m.d.sync += [side_active.eq(1), side_row.eq(0), side_c0.eq(0), other_base.eq(ins.addr2),
                          side_step.eq(Mux(needs_row_scale, 0, 1))]
         # Column operands (scales, bias, gamma/beta, value scales) are the same for every row: the
-        # first row's are kept in the side cache and later rows read only their row scale.
+        # first row to read a chunk keeps it in the side cache, and later rows read only their row
+        # scale (the first row reads them all but where a causal softmax's rows grow).
         cacheable = Signal()
         m.d.sync += cacheable.eq((side != _Side.OTHER) & (cols <= self.side_cache_chunks * C))
-        from_cache = cacheable & (side_row != 0)
+        filled = Signal(self.side_cache_chunks)
+        side_chunk_index = (side_c0 >> (C.bit_length() - 1))[:max(1, (self.side_cache_chunks - 1).bit_length())]
+        from_cache = cacheable & filled.bit_select(side_chunk_index, 1)
+        side_next_row = Signal()
+        side_end = _row_end(m, "side_end", start_streams, first_end, side_next_row, trimmed, cols)
+        with m.If(start_streams):
+            m.d.sync += filled.eq(0)
 
         # the scalar path and the exponent scan use the same reader
         scalar_read = Signal()
@@ -528,7 +557,10 @@ class VectorSequencer(wiring.Component):
                         m.d.comb += next_chunk.eq(1)
                 with m.If(next_chunk):
                     m.d.sync += [side_c0.eq(side_c0 + C), side_step.eq(1)]
-                    with m.If(last_chunk_of(side_c0)):
+                    with m.If(cacheable):
+                        m.d.sync += filled.bit_select(side_chunk_index, 1).eq(1)
+                    with m.If(side_c0 + C >= side_end):
+                        m.d.comb += side_next_row.eq(1)
                         m.d.sync += [side_c0.eq(0), side_row.eq(side_row + 1), other_base.eq(other_base + ins.imm),
                                      side_step.eq(Mux(needs_row_scale & chunk_start, 0, 1))]
                         with m.If(side_row == rows - 1):
@@ -580,11 +612,14 @@ class VectorSequencer(wiring.Component):
                      fill_first.data.eq(response.data), fill_bias.data.eq(response.data),
                      fill_first.en.eq(response_taken & response_tag.fill & (response_tag.field == _Field.FIRST)),
                      fill_bias.en.eq(response_taken & response_tag.fill & (response_tag.field == _Field.BIAS))]
+        beat_next_row = Signal()
+        beat_end = _row_end(m, "side_beat_end", start_streams, first_end, beat_next_row, trimmed, cols)
         with m.If(start_streams):
             m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
         with m.Elif(side_valid & side_ready):
             m.d.sync += [side_chunk.eq(side_chunk + 1), side_chunk_c0.eq(side_chunk_c0 + C)]
-            with m.If(last_chunk_of(side_chunk_c0)):
+            with m.If(side_chunk_c0 + C >= beat_end):
+                m.d.comb += beat_next_row.eq(1)
                 m.d.sync += [side_chunk.eq(0), side_chunk_c0.eq(0)]
                 if C > 1:   # the next row's scale (after a chunk's last row, its read replaces it)
                     m.d.sync += [row_m.eq(_unpack_m(row_scales[:32])), row_e.eq(_unpack_e(row_scales[:32])),
@@ -1023,7 +1058,8 @@ class VectorSequencer(wiring.Component):
                      fed.stride1.eq(ins.stride1), fed.rows.eq(rows), fed.cols.eq(cols),
                      fed.data_spad.eq((output == _Output.QUANT) | (output == _Output.INT8)),
                      fed.data_end.eq(ins.addr1 + span_dst + Mux(word_a_row, 1, cols)),
-                     fed.rows_end.eq(ins.addr2 + Mux(fed_row_result, rows, 0))]
+                     fed.rows_end.eq(ins.addr2 + Mux(fed_row_result, rows, 0)),
+                     fed.end0.eq(first_end), fed.grow.eq(trimmed)]
         writing = Signal()     # the writer stores ``wr``'s results
         finished = Signal()    # its last write reached the SRAM in the cycle before
         with m.If(finished):
@@ -1045,14 +1081,21 @@ class VectorSequencer(wiring.Component):
         out = data.View(output_layout(C), unit.o.payload)
         out_valid = Signal()
         out_data = Signal(out.data.shape())
-        m.d.comb += [out_valid.eq(unit.o.valid), out_data.eq(out.data)]
-        if self.wide_requant:
-            with m.If(wr.wide):
-                m.d.comb += [out_valid.eq(requant.o.valid), out_data.eq(requant.o.payload)]
         out_row = Signal(16)
         out_c0 = Signal(16)
         out_base = Signal(32)
         row_phase = Signal()  # the row's last beat: its data is written, the row result is next
+        beat_taken = Signal()
+        # past where the unit's row ends (a causal softmax's last allowed key) the beats are zeros
+        # the unit does not give, one a cycle; the row's sum came with its last beat from the unit
+        out_end = _row_end(m, "out_end", load_writer, following.end0, beat_taken & (out_c0 + C >= wr.cols),
+                           wr.grow, wr.cols)
+        padding = out_c0 >= out_end
+        unit_sum = Signal(32)
+        m.d.comb += [out_valid.eq(unit.o.valid | padding), out_data.eq(Mux(padding, 0, out.data))]
+        if self.wide_requant:
+            with m.If(wr.wide):
+                m.d.comb += [out_valid.eq(requant.o.valid), out_data.eq(requant.o.payload)]
         with m.If(load_writer):
             m.d.sync += [writing.eq(1), out_row.eq(0), out_c0.eq(0), row_phase.eq(0),
                          out_base.eq(following.addr1)]
@@ -1090,7 +1133,7 @@ class VectorSequencer(wiring.Component):
             magnitudes = [maximum(*p) if len(p) == 2 else p[0] for p in pairs]
         beat_max = magnitudes[0]
         row_result = Signal(32)    # after a row: its scale, the softmax's row sum or its largest |result|
-        m.d.comb += row_result.eq(Mux(wr.output == _Output.SOFTMAX, out.value[:32],
+        m.d.comb += row_result.eq(Mux(wr.output == _Output.SOFTMAX, Mux(padding, unit_sum, out.value[:32]),
                                       Mux(wr.output == _Output.ROW_MAX, row_max, scale_word)))
         row_word = Signal(32)      # a row's one word: the norm's scale, or the quantization's requantization scale
         m.d.comb += row_word.eq(Mux(wr.output == _Output.QUANT_SCALES, out.value[:32], scale_word))
@@ -1101,7 +1144,6 @@ class VectorSequencer(wiring.Component):
             value = out_data[lane]
             fits = value[7:].all() | ~value[7:].any()
             int8_lanes.append(Mux(fits, value[:8], Mux(value[-1], 0x80, 0x7F)))
-        beat_taken = Signal()
         with m.If(write_scalar):
             m.d.comb += acc_out.request.valid.eq(1)
             with m.If(rope):
@@ -1128,6 +1170,8 @@ class VectorSequencer(wiring.Component):
                 data_accepted = Mux(int8_out, spad_out.request.ready, acc_out.request.ready)
                 with m.If(data_accepted):
                     m.d.sync += row_max.eq(Mux(out_c0 == 0, beat_max, maximum(beat_max, row_max)))
+                    with m.If(~padding):
+                        m.d.sync += unit_sum.eq(out.value[:32])
                     with m.If(last_beat & has_row_result):
                         m.d.sync += row_phase.eq(1)
                     with m.Else():
@@ -1138,7 +1182,7 @@ class VectorSequencer(wiring.Component):
                 with m.If(acc_out.request.ready):
                     m.d.sync += row_phase.eq(0)
                     m.d.comb += beat_taken.eq(1)
-        m.d.comb += unit.o.ready.eq(beat_taken & ~wr.wide)
+        m.d.comb += unit.o.ready.eq(beat_taken & ~wr.wide & ~padding)
         if self.wide_requant:
             m.d.comb += requant.o.ready.eq(beat_taken & wr.wide)
         with m.If(beat_taken):

@@ -12,7 +12,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
 __all__ = ["Op", "OutWidth", "Instruction", "PASSES", "NEEDS_SIDE", "ELEMENTWISE", "REDUCTIONS", "SHORT_PATH",
-           "MAX_FIRST", "MAX_ABS_FIRST", "VALUE_BITS", "lane_input_layout", "side_layout", "output_layout", "passes"]
+           "MAX_FIRST", "MAX_ABS_FIRST", "VALUE_BITS", "lane_input_layout", "side_layout", "output_layout", "passes",
+           "row_ends"]
 
 #: Width of the wide representation (int32) on every lane.
 VALUE_BITS = 32
@@ -74,6 +75,17 @@ MAX_ABS_FIRST = (Op.MAX_ABS, Op.QUANTIZE, Op.RMSNORM, Op.SUM_SQUARES, Op.QUANT_S
 
 def passes(op: Op) -> int:
     return PASSES[Op(op)]
+
+
+def row_ends(op: Op, length: int, rows: int, allowed: int = 0, causal: int = 0) -> list[int]:
+    """Where each row of a job ends for a unit built with ``trim_masked``: a softmax row at its
+    last allowed key (``allowed``, one more a row with ``causal``; the keys after it are masked,
+    their results 0), every other row at ``length``. Such a unit takes and emits each pass of a
+    row only up to there; whoever feeds it leaves the rest out, and whoever stores its results
+    writes the rest as zeros."""
+    if Op(op) not in (Op.SOFTMAX, Op.SOFTMAX_EXP) or not allowed:
+        return [length] * rows
+    return [min(allowed + r * bool(causal), length) for r in range(rows)]
 
 
 class Instruction(data.Struct):

@@ -19,7 +19,8 @@ unit.
 The unit's instruction stream says how long the rows are, so the beats need no framing signals:
 each accepted instruction also queues its framing (row length, and how many rows each stream
 carries) for the input splitter, the side splitter and the output combiner, which each follow
-their own stream through it.
+their own stream through it. With ``trim_masked`` a softmax row ends at its last allowed key
+(:func:`rtl.vector.isa.row_ends`) on every stream, as for the unit inside.
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
@@ -45,13 +46,16 @@ from .unit import VectorUnit
 __all__ = ["NarrowVectorUnit"]
 
 #: What a splitter or the combiner needs of an instruction: its row length and how many rows
-#: (row passes, for the input) its stream carries, and whether each row's outputs are beats.
-FRAME = data.StructLayout({"length": unsigned(16), "rows": unsigned(18), "elementwise": unsigned(1)})
-#: The input splitter's framing besides: the passes over each row, how the first pass's beats
-#: are reduced (:class:`Reduce`), and the elements of the first row that pass takes (``limit``,
-#: one more for each following row if ``causal``).
+#: (row passes, for the input) its stream carries, whether each row's outputs are beats, and the
+#: elements of the first row a softmax takes (``limit``, one more for each following row if
+#: ``causal``): the input's first pass reduces only those, and with ``trim_masked`` every stream's
+#: rows end there.
+FRAME = data.StructLayout({"length": unsigned(16), "rows": unsigned(18), "elementwise": unsigned(1),
+                           "limit": unsigned(16), "causal": unsigned(1)})
+#: The input splitter's framing besides: the passes over each row and how the first pass's beats
+#: are reduced (:class:`Reduce`).
 INPUT_FRAME = data.StructLayout({**{name: field.shape for name, field in FRAME}, "passes": unsigned(2),
-                                 "reduce": unsigned(2), "limit": unsigned(16), "causal": unsigned(1)})
+                                 "reduce": unsigned(2)})
 
 
 class Reduce:
@@ -72,20 +76,25 @@ class NarrowVectorUnit(wiring.Component):
     frame_depth : int
         Instructions whose beats may be in flight at once (the framing queues' depth); the unit's
         own queue (``queue_depth``, default 8) is the other limit.
+    trim_masked : bool
+        As :class:`~rtl.vector.unit.VectorUnit`'s: every stream's softmax rows end at their last
+        allowed key.
     **unit_params
         Passed on to :class:`~rtl.vector.unit.VectorUnit` (``head_dim``, ``ops``, ...).
 
     Ports: as :class:`~rtl.vector.unit.VectorUnit` at ``lanes``. Latency: the unit's.
     """
 
-    def __init__(self, lanes: int, unit_lanes: int, frame_depth: int = 8, **unit_params):
+    def __init__(self, lanes: int, unit_lanes: int, frame_depth: int = 8, trim_masked: bool = False,
+                 **unit_params):
         if not isinstance(lanes, int) or not isinstance(unit_lanes, int) or unit_lanes < 1 \
                 or lanes < unit_lanes or lanes % unit_lanes:
             raise ValueError(f"unit_lanes must be a positive divisor of lanes, got {unit_lanes!r} for {lanes!r}")
         if not isinstance(frame_depth, int) or frame_depth < 1:
             raise ValueError(f"frame_depth must be a positive integer, got {frame_depth!r}")
         self.lanes, self.unit_lanes, self.frame_depth = lanes, unit_lanes, frame_depth
-        self.unit = VectorUnit(lanes=unit_lanes, reduced_step=lanes, **unit_params)
+        self.trim_masked = bool(trim_masked)
+        self.unit = VectorUnit(lanes=unit_lanes, reduced_step=lanes, trim_masked=trim_masked, **unit_params)
         self.ops = self.unit.ops
         super().__init__({
             "c": In(stream.Signature(Instruction)),
@@ -131,20 +140,21 @@ class NarrowVectorUnit(wiring.Component):
         ]
         accepted = self.c.valid & self.c.ready & ~empty
         rows = {"input": ins.rows * passes, "side": ins.rows, "output": ins.rows}
+        # the keys a softmax takes (`allowed`, 0 for all)
+        softmax = any_of(op, (Op.SOFTMAX, Op.SOFTMAX_EXP))
         for name, fifo in frames.items():
             frame = data.View(layouts[name], fifo.w_data)
             m.d.comb += [frame.length.eq(ins.length), frame.rows.eq(rows[name]),
                          frame.elementwise.eq(elementwise),
+                         frame.limit.eq(Mux(softmax & (ins.allowed != 0), ins.allowed, ins.length)),
+                         frame.causal.eq(softmax & ins.causal),
                          fifo.w_en.eq(accepted & (needs_side if name == "side" else 1))]
-        # the first pass's reduction, and the keys it takes (the softmaxes': `allowed`, 0 for all)
+        # the first pass's reduction
         frame = data.View(INPUT_FRAME, frames["input"].w_data)
-        softmax = any_of(op, (Op.SOFTMAX, Op.SOFTMAX_EXP))
         m.d.comb += [
             frame.passes.eq(passes),
             frame.reduce.eq(Mux(any_of(op, MAX_FIRST), Reduce.MAX, Mux(any_of(op, MAX_ABS_FIRST), Reduce.MAX_ABS,
                                                                            Reduce.NONE))),
-            frame.limit.eq(Mux(softmax & (ins.allowed != 0), ins.allowed, ins.length)),
-            frame.causal.eq(softmax & ins.causal),
         ]
 
         self._split(m, self.i, unit.i, frames["input"], lane_input_layout(1).size, reduce=True)
@@ -160,19 +170,21 @@ class NarrowVectorUnit(wiring.Component):
         base = Signal(17)                     # the beat's first element in its row
         piece = Signal(range(pieces))
         rows_done = Signal(18)
-        row_end = base + self.lanes >= frame.length
+        # the row's index (the input carries each row once per pass: it counts them apart)
+        row_offset = Signal(16) if reduce else rows_done
+        bound = Signal(17)                    # the elements a softmax row takes: 0 .. bound - 1
+        limit = frame.limit + Mux(frame.causal, row_offset, 0)
+        m.d.comb += bound.eq(Mux(limit < frame.length, limit, frame.length))
+        end = bound if self.trim_masked else frame.length   # where the row's beats end
+        row_end = base + self.lanes >= end
         piece_now = wide.payload.as_value().word_select(piece, u * elem_bits)
         reduced = Signal()                    # this beat goes as one reduced piece
         # another piece of this beat holds elements of the row
         more = Signal()
-        m.d.comb += more.eq(~reduced & (piece != pieces - 1) & (base + (piece + 1) * u < frame.length))
+        m.d.comb += more.eq(~reduced & (piece != pieces - 1) & (base + (piece + 1) * u < end))
         if reduce:
             pass_ = Signal(2)                 # of the row being sent
-            row_offset = Signal(16)           # rows of the frame done (the causal limit's step)
             m.d.comb += reduced.eq((frame.reduce != Reduce.NONE) & (pass_ == 0))
-            bound = Signal(17)                # the elements the pass takes: 0 .. bound - 1
-            limit = frame.limit + Mux(frame.causal, row_offset, 0)
-            m.d.comb += bound.eq(Mux(limit < frame.length, limit, frame.length))
             piece_now = Mux(reduced, self._reduced_piece(m, wide.payload, base, bound, frame.reduce), piece_now)
             with m.If(narrow.valid & narrow.ready & ~more & row_end):
                 last_pass = pass_ + 1 == frame.passes
@@ -232,8 +244,12 @@ class NarrowVectorUnit(wiring.Component):
         held = Array(Signal(piece_bits, name=f"held{n}") for n in range(max(pieces - 1, 1)))
         row_end = Signal()
         last = Signal()                       # the piece completes a beat
+        end = frame.length
+        if self.trim_masked:                  # a softmax row's last allowed key
+            limit = frame.limit + Mux(frame.causal, rows_done, 0)
+            end = Mux(limit < frame.length, limit, frame.length)
         m.d.comb += [
-            row_end.eq(~frame.elementwise | (position + u >= frame.length)),
+            row_end.eq(~frame.elementwise | (position + u >= end)),
             last.eq((piece == pieces - 1) | row_end),
         ]
         current = narrow.payload.data.as_value()

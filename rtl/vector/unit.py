@@ -83,12 +83,15 @@ JOB_LAYOUT = data_lib.StructLayout({
     "op": Op, "last_pass": unsigned(2), "needs_side": unsigned(1), "elementwise": unsigned(1),
     "short": unsigned(1),        # its beats take the short path (isa.SHORT_PATH)
     "softmax": unsigned(1), "causal": unsigned(1), "length": unsigned(16),
-    "length_m": signed(18),      # length - lanes: the beat at `base` is a row's last if base >= this
-    "length_m2": signed(18),     # length - 2 * lanes: the same for the beat after
-    "rows_m1": unsigned(16), "rows_m2": signed(17), "one_beat": unsigned(1), "one_row": unsigned(1),
+    # the first row's end (`length`, or with `trim_masked` a softmax row's last allowed key) - 2 *
+    # lanes: the beat after the one at `base` is the row's last if base >= this
+    "length_m2": signed(18),
+    "rows_m2": signed(17), "one_beat": unsigned(1), "one_row": unsigned(1),
     # the first pass's beats stand for `reduced_step` elements each (a narrow unit's reduced beats)
     "reduced": unsigned(1), "length_m2_first": signed(18), "one_beat_first": unsigned(1),
-    "limit": unsigned(16)})      # softmax: the keys the first row allows
+    "limit": unsigned(16),       # softmax: the keys the first row allows
+    "end1": unsigned(16),        # the second row's end
+    "grow": unsigned(1)})        # each row's end one further than the one before's, up to length
 
 
 def _rsqrt_seed() -> list[int]:
@@ -142,13 +145,19 @@ class VectorUnit(wiring.Component):
         taken if ``base + j`` is; the beat after it starts at ``base + reduced_step``.
         :class:`~rtl.vector.narrow.NarrowVectorUnit` sends that pass's C-element beats so, one
         cycle each instead of one per piece.
+    trim_masked : bool
+        Take and emit every pass of a softmax row only up to its last allowed key
+        (:func:`rtl.vector.isa.row_ends`), instead of up to ``length``: the masked keys' results
+        are 0, so the feeder leaves them out and the writer stores zeros for them. A causal
+        row's fully masked beats then cost nothing here.
 
     Ports
     -----
     c : In(stream.Signature(Instruction))
         Instructions.
     i : In(stream.Signature(lane_input_layout(lanes)))
-        Operand rows, each streamed once per pass (``isa.PASSES``).
+        Operand rows, each streamed once per pass (``isa.PASSES``), up to ``isa.row_ends`` with
+        ``trim_masked``.
     s : In(stream.Signature(side_layout(lanes)))
         Per-column operands, one beat per beat of the last pass of ``isa.NEEDS_SIDE`` operations.
     o : Out(stream.Signature(output_layout(lanes)))
@@ -161,7 +170,7 @@ class VectorUnit(wiring.Component):
 
     def __init__(self, lanes: int = 4, head_dim: int = 64, rope_theta: float = 10000.0,
                  queue_depth: int = 8, divide_bits_per_stage: int = 2, stage_merge: int = 1, ops=None,
-                 reduced_step: int | None = None):
+                 reduced_step: int | None = None, trim_masked: bool = False):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
         reduced_step = lanes if reduced_step is None else reduced_step
@@ -183,6 +192,7 @@ class VectorUnit(wiring.Component):
         self.ops = ops
         self.lanes = lanes
         self.reduced_step = reduced_step
+        self.trim_masked = bool(trim_masked)
         self.head_dim = head_dim
         self.rope_theta = float(rope_theta)
         self.queue_depth = queue_depth
@@ -230,6 +240,12 @@ class VectorUnit(wiring.Component):
             m.d.sync += held.eq(0)
         job_in = Signal(JOB_LAYOUT)
         reduced_in = job_in.reduced if self.reduced_step != lanes else Const(0, 1)
+        # where the rows end (isa.row_ends): a trimmed softmax row at its last allowed key
+        limit_in = Mux(incoming.allowed == 0, incoming.length, incoming.allowed)
+        trim_in = any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP)) & self.trim_masked
+        end0 = Signal(16)
+        m.d.comb += end0.eq(Mux(trim_in & (limit_in < incoming.length), limit_in, incoming.length))
+        grow_in = trim_in & incoming.causal
         m.d.comb += [
             job_in.op.eq(incoming.op),
             # SOFTMAX_EXP with `fold` takes the value scales on the side stream
@@ -240,15 +256,15 @@ class VectorUnit(wiring.Component):
             job_in.softmax.eq(any_of(incoming.op.as_value(), (Op.SOFTMAX, Op.SOFTMAX_EXP))),
             job_in.causal.eq(incoming.causal),
             job_in.length.eq(incoming.length),
-            job_in.length_m.eq(incoming.length - lanes),
-            job_in.length_m2.eq(incoming.length - 2 * lanes),
-            job_in.rows_m1.eq(incoming.rows - 1),
+            job_in.length_m2.eq(end0 - 2 * lanes),
             job_in.rows_m2.eq(incoming.rows - 2),
-            job_in.one_beat.eq(incoming.length <= lanes),
+            job_in.one_beat.eq(end0 <= lanes),
             job_in.one_row.eq(incoming.rows == 1),
-            job_in.length_m2_first.eq(incoming.length - 2 * Mux(reduced_in, self.reduced_step, lanes)),
-            job_in.one_beat_first.eq(incoming.length <= Mux(reduced_in, self.reduced_step, lanes)),
-            job_in.limit.eq(Mux(incoming.allowed == 0, incoming.length, incoming.allowed)),
+            job_in.length_m2_first.eq(end0 - 2 * Mux(reduced_in, self.reduced_step, lanes)),
+            job_in.one_beat_first.eq(end0 <= Mux(reduced_in, self.reduced_step, lanes)),
+            job_in.limit.eq(limit_in),
+            job_in.end1.eq(Mux(grow_in & (end0 < incoming.length), end0 + 1, end0)),
+            job_in.grow.eq(grow_in),
         ]
         # (a unit built without reduced beats does not look at the flag; it follows the operation
         # all the same, so that every bit of the job is driven)
@@ -309,17 +325,33 @@ class VectorUnit(wiring.Component):
         # (a job's first pass may step `reduced_step` elements a beat, its other passes `lanes`)
         first_pass = pass_ == 0
         reduced_now = cur.reduced & first_pass if self.reduced_step != lanes else Const(0, 1)
+        # where this row ends (isa.row_ends: the job's length but for a trimmed softmax), as the
+        # comparisons take it, registered when the row begins; and where the next row ends
+        row_m2, row_m2_first = Signal(signed(18)), Signal(signed(18))
+        row_one = Signal()
+        end_next = Signal(16)
+        step_first = Mux(cur.reduced, self.reduced_step, lanes) if self.reduced_step != lanes else lanes
         m.d.comb += after_beat.eq(Mux(
             last_beat & last_pass & last_row, Cat(next_job.one_beat_first, next_job.one_row),
-            Mux(last_beat, Cat(Mux(last_pass, cur.one_beat_first, cur.one_beat),
+            Mux(last_beat, Cat(Mux(last_pass, end_next <= step_first, row_one),
                                Mux(last_pass, row == cur.rows_m2, last_row)),
-                Cat(Cat(base, Const(0, 1)).as_signed() >= Mux(first_pass, cur.length_m2_first, cur.length_m2),
+                Cat(Cat(base, Const(0, 1)).as_signed() >= Mux(first_pass, row_m2_first, row_m2),
                     last_row))))
         with m.If(accept):
             m.d.sync += Cat(last_beat, last_row).eq(after_beat)
         with m.Elif(~active):
             # idle (base and row are 0): follow the job at the head of the queue, as `cur` does
             m.d.sync += [last_beat.eq(cur.one_beat_first), last_row.eq(cur.one_row)]
+        with m.If(accept & last_beat & last_pass & last_row):
+            m.d.sync += [row_m2.eq(next_job.length_m2), row_m2_first.eq(next_job.length_m2_first),
+                         row_one.eq(next_job.one_beat), end_next.eq(next_job.end1)]
+        with m.Elif(accept & last_beat & last_pass):
+            m.d.sync += [row_m2.eq(end_next - 2 * lanes), row_m2_first.eq(end_next - 2 * step_first),
+                         row_one.eq(end_next <= lanes),
+                         end_next.eq(Mux(cur.grow & (end_next < cur.length), end_next + 1, end_next))]
+        with m.Elif(~active):
+            m.d.sync += [row_m2.eq(cur.length_m2), row_m2_first.eq(cur.length_m2_first), row_one.eq(cur.one_beat),
+                         end_next.eq(cur.end1)]
         with m.If(accept):
             with m.If(last_beat):
                 m.d.sync += base.eq(0)
