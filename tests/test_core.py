@@ -44,7 +44,7 @@ def test_core_gemm_programs(name):
 def test_core_vector_instructions(name):
     run_cocotb(core_design(name), "testbench.test_core",
                testcase=["vector_instructions", "vector_chains", "rope_chunks", "attn_scale_rows", "scale_mul_rows",
-                         "requant_rows", "fold_in_the_softmax"],
+                         "requant_rows", "fold_in_the_softmax", "causal_softmax_skips_masked_keys"],
                test_name="vector")
 
 
