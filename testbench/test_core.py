@@ -796,8 +796,9 @@ def vector_case(tb: TB, opcode: Opcode, image: np.ndarray, layout: Layout, acc: 
     elif opcode == Opcode.V_SOFTMAX_EXP:
         sums = acc.take(rows)
         causal = prng.random() < 0.5
+        # imm past the rows' keys (every key allowed), now and then past 16 bits
         fields.update(flags=Flag.CAUSAL if causal else 0, addr2=sums,
-                      imm=prng.choice([prng.randint(0, 3), prng.randint(0, cols + 2)]))
+                      imm=prng.choice([prng.randint(0, 3), prng.randint(0, cols + 2), (1 << 16) + prng.randint(-1, 2)]))
         if flags:   # FOLD_V: the value scales folded into the results
             fields.update(flags=fields["flags"] | Flag.FOLD_V, addr3=put(_scales(rng, cols, -20, -8), "value scales"))
         outputs.append((sums, rows, 1, rows, False))

@@ -414,7 +414,8 @@ class VectorSequencer(wiring.Component):
                     job.length.eq(cols),
                     job.rows.eq(rows),
                     job.causal.eq(flags[Flag.CAUSAL.bit_length() - 1]),
-                    job.allowed.eq(Mux(flags[Flag.CAUSAL.bit_length() - 1], ins.imm + 1, 0)),
+                    # imm + 1 keys, at most cols (a larger imm, 16 bits or more, allows them all)
+                    job.allowed.eq(Mux(flags[Flag.CAUSAL.bit_length() - 1], first_end, 0)),
                     job.position.eq(ins.imm),
                     job.eps.eq(ins.imm),
                     job.inv_len_m.eq(_unpack_m(ins.addr3)),
