@@ -173,8 +173,7 @@ class NarrowVectorUnit(wiring.Component):
         # the row's index (the input carries each row once per pass: it counts them apart)
         row_offset = Signal(16) if reduce else rows_done
         bound = Signal(17)                    # the elements a softmax row takes: 0 .. bound - 1
-        limit = frame.limit + Mux(frame.causal, row_offset, 0)
-        m.d.comb += bound.eq(Mux(limit < frame.length, limit, frame.length))
+        m.d.comb += bound.eq(_allowed(frame, row_offset))
         end = bound if self.trim_masked else frame.length   # where the row's beats end
         row_end = base + self.lanes >= end
         piece_now = wide.payload.as_value().word_select(piece, u * elem_bits)
@@ -244,10 +243,7 @@ class NarrowVectorUnit(wiring.Component):
         held = Array(Signal(piece_bits, name=f"held{n}") for n in range(max(pieces - 1, 1)))
         row_end = Signal()
         last = Signal()                       # the piece completes a beat
-        end = frame.length
-        if self.trim_masked:                  # a softmax row's last allowed key
-            limit = frame.limit + Mux(frame.causal, rows_done, 0)
-            end = Mux(limit < frame.length, limit, frame.length)
+        end = _allowed(frame, rows_done) if self.trim_masked else frame.length   # a softmax row's last allowed key
         m.d.comb += [
             row_end.eq(~frame.elementwise | (position + u >= end)),
             last.eq((piece == pieces - 1) | row_end),
@@ -273,6 +269,13 @@ class NarrowVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += piece.eq(0)
                 _next_beat(m, row_end, position, u, rows_done, frame, fifo)
+
+
+def _allowed(frame, row):
+    """The elements row ``row`` of ``frame`` takes: a softmax's allowed keys (``limit``, one more a
+    row if ``causal``), at most its length."""
+    limit = frame.limit + Mux(frame.causal, row, 0)
+    return Mux(limit < frame.length, limit, frame.length)
 
 
 def _next_beat(m, row_end, position, step, rows_done, frame, fifo) -> None:
