@@ -17,6 +17,8 @@ increasing on both sides and a counting semaphore matches them in order.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +27,8 @@ from scoville.config import ChipConfig
 from scoville.isa import QUEUE_OF, Flag, Opcode
 
 __all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edges", "apply_edges", "Edge",
-           "hoist_loads", "list_schedule", "split_rows", "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE", "LOAD_TO_STORE",
-           "STORE_TO_LOAD"]
+           "hoist_loads", "conflicts", "list_schedule", "split_rows", "GROUP_OF", "GROUPS", "PAIR_SEMAPHORE",
+           "LOAD_TO_STORE", "STORE_TO_LOAD"]
 
 SPAD, ACC, DRAM = "spad", "acc", "dram"
 
@@ -184,31 +186,63 @@ def sram_overrun(opcode: Opcode, ins: dict, spad_bytes: int, acc_words: int) -> 
 
 
 class _Shadow:
-    """Per element of one memory space: the last instruction of each group that read it and
-    that wrote it (-1: none). DRAM is tracked in ``granule``-byte blocks (conservative)."""
+    """Per element of one memory space and per group: the last instruction of the group that
+    read it and that wrote it (-1: none), as ``read[group, element]`` and ``write[group, element]``.
+    DRAM is tracked in ``granule``-byte blocks (conservative)."""
 
     def __init__(self, size: int, granule: int = 1):
         self.granule = granule
         blocks = -(-size // granule)
-        self.read = {g: np.full(blocks, -1, dtype=np.int32) for g in GROUPS}
-        self.write = {g: np.full(blocks, -1, dtype=np.int32) for g in GROUPS}
+        self.read = np.full((len(GROUPS), blocks), -1, dtype=np.int32)
+        self.write = np.full((len(GROUPS), blocks), -1, dtype=np.int32)
 
-    def _slices(self, access: Access) -> list[slice]:
+    def select(self, accesses: list[Access]) -> list[tuple]:
+        """The blocks ``accesses`` touch, an item per access: ``(lo, hi)`` for one run of them,
+        ``(addr, rows, cols, stride)`` for rows of elements apart (read and marked as a view of the
+        table), else an array of block numbers (repeats allowed)."""
         g = self.granule
-        return [slice(lo // g, -(-hi // g)) for lo, hi in access.intervals()]
-
-    def latest(self, table: np.ndarray, accesses: list[Access]) -> int:
-        best = -1
+        size = self.read.shape[1]
+        out: list = []
         for access in accesses:
-            for s in self._slices(access):
-                if s.stop > s.start:
-                    best = max(best, int(table[s].max()))
+            if access.rows <= 0 or access.cols <= 0:
+                continue
+            if access.rows == 1 or access.stride <= access.cols:
+                lo, hi = access.intervals()[0]
+                out.append((lo // g, -(-hi // g)))
+            elif g == 1 and access.addr + access.rows * access.stride <= size:
+                out.append((access.addr, access.rows, access.cols, access.stride))
+            else:
+                # each row's blocks, padded with its own last block to equal width
+                lo = access.addr + access.stride * np.arange(access.rows, dtype=np.int64)
+                first, end = lo // g, -(-(lo + access.cols) // g)
+                width = int((end - first).max())
+                out.append(np.minimum(first[:, None] + np.arange(width), end[:, None] - 1).ravel())
+        return out
+
+    @staticmethod
+    def _view(table: np.ndarray, item: tuple) -> np.ndarray:
+        """``table`` (groups x blocks, or one group's blocks) at a :meth:`select` item that is not
+        an array: a view, so that it can be marked."""
+        if len(item) == 2:
+            return table[..., item[0]:item[1]]
+        addr, rows, cols, stride = item
+        rows_view = table[..., addr:addr + rows * stride]
+        return rows_view.reshape(rows_view.shape[:-1] + (rows, stride))[..., :cols]
+
+    def latest(self, table: np.ndarray, selected: list) -> np.ndarray:
+        """Per group, the latest instruction in ``table`` at the ``selected`` blocks (-1: none)."""
+        best = np.full(len(GROUPS), -1, dtype=np.int64)
+        for item in selected:
+            part = table[:, item] if isinstance(item, np.ndarray) else self._view(table, item)
+            best = np.maximum(best, part.max(axis=tuple(range(1, part.ndim))))
         return best
 
-    def mark(self, table: np.ndarray, accesses: list[Access], index: int) -> None:
-        for access in accesses:
-            for s in self._slices(access):
-                table[s] = index
+    def mark(self, table: np.ndarray, group: int, selected: list, index: int) -> None:
+        for item in selected:
+            if isinstance(item, np.ndarray):
+                table[group, item] = index
+            else:
+                self._view(table[group], item)[...] = index
 
 
 @dataclass(frozen=True)
@@ -272,25 +306,26 @@ def dependency_edges(program: list[tuple[Opcode, dict]], config: ChipConfig) -> 
             edges.append(Edge(before, index, semaphore))
             current[gi] = max(current[gi], before)
         reads, writes = footprint(opcode, fields)
-        need = {}
-        for other in GROUPS:
-            if other == group:
-                continue
-            latest = -1
-            for space in (SPAD, ACC, DRAM):
-                mine_r = [a for a in reads if a.space == space]
-                mine_w = [a for a in writes if a.space == space]
-                shadow = shadows[space]
-                latest = max(latest, shadow.latest(shadow.write[other], mine_r + mine_w),
-                             shadow.latest(shadow.read[other], mine_w))
-            need[other] = latest
+        touched = []   # per space: the blocks read and those written
+        latest = np.full(len(GROUPS), -1, dtype=np.int64)
+        for space in (SPAD, ACC, DRAM):
+            shadow = shadows[space]
+            read = shadow.select([a for a in reads if a.space == space])
+            written = shadow.select([a for a in writes if a.space == space])
+            # RAW and WAW: the last writer of anything touched; WAR: the last reader of anything written
+            if read or written:
+                latest = np.maximum(latest, shadow.latest(shadow.write, read + written))
+            if written:
+                latest = np.maximum(latest, shadow.latest(shadow.read, written))
+            touched.append((shadow, read, written))
+        need = {other: int(latest[oi]) for oi, other in enumerate(GROUPS) if other != group}
         for producer, producer_group in _edges_needed(need, current, known):
             edges.append(Edge(producer, index, PAIR_SEMAPHORE[(producer_group, group)]))
             current = _after(current, known[producer], producer_group, producer)
         known.append(tuple(current))
-        for space in (SPAD, ACC, DRAM):
-            shadows[space].mark(shadows[space].read[group], [a for a in reads if a.space == space], index)
-            shadows[space].mark(shadows[space].write[group], [a for a in writes if a.space == space], index)
+        for shadow, read, written in touched:
+            shadow.mark(shadow.read, gi, read, index)
+            shadow.mark(shadow.write, gi, written, index)
         last_of_group[group] = index
         if group == "transfer":
             last_transfer_queue = queue
@@ -344,12 +379,20 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
     fetch. With the chip's 16-deep queues, 6 (and 12) take the 16x16 decode from 12 711 cycles
     (3) to 12 596 and leave the 8x8 one at 25 517; across parts, 12 takes the 8x8 decode to
     27 308. Keeping loads within their part costs the 8x8 prompt about 1 %."""
-    footprints = [footprint(op, fields) if QUEUE_OF[op] != "control" else ([], []) for op, fields in program]
+    spaces = (SPAD, ACC, DRAM)
+    found: dict[int, dict] = {}
+
+    def ranges(index: int) -> dict[str, tuple[_Ranges, _Ranges]]:
+        """Per space, the ranges instruction ``index`` reads and those it writes (found once)."""
+        if index not in found:
+            reads, writes = footprint(*program[index])
+            found[index] = {space: (_merged(reads, space), _merged(writes, space)) for space in spaces}
+        return found[index]
+
     order: list[int] = []
     for index, (opcode, _) in enumerate(program):
         position = len(order)
         if opcode is Opcode.LOAD:
-            reads, writes = footprints[index]
             while position > 0 and len(order) - position < window:
                 other = order[position - 1]
                 other_op = program[other][0]
@@ -357,69 +400,111 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
                     break
                 if parts is not None and parts[other] != parts[index]:
                     break
-                other_reads, other_writes = footprints[other]
-                if (overlap(reads, other_writes) or overlap(writes, other_reads)
-                        or overlap(writes, other_writes)):
+                if any(_meet(ranges(index)[space][mine], ranges(other)[space][theirs])
+                       for space in spaces for mine, theirs in ((0, 1), (1, 0), (1, 1))):
                     break
                 position -= 1
         order.insert(position, index)
     return order
 
 
-def _merged(accesses: list[Access], space: str) -> tuple[np.ndarray, np.ndarray]:
-    """The element ranges ``accesses`` cover in ``space``, merged and sorted: (starts, ends)."""
-    ranges = sorted(r for access in accesses if access.space == space for r in access.intervals())
+class _Ranges:
+    """Merged, sorted element ranges of one memory space (``starts``, ``ends``: lists or ranges),
+    and ``grid``: (addr, rows, cols, stride) where they are one access's rows apart (rows > 1,
+    stride > cols)."""
+
+    __slots__ = ("starts", "ends", "grid")
+
+    def __init__(self, starts: Sequence[int], ends: Sequence[int], grid: tuple[int, int, int, int] | None = None):
+        self.starts, self.ends, self.grid = starts, ends, grid
+
+
+def _merged(accesses: list[Access], space: str) -> _Ranges:
+    """The element ranges ``accesses`` cover in ``space``, merged and sorted."""
+    mine = [access for access in accesses if access.space == space and access.rows > 0 and access.cols > 0]
+    if len(mine) == 1:   # one access's ranges are sorted and apart already
+        access = mine[0]
+        if access.rows > 1 and access.stride > access.cols:
+            span = access.rows * access.stride
+            return _Ranges(range(access.addr, access.addr + span, access.stride),
+                           range(access.addr + access.cols, access.addr + access.cols + span, access.stride),
+                           (access.addr, access.rows, access.cols, access.stride))
+        ((lo, hi),) = access.intervals()
+        return _Ranges([lo], [hi])
     starts: list[int] = []
     ends: list[int] = []
-    for lo, hi in ranges:
-        if hi <= lo:
-            continue
+    for lo, hi in sorted(r for access in mine for r in access.intervals()):
         if ends and lo <= ends[-1]:
             ends[-1] = max(ends[-1], hi)
         else:
             starts.append(lo)
             ends.append(hi)
-    return np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+    return _Ranges(starts, ends)
 
 
-def _meet(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> bool:
+def _grids_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two accesses' rows with one stride (each cols < stride) share an element: b's rows
+    seen in a's frame start at row ``q``, column ``rem``, and run on into the next row where
+    ``rem + cols`` passes the stride."""
+    a_addr, a_rows, a_cols, stride = a
+    b_addr, b_rows, b_cols, _ = b
+    q, rem = divmod(b_addr - a_addr, stride)
+    return ((rem < a_cols and q < a_rows and q + b_rows > 0)
+            or (rem + b_cols > stride and q + 1 < a_rows and q + 1 + b_rows > 0))
+
+
+def _meet(a: _Ranges, b: _Ranges) -> bool:
     """Whether two merged range sets (:func:`_merged`) share an element."""
-    if not len(a[0]) or not len(b[0]):
-        return False
-    # for each range of b, the first range of a that ends after its start
-    at = np.searchsorted(a[1], b[0], side="right")
-    inside = at < len(a[0])
-    return bool(np.any(a[0][at[inside]] < b[1][inside]))
+    if a.grid is not None and b.grid is not None and a.grid[3] == b.grid[3]:
+        return _grids_meet(a.grid, b.grid)
+    if len(a.starts) > len(b.starts):
+        a, b = b, a
+    starts, ends = b.starts, b.ends
+    for lo, hi in zip(a.starts, a.ends, strict=True):
+        # the first range of b that ends after lo
+        at = bisect_right(ends, lo)
+        if at < len(starts) and starts[at] < hi:
+            return True
+    return False
 
 
 def _conflicts(footprints: list[tuple[list[Access], list[Access]]], window: int) -> list[list[int]]:
     """For each instruction of a run, the earlier ones among the ``window`` before it that it
     conflicts with (RAW, WAR or WAW in any memory): exact, with each pair first tested on the
-    bounding boxes of its accesses per space."""
+    bounding boxes of its accesses per space (which is the test itself where both are one range)."""
     spaces = (SPAD, ACC, DRAM)
     n = len(footprints)
     ranges = [{(space, kind): _merged(accesses[kind], space) for space in spaces for kind in (0, 1)}
               for accesses in footprints]
     # per space, the bounding box [lo, hi) of each instruction's reads and of its writes (empty: 0, 0)
     boxes = {key: np.zeros((n, 2), dtype=np.int64) for key in ranges[0]} if n else {}
+    single = {key: np.zeros(n, dtype=bool) for key in ranges[0]} if n else {}   # one range: exact box
     for i, mine in enumerate(ranges):
-        for key, (starts, ends) in mine.items():
-            if len(starts):
-                boxes[key][i] = (starts[0], ends[-1])
+        for key, merged in mine.items():
+            if merged.starts:
+                boxes[key][i] = (merged.starts[0], merged.ends[-1])
+                single[key][i] = len(merged.starts) == 1
     pairs = ((1, 0), (0, 1), (1, 1))   # b writes what a read; b reads what a wrote; both write
     before: list[list[int]] = []
     for b in range(n):
         first = max(0, b - window)
-        maybe = np.zeros(b - first, dtype=bool)
+        exact = np.zeros(b - first, dtype=bool)     # the boxes meet and are the ranges
+        maybe: dict[int, list[tuple]] = {}          # the boxes meet: the range lists to compare
         for space in spaces:
             for mine, theirs in pairs:
                 lo, hi = boxes[space, mine][b]
-                if hi > lo:
-                    other = boxes[space, theirs][first:b]
-                    maybe |= (other[:, 0] < hi) & (lo < other[:, 1])
-        before.append([a for a in (first + np.flatnonzero(maybe)).tolist()
-                       if any(_meet(ranges[b][space, mine], ranges[a][space, theirs])
-                              for space in spaces for mine, theirs in pairs)])
+                if hi <= lo:
+                    continue
+                other = boxes[space, theirs][first:b]
+                hits = (other[:, 0] < hi) & (lo < other[:, 1])
+                if single[space, mine][b]:
+                    exact |= hits & single[space, theirs][first:b]
+                    hits &= ~single[space, theirs][first:b]
+                for a in (first + np.flatnonzero(hits)).tolist():
+                    maybe.setdefault(a, []).append((ranges[b][space, mine], ranges[a][space, theirs]))
+        found = set((first + np.flatnonzero(exact)).tolist())
+        found.update(a for a, tests in maybe.items() if a not in found and any(_meet(x, y) for x, y in tests))
+        before.append(sorted(found))
     return before
 
 
@@ -428,8 +513,17 @@ def _conflicts(footprints: list[tuple[list[Access], list[Access]]], window: int)
 SCHEDULE_WINDOW = 96
 
 
+def conflicts(program: list[tuple[Opcode, dict]], window: int = SCHEDULE_WINDOW) -> list[list[int]]:
+    """For each instruction of ``program``, the earlier ones among the ``window`` before it that it
+    conflicts with (RAW, WAR or WAW in any memory; control instructions conflict with none), as
+    :func:`list_schedule` needs them: several schedules of one program can share them."""
+    return _conflicts([footprint(op, fields) if QUEUE_OF[op] != "control" else ([], [])
+                       for op, fields in program], window)
+
+
 def list_schedule(program: list[tuple[Opcode, dict]], durations: list[float], runs: list,
-                  window: int = SCHEDULE_WINDOW, short_first: bool = False) -> list[int]:
+                  window: int = SCHEDULE_WINDOW, short_first: bool = False,
+                  before: list[list[int]] | None = None) -> list[int]:
     """An order of ``program`` from list scheduling each run of instructions with the same label in
     ``runs`` (the compiler's layers) on the core's three units (transfer, matrix, vector), with
     ``durations`` their cycles: whenever a unit is free it takes, of the instructions whose
@@ -446,7 +540,10 @@ def list_schedule(program: list[tuple[Opcode, dict]], durations: list[float], ru
 
     Within a layer this lets independent work overlap that program order serialises: the
     blocks of a prompt run in blocks share no buffers of one pass, so one block's vector work
-    can run beside another's matmuls."""
+    can run beside another's matmuls. ``before``: :func:`conflicts` of ``program`` with ``window``,
+    if already found."""
+    if before is None:
+        before = conflicts(program, window)
     order: list[int] = []
     start = 0
     while start < len(program):
@@ -458,15 +555,17 @@ def list_schedule(program: list[tuple[Opcode, dict]], durations: list[float], ru
         while (end < len(program) and runs[end] == runs[start]
                and QUEUE_OF[program[end][0]] != "control"):
             end += 1
-        order += [start + k for k in _schedule_run(program[start:end], durations[start:end], window, short_first)]
+        # the run's conflicts: those within it (the window is the same)
+        run_before = [[a - start for a in producers if a >= start] for producers in before[start:end]]
+        order += [start + k for k in _schedule_run(program[start:end], durations[start:end], run_before, window,
+                                                   short_first)]
         start = end
     return order
 
 
-def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], window: int,
-                  short_first: bool) -> list[int]:
+def _schedule_run(program: list[tuple[Opcode, dict]], durations: list[float], before: list[list[int]],
+                  window: int, short_first: bool) -> list[int]:
     n = len(program)
-    before = _conflicts([footprint(op, fields) for op, fields in program], window)
     after: list[list[int]] = [[] for _ in range(n)]
     for b, producers in enumerate(before):
         for a in producers:

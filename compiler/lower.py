@@ -17,7 +17,17 @@ from functools import partial
 
 import numpy as np
 
-from compiler.dependencies import ACC, Access, footprint, hoist_loads, list_schedule, overlap, split_rows, synchronise
+from compiler.dependencies import (
+    ACC,
+    Access,
+    conflicts,
+    footprint,
+    hoist_loads,
+    list_schedule,
+    overlap,
+    split_rows,
+    synchronise,
+)
 from compiler.loops import fold
 from golden.checkpoint import Checkpoint
 from golden.model import Llama, build_model
@@ -556,8 +566,9 @@ class _Emitter:
             # 64-token prompt 2.7 % faster on 8x8 by the model, 3.0 % on 16x16; the 16- and
             # 100-token prompts not by LIST_MARGIN, so it is a candidate; each layer on its own
             # so, never the best of those six jobs, is not)
+            before = conflicts(program)
             for runs, short_first in ((layers, False), ([0] * len(layers), False), ([0] * len(layers), True)):
-                order = list_schedule(program, durations, runs, short_first=short_first)
+                order = list_schedule(program, durations, runs, short_first=short_first, before=before)
                 candidates.append(tuple([column[k] for k in order] for column in (program, layers, sections)))
         best = None
         for program, layers, sections in candidates:

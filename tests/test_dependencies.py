@@ -14,6 +14,7 @@ from compiler.dependencies import (
     PAIR_SEMAPHORE,
     Access,
     apply_edges,
+    conflicts,
     dependency_edges,
     footprint,
     hoist_loads,
@@ -309,6 +310,37 @@ def test_list_schedule_keeps_every_conflict_in_order(tiny_llama, window, short_f
                 assert not conflict, (a, program[a], b, program[b])
                 assert b - a < window, (a, b)
     assert moved
+
+
+def test_conflicts_are_exact_on_strided_rows():
+    """``conflicts`` (what list scheduling keeps in order) equals a test of every element on
+    random instructions whose operands are rows apart, with one stride or with different ones,
+    one or two operands a memory, overlapping or not: it finds a pair's meeting by bounding
+    boxes, by the rows of one stride (the grids), or by the merged ranges."""
+    rng = np.random.default_rng(8)
+    program = []
+    for _ in range(300):
+        rows, cols = int(rng.integers(1, 7)), int(rng.integers(1, 9))
+        strides = [int(rng.choice([cols, cols + 1, 12, 16, int(rng.integers(1, 20))])) for _ in range(3)]
+        addrs = rng.integers(0, 160, 3).tolist()
+        if rng.random() < 0.8:   # V_ADD: two sources and a destination in the accumulator
+            program.append((Opcode.V_ADD, dict(addr0=addrs[0], addr1=addrs[1], addr2=addrs[2], rows=rows, cols=cols,
+                                               stride0=strides[0], stride1=strides[1], imm=strides[2])))
+        else:                    # a STORE: the accumulator's words to DRAM bytes
+            program.append((Opcode.STORE, dict(flags=Flag.DST_ACC, addr0=addrs[0], addr1=4 * addrs[1], rows=rows,
+                                               cols=cols, stride0=strides[0], stride1=strides[1])))
+
+    def elements(accesses):
+        return {(a.space, e) for a in accesses for lo, hi in a.intervals() for e in range(lo, hi)}
+
+    prints = [[elements(part) for part in footprint(op, f)] for op, f in program]
+    window = 40
+    found = conflicts(program, window)
+    for b, (reads_b, writes_b) in enumerate(prints):
+        want = [a for a in range(max(0, b - window), b)
+                if writes_b & prints[a][0] or reads_b & prints[a][1] or writes_b & prints[a][1]]
+        assert found[b] == want, (b, program[b])
+    assert sum(map(len, found)) > 100
 
 
 def test_the_compiler_keeps_the_faster_order(tiny_llama):
