@@ -23,7 +23,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadWrite, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from compiler.lower import Compiler
@@ -32,6 +32,7 @@ from golden.checkpoint import load_checkpoint
 from rtl.chip import CSR_PAGE_BITS
 from rtl.core.controller import QUEUES, ErrorCode
 from rtl.core.csr import BUSY, DONE, IRQ_ENABLE, REGISTERS, START, UNIT_COUNTERS
+from rtl.sim.dram import LOAD_FILE
 from scoville.config import ChipConfig
 from scoville.isa import INSTRUCTION_BYTES
 
@@ -50,14 +51,35 @@ class DramBackdoor:
         self.dut, self.word_bytes = dut, word_bytes
         self.storage = dut.dram.storage.mem
 
-    def write(self, image: np.ndarray, start: int = 0, end: int | None = None, skip_zero: bool = False) -> None:
+    def write(self, image: np.ndarray, start: int = 0, end: int | None = None) -> None:
         w = self.word_bytes
         end = len(image) if end is None else end
         first, last = start // w, -(-end // w)
         words = image[first * w:last * w].reshape(-1, w)
-        indices = np.flatnonzero(words.any(axis=1)) if skip_zero else np.arange(len(words))
-        for n in indices:
+        for n in range(len(words)):
             self.storage[first + int(n)].value = int.from_bytes(words[n].tobytes(), "little")
+
+    async def load(self, image: np.ndarray) -> None:
+        """The nonzero words of ``image`` (the DRAM from address 0, all zero before) through one
+        file that the storage reads itself (:data:`rtl.sim.dram.LOAD_FILE`, ``$readmemh``) instead
+        of a simulator call a word: a model's weights in seconds, not minutes. Takes no simulated
+        time."""
+        w = self.word_bytes
+        words = image[:len(image) // w * w].reshape(-1, w)
+        used = np.flatnonzero(words.any(axis=1))
+        # runs of nonzero words: each an ``@`` address, then its words as big-endian hex
+        breaks = np.flatnonzero(np.diff(used) != 1) + 1
+        with open(LOAD_FILE, "wb") as out:
+            for run in np.split(used, breaks) if len(used) else []:
+                digits = words[run[0]:run[-1] + 1, ::-1].tobytes().hex().encode()
+                out.write(b"@%x\n" % run[0])
+                out.write(b"\n".join(np.frombuffer(digits, dtype=f"S{2 * w}").tolist()) + b"\n")
+        load = self.dut.dram.storage.load
+        load.value = 1
+        await ReadWrite()
+        load.value = 0
+        await ReadWrite()
+        os.remove(LOAD_FILE)
 
     def read(self, start: int, nbytes: int) -> np.ndarray:
         w = self.word_bytes
@@ -215,7 +237,7 @@ async def run_jobs(dut):
 
     job = compiler.job(ids)
     scratch = job.dram.copy()  # the host's copy, for the programs and ids of later jobs
-    chip.write(job.dram, skip_zero=True)
+    await chip.load(job.dram)
     await RisingEdge(dut.clk)
     results = {"cycles": [], "matrix_busy": [], "units": [], "instructions": [], "wall": []}
     tracer = Tracer(dut) if spec.get("trace") else None

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In
 from rtl.dma.axi import Axi4Signature
 from rtl.dma.port import Resp
 
-__all__ = ["DramModel", "STORAGE_VERILOG"]
+__all__ = ["DramModel", "LOAD_FILE", "STORAGE_VERILOG"]
 
 TIME_BITS = 32
 
@@ -15,7 +15,13 @@ TIME_BITS = 32
 #: million-word ``lib.memory.Memory`` into Verilog, Verilator compiles this in seconds. One
 #: synchronous read port (old data when written in the same cycle) and one byte-strobed write
 #: port, like the ``Memory`` ports it replaces. The array is ``mem``.
-STORAGE_VERILOG = """
+#:
+#: A testbench's backdoor through the simulator costs a call per word (about 40 us: minutes for a
+#: model's weights), so the array also loads whole files: a rising edge of ``load`` reads
+#: :data:`LOAD_FILE` (``$readmemh``: hex words, ``@`` addresses skipping the rest) from the
+#: simulator's working directory into ``mem``, in no simulated time.
+LOAD_FILE = "scoville_dram_load.hex"
+STORAGE_VERILOG = f"""
 module scoville_dram_storage #(parameter WORDS = 1024, parameter WIDTH = 64, parameter ADDR = 10) (
     input wire clk,
     input wire read_en,
@@ -26,6 +32,9 @@ module scoville_dram_storage #(parameter WORDS = 1024, parameter WIDTH = 64, par
     input wire [WIDTH-1:0] write_data
 );
     reg [WIDTH-1:0] mem [0:WORDS-1] /*verilator public_flat_rw*/;
+    reg load /*verilator public_flat_rw*/;
+    initial load = 1'b0;
+    always @(posedge load) $readmemh("{LOAD_FILE}", mem);
     integer i;
     always @(posedge clk) begin
         if (read_en) read_data <= mem[read_addr];
