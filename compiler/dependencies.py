@@ -31,6 +31,10 @@ __all__ = ["Access", "footprint", "sram_overrun", "synchronise", "dependency_edg
            "LOAD_TO_STORE", "STORE_TO_LOAD"]
 
 SPAD, ACC, DRAM = "spad", "acc", "dram"
+SPACES = (SPAD, ACC, DRAM)
+#: (kind of the later access, kind of the earlier) that conflict, 0 a read and 1 a write: WAR,
+#: RAW, WAW
+_CONFLICTING = ((1, 0), (0, 1), (1, 1))
 
 #: Synchronisation groups: load and store form one (chained in program order).
 GROUPS = ("transfer", "matrix", "vector")
@@ -308,7 +312,7 @@ def dependency_edges(program: list[tuple[Opcode, dict]], config: ChipConfig) -> 
         reads, writes = footprint(opcode, fields)
         touched = []   # per space: the blocks read and those written
         latest = np.full(len(GROUPS), -1, dtype=np.int64)
-        for space in (SPAD, ACC, DRAM):
+        for space in SPACES:
             shadow = shadows[space]
             read = shadow.select([a for a in reads if a.space == space])
             written = shadow.select([a for a in writes if a.space == space])
@@ -379,14 +383,13 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
     fetch. With the chip's 16-deep queues, 6 (and 12) take the 16x16 decode from 12 711 cycles
     (3) to 12 596 and leave the 8x8 one at 25 517; across parts, 12 takes the 8x8 decode to
     27 308. Keeping loads within their part costs the 8x8 prompt about 1 %."""
-    spaces = (SPAD, ACC, DRAM)
     found: dict[int, dict] = {}
 
     def ranges(index: int) -> dict[str, tuple[_Ranges, _Ranges]]:
         """Per space, the ranges instruction ``index`` reads and those it writes (found once)."""
         if index not in found:
             reads, writes = footprint(*program[index])
-            found[index] = {space: (_merged(reads, space), _merged(writes, space)) for space in spaces}
+            found[index] = {space: (_merged(reads, space), _merged(writes, space)) for space in SPACES}
         return found[index]
 
     order: list[int] = []
@@ -401,7 +404,7 @@ def hoist_loads(program: list[tuple[Opcode, dict]], window: int = 6, parts: list
                 if parts is not None and parts[other] != parts[index]:
                     break
                 if any(_meet(ranges(index)[space][mine], ranges(other)[space][theirs])
-                       for space in spaces for mine, theirs in ((0, 1), (1, 0), (1, 1))):
+                       for space in SPACES for mine, theirs in _CONFLICTING):
                     break
                 position -= 1
         order.insert(position, index)
@@ -472,9 +475,8 @@ def _conflicts(footprints: list[tuple[list[Access], list[Access]]], window: int)
     """For each instruction of a run, the earlier ones among the ``window`` before it that it
     conflicts with (RAW, WAR or WAW in any memory): exact, with each pair first tested on the
     bounding boxes of its accesses per space (which is the test itself where both are one range)."""
-    spaces = (SPAD, ACC, DRAM)
     n = len(footprints)
-    ranges = [{(space, kind): _merged(accesses[kind], space) for space in spaces for kind in (0, 1)}
+    ranges = [{(space, kind): _merged(accesses[kind], space) for space in SPACES for kind in (0, 1)}
               for accesses in footprints]
     # per space, the bounding box [lo, hi) of each instruction's reads and of its writes (empty: 0, 0)
     boxes = {key: np.zeros((n, 2), dtype=np.int64) for key in ranges[0]} if n else {}
@@ -484,14 +486,13 @@ def _conflicts(footprints: list[tuple[list[Access], list[Access]]], window: int)
             if merged.starts:
                 boxes[key][i] = (merged.starts[0], merged.ends[-1])
                 single[key][i] = len(merged.starts) == 1
-    pairs = ((1, 0), (0, 1), (1, 1))   # b writes what a read; b reads what a wrote; both write
     before: list[list[int]] = []
     for b in range(n):
         first = max(0, b - window)
         exact = np.zeros(b - first, dtype=bool)     # the boxes meet and are the ranges
         maybe: dict[int, list[tuple]] = {}          # the boxes meet: the range lists to compare
-        for space in spaces:
-            for mine, theirs in pairs:
+        for space in SPACES:
+            for mine, theirs in _CONFLICTING:
                 lo, hi = boxes[space, mine][b]
                 if hi <= lo:
                     continue
