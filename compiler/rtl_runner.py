@@ -73,7 +73,7 @@ def chip_design(config: ChipConfig, dram_bytes: int):
     from scoville.flow import Design
 
     params = {k: v for k, v in dataclasses.asdict(config).items() if k != "dram_bytes"}
-    return Design(f"chip_{config.name}", chip_with_dram, {**params, "dram_bytes": dram_bytes}, public_internals=False)
+    return Design(f"chip_{config.name}", chip_with_dram, {**params, "dram_bytes": dram_bytes})
 
 
 def _follow(log: Path, jobs: int, stop: threading.Event) -> None:

@@ -140,15 +140,22 @@ class Design:
         JSON-serialisable parameters; they key every cache and reach the cocotb test through
         :func:`design_params`.
     public_internals : bool
-        Let cocotb reach every internal signal (Verilator ``--public-flat-rw``, cocotb's default).
-        Off, only the top-level ports and what the Verilog marks ``/*verilator public_flat_rw*/``
-        are visible, and the model simulates faster (whole-chip runs).
+        Let cocotb reach every internal signal (Verilator ``--public-flat-rw``, cocotb's default),
+        for a test that peeks inside. Off (the default), only the top-level ports and what the
+        Verilog marks ``/*verilator public_flat_rw*/`` are visible: Verilator may then optimise
+        the rest, which generates about a quarter of the C++ (the vector unit: 2.7 MB against
+        10.8 MB), compiles about four times faster and simulates faster.
+    public : tuple of str
+        With the internals private, the Verilog names (Verilator wildcards ``*`` and ``?``
+        allowed), in any module, that stay visible all the same: the memories a test reads and
+        writes by backdoor, the state a timeout message prints.
     """
 
     name: str
     factory: Callable[..., Any]
     params: Mapping[str, Any]
-    public_internals: bool = True
+    public_internals: bool = False
+    public: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -224,8 +231,10 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     if waves:
         args += ["--trace-fst", "--trace-structs"]
     args += list(extra_args)
-    recipe = repr((args, design.public_internals, "top-port-names-vlt")).encode()
-    digest = hashlib.sha256(source.read_bytes() + recipe).hexdigest()[:16]
+    recipe = (args, design.public_internals, "top-port-names-vlt")
+    if design.public:
+        recipe += (design.public,)
+    digest = hashlib.sha256(source.read_bytes() + repr(recipe).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{design.name}-{digest}"
     if not design.public_internals:
         # Only the top level's ports stay visible to cocotb, by name: a signal cocotb may write is
@@ -235,6 +244,7 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
         build_dir.mkdir(parents=True, exist_ok=True)
         lines = [f'public_flat_rw -module "{design.name}" -var "{port}"'
                  for port in top_ports(source.read_text(), design.name)]
+        lines += [f'public_flat_rw -module "*" -var "{name}"' for name in design.public]
         config.write_text("`verilator_config\n" + "\n".join(lines) + "\n")
         args.append(str(config))
     binary = build_dir / design.name

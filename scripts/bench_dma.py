@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rtl.sim.dma_system import DmaWithDram
 from scoville.flow import Design, run_cocotb
+from testbench.dma_model import BACKDOOR
 
 SEED = 1
 LATENCIES = (0, 64)
@@ -33,7 +34,7 @@ def bench_design(data_width: int) -> Design:
     params = {"data_width": data_width, "spad_depth": (64 * 1024) // word, "acc_depth": 64,
               "lanes": max(2, data_width // 32), "banks": 2, "max_outstanding": 32, "rows_in_flight": 32,
               "dram_bytes": 1 << 17}
-    return Design(f"dma_bench_{data_width}b", DmaWithDram, params)
+    return Design(f"dma_bench_{data_width}b", DmaWithDram, params, public=BACKDOOR)
 
 
 def measure(data_width: int) -> dict[str, float]:

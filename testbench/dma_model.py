@@ -9,6 +9,14 @@ import numpy as np
 
 from rtl.dma.descriptor import DmaError, Space
 
+#: What the DMA testbenches reach inside the design, kept visible in their Verilator builds
+#: (``Design.public``; the rest stays private): the SRAM banks and the DRAM model's array, read and
+#: written by backdoor; in the NoC, each interface's requests (which the out-of-window test
+#: counts) and the interface's and memory tile's state that a timeout names.
+BACKDOOR = ("spad_bank*", "acc_bank*", "storage")
+NOC_STATE = ("request__valid", "port__*__valid", "request_fsm_state", "response_fsm_state", "credits",
+             "w_level", "reads_owed", "writes_owed")
+
 
 def row_starts(base: int, count1: int, count2: int, stride0: int, stride1: int) -> list[int]:
     return [base + p * stride1 + r * stride0 for p in range(count2) for r in range(count1)]

@@ -75,17 +75,19 @@ class Core:
     def stuck_state(self) -> str:
         """Where the network interface and the memory tile stand, for a timeout message."""
         network = self.tb.dut.network
-        interface, tile = getattr(network, f"interface_{self.name}"), network.memory_tile.tile
-        port = {n: int(getattr(interface, f"port__{n}__valid").value)
-                for n in ("read_request", "write_request", "write_data", "read_response")}
+        interface, tile = f"interface_{self.name}", "memory_tile.tile"
 
-        def value(handle, path: str) -> str:
+        def value(*path: str) -> str:
+            handle = network
             try:
-                for name in path.split("."):
+                for name in ".".join(path).split("."):
                     handle = getattr(handle, name)
                 return str(int(handle.value))
-            except AttributeError:  # a signal this version of the interface lacks
+            except AttributeError:  # a signal this version lacks, or the build keeps private
                 return "-"
+
+        port = {n: value(interface, f"port__{n}__valid")
+                for n in ("read_request", "write_request", "write_data", "read_response")}
 
         return (f"interface request FSM {value(interface, 'request_fsm_state')} (0 idle, 1 read address, "
                 f"2 write address, 3 write data), valid {port}, read credits {value(interface, 'credits')}, "
@@ -358,6 +360,9 @@ async def out_of_window_makes_no_access(dut):
                 f"want {code.name} at {fault:#x}")
     await ClockCycles(dut.clk, 20)
     assert requests == 0, f"{requests} request cycles from refused descriptors"
+    for core in tb.cores:  # what a timeout would print: every signal it names is visible in the build
+        state = core.stuck_state()
+        assert "-" not in state, f"core {core.xy}: a signal a timeout names is not visible: {state}"
     for core in tb.cores:
         compare(core, core.memories(), "after refused descriptors")
     # exactly at the window's edges, the same core goes through

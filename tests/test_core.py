@@ -25,7 +25,7 @@ CONFIGS = {
 def core_design(name: str) -> Design:
     # the testbench reaches only the ports and the DRAM backdoor, so the internals stay private
     # (about three times faster in Verilator)
-    return Design(f"core_{name}", chip_with_dram, CONFIGS[name], public_internals=False)
+    return Design(f"core_{name}", chip_with_dram, CONFIGS[name])
 
 
 # the 4x4 core (a second Verilator build) runs in make test-full

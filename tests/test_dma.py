@@ -4,6 +4,7 @@ import pytest
 
 from rtl.dma.subsystem import DmaSubsystem
 from scoville.flow import Design, run_cocotb
+from testbench.dma_model import BACKDOOR
 
 CONFIGS = {
     64: {"data_width": 64, "spad_depth": 1024, "acc_depth": 128, "lanes": 8, "banks": 2,
@@ -14,7 +15,7 @@ CONFIGS = {
 
 
 def dma_design(width: int) -> Design:
-    return Design(f"dma_{width}b", DmaSubsystem, CONFIGS[width])
+    return Design(f"dma_{width}b", DmaSubsystem, CONFIGS[width], public=BACKDOOR)
 
 
 @pytest.mark.parametrize("width", [64, 128])
@@ -43,7 +44,7 @@ def model_design(width: int) -> Design:
     from rtl.sim.dma_system import DmaWithDram
 
     # as large as the AxiRam of the testbench, so one seed gives the same descriptors on both
-    return Design(f"dma_dram_{width}b", DmaWithDram, {**CONFIGS[width], "dram_bytes": 1 << 18})
+    return Design(f"dma_dram_{width}b", DmaWithDram, {**CONFIGS[width], "dram_bytes": 1 << 18}, public=BACKDOOR)
 
 
 @pytest.mark.parametrize("width", [64])

@@ -84,11 +84,12 @@ def test_traffic_checker_catches_faults():
 
 def dma_noc_design(**interface) -> Design:
     from rtl.sim.dma_noc import DmaNoC
+    from testbench.dma_model import BACKDOOR, NOC_STATE
 
     params = {"width": 3, "height": 2, "cores": [[0, 0], [1, 1], [0, 1]], "memory": [2, 0],
               "spad_depth": 256, "acc_depth": 32, "lanes": 8} | interface
     name = "_".join(["dma_noc_3x2", *(f"{key}{value}" for key, value in interface.items())])
-    return Design(name, DmaNoC, params)
+    return Design(name, DmaNoC, params, public=BACKDOOR + NOC_STATE)
 
 
 def test_dma_engines_reach_axi_memory_through_the_noc():
