@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.lower import Compiler
+from compiler.lower import Compiler, Job
 from golden import ops
 from golden.checkpoint import Checkpoint
 from golden.model import Outputs
@@ -28,8 +29,9 @@ from scoville.config import ChipConfig
 
 __all__ = ["RtlRun", "run_rtl", "chip_design"]
 
-#: Smallest DRAM model: every model up to this size shares one Verilator build.
-MIN_DRAM_BYTES = 8 << 20
+#: Smallest DRAM model: every model up to this size shares one Verilator build (tiny-llama's
+#: image and MiniLM's, 31.7 MB).
+MIN_DRAM_BYTES = 32 << 20
 
 
 @dataclass
@@ -56,16 +58,16 @@ class RtlRun:
         return self.matrix_busy[job] / self.cycles[job] if self.cycles[job] else 0.0
 
 
-def _dram_size(ckpt: Checkpoint, config: ChipConfig, ids: np.ndarray) -> int:
-    """The DRAM model's size for this model; compiling the prompt job here, on the host, raises
-    :class:`compiler.lower.FitError` before any simulation when it does not fit."""
-    compiler = Compiler(ckpt, config)
-    compiler.job(ids)
-    image = len(compiler._image)
+def _prompt_job(ckpt: Checkpoint, config: ChipConfig, ids: np.ndarray) -> tuple[ChipConfig, Job]:
+    """The configuration with the DRAM model's size for this model, and the prompt job compiled
+    for it here, on the host: a job that does not fit raises :class:`compiler.lower.FitError`
+    before any simulation, and the simulation runs this job instead of compiling it again."""
+    image = len(Compiler(ckpt, config)._image)
     size = MIN_DRAM_BYTES
     while size < image:
         size *= 2
-    return size
+    config = dataclasses.replace(config, dram_bytes=size)
+    return config, Compiler(ckpt, config).job(ids)
 
 
 def chip_design(config: ChipConfig, dram_bytes: int):
@@ -103,13 +105,14 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
 
     config = config or ChipConfig()
     ids = ckpt.check_ids(ids)
-    dram_bytes = _dram_size(ckpt, config, ids)
-    config = dataclasses.replace(config, dram_bytes=dram_bytes)
-    design = chip_design(config, dram_bytes)
+    config, job = _prompt_job(ckpt, config, ids)
+    design = chip_design(config, config.dram_bytes)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run.npz"
+        out, prompt = Path(tmp) / "run.npz", Path(tmp) / "prompt.pickle"
+        prompt.write_bytes(pickle.dumps(job))
         spec = {"checkpoint": str(ckpt.path), "ids": [int(i) for i in ids], "generate": generate or 0,
-                "config": dataclasses.asdict(config), "out": str(out), "latency": latency, "trace": trace}
+                "config": dataclasses.asdict(config), "prompt": str(prompt), "out": str(out), "latency": latency,
+                "trace": trace}
         stop = threading.Event()
         if progress:
             log = run_dir(build(design, waves=waves), "model") / "sim.log"

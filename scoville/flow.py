@@ -5,9 +5,10 @@ One helper used by every block test, benchmark and the RTL backend:
 * :func:`generate_verilog` elaborates a component with given parameters to Verilog, cached by a
   hash of the parameters and of every source file of the RTL (so an edit anywhere in ``rtl/``
   regenerates, and nothing else does);
-* :func:`lint` runs Verilator's linter over the result with only named warnings disabled;
 * :func:`build` compiles it with Verilator through ``cocotb_tools.runner``, cached by a hash of
-  the Verilog text and the build options (a configuration is built once, however many tests use it);
+  the Verilog text and the build options (a configuration is built once, however many tests use
+  it), and that Verilator pass lints it too: ``-Wall`` with only named warnings disabled
+  (:data:`LINT_WAIVERS`), any other warning failing the build (:class:`LintError`);
 * :func:`run_cocotb` runs a cocotb test module against the build and raises when a test fails.
 
 The cache stays bounded: a finished build keeps its binary and generated C++ but drops the
@@ -33,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -184,24 +184,12 @@ def generate_verilog(design: Design) -> Path:
             text += "".join(getattr(component, "verilog_sources", ()))
             tmp = path.with_suffix(".tmp")
             tmp.write_text(text)
-            lint(tmp, design.name)
             tmp.replace(path)
     return path
 
 
 class LintError(RuntimeError):
-    """Verilator's linter rejected generated Verilog."""
-
-
-def lint(path: Path, top: str) -> None:
-    """Run ``verilator --lint-only -Wall`` on ``path`` with only :data:`LINT_WAIVERS` disabled."""
-    env = verilator_env()
-    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
-    cmd += [f"-Wno-{name}" for name in LINT_WAIVERS]
-    cmd.append(str(path))
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise LintError(f"Verilator lint failed for {top}:\n{result.stderr}")
+    """Verilator rejected generated Verilog: a warning outside :data:`LINT_WAIVERS`, or an error."""
 
 
 def waves_requested(waves: bool | None = None) -> bool:
@@ -226,7 +214,8 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
 
     waves = waves_requested(waves)
     source = generate_verilog(design)
-    args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+    # -Wall: this pass is the design's lint as well (a separate --lint-only pass took as long)
+    args = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wall"]
     args += [f"-Wno-{name}" for name in LINT_WAIVERS]
     if waves:
         args += ["--trace-fst", "--trace-structs"]
@@ -236,16 +225,8 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
         recipe += (design.public,)
     digest = hashlib.sha256(source.read_bytes() + repr(recipe).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{design.name}-{digest}"
+    config = build_dir / "public.vlt"
     if not design.public_internals:
-        # Only the top level's ports stay visible to cocotb, by name: a signal cocotb may write is
-        # an input to Verilator, and everything combinational after it is evaluated on every
-        # eval() (Verilator's "ico" region), so the top module's own nets must stay private.
-        config = build_dir / "public.vlt"
-        build_dir.mkdir(parents=True, exist_ok=True)
-        lines = [f'public_flat_rw -module "{design.name}" -var "{port}"'
-                 for port in top_ports(source.read_text(), design.name)]
-        lines += [f'public_flat_rw -module "*" -var "{name}"' for name in design.public]
-        config.write_text("`verilator_config\n" + "\n".join(lines) + "\n")
         args.append(str(config))
     binary = build_dir / design.name
     env = verilator_env()
@@ -253,19 +234,33 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
     build_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(build_dir) + ".lock"):
         if not binary.exists():
+            if not design.public_internals:
+                # Only the top level's ports stay visible to cocotb, by name: a signal cocotb may
+                # write is an input to Verilator, and everything combinational after it is
+                # evaluated on every eval() (Verilator's "ico" region), so the top module's own
+                # nets must stay private.
+                lines = [f'public_flat_rw -module "{design.name}" -var "{port}"'
+                         for port in top_ports(source.read_text(), design.name)]
+                lines += [f'public_flat_rw -module "*" -var "{name}"' for name in design.public]
+                config.write_text("`verilator_config\n" + "\n".join(lines) + "\n")
             # One compile at a time on the machine (each uses every core); a cached build skips it.
             with FileLock(str(BUILD_ROOT / "verilator-compile.lock")):
                 runner = get_runner("verilator")
                 if not design.public_internals:
                     _without_public_internals(runner)
-                runner.build(
-                    sources=[source],
-                    hdl_toplevel=design.name,
-                    build_dir=build_dir,
-                    build_args=args,
-                    waves=waves,
-                    log_file=build_dir / "build.log",
-                )
+                try:
+                    runner.build(
+                        sources=[source],
+                        hdl_toplevel=design.name,
+                        build_dir=build_dir,
+                        build_args=args,
+                        waves=waves,
+                        log_file=build_dir / "build.log",
+                    )
+                except RuntimeError:
+                    log = (build_dir / "build.log").read_text(errors="replace").splitlines()
+                    raise LintError(f"Verilator rejected {source.name} ({design.name}; log "
+                                    f"{build_dir / 'build.log'}):\n" + "\n".join(log[-40:])) from None
                 for header in build_dir.glob("*.gch"):
                     header.unlink()  # only the compile reads them; the binary is the cache
                 _evict_builds(keep=build_dir)

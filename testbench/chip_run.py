@@ -2,11 +2,12 @@
 
 The host (:mod:`compiler.rtl_runner`) passes a job description in ``SCOVILLE_RUN`` (JSON: the
 checkpoint directory, the prompt ids, how many tokens to generate, the chip configuration, the
-output file). This process compiles the checkpoint, writes the DRAM image through the DRAM
-model's backdoor, sets the job window and starts the core through its AXI4-Lite registers, and
-sleeps until the chip's interrupt: between start and finish no Python touches the data. It
-then reads the hidden states and logits back, picks the next token (greedy) and runs the decode
-job for it on the same DRAM, so the KV cache the chip wrote carries over.
+prompt job the host compiled (a pickled :class:`compiler.lower.Job`), the output file). This
+process writes the job's DRAM image through the DRAM model's backdoor, sets the job window and
+starts the core through its AXI4-Lite registers, and sleeps until the chip's interrupt: between
+start and finish no Python touches the data. It then reads the hidden states and logits back,
+picks the next token (greedy) and runs the decode job for it (compiling the checkpoint for those)
+on the same DRAM, so the KV cache the chip wrote carries over.
 Outputs, cycle counts and the performance counters (matrix rows, and each unit's busy, waiting
 and stalled cycles) go to an ``.npz`` file. With ``"trace": true`` in the spec, :class:`Tracer`
 also records when each instruction was released and finished (a Python callback per event, not
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -229,13 +232,12 @@ class Tracer:
 async def run_jobs(dut):
     spec = json.loads(os.environ["SCOVILLE_RUN"])
     config = ChipConfig(**spec["config"])
-    ckpt = load_checkpoint(spec["checkpoint"])
-    compiler = Compiler(ckpt, config)
     ids = np.asarray(spec["ids"], dtype=np.int64)
     chip = Chip(dut, config.bus_bytes)
     await chip.reset(spec.get("latency", 20))
 
-    job = compiler.job(ids)
+    job = pickle.loads(Path(spec["prompt"]).read_bytes())   # compiled by the host
+    compiler = None   # for the decode jobs
     scratch = job.dram.copy()  # the host's copy, for the programs and ids of later jobs
     await chip.load(job.dram)
     await RisingEdge(dut.clk)
@@ -279,6 +281,7 @@ async def run_jobs(dut):
         tokens.append(token)
         if step == spec["generate"] - 1:
             break
+        compiler = compiler or Compiler(load_checkpoint(spec["checkpoint"]), config)
         job = compiler.job(np.array([token]), len(ids) + step, scratch)
         chip.write(scratch, job.program_addr, job.program_addr + job.words * INSTRUCTION_BYTES)
         chip.write(scratch, compiler.ids_addr, compiler.ids_addr + 12 * job.tokens)

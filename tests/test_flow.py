@@ -5,6 +5,9 @@ import time
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import ClockSignal, Instance, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from scoville import flow
 
@@ -82,3 +85,30 @@ def test_a_failed_cocotb_test_is_reported_by_its_traceback_and_seed(tmp_path):
     assert "passes" not in report
     assert "replay with SCOVILLE_SEED=2" in report
     assert report.endswith("bus read 99") and "bus read 79" not in report
+
+
+# a blocking assignment in a clocked block: Verilator's BLKSEQ, which no waiver covers
+_BLOCKING = """
+module scoville_lint_probe (input clk, input a, output reg y);
+    always @(posedge clk) y = a;
+endmodule
+"""
+
+
+class _LintProbe(wiring.Component):
+    a: In(1)
+    y: Out(1)
+    verilog_sources = (_BLOCKING,)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.probe = Instance("scoville_lint_probe", i_clk=ClockSignal(), i_a=self.a, o_y=self.y)
+        return m
+
+
+def test_a_warning_outside_the_waivers_fails_the_build(tmp_path, monkeypatch):
+    """The build's Verilator pass is the lint: -Wall, and a warning no waiver names stops it with
+    the warning in the message."""
+    monkeypatch.setattr(flow, "BUILD_ROOT", tmp_path)
+    with pytest.raises(flow.LintError, match="BLKSEQ"):
+        flow.build(flow.Design("lint_probe", _LintProbe, {}))
