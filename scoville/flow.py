@@ -144,8 +144,8 @@ class Design:
         for a test that peeks inside. Off (the default), only the top-level ports and what the
         Verilog marks ``/*verilator public_flat_rw*/`` are visible: Verilator may then optimise
         the rest, which generates about a quarter of the C++ (the vector unit: 2.7 MB against
-        10.8 MB) and simulates faster; a fresh ``make test``'s builds took 459 s instead of
-        about 1 500.
+        10.8 MB) and simulates faster; a fresh ``make test``'s C++ compiles took 459 s instead of
+        about 1 360.
     public : tuple of str
         With the internals private, the Verilog names (Verilator wildcards ``*`` and ``?``
         allowed), in any module, that stay visible all the same: the memories a test reads and
