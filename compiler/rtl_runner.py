@@ -70,12 +70,12 @@ def _prompt_job(ckpt: Checkpoint, config: ChipConfig, ids: np.ndarray) -> tuple[
     return config, Compiler(ckpt, config).job(ids)
 
 
-def chip_design(config: ChipConfig, dram_bytes: int):
+def chip_design(config: ChipConfig):
+    """The chip of ``config`` with a DRAM model of ``config.dram_bytes``, for the flow to build."""
     from rtl.sim.core_system import chip_with_dram
     from scoville.flow import Design
 
-    params = {k: v for k, v in dataclasses.asdict(config).items() if k != "dram_bytes"}
-    return Design(f"chip_{config.name}", chip_with_dram, {**params, "dram_bytes": dram_bytes})
+    return Design(f"chip_{config.name}", chip_with_dram, dataclasses.asdict(config))
 
 
 def _follow(log: Path, jobs: int, stop: threading.Event) -> None:
@@ -106,7 +106,7 @@ def run_rtl(ckpt: Checkpoint, ids: np.ndarray, generate: int | None = None, conf
     config = config or ChipConfig()
     ids = ckpt.check_ids(ids)
     config, job = _prompt_job(ckpt, config, ids)
-    design = chip_design(config, config.dram_bytes)
+    design = chip_design(config)
     with tempfile.TemporaryDirectory() as tmp:
         out, prompt = Path(tmp) / "run.npz", Path(tmp) / "prompt.pickle"
         prompt.write_bytes(pickle.dumps(job))
