@@ -385,19 +385,24 @@ class Compiler:
             self.logits_addr = None
             kv_heads = cfg.num_heads
         d = cfg.head_dim
-        per_head = self.max_tokens * (d + 4)  # int8 rows + one scale word per token
-        self.kv_addr = self._reserve(cfg.num_layers * kv_heads * 2 * per_head, "KV cache")
         self.kv_heads = kv_heads
+        # a layer's cache: a row per position of every group's key then value (``kv_row`` bytes),
+        # then a slot's scales, a word a position, slot by slot (:meth:`kv_slot`)
+        self.kv_row = 2 * kv_heads * d
+        self.kv_layer = self.max_tokens * (self.kv_row + 4 * 2 * kv_heads)
+        self.kv_addr = self._reserve(cfg.num_layers * self.kv_layer, "KV cache")
         # between the blocks of a long job (see _Emitter): the residual stream and the queries
         self.x_addr = self._reserve(4 * self.max_tokens * cfg.hidden_size, "residual stream")
-        self.q_addr = self._reserve(cfg.num_heads * per_head, "queries")
+        self.q_addr = self._reserve(cfg.num_heads * self.max_tokens * (d + 4), "queries")
 
     def kv_slot(self, layer: int, head: int, which: int) -> tuple[int, int]:
-        """DRAM addresses of (int8 rows [max_tokens, D], scales [max_tokens]) of one cache slot."""
-        cfg = self.ckpt.config
-        per_head = self.max_tokens * (cfg.head_dim + 4)
-        base = self.kv_addr + ((layer * self.kv_heads + head) * 2 + which) * per_head
-        return base, base + self.max_tokens * cfg.head_dim
+        """DRAM addresses of one cache slot (KV group ``head``'s keys, ``which`` 0, or values):
+        its first int8 row (of ``max_tokens``, :attr:`kv_row` bytes apart) and its scales
+        (``max_tokens`` words). A position's keys and values of every group are one row, so that
+        a decode loads the cache, and stores a new position, in one transfer."""
+        slot = 2 * head + which
+        base = self.kv_addr + layer * self.kv_layer
+        return base + slot * self.ckpt.config.head_dim, base + self.max_tokens * (self.kv_row + 4 * slot)
 
     # ------------------------------------------------------------------ programs
 
@@ -510,6 +515,7 @@ class _Emitter:
         self.x = self.queries = self.freqs = None   # resident tensors (ACC addresses)
         self.layer_mark = (0, 0)
         self.preloaded: dict[int, list] = {}   # layer -> decode attention's buffers (_decode_cache)
+        self.new_kv: dict[int, tuple[int, int, int]] = {}   # layer -> its new (keys, values, position)
         # every block's residual rows, kept in the accumulator between the blocks: a block's
         # store and the next one's load went one after the other on the DMA, and the next block's
         # norm waited for both (about 2 400 cycles a layer of the 64-token prompt on 8x8)
@@ -844,36 +850,49 @@ class _Emitter:
         mark = self.marks()
         # one token: every group's row at once (one V_QUANT, one STORE of the rows and one of the
         # scales, each a row per group, a slot apart), where the slot distance fits a stride
-        apart = self.c.kv_slot(layer, 1, 0)[0] - self.c.kv_slot(layer, 0, 0)[0] if kv_heads > 1 else 0
-        if t == 1 and kv_heads > 1 and apart < 1 << 16:
+        first, second = self.c.kv_slot(layer, 0, 0), self.c.kv_slot(layer, min(1, kv_heads - 1), 0)
+        apart, scales_apart = second[0] - first[0], second[1] - first[1]
+        if t == 1 and kv_heads > 1 and scales_apart < 1 << 18:
             for which, src in ((0, k), (1, v)):
                 rows_addr, scales_addr = self.c.kv_slot(layer, 0, which)
                 # group g's row is at src + g * d
                 qz, sc = self.quantize(src, kv_heads, d, d, f"layer {layer} new keys/values")
                 if which == 0:
                     self.op(Opcode.V_SCALE_MUL, addr0=sc, addr1=sc, addr3=self.score_scale, rows=kv_heads)
-                self.op(Opcode.STORE, addr0=qz, stride0=self.row8(d), addr1=rows_addr + pos * d, stride1=apart,
-                        rows=kv_heads, cols=d)
+                self.op(Opcode.STORE, addr0=qz, stride0=self.row8(d), addr1=rows_addr + pos * self.c.kv_row,
+                        stride1=apart, rows=kv_heads, cols=d)
                 # accumulator transfers count DRAM strides in words too
                 self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, stride0=1, addr1=scales_addr + 4 * pos,
-                        stride1=apart // 4, rows=kv_heads, cols=1)
+                        stride1=scales_apart // 4, rows=kv_heads, cols=1)
                 if which == 1 or not self.double_buffer:
                     self.release(mark)
             return
-        for g in range(kv_heads):
-            for which, src in ((0, k), (1, v)):
-                rows_addr, scales_addr = self.c.kv_slot(layer, g, which)
-                qz, sc = self.quantize(src + g * d, t, d, kv_heads * d, f"layer {layer} new keys/values")
-                if which == 0:
-                    # a key's scale is only ever used times the scores' constant: the cache keeps
-                    # the product, worked out once per key here instead of once per key per query
-                    # block in attention (golden's scale_mul per key, the same values)
-                    self.op(Opcode.V_SCALE_MUL, addr0=sc, addr1=sc, addr3=self.score_scale, rows=t)
-                self.op(Opcode.STORE, addr0=qz, stride0=self.row8(d), addr1=rows_addr + pos * d, stride1=d, rows=t,
-                        cols=d)
-                self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=sc, addr1=scales_addr + 4 * pos, rows=1, cols=t)
-                if which == 1 or not self.double_buffer:  # keys and values in different buffers
-                    self.release(mark)
+        # the block's rows as the cache lays them out (every group's key then value a row, where
+        # that fits half the free scratchpad, else a group at a time): one STORE of the rows and
+        # one of the scales, instead of one each per group and key or value
+        width, apart = self.c.kv_row, (self.c.kv_slot(layer, 0, 1)[1] - self.c.kv_slot(layer, 0, 0)[1]) // 4
+        together = kv_heads if t * width <= self.spad.free() // 2 else 1
+        for g0 in range(0, kv_heads, together):
+            cols, slots = 2 * d * together, 2 * together
+            rows = self.spad.alloc(t * cols, f"layer {layer} new keys and values (int8)")
+            scales = self.acc.alloc(slots * t, f"layer {layer} new keys' and values' scales")
+            for g in range(g0, g0 + together):
+                for which, src in ((0, k), (1, v)):
+                    slot = 2 * (g - g0) + which
+                    self.quant(src + g * d, kv_heads * d, rows + slot * d, cols, scales + slot * t, t, d,
+                               f"layer {layer} new keys/values")
+                    if which == 0:
+                        # a key's scale is only ever used times the scores' constant: the cache keeps
+                        # the product, worked out once per key here instead of once per key per query
+                        # block in attention (golden's scale_mul per key, the same values)
+                        self.op(Opcode.V_SCALE_MUL, addr0=scales + slot * t, addr1=scales + slot * t,
+                                addr3=self.score_scale, rows=t)
+            rows_addr, scales_addr = self.c.kv_slot(layer, g0, 0)
+            self.op(Opcode.STORE, addr0=rows, stride0=cols, addr1=rows_addr + pos * width, stride1=width, rows=t,
+                    cols=cols)
+            self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=scales, stride0=t, addr1=scales_addr + 4 * pos,
+                    stride1=apart, rows=slots, cols=t)
+            self.release(mark)
 
     def query_slot(self, head: int) -> tuple[int, int]:
         """DRAM addresses of (int8 rows [max_tokens, D], scales [max_tokens]) of one head's queries."""
@@ -915,6 +934,11 @@ class _Emitter:
         if t == 1 and q is not None and kv_heads > 1 and self._every_group_at_once(layer, q, out, s, p0, causal):
             self.release(mark)
             return out
+        if layer in self.new_kv:   # left by _decode_cache, but attention takes the groups one at a time
+            for which in (0, 1):
+                self._quantize_new(layer, which)
+            self._store_new(layer)
+            del self.new_kv[layer], self.preloaded[layer]
         # One query row (decode): a group's heads share the keys and values and need no causal
         # offset of their own, so their rows go through the attention instructions together (every
         # one of them is row-wise). Otherwise one head at a time.
@@ -952,8 +976,9 @@ class _Emitter:
 
         def scores(n: int) -> None:
             slot = slots[n % len(slots)]
+            kb, _, _, _, kv_stride = groups[passes[n][0]]
             self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=query_buffers(n)[0], stride0=self.row8(d),
-                    addr1=groups[passes[n][0]][0], stride1=d, addr2=slot.scores, addr3=ss, rows=rows, cols=s, imm=d)
+                    addr1=kb, stride1=kv_stride, addr2=slot.scores, addr3=ss, rows=rows, cols=s, imm=d)
 
         # With two slots, the passes form a pipeline: pass n + 2's queries are quantized once pass
         # n's scores are requantized (its query scales read), and its scores computed once pass n's
@@ -968,7 +993,7 @@ class _Emitter:
             scores(n)
         for n in range(len(passes)):
             g, h = passes[n]
-            _, vb, kc, vs = groups[g]
+            _, vb, kc, vs, kv_stride = groups[g]
             slot = slots[n % len(slots)]
             self.op(Opcode.V_REQUANT, addr0=slot.scores, stride0=ss, addr1=slot.scores, stride1=ss,
                     addr2=query_buffers(n)[1], addr3=kc, rows=rows, cols=s)
@@ -981,8 +1006,8 @@ class _Emitter:
             self.quant(slot.scores, ss, slot.pq, self.row8(s), slot.ps, rows, s, "probabilities")
             self.op(Opcode.V_ATTN_SCALE, addr0=slot.totals, addr1=slot.os, addr2=slot.ps, addr3=_PROBABILITY_SCALE,
                     rows=rows, cols=s, imm=vs)
-            self.op(Opcode.MATMUL, addr0=slot.pq, stride0=self.row8(s), addr1=vb, stride1=d, addr2=slot.pv, addr3=d,
-                    rows=rows, cols=d, imm=s)
+            self.op(Opcode.MATMUL, addr0=slot.pq, stride0=self.row8(s), addr1=vb, stride1=kv_stride, addr2=slot.pv,
+                    addr3=d, rows=rows, cols=d, imm=s)
             if n + ahead < len(passes):
                 if ahead == 1:
                     queries(n + ahead)
@@ -992,21 +1017,22 @@ class _Emitter:
         self.release(mark)
         return out
 
-    def _attention_group(self, layer: int, g: int, s: int) -> tuple[int, int, int, int]:
+    def _attention_group(self, layer: int, g: int, s: int) -> tuple[int, int, int, int, int]:
         """KV group ``g``'s keys and values (the cache's first ``s`` positions, in the scratchpad
-        ring) and their scales (in the accumulator ring), loaded: (keys, values, key scales,
-        value scales)."""
+        ring, a position's key and value one row) and their scales (in the accumulator ring),
+        loaded, a transfer each: (keys, values, key scales, value scales, row stride)."""
         k_rows, k_scales = self.c.kv_slot(layer, g, 0)
-        v_rows, v_scales = self.c.kv_slot(layer, g, 1)
+        v_scales = self.c.kv_slot(layer, g, 1)[1]
         d = self.cfg.head_dim
         spad_tile = self.spad_ring.alloc if self.double_buffer else self.spad.alloc
-        kb = spad_tile(s * d, f"layer {layer} keys")
-        vb = spad_tile(s * d, f"layer {layer} values")
-        self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=d, stride0=d, stride1=d)
-        self.op(Opcode.LOAD, addr0=v_rows, addr1=vb, rows=s, cols=d, stride0=d, stride1=d)
-        kc = self.load_acc(k_scales, s, f"layer {layer} key column scales", ring=True)  # x the constant
-        vs = self.load_acc(v_scales, s, f"layer {layer} value scales", ring=True)
-        return kb, vb, kc, vs
+        kb = spad_tile(s * 2 * d, f"layer {layer} keys and values")
+        self.op(Opcode.LOAD, addr0=k_rows, addr1=kb, rows=s, cols=2 * d, stride0=self.c.kv_row, stride1=2 * d)
+        apart = _round_up(s, self.c.config.lanes)
+        acc_tile = self.acc_ring().alloc if self.double_buffer else self.acc.alloc
+        kc = acc_tile(2 * apart, f"layer {layer} key and value scales")   # keys' x the constant
+        self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=k_scales, addr1=kc, rows=2, cols=s,
+                stride0=(v_scales - k_scales) // 4, stride1=apart)
+        return kb, kb + d, kc, kc + apart, 2 * d
 
     def _attention_slot(self, layer: int, rows: int, s: int, ss: int, n: int) -> _Slot:
         """The buffers of one attention pass over ``rows`` query rows and ``s`` keys (score rows
@@ -1044,30 +1070,27 @@ class _Emitter:
         # every allocation of attention, each with its alignment's worth of slack
         acc_words = sum(_round_up(n, lanes) + lanes for n in (heads, heads * ss, heads, heads, heads, heads * d))
         spad_bytes = heads * (self.row8(d) + self.row8(s))
-        return (2 * kv_heads * (s * d + self.spad_ring.align) <= self.spad_ring.size
-                and kv_heads * (_round_up(s, ring.align) + ring.align) <= ring.size
+        return (s * self.c.kv_row + self.spad_ring.align <= self.spad_ring.size
+                and 2 * kv_heads * _round_up(s, ring.align) + ring.align <= ring.size
                 and acc_words <= self.acc.free() and spad_bytes <= self.spad.free())
 
-    def _group_buffers(self, layer: int, s: int, cached: int) -> list[tuple[int, int, int, int]]:
-        """Every KV group's (keys, values, key scales, value scales) buffers for ``s`` keys, in the
-        tile rings, with the cache's first ``cached`` positions loaded into them."""
-        d = self.cfg.head_dim
-        groups = []
-        for g in range(self.c.kv_heads):
-            k_rows, k_scales = self.c.kv_slot(layer, g, 0)
-            v_rows, v_scales = self.c.kv_slot(layer, g, 1)
-            kb = self.spad_ring.alloc(s * d, f"layer {layer} keys")
-            vb = self.spad_ring.alloc(s * d, f"layer {layer} values")
-            kc = self.acc_ring().alloc(s, f"layer {layer} key column scales")  # x the constant
-            vs = self.acc_ring().alloc(s, f"layer {layer} value scales")
-            if cached:
-                for dram, buf in ((k_rows, kb), (v_rows, vb)):
-                    self.op(Opcode.LOAD, addr0=dram, addr1=buf, rows=cached, cols=d, stride0=d, stride1=d)
-                for dram, buf in ((k_scales, kc), (v_scales, vs)):
-                    self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=dram, addr1=buf, rows=1, cols=cached,
-                            stride0=0, stride1=0)
-            groups.append((kb, vb, kc, vs))
-        return groups
+    def _group_buffers(self, layer: int, s: int, cached: int) -> list[tuple[int, int, int, int, int]]:
+        """Every KV group's (keys, values, key scales, value scales, row stride) buffers for ``s``
+        keys, in the tile rings, laid out as the cache is (:meth:`Compiler.kv_slot`), with the
+        cache's first ``cached`` positions loaded into them: one transfer of the rows and one of
+        the scales."""
+        d, kv_heads, width = self.cfg.head_dim, self.c.kv_heads, self.c.kv_row
+        ring = self.acc_ring()
+        rows = self.spad_ring.alloc(s * width, f"layer {layer} keys and values")
+        apart = _round_up(s, ring.align)   # between the slots' scales (key then value, group by group)
+        scales = ring.alloc(2 * kv_heads * apart, f"layer {layer} key and value scales")
+        if cached:
+            first, second = self.c.kv_slot(layer, 0, 0), self.c.kv_slot(layer, 0, 1)
+            self.op(Opcode.LOAD, addr0=first[0], addr1=rows, rows=cached, cols=width, stride0=width, stride1=width)
+            self.op(Opcode.LOAD, flags=Flag.DST_ACC, addr0=first[1], addr1=scales, rows=2 * kv_heads, cols=cached,
+                    stride0=(second[1] - first[1]) // 4, stride1=apart)
+        return [(rows + 2 * g * d, rows + (2 * g + 1) * d, scales + 2 * g * apart, scales + (2 * g + 1) * apart, width)
+                for g in range(kv_heads)]
 
     def _decode_cache(self, layer: int, k: int, v: int, pos: int) -> bool:
         """One token whose attention follows in this job (:meth:`_every_group_at_once`): load
@@ -1077,34 +1100,42 @@ class _Emitter:
         after the stores. They are stored from there: one STORE of every group's rows and one of
         their scales where the buffers are evenly spaced, else one each per group. False,
         having emitted nothing, where attention will not take every group at once."""
-        d, kv_heads, s = self.cfg.head_dim, self.c.kv_heads, pos + 1
+        kv_heads, s = self.c.kv_heads, pos + 1
         if kv_heads == 1 or not self._every_group_fits(s):
             return False
         groups = self._group_buffers(layer, s, pos)
-        for which, src in ((0, k), (1, v)):
-            rows_addr, scales_addr = self.c.kv_slot(layer, 0, which)
-            apart = self.c.kv_slot(layer, 1, which)[0] - rows_addr
-            rows, scales = [], []
-            for g, buffers in enumerate(groups):
-                row, scale = buffers[which] + pos * d, buffers[2 + which] + pos
-                self.op(Opcode.V_QUANT, addr0=src + g * d, stride0=d, addr1=row, stride1=self.row8(d), addr2=scale,
-                        rows=1, cols=d)
-                if which == 0:
-                    self.op(Opcode.V_SCALE_MUL, addr0=scale, addr1=scale, addr3=self.score_scale, rows=1)
-                rows.append(row)
-                scales.append(scale)
-            for addrs, flags, dst, dst_apart, cols in ((rows, 0, rows_addr + pos * d, apart, d),
-                                                      (scales, Flag.DST_ACC, scales_addr + 4 * pos, apart // 4, 1)):
-                steps = {b - a for a, b in zip(addrs, addrs[1:], strict=False)}
-                if len(steps) == 1 and 0 < (step := steps.pop()) < 1 << 16 and apart < 1 << 16:
-                    self.op(Opcode.STORE, flags=flags, addr0=addrs[0], stride0=step, addr1=dst, stride1=dst_apart,
-                            rows=kv_heads, cols=cols)
-                else:
-                    for g, addr in enumerate(addrs):
-                        self.op(Opcode.STORE, flags=flags, addr0=addr, addr1=dst + g * dst_apart * (4 if flags else 1),
-                                rows=1, cols=cols)
         self.preloaded[layer] = groups
+        self.new_kv[layer] = (k, v, pos)
         return True
+
+    def _quantize_new(self, layer: int, which: int, scale_mul: bool = True) -> None:
+        """The new token's keys (``which`` 0) or values (1) of every group, left by
+        :meth:`_decode_cache`, quantized into the last row of attention's buffers (and a key's
+        scale times the scores' constant, unless ``scale_mul`` is False: then
+        :meth:`_scale_new_key` does it later)."""
+        k, v, pos = self.new_kv[layer]
+        d, src = self.cfg.head_dim, (k, v)[which]
+        for g, buffers in enumerate(self.preloaded[layer]):
+            self.op(Opcode.V_QUANT, addr0=src + g * d, stride0=d, addr1=buffers[which] + pos * buffers[4],
+                    stride1=self.row8(d), addr2=buffers[2 + which] + pos, rows=1, cols=d)
+            if which == 0 and scale_mul:
+                self._scale_new_key(layer, g)
+
+    def _scale_new_key(self, layer: int, g: int) -> None:
+        pos = self.new_kv[layer][2]
+        scale = self.preloaded[layer][g][2] + pos
+        self.op(Opcode.V_SCALE_MUL, addr0=scale, addr1=scale, addr3=self.score_scale, rows=1)
+
+    def _store_new(self, layer: int) -> None:
+        """Write the new token's quantized keys and values and their scales
+        (:meth:`_quantize_new`) to the cache: its row of every group's, and the scales of every
+        slot, a transfer each (the buffers are laid out as the cache is)."""
+        pos = self.new_kv[layer][2]
+        kb, _, kc, vs, width = self.preloaded[layer][0]
+        first, second = self.c.kv_slot(layer, 0, 0), self.c.kv_slot(layer, 0, 1)
+        self.op(Opcode.STORE, addr0=kb + pos * width, addr1=first[0] + pos * width, rows=1, cols=width)
+        self.op(Opcode.STORE, flags=Flag.DST_ACC, addr0=kc + pos, stride0=vs - kc, addr1=first[1] + 4 * pos,
+                stride1=(second[1] - first[1]) // 4, rows=2 * self.c.kv_heads, cols=1)
 
     def _every_group_at_once(self, layer: int, q: int, out: int, s: int, p0: int, causal: bool) -> bool:
         """Decode attention (one query row per head) of every KV group at once: each group's keys
@@ -1124,36 +1155,48 @@ class _Emitter:
         if not self._every_group_fits(s):
             return False
         # every group's keys, values and scales: loaded with the new token's (_decode_cache), or here
-        groups = self.preloaded.pop(layer, None) or self._group_buffers(layer, s, s)
+        if layer not in self.preloaded:
+            self.preloaded[layer] = self._group_buffers(layer, s, s)
+        groups = self.preloaded[layer]
+        new = layer in self.new_kv
+        if new:
+            self._quantize_new(layer, 0, scale_mul=False)
         # head h's query row is at q + h * d; row h of every buffer below is head h's
         qq, qs = self.quantize(q, heads, d, d, f"layer {layer} queries")
+        if new:
+            self._quantize_new(layer, 1)
+            for g in range(kv_heads):
+                self._scale_new_key(layer, g)
+            self._store_new(layer)
         scores = self.acc.alloc(heads * ss, f"layer {layer} scores")
         rows = [g * group for g in range(kv_heads)]   # each group's first row
-        for (kb, _, _, _), r in zip(groups, rows, strict=True):
+        for (kb, _, _, _, width), r in zip(groups, rows, strict=True):
             self.op(Opcode.MATMUL, flags=Flag.B_TRANSPOSED, addr0=qq + r * self.row8(d), stride0=self.row8(d),
-                    addr1=kb, stride1=d, addr2=scores + r * ss, addr3=ss, rows=group, cols=s, imm=d)
-        for (_, _, kc, _), r in zip(groups, rows, strict=True):
+                    addr1=kb, stride1=width, addr2=scores + r * ss, addr3=ss, rows=group, cols=s, imm=d)
+        for (_, _, kc, _, _), r in zip(groups, rows, strict=True):
             self.op(Opcode.V_REQUANT, addr0=scores + r * ss, stride0=ss, addr1=scores + r * ss, stride1=ss,
                     addr2=qs + r, addr3=kc, rows=group, cols=s)
         totals = self.acc.alloc(heads, f"layer {layer} softmax sums")
         # the causal limit of row i is p0 + i >= s - 1: every key of the cache, for every head
         self.op(Opcode.V_SOFTMAX_EXP, flags=Flag.CAUSAL if causal else 0, addr0=scores, stride0=ss, addr1=scores,
                 stride1=ss, addr2=totals, rows=heads, cols=s, imm=p0)
-        for (_, _, _, vs), r in zip(groups, rows, strict=True):
+        for (_, _, _, vs, _), r in zip(groups, rows, strict=True):
             self.op(Opcode.V_FOLD_V, addr0=scores + r * ss, stride0=ss, addr1=scores + r * ss, stride1=ss,
                     addr2=vs, rows=group, cols=s)
         pq, ps = self.quantize(scores, heads, s, ss, f"layer {layer} probabilities")
         os_ = self.acc.alloc(heads, f"layer {layer} output scales")
-        for (_, _, _, vs), r in zip(groups, rows, strict=True):
+        for (_, _, _, vs, _), r in zip(groups, rows, strict=True):
             self.op(Opcode.V_ATTN_SCALE, addr0=totals + r, addr1=os_ + r, addr2=ps + r,
                     addr3=_PROBABILITY_SCALE, rows=group, cols=s, imm=vs)
         pv = self.acc.alloc(heads * d, f"layer {layer} P@V accumulators", high=True)
-        for (_, vb, _, _), r in zip(groups, rows, strict=True):
-            self.op(Opcode.MATMUL, addr0=pq + r * self.row8(s), stride0=self.row8(s), addr1=vb, stride1=d,
+        for (_, vb, _, _, width), r in zip(groups, rows, strict=True):
+            self.op(Opcode.MATMUL, addr0=pq + r * self.row8(s), stride0=self.row8(s), addr1=vb, stride1=width,
                     addr2=pv + r * d, addr3=d, rows=group, cols=d, imm=s)
         for r in rows:
             self.op(Opcode.V_REQUANT, flags=Flag.NO_COL_SCALE, addr0=pv + r * d, stride0=d, addr1=out + r * d,
                     stride1=d, addr2=os_ + r, rows=group, cols=d)
+        del self.preloaded[layer]
+        self.new_kv.pop(layer, None)
         return True
 
     def binary(self, opcode: Opcode, a: int, b: int, cols: int, dst: int | None = None, what: str = "",

@@ -250,8 +250,10 @@ def test_prompt_attention_folds_v_in_the_softmax(model):
             # one per head, layer and block of tokens
             assert softmaxes and len(softmaxes) % (cfg.num_layers * cfg.num_heads) == 0 and not folds
             assert all(f.get("flags", 0) & Flag.FOLD_V for f in softmaxes)
-            # each reads a value-scale buffer that a LOAD filled
-            loaded = {f["addr1"] for op, f in ops if op is Opcode.LOAD and f.get("flags", 0) & Flag.DST_ACC}
+            # each reads a value-scale buffer that a LOAD filled (a row of a LOAD of the group's
+            # key and value scales)
+            loaded = {f["addr1"] + r * f.get("stride1", 0) for op, f in ops
+                      if op is Opcode.LOAD and f.get("flags", 0) & Flag.DST_ACC for r in range(f["rows"])}
             assert all(f["addr3"] in loaded for f in softmaxes)
         else:
             assert not any(f.get("flags", 0) & Flag.FOLD_V for f in softmaxes)
@@ -450,19 +452,25 @@ def test_decode_loads_a_layers_scales_once():
 
 def test_decode_attention_takes_every_kv_group_at_once():
     """A decode token's attention runs every KV group's rows through one V_SOFTMAX_EXP and one
-    V_QUANT per layer (without double buffering, one group at a time), and writes every group's
-    new key and value rows with one STORE each, and their scales with one more. Both give
-    golden's logits bit for bit."""
+    V_QUANT per layer (without double buffering, one group at a time). A position's keys and
+    values of every group are one row of the cache (``Compiler.kv_slot``), so with double
+    buffering a layer loads the cache with one LOAD of the rows and one of the scales, and writes
+    the new position with one STORE of its row and one of its scales (without, a STORE of the
+    keys' rows, one of their scales, and the same for the values). Both give golden's logits bit
+    for bit."""
     ckpt = load_model("tiny-llama")
     kv_heads, layers = ckpt.config.num_kv_heads, ckpt.config.num_layers
     assert kv_heads > 1
     counts = {}
-    for double_buffer, _, job in _decode_jobs(ckpt):
+    for double_buffer, compiler, job in _decode_jobs(ckpt):
         ops_ = [op for op, _ in job.program]
         kv_stores = sum(op is Opcode.STORE and section == "attention"
                         for (op, _), section in zip(job.program, job.sections, strict=True))
-        counts[double_buffer] = (ops_.count(Opcode.V_SOFTMAX_EXP), kv_stores)
+        cache = range(compiler.kv_addr, compiler.kv_addr + layers * compiler.kv_layer)
+        kv_loads = sum(op is Opcode.LOAD and f["addr0"] in cache for op, f in job.program)
+        counts[double_buffer] = (ops_.count(Opcode.V_SOFTMAX_EXP), kv_stores, kv_loads)
     assert counts[True][0] == layers
     assert counts[False][0] == layers * kv_heads
-    # the new keys' and values' rows and scales: four STOREs a layer, not four per group
-    assert counts[True][1] == counts[False][1] == layers * 4
+    assert counts[True][1:] == (layers * 2, layers * 2)
+    # without double buffering: a group's keys and values one LOAD, their scales one more
+    assert counts[False][1:] == (layers * 4, layers * kv_heads * 2)
