@@ -474,3 +474,36 @@ def test_decode_attention_takes_every_kv_group_at_once():
     assert counts[True][1:] == (layers * 2, layers * 2)
     # without double buffering: a group's keys and values one LOAD, their scales one more
     assert counts[False][1:] == (layers * 4, layers * kv_heads * 2)
+
+
+def test_a_prompt_stores_the_kv_cache_a_block_at_a_time():
+    """The KV cache is a row per position of every KV group's key then value, then each slot's
+    scales (``Compiler.kv_slot``): a prompt stores each block's keys and values of every group
+    with one STORE of the rows, one DMA row, and one of their scales per layer, which together
+    write every cache row and scale of the prompt's positions once and nothing else."""
+    ckpt = load_model("tiny-llama")
+    compiler = Compiler(ckpt)
+    cfg = ckpt.config
+    tokens = 64
+    job = compiler.job(np.arange(1, tokens + 1) * 7 % cfg.vocab_size)
+    assert job.block < tokens, "the prompt should run in blocks"
+    base, end = compiler.kv_addr, compiler.kv_addr + cfg.num_layers * compiler.kv_layer
+    stores = [f for op, f in job.program if op is Opcode.STORE and base <= f["addr1"] < end]
+    assert len(stores) == 2 * cfg.num_layers * -(-tokens // job.block)
+    written = np.zeros(end - base, dtype=int)
+    for f in stores:
+        word = 4 if f.get("flags", 0) & Flag.DST_ACC else 1   # accumulator transfers count words
+        if word == 1:
+            assert f["rows"] == 1, f   # a block's rows are contiguous: one DMA row
+        for r in range(f["rows"]):
+            start = f["addr1"] - base + r * f.get("stride1", 0) * word
+            written[start:start + f["cols"] * word] += 1
+    expected = np.zeros_like(written)
+    for layer in range(cfg.num_layers):
+        for g in range(compiler.kv_heads):
+            for which in (0, 1):
+                rows, scales = (a - base for a in compiler.kv_slot(layer, g, which))
+                for pos in range(tokens):
+                    expected[rows + pos * compiler.kv_row:rows + pos * compiler.kv_row + cfg.head_dim] = 1
+                expected[scales:scales + 4 * tokens] = 1
+    assert (written == expected).all()
