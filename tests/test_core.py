@@ -16,9 +16,10 @@ CONFIGS = {
                 "dram_bytes": 1 << 16, "watchdog": 4096, "mesh_width": 2},
     # two RoPE pairs a cycle (the 8x8 FPGA chip computes one); requantization through the 2-lane
     # vector unit (the 8x8 core's goes through the wide requantizer); no partial sums in the
-    # matrix unit
+    # matrix unit; instructions fetched two at a time (the chip's default is eight)
     "4x4": {"rows": 4, "columns": 4, "lanes": 4, "spad_bytes": 16 * 1024, "acc_words": 4096, "bus_bytes": 8,
-            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2, "wide_requant": False, "partial_rows": 0},
+            "dram_bytes": 1 << 16, "watchdog": 4096, "rope_pairs": 2, "wide_requant": False, "partial_rows": 0,
+            "fetch_burst": 2},
 }
 
 

@@ -84,7 +84,8 @@ class Core(wiring.Component):
                                        banks=config.acc_banks)
         self.engine = DmaEngine(data_width=width, spad_bytes=config.spad_bytes, acc_bytes=4 * config.acc_words)
         self.controller = Controller(data_width=min(width, 256), watchdog=watchdog, queue_depth=config.queue_depth,
-                                     spad_bytes=config.spad_bytes, acc_words=config.acc_words)
+                                     burst=config.fetch_burst, spad_bytes=config.spad_bytes,
+                                     acc_words=config.acc_words)
         self.matrix = MatrixUnit(rows=config.rows, columns=config.columns, spad_row_bytes=config.bus_bytes,
                                  spad_row_bits=self.scratchpad.addr_bits, acc_row_bits=self.accumulator.addr_bits,
                                  partial_rows=config.partial_rows)
