@@ -8,7 +8,8 @@ One helper used by every block test, benchmark and the RTL backend:
 * :func:`build` compiles it with Verilator through ``cocotb_tools.runner``, cached by a hash of
   the Verilog text and the build options (a configuration is built once, however many tests use
   it), and that Verilator pass lints it too: ``-Wall`` with only named warnings disabled
-  (:data:`LINT_WAIVERS`), any other warning failing the build (:class:`LintError`);
+  (:data:`LINT_WAIVERS`), any other warning failing the build (:class:`LintError`; a C++
+  compile or link failure after it is a :class:`BuildError`);
 * :func:`run_cocotb` runs a cocotb test module against the build and raises when a test fails.
 
 The cache stays bounded: a finished build keeps its binary and generated C++ but drops the
@@ -189,8 +190,25 @@ def generate_verilog(design: Design) -> Path:
     return path
 
 
-class LintError(RuntimeError):
+class BuildError(RuntimeError):
+    """A Verilator build failed after Verilator accepted the Verilog: the C++ it generated did not
+    compile or link."""
+
+
+class LintError(BuildError):
     """Verilator rejected generated Verilog: a warning outside :data:`LINT_WAIVERS`, or an error."""
+
+
+def build_failure(source: Path, design_name: str, log_file: Path) -> BuildError:
+    """The error for a failed build, from its log: :class:`LintError` when Verilator reported a
+    warning or an error (its messages start with ``%Warning`` or ``%Error``), else
+    :class:`BuildError` (the C++ compile or link), each with the log's last 40 lines."""
+    log = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
+    if any(line.lstrip().startswith(("%Warning", "%Error")) for line in log):
+        error, what = LintError, f"Verilator rejected {source.name}"
+    else:
+        error, what = BuildError, f"the C++ of {source.name} did not build"
+    return error(f"{what} ({design_name}; log {log_file}):\n" + "\n".join(log[-40:]))
 
 
 def waves_requested(waves: bool | None = None) -> bool:
@@ -259,9 +277,7 @@ def build(design: Design, *, waves: bool | None = None, extra_args: tuple[str, .
                         log_file=build_dir / "build.log",
                     )
                 except RuntimeError:
-                    log = (build_dir / "build.log").read_text(errors="replace").splitlines()
-                    raise LintError(f"Verilator rejected {source.name} ({design.name}; log "
-                                    f"{build_dir / 'build.log'}):\n" + "\n".join(log[-40:])) from None
+                    raise build_failure(source, design.name, build_dir / "build.log") from None
                 for header in build_dir.glob("*.gch"):
                     header.unlink()  # only the compile reads them; the binary is the cache
                 _evict_builds(keep=build_dir)

@@ -112,3 +112,18 @@ def test_a_warning_outside_the_waivers_fails_the_build(tmp_path, monkeypatch):
     monkeypatch.setattr(flow, "BUILD_ROOT", tmp_path)
     with pytest.raises(flow.LintError, match="BLKSEQ"):
         flow.build(flow.Design("lint_probe", _LintProbe, {}))
+
+
+def test_a_failed_cxx_compile_is_not_reported_as_lint(tmp_path):
+    """A build whose log has no Verilator message failed in the C++ compile: BuildError, not
+    LintError; with a Verilator warning or error in it, LintError. Both carry the log's tail."""
+    source = tmp_path / "top.v"
+    log = tmp_path / "build.log"
+    log.write_text("make: Entering directory\nVtop.cpp:12:5: error: 'x' was not declared in this scope\n"
+                   "make: *** [Vtop.mk:1: Vtop.o] Error 1\n")
+    error = flow.build_failure(source, "top", log)
+    assert type(error) is flow.BuildError and "was not declared" in str(error)
+    log.write_text("%Warning-BLKSEQ: top.v:3:7: Blocking assignment '=' in sequential logic process\n"
+                   "%Error: Exiting due to 1 warning(s)\n")
+    error = flow.build_failure(source, "top", log)
+    assert isinstance(error, flow.LintError) and "BLKSEQ" in str(error)
