@@ -1095,11 +1095,11 @@ class _Emitter:
     def _decode_cache(self, layer: int, k: int, v: int, pos: int) -> bool:
         """One token whose attention follows in this job (:meth:`_every_group_at_once`): load
         the cache's earlier positions into attention's buffers at once (they wait for nothing,
-        so the loads run during the Q/K/V projections) and quantize the new keys and values
-        straight into the buffers' last row, instead of storing them and loading the whole cache
-        after the stores. They are stored from there: one STORE of every group's rows and one of
-        their scales where the buffers are evenly spaced, else one each per group. False,
-        having emitted nothing, where attention will not take every group at once."""
+        so the loads run during the Q/K/V projections), and leave the new keys and values for
+        attention to quantize straight into the buffers' last row (:meth:`_quantize_new`) and
+        store from there (:meth:`_store_new`), instead of storing them and loading the whole
+        cache after the stores. False, having emitted nothing, where attention will not take
+        every group at once."""
         kv_heads, s = self.c.kv_heads, pos + 1
         if kv_heads == 1 or not self._every_group_fits(s):
             return False
