@@ -1164,6 +1164,10 @@ class _Emitter:
         # head h's query row is at q + h * d; row h of every buffer below is head h's
         qq, qs = self.quantize(q, heads, d, d, f"layer {layer} queries")
         if new:
+            # the new keys and the queries first (the scores wait for both), then the values and
+            # the keys' scale products (the scalar path, which nothing overlaps) while the cache
+            # loads, and the new position's STOREs right after: behind them in the load queue
+            # waits the out-projection's weight LOAD
             self._quantize_new(layer, 1)
             for g in range(kv_heads):
                 self._scale_new_key(layer, g)
