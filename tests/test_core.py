@@ -84,3 +84,14 @@ def test_partial_rows_must_be_zero_or_a_power_of_two():
         with pytest.raises(ValueError, match="partial_rows"):
             MatrixUnit(partial_rows=bad)
     assert ChipConfig(partial_rows=0).partial_rows == 0 and MatrixUnit(partial_rows=0).partial_rows == 0
+
+
+def test_fetch_burst_must_fit_the_controller():
+    """``ChipConfig.fetch_burst`` (instructions per fetch request) is an integer from 1 to 64, as
+    the controller takes it; anything else is refused with the field's name."""
+    from scoville.config import ChipConfig
+
+    for bad in (0, 65, -1, 8.0):
+        with pytest.raises(ValueError, match="fetch_burst"):
+            ChipConfig(fetch_burst=bad)
+    assert ChipConfig(fetch_burst=1).fetch_burst == 1 and ChipConfig().fetch_burst == 8
